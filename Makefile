@@ -1,0 +1,102 @@
+# vmrpc top-level build. GNU make.
+#
+#   make dev     .venv with the pinned tools, guest build, guest SDK copied into the
+#                package, and the native extension built into the venv (maturin develop)
+#   make demo    dev, then `python -m vmrpc demo`
+#   make test    dev, then Rust and Python lint/type checks, cargo test and pytest
+#   make bench   dev, then `python -m vmrpc bench`
+#   make clean   remove everything the build made
+#
+# Nothing installed by hand is assumed: the venv is built from requirements-dev.txt.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := dev
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+CARGO ?= cargo
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMPS := $(VENV)/.stamps
+
+# Build-time Python for PyO3 (cargo clippy/test with the bindings, maturin): the venv's.
+export PYO3_PYTHON := $(abspath $(VPY))
+
+PKG := python/vmrpc
+SDK := $(PKG)/_guest
+
+# Paths given to ruff; benches/ only once it exists.
+PY_LINT_PATHS := python tests $(wildcard benches)
+
+# Inputs of the native extension: when none changed and the built module is in place,
+# `maturin develop` is skipped (it would be an incremental no-op, but a slow one).
+RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) pyproject.toml \
+	$(shell find crates -type f \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'build.rs' \) 2>/dev/null)
+EXT_MODULE := $(wildcard $(PKG)/_vmm*.so)
+
+.PHONY: dev venv guest sdk ext demo test lint test-rust test-python bench clean FORCE
+
+dev: venv sdk ext
+
+# --- Python environment --------------------------------------------------------------
+
+venv: $(STAMPS)/venv
+
+$(STAMPS)/venv: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements-dev.txt
+	mkdir -p $(STAMPS) && touch $@
+
+# --- Guest images and SDK -------------------------------------------------------------
+
+# The guest Makefile is incremental; always ask it.
+guest:
+	$(MAKE) -C guest
+
+# Copy the guest build into the package (generated, gitignored). Built in a scratch
+# directory and swapped in, so a failed copy never leaves half an SDK behind.
+sdk: guest
+	rm -rf $(SDK).tmp
+	mkdir -p $(SDK).tmp/images $(SDK).tmp/lib
+	cp guest/build/*.elf $(SDK).tmp/images/
+	cp -r guest/include $(SDK).tmp/include
+	cp guest/build/libvmrpc.a guest/build/crt0.o guest/rt/guest.ld $(SDK).tmp/lib/
+	rm -rf $(SDK) && mv $(SDK).tmp $(SDK)
+
+# --- Native extension -----------------------------------------------------------------
+
+ext: $(STAMPS)/ext
+
+$(STAMPS)/ext: $(STAMPS)/venv $(RUST_SOURCES) $(if $(EXT_MODULE),,FORCE)
+	VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(VENV))/bin:$$PATH" \
+		$(VENV)/bin/maturin develop --release --quiet
+	touch $@
+
+FORCE:
+
+# --- Entry points ---------------------------------------------------------------------
+
+demo: dev
+	$(VPY) -m vmrpc demo
+
+test: dev
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) test --workspace
+	$(VENV)/bin/ruff check $(PY_LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(PY_LINT_PATHS)
+	$(VENV)/bin/mypy python/vmrpc
+	$(VPY) -m pytest -q
+
+bench: dev
+	$(VPY) -m vmrpc bench
+
+clean:
+	-$(MAKE) -C guest clean
+	rm -rf $(VENV) $(SDK) $(SDK).tmp target dist
+	rm -f $(PKG)/_vmm*.so
+	find python tests -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,49 @@
+"""vmrpc: small KVM virtual machines driven from Python.
+
+The public API::
+
+    from vmrpc import VM
+
+    with VM("hello", args=["world"]) as vm:
+        exit_code = vm.run(timeout=10)
+        print(vm.console)
+
+Errors derive from `VmrpcError`; guest failures (`GuestCrashed`, `GuestTimeout`) carry
+the console tail and the vCPU registers.
+"""
+
+from importlib import metadata as _metadata
+
+from vmrpc.errors import (
+    ConfigError,
+    GuestCrashed,
+    GuestError,
+    GuestTimeout,
+    ImageError,
+    KvmError,
+    VmrpcError,
+)
+from vmrpc.images import builtin_images, image_path, sdk_include_dir, sdk_lib_dir
+from vmrpc.vm import VM
+
+try:
+    __version__: str = _metadata.version("vmrpc")
+    """The installed version of vmrpc."""
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    __version__ = "0+unknown"
+
+__all__ = [
+    "VM",
+    "ConfigError",
+    "GuestCrashed",
+    "GuestError",
+    "GuestTimeout",
+    "ImageError",
+    "KvmError",
+    "VmrpcError",
+    "__version__",
+    "builtin_images",
+    "image_path",
+    "sdk_include_dir",
+    "sdk_lib_dir",
+]

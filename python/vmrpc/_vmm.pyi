@@ -1,0 +1,60 @@
+"""Type stub for the native extension `vmrpc._vmm` (built from crates/vmm by maturin).
+
+The extension is private: import the public names from `vmrpc` instead.
+"""
+
+class VmrpcError(Exception):
+    """Base class of every error raised by vmrpc."""
+
+class ConfigError(VmrpcError):
+    """The VM configuration is invalid, or an operation does not fit the VM's state."""
+
+class ImageError(VmrpcError):
+    """The guest image is missing, not an ELF file, or not for x86-64."""
+
+class KvmError(VmrpcError):
+    """A KVM ioctl failed (for example /dev/kvm is missing or not accessible)."""
+
+class GuestError(VmrpcError):
+    """Base of guest failures; carries the vCPU state at the time of the failure."""
+
+    console: str
+    registers: dict[str, int]
+    vcpu: int
+    reason: str
+
+class GuestCrashed(GuestError):
+    """The guest crashed: triple fault, KVM internal error or an unexpected exit."""
+
+class GuestTimeout(GuestError):
+    """The guest did not exit within the timeout; the VM has been killed."""
+
+class Vm:
+    """A KVM virtual machine running one guest ELF image."""
+
+    def __init__(
+        self,
+        image: str,
+        *,
+        vcpus: int = 1,
+        memory_mib: int = 64,
+        args: list[str] = ...,
+        console_limit: int = 1 << 20,
+    ) -> None: ...
+    def start(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def console(self) -> str: ...
+    def console_from(self, pos: int) -> tuple[str, int]: ...
+    @property
+    def stats(self) -> dict[str, int]: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def vcpus(self) -> int: ...
+    @property
+    def memory_mib(self) -> int: ...

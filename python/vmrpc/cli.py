@@ -1,0 +1,229 @@
+"""The ``vmrpc`` command line (``python -m vmrpc``).
+
+Subcommands: ``run`` boots a guest image and streams its console, ``demo`` shows what
+vmrpc does, ``images`` lists the built-in guest images, ``bench`` runs the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from vmrpc.errors import ConfigError, GuestError, GuestTimeout, ImageError, VmrpcError
+from vmrpc.images import builtin_images, image_path
+from vmrpc.vm import VM
+
+__all__ = ["EXIT_CRASHED", "EXIT_TIMEOUT", "EXIT_USAGE", "build_parser", "main"]
+
+log = logging.getLogger("vmrpc")
+
+#: Exit status of ``vmrpc run`` when the guest did not exit in time (as timeout(1)).
+EXIT_TIMEOUT = 124
+#: Exit status of ``vmrpc run`` when the guest crashed.
+EXIT_CRASHED = 125
+#: Exit status for a bad configuration or image.
+EXIT_USAGE = 2
+#: Exit status for other vmrpc errors (KVM failures).
+EXIT_ERROR = 1
+#: Exit status after Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+_POLL_SECONDS = 0.02
+
+# Register dump order: instruction and stack first, then the general registers, then
+# the control registers. Keys the VMM reports beyond these follow in sorted order.
+_REGISTER_ORDER = (
+    *("rip", "rsp", "rflags"),
+    *("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp"),
+    *("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"),
+    *("cr0", "cr2", "cr3", "cr4", "efer"),
+)
+
+
+def format_registers(registers: dict[str, int], per_line: int = 3) -> str:
+    """Format a register dict as aligned ``name=0x...`` columns, in a fixed order."""
+    known = [name for name in _REGISTER_ORDER if name in registers]
+    rest = sorted(name for name in registers if name not in _REGISTER_ORDER)
+    cells = [f"{name:>6}=0x{registers[name] & (2**64 - 1):016x}" for name in known + rest]
+    lines = ["  ".join(cells[i : i + per_line]) for i in range(0, len(cells), per_line)]
+    return "\n".join(lines)
+
+
+def report_guest_error(error: GuestError, out: TextIO) -> None:
+    """Print what a guest failure carries: reason, vCPU and registers."""
+    kind = "timed out" if isinstance(error, GuestTimeout) else "crashed"
+    out.write(f"vmrpc: guest {kind} on vcpu {error.vcpu}: {error.reason}\n")
+    if error.registers:
+        out.write(format_registers(error.registers) + "\n")
+    out.flush()
+
+
+def _drain(vm: VM, pos: int, out: TextIO) -> int:
+    text, pos = vm.console_from(pos)
+    if text:
+        out.write(text)
+        out.flush()
+    return pos
+
+
+def stream_run(vm: VM, timeout: float | None, out: TextIO) -> int:
+    """Start ``vm``, copy its console to ``out`` as it arrives, return the exit code.
+
+    The native ``wait`` (which owns the timeout) runs in a helper thread while this
+    thread polls the console every 20 ms. Guest errors propagate to the caller.
+    """
+    outcome: list[int | BaseException] = []
+
+    def waiter() -> None:
+        try:
+            outcome.append(vm.wait(timeout))
+        except BaseException as exc:  # handed to the main thread
+            outcome.append(exc)
+
+    vm.start()
+    thread = threading.Thread(target=waiter, name="vmrpc-wait", daemon=True)
+    thread.start()
+    pos = 0
+    try:
+        while thread.is_alive():
+            pos = _drain(vm, pos, out)
+            thread.join(_POLL_SECONDS)
+    except KeyboardInterrupt:
+        vm.kill()
+        thread.join()
+        raise
+    finally:
+        _drain(vm, pos, out)
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _cmd_run(ns: argparse.Namespace) -> int:
+    try:
+        with VM(
+            ns.image,
+            vcpus=ns.vcpus,
+            memory_mib=ns.memory,
+            args=ns.args,
+        ) as vm:
+            try:
+                code = stream_run(vm, ns.timeout, sys.stdout)
+            except GuestError as error:
+                report_guest_error(error, sys.stderr)
+                code = EXIT_TIMEOUT if isinstance(error, GuestTimeout) else EXIT_CRASHED
+            except KeyboardInterrupt:
+                sys.stderr.write("vmrpc: interrupted, VM killed\n")
+                code = EXIT_INTERRUPTED
+            if ns.stats:
+                for key, value in sorted(vm.stats.items()):
+                    sys.stderr.write(f"{key} {value}\n")
+    except (ConfigError, ImageError) as error:
+        sys.stderr.write(f"vmrpc: {error}\n")
+        return EXIT_USAGE
+    except VmrpcError as error:
+        sys.stderr.write(f"vmrpc: {type(error).__name__}: {error}\n")
+        return EXIT_ERROR
+    # A process exit status is one byte; keep it the guest's low byte.
+    return code & 0xFF
+
+
+def _cmd_images(ns: argparse.Namespace) -> int:
+    names = builtin_images()
+    if not names:
+        sys.stderr.write("vmrpc: no built-in images (run `make dev` to build them)\n")
+        return EXIT_ERROR
+    for name in names:
+        line = f"{name:<16}{image_path(name)}" if ns.paths else name
+        print(line)
+    return 0
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    from vmrpc import demo
+
+    return demo.main()
+
+
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    directory: Path = ns.dir
+    scripts = sorted(directory.glob("*.py")) if directory.is_dir() else []
+    if ns.names:
+        scripts = [s for s in scripts if s.stem in ns.names]
+    if not scripts:
+        print(f"vmrpc: no benchmarks found in {directory}/")
+        return 0
+    failed = 0
+    for script in scripts:
+        print(f"== {script.stem} ==", flush=True)
+        if subprocess.run([sys.executable, str(script)], check=False).returncode != 0:
+            failed += 1
+            print(f"vmrpc: benchmark {script.stem} failed", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``vmrpc`` command."""
+    parser = argparse.ArgumentParser(
+        prog="vmrpc",
+        description="Boot small KVM virtual machines and talk to them.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="boot a guest image and stream its console",
+        description="Boot IMAGE (a built-in name or an ELF path) with ARGS and stream its "
+        "console to stdout. Exits with the guest's exit code; 124 if the guest timed out, "
+        "125 if it crashed (the reason and registers go to stderr), 2 for a bad "
+        "configuration or image. Put `--` before guest arguments that start with '-'.",
+    )
+    run.add_argument("image", metavar="IMAGE", help="built-in image name or path of a guest ELF")
+    run.add_argument("args", metavar="ARGS", nargs="*", help="arguments passed to the guest")
+    run.add_argument("--vcpus", type=int, default=1, metavar="N", help="virtual CPUs (1-8)")
+    run.add_argument("--memory", type=int, default=64, metavar="MIB", help="guest memory in MiB")
+    run.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="kill the guest after S seconds"
+    )
+    run.add_argument("--stats", action="store_true", help="print the VM's counters to stderr")
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="run the demo", description="Run the vmrpc demo.")
+    demo.set_defaults(func=_cmd_demo)
+
+    images = sub.add_parser(
+        "images", help="list the built-in guest images", description="List built-in images."
+    )
+    images.add_argument("--paths", action="store_true", help="also print each image's path")
+    images.set_defaults(func=_cmd_images)
+
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmarks",
+        description="Run the benchmark scripts (benches/*.py), each in its own process.",
+    )
+    bench.add_argument("names", nargs="*", metavar="NAME", help="only these benchmarks")
+    bench.add_argument(
+        "--dir", type=Path, default=Path("benches"), help="benchmark directory (default: benches)"
+    )
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``vmrpc`` command with ``argv`` (default: ``sys.argv[1:]``); return the status."""
+    ns = build_parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(ns.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    status: int = ns.func(ns)
+    return status

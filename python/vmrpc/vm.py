@@ -1,0 +1,158 @@
+"""`VM`: the Python face of one virtual machine.
+
+A thin wrapper over the native `vmrpc._vmm.Vm`: it resolves built-in image names,
+adds a default timeout and the context-manager protocol, and otherwise forwards every
+call. State, console and counters live in the native object.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from vmrpc import _vmm
+from vmrpc.images import image_path
+
+__all__ = ["VM"]
+
+log = logging.getLogger("vmrpc")
+
+
+class VM:
+    """A KVM virtual machine running one guest ELF image.
+
+    Args:
+        image: path of a guest ELF, or the name of a built-in image (``"hello"``,
+            ``"smp"``, ...; see `vmrpc.builtin_images`).
+        vcpus: number of virtual CPUs, 1 to 8.
+        memory_mib: guest memory in MiB.
+        args: the guest's command-line arguments (``arg[1]``, ``arg[2]``, ...).
+        timeout: default timeout in seconds for `wait` and `run` (``None``: no limit).
+        console_limit: how many bytes of console output are kept.
+
+    The configuration and the image are checked before any KVM object is created:
+    `ConfigError` or `ImageError` come from the constructor. Use it as a context manager
+    so that the VM is always closed::
+
+        with VM("hello", args=["x"]) as vm:
+            code = vm.run(timeout=10)
+            print(vm.console)
+    """
+
+    def __init__(
+        self,
+        image: str | os.PathLike[str],
+        *,
+        vcpus: int = 1,
+        memory_mib: int = 64,
+        args: Sequence[str] = (),
+        timeout: float | None = None,
+        console_limit: int = 1 << 20,
+    ) -> None:
+        if isinstance(args, str):
+            raise TypeError("args must be a sequence of strings, not a single string")
+        self.image: Path = image_path(image)
+        """Path of the guest ELF image."""
+        self.args: tuple[str, ...] = tuple(args)
+        """The guest's arguments, as given."""
+        self.timeout: float | None = timeout
+        """Default timeout of `wait` and `run`, in seconds (``None``: none)."""
+        self._vm = _vmm.Vm(
+            str(self.image),
+            vcpus=vcpus,
+            memory_mib=memory_mib,
+            args=list(self.args),
+            console_limit=console_limit,
+        )
+        log.debug("created VM image=%s vcpus=%d memory=%dMiB", self.image, vcpus, memory_mib)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start all vCPUs. Raises `ConfigError` if the VM was already started."""
+        self._vm.start()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the guest exits and return its exit code.
+
+        ``timeout`` defaults to the VM's `timeout`. The GIL is released while waiting
+        and Ctrl-C interrupts the wait.
+
+        Raises:
+            GuestCrashed: the guest crashed (the exception carries registers and console).
+            GuestTimeout: the timeout elapsed; the VM has been killed.
+        """
+        return self._vm.wait(self.timeout if timeout is None else timeout)
+
+    def run(self, timeout: float | None = None) -> int:
+        """Start the VM and wait for the guest to exit; return its exit code."""
+        self.start()
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        """Stop all vCPUs. Idempotent, and safe before `start`."""
+        self._vm.kill()
+
+    def close(self) -> None:
+        """Kill the VM and release its KVM file descriptors and memory. Idempotent."""
+        self._vm.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- observation ---------------------------------------------------------------
+
+    @property
+    def console(self) -> str:
+        """Console output so far (the last ``console_limit`` bytes, decoded as UTF-8)."""
+        return self._vm.console
+
+    def console_from(self, pos: int) -> tuple[str, int]:
+        """Return the console text written since byte offset ``pos`` and the new offset.
+
+        Start with ``pos=0`` and feed the returned offset back in to stream the console.
+        """
+        return self._vm.console_from(pos)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters of this VM: exits by kind (``exits_io``, ``exits_mmio``, ...) and more."""
+        return self._vm.stats
+
+    @property
+    def state(self) -> str:
+        """One of ``created``, ``running``, ``exited``, ``crashed``, ``killed``, ``closed``."""
+        return self._vm.state
+
+    @property
+    def exit_code(self) -> int | None:
+        """The guest's exit code once it has exited, else ``None``."""
+        return self._vm.exit_code
+
+    @property
+    def vcpus(self) -> int:
+        """Number of virtual CPUs."""
+        return self._vm.vcpus
+
+    @property
+    def memory_mib(self) -> int:
+        """Guest memory in MiB."""
+        return self._vm.memory_mib
+
+    def __repr__(self) -> str:
+        return (
+            f"<VM {self.image.name} vcpus={self.vcpus} memory={self.memory_mib}MiB"
+            f" state={self.state}>"
+        )

@@ -1,0 +1,87 @@
+"""The ``python -m vmrpc`` command line, run as a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+# Only a safety net for a hung child; no test measures time.
+CHILD_TIMEOUT_S = 120
+
+
+def vmrpc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vmrpc", *args],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["images"], ["bench"]])
+def test_help(command: list[str]) -> None:
+    result = vmrpc(*command, "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert "usage: vmrpc" in result.stdout
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = vmrpc()
+
+    assert result.returncode == 2
+    assert "usage: vmrpc" in result.stderr
+
+
+def test_images_lists_the_builtin_guests() -> None:
+    result = vmrpc("images")
+
+    assert result.returncode == 0, result.stderr
+    assert {"hello", "smp", "fault", "spin"} <= set(result.stdout.split())
+
+
+def test_run_unknown_image_is_a_usage_error() -> None:
+    result = vmrpc("run", "nonesuch")
+
+    assert result.returncode == 2
+    assert "nonesuch" in result.stderr
+
+
+@pytest.mark.kvm
+def test_run_hello_streams_console_and_exits_zero() -> None:
+    result = vmrpc("run", "hello", "x")
+
+    assert result.returncode == 0, result.stderr
+    assert "hello from vmrpc guest" in result.stdout
+    assert "arg[1]=x" in result.stdout
+
+
+@pytest.mark.kvm
+def test_run_with_stats_prints_counters() -> None:
+    result = vmrpc("run", "--stats", "--vcpus", "2", "smp")
+
+    assert result.returncode == 0, result.stderr
+    assert "vcpu 1 of 2" in result.stdout
+    assert "exits_total" in result.stderr
+
+
+@pytest.mark.kvm
+def test_run_spin_with_timeout_exits_124() -> None:
+    result = vmrpc("run", "spin", "--timeout", "0.5")
+
+    assert result.returncode == 124
+    assert "timed out" in result.stderr
+    assert "rip=0x" in result.stderr
+
+
+@pytest.mark.kvm
+def test_run_fault_exits_125_and_prints_cr2() -> None:
+    result = vmrpc("run", "fault")
+
+    assert result.returncode == 125
+    assert "touching unmapped memory" in result.stdout
+    assert "cr2=0x0000dead00000000" in result.stderr

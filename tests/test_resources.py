@@ -1,0 +1,54 @@
+"""No leaks across many VMs, and many VMs at once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+
+from vmrpc import VM, VmrpcError
+
+from conftest import VmFactory
+
+pytestmark = pytest.mark.kvm
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_many_vms_leak_no_file_descriptors() -> None:
+    # One VM first, so that anything opened once per process is already open.
+    with VM("hello") as vm:
+        assert vm.run(timeout=60) == 0
+    before = open_fds()
+
+    for _ in range(50):
+        with VM("hello") as vm:
+            assert vm.run(timeout=60) == 0
+
+    assert open_fds() - before == 0
+
+
+def test_close_releases_file_descriptors_without_a_run() -> None:
+    before = open_fds()
+    for _ in range(20):
+        VM("hello").close()
+
+    assert open_fds() - before == 0
+
+
+def test_ten_spinning_vms_all_killed(vm_factory: VmFactory) -> None:
+    vms = [vm_factory("spin") for _ in range(10)]
+    for vm in vms:
+        vm.start()
+    assert all(vm.state == "running" for vm in vms)
+
+    for vm in vms:
+        vm.kill()
+    for vm in vms:
+        with contextlib.suppress(VmrpcError):
+            vm.wait(timeout=30)
+
+    assert [vm.state for vm in vms] == ["killed"] * 10
