@@ -1,0 +1,77 @@
+//! Identity page tables: GVA == GPA for all of guest RAM, nothing above it.
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+use crate::layout::{LARGE_PAGE_SIZE, PDPT_START, PD_START, PML4_START};
+
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const LARGE: u64 = 1 << 7;
+const GIB: u64 = 1 << 30;
+
+/// One page-table entry to write: (guest address of the entry, value).
+pub type PageTableEntry = (u64, u64);
+
+/// The entries that identity-map `[0, mem_size)` with 2 MiB pages. RAM is a
+/// multiple of 2 MiB (the config checks it), so no page reaches past RAM and an
+/// access above it faults in the guest.
+pub fn identity_map_entries(mem_size: u64) -> Vec<PageTableEntry> {
+    let directories = mem_size.div_ceil(GIB);
+    let mut entries = vec![(PML4_START, PDPT_START | PRESENT | WRITABLE)];
+    for d in 0..directories {
+        let pd = PD_START + d * 0x1000;
+        entries.push((PDPT_START + d * 8, pd | PRESENT | WRITABLE));
+    }
+    for page in 0..mem_size / LARGE_PAGE_SIZE {
+        let pd = PD_START + (page / 512) * 0x1000;
+        let entry = pd + (page % 512) * 8;
+        entries.push((entry, (page * LARGE_PAGE_SIZE) | PRESENT | WRITABLE | LARGE));
+    }
+    entries
+}
+
+/// Writes the page tables into guest memory; returns the value for CR3.
+pub fn write_identity_map(mem: &GuestMemoryMmap) -> Result<u64, vm_memory::GuestMemoryError> {
+    let mem_size = mem.last_addr().0 + 1;
+    for (addr, value) in identity_map_entries(mem_size) {
+        mem.write_obj(value, GuestAddress(addr))?;
+    }
+    Ok(PML4_START)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walks the tables like the MMU does for a 2 MiB page.
+    fn translate(entries: &[PageTableEntry], gva: u64) -> Option<u64> {
+        let lookup = |addr: u64| entries.iter().find(|(a, _)| *a == addr).map(|(_, v)| *v);
+        let pml4e = lookup(PML4_START + ((gva >> 39) & 0x1ff) * 8)?;
+        let pdpte = lookup((pml4e & !0xfff) + ((gva >> 30) & 0x1ff) * 8)?;
+        let pde = lookup((pdpte & !0xfff) + ((gva >> 21) & 0x1ff) * 8)?;
+        assert!(pde & LARGE != 0);
+        Some((pde & !0x1f_ffff & !0xfff) + (gva & 0x1f_ffff))
+    }
+
+    #[test]
+    fn maps_ram_identically_and_nothing_above() {
+        let mem = 3 * GIB + 64 * (1 << 20);
+        let e = identity_map_entries(mem);
+        for gva in [0, 0x1000, 0x10_0000, 0x3f_ffff, GIB + 5, mem - 1] {
+            assert_eq!(translate(&e, gva), Some(gva), "{gva:#x}");
+        }
+        assert_eq!(translate(&e, mem), None);
+        assert_eq!(translate(&e, 0xdead_0000_0000), None);
+    }
+
+    #[test]
+    fn tables_fit_below_the_boot_image() {
+        let e = identity_map_entries(crate::layout::MAX_MEM_SIZE);
+        let highest = e.iter().map(|(a, _)| *a).max().unwrap();
+        assert!(highest < crate::layout::IMAGE_BASE);
+        assert!(
+            highest < 0xf000,
+            "page directories overlap what follows them"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! An address-range bus: devices claim `[base, base + len)` ranges of PIO or MMIO
+//! space, and exits are routed by address. The run loop knows no port numbers.
+
+use std::sync::Arc;
+
+/// What a device asks of the vCPU after a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceAction {
+    Continue,
+    /// The guest asked to end the VM with this exit code.
+    GuestExit(i32),
+}
+
+/// A device on the bus. `offset` is relative to the start of its range.
+/// Devices are shared by all vCPU threads, hence `&self` and `Sync`.
+pub trait BusDevice: Send + Sync {
+    fn read(&self, offset: u64, data: &mut [u8]) {
+        let _ = offset;
+        data.fill(0xff);
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> DeviceAction;
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BusError {
+    /// two devices claim overlapping ranges
+    #[error("range [{base:#x}, +{len:#x}) overlaps a device already on the bus")]
+    Overlap { base: u64, len: u64 },
+    /// empty or wrapping range
+    #[error("invalid range [{base:#x}, +{len:#x})")]
+    InvalidRange { base: u64, len: u64 },
+}
+
+struct Range {
+    base: u64,
+    len: u64,
+    device: Arc<dyn BusDevice>,
+}
+
+/// One address space (PIO or MMIO), kept sorted by base.
+#[derive(Default)]
+pub struct Bus {
+    ranges: Vec<Range>,
+}
+
+impl Bus {
+    pub fn insert(
+        &mut self,
+        base: u64,
+        len: u64,
+        device: Arc<dyn BusDevice>,
+    ) -> Result<(), BusError> {
+        let end = base
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(BusError::InvalidRange { base, len })?;
+        if self
+            .ranges
+            .iter()
+            .any(|r| base < r.base + r.len && r.base < end)
+        {
+            return Err(BusError::Overlap { base, len });
+        }
+        let at = self.ranges.partition_point(|r| r.base < base);
+        self.ranges.insert(at, Range { base, len, device });
+        Ok(())
+    }
+
+    /// The device whose range holds `addr`, and the offset into that range.
+    pub fn find(&self, addr: u64) -> Option<(&dyn BusDevice, u64)> {
+        let i = self
+            .ranges
+            .partition_point(|r| r.base <= addr)
+            .checked_sub(1)?;
+        let r = &self.ranges[i];
+        (addr - r.base < r.len).then(|| (r.device.as_ref(), addr - r.base))
+    }
+}
+
+/// The two address spaces of an x86 VM.
+#[derive(Default)]
+pub struct Buses {
+    pub pio: Bus,
+    pub mmio: Bus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Default)]
+    struct Recorder(AtomicU64);
+    impl BusDevice for Recorder {
+        fn write(&self, offset: u64, _data: &[u8]) -> DeviceAction {
+            self.0.store(offset, Ordering::SeqCst);
+            DeviceAction::Continue
+        }
+    }
+
+    #[test]
+    fn routes_by_range_and_rejects_overlap() {
+        let mut bus = Bus::default();
+        let a = Arc::new(Recorder::default());
+        let b = Arc::new(Recorder::default());
+        bus.insert(0x3f8, 8, a.clone()).unwrap();
+        bus.insert(0x100, 4, b.clone()).unwrap();
+        assert_eq!(
+            bus.insert(0x3fc, 8, b.clone()),
+            Err(BusError::Overlap {
+                base: 0x3fc,
+                len: 8
+            })
+        );
+        assert_eq!(
+            bus.insert(0x3f0, 9, b.clone()),
+            Err(BusError::Overlap {
+                base: 0x3f0,
+                len: 9
+            })
+        );
+        assert!(bus.insert(u64::MAX, 2, b.clone()).is_err());
+        assert!(bus.insert(5, 0, b.clone()).is_err());
+        let (dev, off) = bus.find(0x3fd).unwrap();
+        dev.write(off, &[1]);
+        assert_eq!(a.0.load(Ordering::SeqCst), 5);
+        assert_eq!(bus.find(0x103).unwrap().1, 3);
+        assert!(bus.find(0x104).is_none());
+        assert!(bus.find(0x3f7).is_none());
+        assert!(bus.find(0x400).is_none());
+        assert!(bus.find(0).is_none());
+    }
+}

@@ -1,0 +1,112 @@
+//! `VmConfig`: what a user asks for, validated once before any KVM object exists.
+
+use std::path::PathBuf;
+
+use crate::layout;
+
+/// The most vCPUs a VM may have (the guest runtime has stacks for this many).
+pub const MAX_VCPUS: u32 = guest_kmod_bindings::VMRPC_MAX_VCPUS;
+
+/// Invalid configuration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// vcpus must be between 1 and 8
+    #[error("vcpus must be between 1 and {MAX_VCPUS}, got {0}")]
+    Vcpus(u32),
+    /// memory out of range or not a multiple of 2 MiB
+    #[error("memory_mib must be an even number between {min} and {max}, got {got}")]
+    Memory { got: u64, min: u64, max: u64 },
+    /// arguments do not fit in the boot-info page
+    #[error("guest arguments take {0} bytes; at most {1} fit")]
+    ArgsTooLarge(usize, usize),
+    /// an argument contains a NUL byte
+    #[error("guest argument {0} contains a NUL byte")]
+    ArgNul(usize),
+}
+
+/// A VM's configuration. Build it, `validate()` it, then hand it to `Vm::new`.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub image: PathBuf,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub args: Vec<String>,
+    /// Bytes of console output kept (older output is dropped first).
+    pub console_limit: usize,
+}
+
+impl VmConfig {
+    pub fn new(image: impl Into<PathBuf>) -> Self {
+        VmConfig {
+            image: image.into(),
+            vcpus: 1,
+            memory_mib: 64,
+            args: Vec::new(),
+            console_limit: 1 << 20,
+        }
+    }
+
+    pub fn mem_size(&self) -> u64 {
+        self.memory_mib << 20
+    }
+
+    /// The guest's argv: the image's file stem, then the user's arguments.
+    pub fn guest_argv(&self) -> Vec<String> {
+        let name = self
+            .image
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
+        std::iter::once(name.unwrap_or_default())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+
+    /// Checks everything that can be checked without touching KVM or the image.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
+            return Err(ConfigError::Vcpus(self.vcpus));
+        }
+        let (min, max) = (layout::MIN_MEM_SIZE >> 20, layout::MAX_MEM_SIZE >> 20);
+        if self.memory_mib < min || self.memory_mib > max || !self.memory_mib.is_multiple_of(2) {
+            return Err(ConfigError::Memory {
+                got: self.memory_mib,
+                min,
+                max,
+            });
+        }
+        if let Some(i) = self.args.iter().position(|a| a.contains('\0')) {
+            return Err(ConfigError::ArgNul(i));
+        }
+        let needed = crate::bootinfo::args_size(&self.guest_argv());
+        let room = crate::bootinfo::args_room();
+        if needed > room {
+            return Err(ConfigError::ArgsTooLarge(needed, room));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_vcpus_and_memory() {
+        let mut c = VmConfig::new("x");
+        assert!(c.validate().is_ok());
+        c.vcpus = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Vcpus(0)));
+        c.vcpus = MAX_VCPUS + 1;
+        assert!(c.validate().is_err());
+        c.vcpus = 1;
+        c.memory_mib = 3;
+        assert!(matches!(c.validate(), Err(ConfigError::Memory { .. })));
+        c.memory_mib = 65;
+        assert!(matches!(c.validate(), Err(ConfigError::Memory { .. })));
+        c.memory_mib = 64;
+        c.args = vec!["a\0b".into()];
+        assert_eq!(c.validate(), Err(ConfigError::ArgNul(0)));
+        c.args = vec!["x".repeat(5000)];
+        assert!(matches!(c.validate(), Err(ConfigError::ArgsTooLarge(..))));
+    }
+}

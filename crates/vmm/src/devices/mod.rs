@@ -1,0 +1,4 @@
+//! Devices on the VM's buses.
+
+pub mod console;
+pub mod debug_exit;

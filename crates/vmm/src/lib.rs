@@ -1,0 +1,24 @@
+//! vmrpc: a micro-VMM on KVM whose guests call Python host modules through VM RPC.
+//!
+//! The crate is a plain Rust library (`cargo test` needs no Python); with the
+//! `python` feature it is also the `vmrpc._vmm` extension module.
+
+pub mod arch;
+pub mod bootinfo;
+pub mod bus;
+pub mod config;
+pub mod devices;
+pub mod error;
+pub mod image;
+pub mod kick;
+pub mod layout;
+pub mod stats;
+pub mod vcpu;
+pub mod vm;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use config::VmConfig;
+pub use error::VmError;
+pub use vm::{Vm, VmState};

@@ -1,0 +1,313 @@
+//! The `vmrpc._vmm` extension module: the `Vm` class and the exception
+//! hierarchy. Every `VmError` becomes a Python exception in `to_pyerr`, and
+//! only there.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::devices::console::SharedConsole;
+use crate::vm::GuestFailure;
+use crate::{Vm, VmConfig, VmError, VmState};
+
+create_exception!(
+    vmrpc._vmm,
+    VmrpcError,
+    PyException,
+    "Base class of every vmrpc error."
+);
+create_exception!(
+    vmrpc._vmm,
+    ConfigError,
+    VmrpcError,
+    "Invalid VM configuration or misuse of a VM."
+);
+create_exception!(
+    vmrpc._vmm,
+    ImageError,
+    VmrpcError,
+    "The guest image is missing or unusable."
+);
+create_exception!(
+    vmrpc._vmm,
+    KvmError,
+    VmrpcError,
+    "A KVM operation failed (is /dev/kvm usable?)."
+);
+create_exception!(
+    vmrpc._vmm,
+    VmKilled,
+    VmrpcError,
+    "The VM was killed before the guest exited."
+);
+create_exception!(
+    vmrpc._vmm,
+    GuestError,
+    VmrpcError,
+    "The guest failed; `reason`, `vcpu`, `registers` and `console` describe how."
+);
+create_exception!(
+    vmrpc._vmm,
+    GuestCrashed,
+    GuestError,
+    "The guest crashed (triple fault, KVM error, ...)."
+);
+create_exception!(
+    vmrpc._vmm,
+    GuestTimeout,
+    GuestError,
+    "The guest did not exit in time and was killed."
+);
+
+fn guest_error(py: Python<'_>, err: PyErr, f: &GuestFailure) -> PyErr {
+    let value = err.value(py);
+    let regs = PyDict::new(py);
+    let attrs = (|| -> PyResult<()> {
+        for (name, v) in &f.registers {
+            regs.set_item(*name, *v)?;
+        }
+        value.setattr("registers", regs)?;
+        value.setattr("console", &f.console_tail)?;
+        value.setattr("vcpu", f.vcpu)?;
+        value.setattr("reason", &f.reason)
+    })();
+    match attrs {
+        Ok(()) => err,
+        Err(e) => e,
+    }
+}
+
+/// The one place where Rust errors become Python exceptions.
+fn to_pyerr(py: Python<'_>, e: VmError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        VmError::Config(_) | VmError::AlreadyStarted | VmError::NotStarted => {
+            ConfigError::new_err(msg)
+        }
+        VmError::Image(_) => ImageError::new_err(msg),
+        VmError::Kvm { .. } | VmError::Memory(_) | VmError::Bus(_) | VmError::Os(..) => {
+            KvmError::new_err(msg)
+        }
+        VmError::Killed => VmKilled::new_err(msg),
+        VmError::GuestCrashed(f) => guest_error(py, GuestCrashed::new_err(msg), &f),
+        VmError::GuestTimeout(f) => guest_error(py, GuestTimeout::new_err(msg), &f),
+    }
+}
+
+/// How often a blocked `wait` wakes to let Python handle signals (Ctrl-C).
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// A virtual machine running one guest image. See `vmrpc.VM` for the documented API.
+#[pyclass(name = "Vm", module = "vmrpc._vmm", frozen)]
+pub struct PyVm {
+    vm: Mutex<Option<Arc<Vm>>>,
+    console: SharedConsole,
+    /// Counters as they were when the VM was closed.
+    final_stats: Mutex<Vec<(&'static str, u64)>>,
+    vcpus: u32,
+    memory_mib: u64,
+}
+
+impl PyVm {
+    fn get(&self) -> PyResult<Arc<Vm>> {
+        self.vm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| ConfigError::new_err("the VM is closed"))
+    }
+}
+
+#[pymethods]
+impl PyVm {
+    #[new]
+    #[pyo3(signature = (image, *, vcpus = 1, memory_mib = 64, args = Vec::new(), console_limit = 1 << 20))]
+    fn new(
+        py: Python<'_>,
+        image: std::path::PathBuf,
+        vcpus: u32,
+        memory_mib: u64,
+        args: Vec<String>,
+        console_limit: usize,
+    ) -> PyResult<Self> {
+        let config = VmConfig {
+            image,
+            vcpus,
+            memory_mib,
+            args,
+            console_limit,
+        };
+        let vm = py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?;
+        Ok(PyVm {
+            console: vm.shared().console.clone(),
+            vm: Mutex::new(Some(Arc::new(vm))),
+            final_stats: Mutex::new(Vec::new()),
+            vcpus,
+            memory_mib,
+        })
+    }
+
+    /// Starts every vCPU.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        let vm = self.get()?;
+        py.detach(|| vm.start()).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Waits for the guest's exit code; raises GuestCrashed, GuestTimeout or VmKilled.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<i32> {
+        let vm = self.get()?;
+        let timeout = match timeout {
+            Some(t) if !(t >= 0.0 && t.is_finite()) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be >= 0, got {t}"
+                )))
+            }
+            t => t.map(Duration::from_secs_f64),
+        };
+        if vm.state() == VmState::Created {
+            return Err(to_pyerr(py, VmError::NotStarted));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let slice = deadline.map_or(SIGNAL_CHECK, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(SIGNAL_CHECK)
+            });
+            if py.detach(|| vm.wait_stopped(slice)) {
+                break;
+            }
+            py.check_signals()?;
+            if let (Some(d), Some(t)) = (deadline, timeout) {
+                if Instant::now() >= d {
+                    py.detach(|| vm.time_out(t));
+                    break;
+                }
+            }
+        }
+        vm.result().map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Stops every vCPU; idempotent.
+    fn kill(&self, py: Python<'_>) -> PyResult<()> {
+        if let Ok(vm) = self.get() {
+            py.detach(|| vm.kill());
+        }
+        Ok(())
+    }
+
+    /// Kills the VM and releases its KVM objects and memory; idempotent.
+    fn close(&self, py: Python<'_>) {
+        let vm = self
+            .vm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(vm) = vm {
+            *self
+                .final_stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = vm.stats();
+            py.detach(move || drop(vm));
+        }
+    }
+
+    /// Console output so far (the last `console_limit` bytes).
+    #[getter]
+    fn console(&self) -> String {
+        let (bytes, _) = self
+            .console
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .since(0);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Console output written since byte offset `pos`, and the offset to pass next.
+    fn console_from(&self, pos: u64) -> (String, u64) {
+        let (bytes, next) = self
+            .console
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .since(pos);
+        (String::from_utf8_lossy(&bytes).into_owned(), next)
+    }
+
+    /// Per-VM counters by name.
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let snapshot = match self.get() {
+            Ok(vm) => vm.stats(),
+            Err(_) => self
+                .final_stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        };
+        let d = PyDict::new(py);
+        for (k, v) in snapshot {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// "created", "running", "exited", "crashed", "killed" or "closed".
+    #[getter]
+    fn state(&self) -> &'static str {
+        match self.get().map(|vm| vm.state()) {
+            Err(_) => "closed",
+            Ok(VmState::Created) => "created",
+            Ok(VmState::Running) => "running",
+            Ok(VmState::Exited) => "exited",
+            Ok(VmState::Crashed) => "crashed",
+            Ok(VmState::Killed) => "killed",
+        }
+    }
+
+    /// The guest's exit code once it exited, else None.
+    #[getter]
+    fn exit_code(&self) -> Option<i32> {
+        self.get().ok().and_then(|vm| vm.exit_code())
+    }
+
+    #[getter]
+    fn vcpus(&self) -> u32 {
+        self.vcpus
+    }
+
+    #[getter]
+    fn memory_mib(&self) -> u64 {
+        self.memory_mib
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<vmrpc._vmm.Vm vcpus={} memory_mib={} state={}>",
+            self.vcpus,
+            self.memory_mib,
+            self.state()
+        )
+    }
+}
+
+#[pymodule]
+fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Rust `log` records go to Python's `logging` (loggers named after the target).
+    let _ = pyo3_log::try_init();
+    let py = m.py();
+    m.add_class::<PyVm>()?;
+    m.add("VmrpcError", py.get_type::<VmrpcError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("ImageError", py.get_type::<ImageError>())?;
+    m.add("KvmError", py.get_type::<KvmError>())?;
+    m.add("VmKilled", py.get_type::<VmKilled>())?;
+    m.add("GuestError", py.get_type::<GuestError>())?;
+    m.add("GuestCrashed", py.get_type::<GuestCrashed>())?;
+    m.add("GuestTimeout", py.get_type::<GuestTimeout>())?;
+    m.add("MAX_VCPUS", crate::config::MAX_VCPUS)?;
+    Ok(())
+}

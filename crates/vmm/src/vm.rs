@@ -1,0 +1,448 @@
+//! A VM: KVM objects, guest memory, devices, vCPU threads, and its lifecycle.
+//!
+//! Lifecycle: `new` (validated config, image checked, memory and vCPUs set up)
+//! → `start` (one thread per vCPU) → the first of {guest exit, crash, kill,
+//! timeout} decides the outcome and stops every vCPU → `wait` reports it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use crate::arch::{cpuid, gdt, paging, vcpu_state};
+use crate::bus::Buses;
+use crate::config::VmConfig;
+use crate::devices::console::{ConsoleBuffer, SerialConsole, SharedConsole};
+use crate::devices::debug_exit::DebugExit;
+use crate::error::{kvm, VmError};
+use crate::image::Image;
+use crate::kick;
+use crate::stats::Stats;
+use crate::vcpu::{self, Registers};
+use crate::{bootinfo, layout};
+use guest_kmod_bindings as abi;
+
+/// How a crashed or timed-out guest looked when it stopped.
+#[derive(Debug, Clone)]
+pub struct GuestFailure {
+    pub vcpu: u32,
+    pub reason: String,
+    pub registers: Registers,
+    pub console_tail: String,
+}
+
+/// What ended the VM. The first one reported wins.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Exited(i32),
+    Crashed(GuestFailure),
+    Killed,
+    TimedOut(GuestFailure),
+}
+
+/// Bytes of console output attached to failure reports.
+const CONSOLE_TAIL: usize = 2048;
+/// vCPU threads run little Rust code; a small stack keeps idle VMs cheap.
+const VCPU_STACK_SIZE: usize = 512 << 10;
+
+#[derive(Default)]
+struct RunState {
+    started: bool,
+    outcome: Option<Outcome>,
+    /// vCPU threads started and not yet finished.
+    live: u32,
+    /// Registers of each vCPU when its thread finished.
+    last_regs: Vec<Registers>,
+}
+
+/// State shared by the vCPU threads and the owner.
+pub struct VmShared {
+    pub buses: Buses,
+    pub stats: Stats,
+    pub console: SharedConsole,
+    stop: AtomicBool,
+    run: Mutex<RunState>,
+    changed: Condvar,
+    /// Threads to kick on stop; only threads not yet joined are listed.
+    threads: Mutex<Vec<libc::pthread_t>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl VmShared {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Records the outcome unless one was recorded already, then stops every vCPU.
+    pub fn finish(&self, mut outcome: Outcome) {
+        {
+            let mut run = lock(&self.run);
+            if run.outcome.is_none() {
+                if let Outcome::Crashed(f) | Outcome::TimedOut(f) = &mut outcome {
+                    f.console_tail = self.console_tail();
+                }
+                run.outcome = Some(outcome);
+            }
+            self.changed.notify_all();
+        }
+        self.stop.store(true, Ordering::Release);
+        for &t in lock(&self.threads).iter() {
+            kick::kick(t);
+        }
+    }
+
+    pub fn vcpu_stopped(&self, index: u32, regs: Registers) {
+        let mut run = lock(&self.run);
+        run.last_regs[index as usize] = regs;
+        run.live -= 1;
+        self.changed.notify_all();
+    }
+
+    fn console_tail(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.console).tail(CONSOLE_TAIL)).into_owned()
+    }
+}
+
+/// Where a VM is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmState {
+    Created,
+    Running,
+    Exited,
+    Crashed,
+    Killed,
+}
+
+fn kvm_handle() -> Result<&'static Kvm, VmError> {
+    static KVM: OnceLock<Kvm> = OnceLock::new();
+    if let Some(k) = KVM.get() {
+        return Ok(k);
+    }
+    let k = Kvm::new().map_err(kvm("opening /dev/kvm"))?;
+    Ok(KVM.get_or_init(|| k))
+}
+
+fn supported_cpuid(kvm_fd: &Kvm) -> Result<&'static CpuId, VmError> {
+    static CPUID: OnceLock<CpuId> = OnceLock::new();
+    if let Some(c) = CPUID.get() {
+        return Ok(c);
+    }
+    let c = kvm_fd
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm("KVM_GET_SUPPORTED_CPUID"))?;
+    Ok(CPUID.get_or_init(|| c))
+}
+
+pub struct Vm {
+    config: VmConfig,
+    shared: Arc<VmShared>,
+    /// vCPUs set up by `new`, moved into their threads by `start`.
+    pending: Mutex<Vec<VcpuFd>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    // Declared after everything that uses it: the VM fd goes before guest memory.
+    _vm_fd: VmFd,
+    memory: GuestMemoryMmap,
+}
+
+impl Vm {
+    /// Builds a VM ready to start. Config and image are checked before any KVM
+    /// object is created.
+    pub fn new(config: VmConfig) -> Result<Vm, VmError> {
+        config.validate()?;
+        let mem_size = config.mem_size();
+        let (shared_base, shared_size) = layout::shared_region(mem_size, config.vcpus);
+        let image = Image::open(&config.image, shared_base)?;
+        kick::install_handler()
+            .map_err(|e| VmError::Os("installing the vCPU kick handler", e.into()))?;
+
+        let kvm_fd = kvm_handle()?;
+        let vm_fd = kvm_fd.create_vm().map_err(kvm("KVM_CREATE_VM"))?;
+        vm_fd
+            .set_tss_address(layout::KVM_TSS_ADDRESS)
+            .map_err(kvm("KVM_SET_TSS_ADDR"))?;
+        vm_fd.create_irq_chip().map_err(kvm("KVM_CREATE_IRQCHIP"))?;
+
+        let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
+            .map_err(|e| VmError::Memory(e.to_string()))?;
+        register_memory(&vm_fd, &memory)?;
+        let entry = image.load(&memory)?;
+        let cr3 = write_boot_tables(&memory)?;
+
+        let console: SharedConsole = Arc::new(Mutex::new(ConsoleBuffer::new(config.console_limit)));
+        let mut buses = Buses::default();
+        buses.pio.insert(
+            abi::VMRPC_PORT_COM1.into(),
+            8,
+            Arc::new(SerialConsole::new(console.clone())),
+        )?;
+        buses
+            .pio
+            .insert(abi::VMRPC_PORT_DEBUG_EXIT.into(), 4, Arc::new(DebugExit))?;
+
+        let supported = supported_cpuid(kvm_fd)?;
+        let mut vcpus = Vec::with_capacity(config.vcpus as usize);
+        let mut tsc_khz = 0;
+        for index in 0..config.vcpus {
+            let vcpu = vm_fd
+                .create_vcpu(index.into())
+                .map_err(kvm("KVM_CREATE_VCPU"))?;
+            if index == 0 {
+                tsc_khz = vcpu.get_tsc_khz().unwrap_or(0);
+            }
+            vcpu.set_cpuid2(&cpuid::for_vcpu(supported, index, config.vcpus))
+                .map_err(kvm("KVM_SET_CPUID2"))?;
+            vcpu.set_msrs(&vcpu_state::boot_msrs(index))
+                .map_err(kvm("KVM_SET_MSRS"))?;
+            let sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
+            vcpu.set_sregs(&vcpu_state::long_mode_sregs(sregs, cr3))
+                .map_err(kvm("KVM_SET_SREGS"))?;
+            vcpus.push(vcpu);
+        }
+        let argv = config.guest_argv();
+        let boot_info = bootinfo::write(
+            &memory,
+            &bootinfo::BootParams {
+                mem_size,
+                vcpu_count: config.vcpus,
+                argv: &argv,
+                shared_base,
+                shared_size,
+                tsc_khz: tsc_khz.into(),
+            },
+        )
+        .map_err(|e| VmError::Memory(e.to_string()))?;
+        for (index, vcpu) in vcpus.iter().enumerate() {
+            let regs = vcpu_state::entry_regs(entry, boot_info, index as u32);
+            vcpu.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))?;
+        }
+
+        let shared = Arc::new(VmShared {
+            buses,
+            stats: Stats::default(),
+            console,
+            stop: AtomicBool::new(false),
+            run: Mutex::new(RunState {
+                last_regs: vec![Vec::new(); config.vcpus as usize],
+                ..Default::default()
+            }),
+            changed: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+        });
+        Ok(Vm {
+            config,
+            shared,
+            pending: Mutex::new(vcpus),
+            handles: Mutex::new(Vec::new()),
+            _vm_fd: vm_fd,
+            memory,
+        })
+    }
+
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
+    pub fn shared(&self) -> &Arc<VmShared> {
+        &self.shared
+    }
+
+    /// Starts one thread per vCPU.
+    pub fn start(&self) -> Result<(), VmError> {
+        let vcpus = {
+            let mut run = lock(&self.shared.run);
+            if run.started || run.outcome.is_some() {
+                return Err(VmError::AlreadyStarted);
+            }
+            run.started = true;
+            run.live = self.config.vcpus;
+            std::mem::take(&mut *lock(&self.pending))
+        };
+        let mut handles = lock(&self.handles);
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vmrpc-vcpu{index}"))
+                .stack_size(VCPU_STACK_SIZE)
+                .spawn(move || vcpu::run(vcpu, index as u32, shared));
+            match spawned {
+                Ok(h) => {
+                    use std::os::unix::thread::JoinHandleExt;
+                    lock(&self.shared.threads).push(h.as_pthread_t());
+                    handles.push(h);
+                }
+                Err(e) => {
+                    // The threads not spawned will never report; account for them.
+                    let missing = self.config.vcpus - index as u32;
+                    lock(&self.shared.run).live -= missing;
+                    drop(handles);
+                    self.kill();
+                    return Err(VmError::Os("spawning a vCPU thread", e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `max` for every vCPU to stop; true if they all have.
+    pub fn wait_stopped(&self, max: Duration) -> bool {
+        let deadline = Instant::now() + max;
+        let mut run = lock(&self.shared.run);
+        loop {
+            if run.outcome.is_some() && run.live == 0 {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            run = self
+                .shared
+                .changed
+                .wait_timeout(run, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(run);
+        self.join_threads();
+        true
+    }
+
+    /// Waits for the guest to finish; on timeout, kills it and reports a timeout.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<i32, VmError> {
+        if !lock(&self.shared.run).started {
+            return Err(VmError::NotStarted);
+        }
+        let forever = Duration::from_secs(3600);
+        let stopped = self.wait_stopped(timeout.unwrap_or(forever));
+        if !stopped {
+            self.time_out(timeout.unwrap_or(forever));
+        }
+        self.result()
+    }
+
+    /// Stops the VM as timed out (unless it already ended) and waits for the vCPUs.
+    pub fn time_out(&self, after: Duration) {
+        let failure = GuestFailure {
+            vcpu: 0,
+            reason: format!(
+                "no exit within {:.3} s; the VM was killed",
+                after.as_secs_f64()
+            ),
+            registers: Vec::new(),
+            console_tail: String::new(),
+        };
+        self.shared.finish(Outcome::TimedOut(failure));
+        self.wait_stopped(Duration::MAX / 4);
+        let mut run = lock(&self.shared.run);
+        let regs = run.last_regs[0].clone();
+        if let Some(Outcome::TimedOut(f)) = &mut run.outcome {
+            f.registers = regs;
+        }
+    }
+
+    /// The outcome, once the VM has stopped.
+    pub fn result(&self) -> Result<i32, VmError> {
+        match &lock(&self.shared.run).outcome {
+            None => Err(VmError::NotStarted),
+            Some(Outcome::Exited(code)) => Ok(*code),
+            Some(Outcome::Crashed(f)) => Err(VmError::GuestCrashed(Box::new(f.clone()))),
+            Some(Outcome::TimedOut(f)) => Err(VmError::GuestTimeout(Box::new(f.clone()))),
+            Some(Outcome::Killed) => Err(VmError::Killed),
+        }
+    }
+
+    /// Stops every vCPU (idempotent; before `start` it just marks the VM killed).
+    pub fn kill(&self) {
+        self.shared.finish(Outcome::Killed);
+        if lock(&self.shared.run).started {
+            self.wait_stopped(Duration::MAX / 4);
+        }
+    }
+
+    fn join_threads(&self) {
+        let mut handles = lock(&self.handles);
+        // Forget the pthread ids first: a joined thread must never be kicked.
+        lock(&self.shared.threads).clear();
+        for h in handles.drain(..) {
+            if h.join().is_err() {
+                log::error!("a vCPU thread panicked");
+            }
+        }
+    }
+
+    pub fn state(&self) -> VmState {
+        let run = lock(&self.shared.run);
+        match (&run.outcome, run.started, run.live) {
+            (None, false, _) => VmState::Created,
+            (None, true, _) | (Some(_), true, 1..) => VmState::Running,
+            (Some(Outcome::Exited(_)), ..) => VmState::Exited,
+            (Some(Outcome::Crashed(_)), ..) => VmState::Crashed,
+            (Some(Outcome::Killed | Outcome::TimedOut(_)), ..) => VmState::Killed,
+        }
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        match lock(&self.shared.run).outcome {
+            Some(Outcome::Exited(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Console output since byte offset `pos`, and the next offset.
+    pub fn console_from(&self, pos: u64) -> (Vec<u8>, u64) {
+        lock(&self.shared.console).since(pos)
+    }
+
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        let mut s = self.shared.stats.snapshot();
+        s.push(("exits_total", self.shared.stats.exits_total()));
+        s
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn register_memory(vm_fd: &VmFd, memory: &GuestMemoryMmap) -> Result<(), VmError> {
+    for (slot, region) in memory.iter().enumerate() {
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(|e| VmError::Memory(e.to_string()))?;
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live mapping owned by `memory`, which the Vm
+        // keeps until after the VM fd is closed (field order in `Vm`).
+        unsafe { vm_fd.set_user_memory_region(r) }.map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(())
+}
+
+/// GDT and page tables; returns CR3.
+fn write_boot_tables(memory: &GuestMemoryMmap) -> Result<u64, VmError> {
+    let err = |e: vm_memory::GuestMemoryError| VmError::Memory(e.to_string());
+    for (i, entry) in gdt::TABLE.iter().enumerate() {
+        memory
+            .write_obj(*entry, GuestAddress(layout::GDT_START + 8 * i as u64))
+            .map_err(err)?;
+    }
+    paging::write_identity_map(memory).map_err(err)
+}

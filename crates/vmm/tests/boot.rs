@@ -1,0 +1,49 @@
+//! Boots the guest images built by `make -C guest` (the Makefile builds them
+//! before `cargo test`). Needs /dev/kvm.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vmm::{Vm, VmConfig, VmError, VmState};
+
+fn image(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../guest/build/{name}.elf"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `make -C guest` first",
+        p.display()
+    );
+    p
+}
+
+fn console(vm: &Vm) -> String {
+    String::from_utf8_lossy(&vm.console_from(0).0).into_owned()
+}
+
+#[test]
+fn hello_prints_and_exits_zero() {
+    let mut cfg = VmConfig::new(image("hello"));
+    cfg.args = vec!["one".into(), "two words".into()];
+    let vm = Vm::new(cfg).unwrap();
+    vm.start().unwrap();
+    let code = vm.wait(Some(Duration::from_secs(20)));
+    let out = console(&vm);
+    assert_eq!(code.unwrap(), 0, "console: {out}");
+    assert!(out.contains("hello from vmrpc guest"), "{out}");
+    assert!(out.contains("arg[2]=two words"), "{out}");
+    assert_eq!(vm.state(), VmState::Exited);
+    let stats: std::collections::HashMap<_, _> = vm.stats().into_iter().collect();
+    assert!(stats["exits_pio_out"] > 0);
+}
+
+#[test]
+fn double_start_and_wait_before_start_are_errors() {
+    let vm = Vm::new(VmConfig::new(image("hello"))).unwrap();
+    assert!(matches!(
+        vm.wait(Some(Duration::from_millis(1))),
+        Err(VmError::NotStarted)
+    ));
+    vm.start().unwrap();
+    assert!(matches!(vm.start(), Err(VmError::AlreadyStarted)));
+    vm.wait(Some(Duration::from_secs(20))).unwrap();
+}
