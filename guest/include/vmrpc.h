@@ -1,0 +1,119 @@
+/*
+ * The one header a vmrpc guest includes: the ABI, the freestanding runtime
+ * (console, heap, strings, CPU helpers) and the VM RPC client API.
+ *
+ * Build a guest with the flags printed by `make -s -C guest print-cflags` and
+ * link it with guest/rt/guest.ld, guest/build/crt0.o and guest/build/libvmrpc.a.
+ */
+#ifndef VMRPC_H
+#define VMRPC_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vmrpc/abi.h>
+#include <vmrpc/cpu.h>
+#include <vmrpc/spinlock.h>
+
+#ifndef NULL
+#define NULL ((void *)0)
+#endif
+
+#define RT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- runtime: CPUs and boot ------------------------------------------------ */
+
+/* Index of the calling vCPU (0 .. rt_cpu_count()-1). */
+unsigned rt_cpu_id(void);
+/* Number of vCPUs in the VM (boot_info.vcpu_count). */
+unsigned rt_cpu_count(void);
+const struct vmrpc_boot_info *rt_boot_info(void);
+/* The guest's arguments, as main receives them; usable from ap_main too. */
+int rt_argc(void);
+char **rt_argv(void);
+
+/*
+ * Called on every vCPU except 0 once the runtime is initialised.  The default
+ * (weak) definition does nothing; the vCPU parks when ap_main returns.
+ */
+void ap_main(unsigned cpu);
+
+/* Ends the VM with this exit code (port 0x504); never returns. */
+_Noreturn void exit(int code);
+/* Prints "abort" and exits with 134. */
+_Noreturn void abort(void);
+/* Stops this vCPU only (interrupts off, hlt forever). */
+_Noreturn void rt_park(void);
+
+/* ---- console (COM1) ---------------------------------------------------------- */
+
+/* printf holds the console lock for a whole call, so lines do not interleave. */
+int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int vprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+int snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+int puts(const char *s);
+int putchar(int c);
+
+/* ---- heap ---------------------------------------------------------------------- */
+
+/* All allocations are 16-byte aligned; NULL on exhaustion.  Thread-safe. */
+void *malloc(size_t size);
+void free(void *p);
+void *calloc(size_t n, size_t size);
+void *realloc(void *p, size_t size);
+void *aligned_alloc(size_t align, size_t size);
+
+/* ---- strings --------------------------------------------------------------------- */
+
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strcmp(const char *a, const char *b);
+int strncmp(const char *a, const char *b, size_t n);
+char *strcpy(char *dst, const char *src);
+char *strncpy(char *dst, const char *src, size_t n);
+char *strchr(const char *s, int c);
+char *strrchr(const char *s, int c);
+char *strstr(const char *haystack, const char *needle);
+long strtol(const char *s, char **end, int base);
+unsigned long strtoul(const char *s, char **end, int base);
+int atoi(const char *s);
+
+/* ---- time and randomness -------------------------------------------------------- */
+
+/* TSC frequency from boot info; 0 if the VMM did not know it. */
+uint64_t rt_tsc_khz(void);
+/* Converts TSC cycles to nanoseconds; 0 if the TSC frequency is unknown. */
+uint64_t rt_ns_from_tsc(uint64_t cycles);
+/* xorshift64*: fast, not cryptographic.  A zero state is replaced by a constant. */
+uint64_t rt_rand64(uint64_t *state);
+
+/* ---- VM RPC client (lib/rpc.c) ---------------------------------------------------- */
+
+/* Binds a host module; returns a handle (> 0) or a VMRPC_E* code. */
+int bind_module(const char *name, uint32_t version);
+/* Returns 0 or a VMRPC_E* code. */
+int unbind_module(int handle);
+/*
+ * Calls function `function` of module `handle` on this vCPU's channel and
+ * waits for the answer.  Returns the response length (>= 0; at most resp_cap
+ * bytes are copied to resp) or a VMRPC_E* code.
+ */
+long perform_rpc(int handle, uint32_t function, const void *req, size_t req_len, void *resp,
+		 size_t resp_cap);
+/* A short name for a VMRPC_E* code ("ok" for values >= 0). */
+const char *vmrpc_strerror(int err);
+/*
+ * How long perform_rpc polls for the response before it sleeps (hlt until the
+ * host's interrupt), in microseconds; default 20.  0 sleeps at once.
+ */
+void vmrpc_set_spin_us(unsigned us);
+/* Largest request/response the host accepts, or VMRPC_ENODEV. */
+long vmrpc_max_payload(void);
+
+#endif /* VMRPC_H */

@@ -1,0 +1,310 @@
+/*
+ * VM RPC client: synchronous calls over the calling vCPU's channel (see the
+ * protocol description in vmrpc/abi.h).  Each vCPU owns its channel, so no
+ * locking is needed; the state below is indexed by vCPU and touched only by
+ * its owner.
+ */
+#include <vmrpc.h>
+
+#define CHAN_BYTES(max_payload) ((uint64_t)VMRPC_CHAN_DATA_OFFSET + 2u * (uint64_t)(max_payload))
+
+struct rpc_cpu {
+	int state; /* 0: not looked up yet, 1: usable, VMRPC_ENODEV: unusable */
+	uint32_t ring_entries;
+	uint32_t max_payload;
+	uint32_t req_head;  /* our copy of the request ring head (we produce) */
+	uint32_t resp_tail; /* our copy of the response ring tail (we consume) */
+	uint64_t next_tag;
+	volatile struct vmrpc_shared_hdr *hdr;
+	struct vmrpc_ring *req;
+	struct vmrpc_ring *resp;
+	volatile struct vmrpc_req_desc *req_slots;
+	volatile struct vmrpc_resp_desc *resp_slots;
+	uint8_t *data;
+} __attribute__((aligned(64)));
+
+static struct rpc_cpu rpc_cpus[VMRPC_MAX_VCPUS];
+static unsigned spin_us = 20;
+
+void vmrpc_set_spin_us(unsigned us)
+{
+	spin_us = us;
+}
+
+/*
+ * Validates the shared region once per vCPU.  The numbers are copied out of
+ * shared memory here and never re-read: anything the guest relies on for
+ * bounds must not change under it later.
+ */
+static int rpc_setup(struct rpc_cpu *rc, unsigned cpu)
+{
+	const struct vmrpc_boot_info *bi = rt_boot_info();
+	volatile struct vmrpc_shared_hdr *hdr;
+	uint64_t base, size, chan_off, stride, chan_bytes, chan;
+	uint32_t vcpus, entries, max_payload;
+
+	if (!bi || !bi->shared_base || bi->shared_size < sizeof(struct vmrpc_shared_hdr))
+		return VMRPC_ENODEV;
+	base = bi->shared_base;
+	size = bi->shared_size;
+	if (base + size < base)
+		return VMRPC_ENODEV;
+
+	hdr = (volatile struct vmrpc_shared_hdr *)(uintptr_t)base;
+	if (hdr->magic != VMRPC_SHARED_MAGIC || hdr->abi_version != VMRPC_ABI_VERSION)
+		return VMRPC_ENODEV;
+	vcpus = hdr->vcpu_count;
+	entries = hdr->ring_entries;
+	max_payload = hdr->max_payload;
+	chan_off = hdr->chan_offset;
+	stride = hdr->chan_stride;
+
+	/* The ring and data layouts are fixed by the ABI; reject anything that
+	 * would not fit them. */
+	if (cpu >= vcpus || vcpus > VMRPC_MAX_VCPUS)
+		return VMRPC_ENODEV;
+	if (entries == 0 || entries > VMRPC_RPC_RING_ENTRIES)
+		return VMRPC_ENODEV;
+	if (max_payload < 4 || max_payload > VMRPC_MAX_PAYLOAD)
+		return VMRPC_ENODEV;
+	chan_bytes = CHAN_BYTES(max_payload);
+	if (chan_off < sizeof(struct vmrpc_shared_hdr) || chan_off > size)
+		return VMRPC_ENODEV;
+	if (stride < chan_bytes || stride > size)
+		return VMRPC_ENODEV;
+	/* All vcpu_count channels inside the region (bounded: vcpus <= 8 and
+	 * stride <= size, so no overflow). */
+	if ((size - chan_off) / stride < vcpus)
+		return VMRPC_ENODEV;
+	chan = base + chan_off + (uint64_t)cpu * stride;
+
+	rc->hdr = hdr;
+	rc->ring_entries = entries;
+	rc->max_payload = max_payload;
+	rc->req = (struct vmrpc_ring *)(uintptr_t)(chan + VMRPC_CHAN_REQ_RING_OFFSET);
+	rc->resp = (struct vmrpc_ring *)(uintptr_t)(chan + VMRPC_CHAN_RESP_RING_OFFSET);
+	rc->req_slots = (volatile struct vmrpc_req_desc *)(rc->req + 1);
+	rc->resp_slots = (volatile struct vmrpc_resp_desc *)(rc->resp + 1);
+	rc->data = (uint8_t *)(uintptr_t)(chan + VMRPC_CHAN_DATA_OFFSET);
+	/* Start from wherever the host initialised the counters (normally 0). */
+	rc->req_head = __atomic_load_n(&rc->req->head, __ATOMIC_ACQUIRE);
+	rc->resp_tail = __atomic_load_n(&rc->resp->tail, __ATOMIC_ACQUIRE);
+	rc->next_tag = 1;
+	return 1;
+}
+
+static struct rpc_cpu *rpc_this_cpu(int *err)
+{
+	unsigned cpu = rt_cpu_id();
+	struct rpc_cpu *rc;
+
+	if (cpu >= VMRPC_MAX_VCPUS) {
+		*err = VMRPC_ENODEV;
+		return NULL;
+	}
+	rc = &rpc_cpus[cpu];
+	if (rc->state == 0)
+		rc->state = rpc_setup(rc, cpu);
+	if (rc->state != 1) {
+		*err = rc->state;
+		return NULL;
+	}
+	return rc;
+}
+
+long vmrpc_max_payload(void)
+{
+	int err;
+	struct rpc_cpu *rc = rpc_this_cpu(&err);
+
+	return rc ? (long)rc->max_payload : err;
+}
+
+static int resp_ready(struct rpc_cpu *rc)
+{
+	return __atomic_load_n(&rc->resp->head, __ATOMIC_ACQUIRE) != rc->resp_tail;
+}
+
+/*
+ * Waits until the response ring is non-empty: poll briefly (a fast host
+ * answers within microseconds and a hlt round trip costs more), then sleep.
+ * Sleeping follows the Dekker pattern: announce consumer_waiting, full
+ * barrier, re-check with interrupts off, and only then sti;hlt.  If the host
+ * publishes after our re-check it sees the flag and sends the interrupt, which
+ * stays pending while interrupts are off and ends the hlt.
+ */
+static void wait_response(struct rpc_cpu *rc, unsigned cpu)
+{
+	uint64_t khz = rt_tsc_khz();
+	int irq_was_on;
+
+	if (resp_ready(rc))
+		return;
+	if (spin_us) {
+		if (khz) {
+			uint64_t deadline = rdtsc() + khz * spin_us / 1000u;
+
+			do {
+				cpu_relax();
+				if (resp_ready(rc))
+					return;
+			} while (rdtsc() < deadline);
+		} else {
+			/* Unknown TSC rate: pause takes roughly 10-150 cycles. */
+			for (uint64_t i = 0; i < 200u * spin_us; i++) {
+				cpu_relax();
+				if (resp_ready(rc))
+					return;
+			}
+		}
+	}
+
+	irq_was_on = rt_irq_enabled();
+	rc->resp->consumer_vcpu = cpu;
+	__atomic_store_n(&rc->resp->consumer_waiting, 1, __ATOMIC_RELAXED);
+	rt_mb();
+	for (;;) {
+		rt_irq_disable();
+		if (resp_ready(rc))
+			break;
+		rt_irq_enable_and_halt();
+	}
+	__atomic_store_n(&rc->resp->consumer_waiting, 0, __ATOMIC_RELAXED);
+	/* Leave the interrupt flag as the caller had it.  A wakeup that arrives
+	 * now stays pending and just ends some later hlt early, which every
+	 * waiter tolerates because it re-checks its condition. */
+	if (irq_was_on)
+		rt_irq_enable();
+}
+
+/*
+ * Issues one call whose request bytes are already at offset 0 of the data
+ * area, and waits for its answer.
+ */
+static long do_call(struct rpc_cpu *rc, unsigned cpu, uint32_t handle, uint32_t function,
+		    size_t req_len, void *resp, size_t resp_cap)
+{
+	volatile struct vmrpc_req_desc *d;
+	uint64_t tag;
+
+	/* Only one call is ever in flight per vCPU, so the ring cannot be full. */
+	tag = rc->next_tag++;
+	d = &rc->req_slots[rc->req_head % rc->ring_entries];
+	d->tag = tag;
+	d->handle = handle;
+	d->function = function;
+	d->req_off = 0;
+	d->req_len = (uint32_t)req_len;
+	d->resp_off = rc->max_payload;
+	d->resp_cap = (uint32_t)resp_cap;
+	rc->req_head++;
+	/* Release: the descriptor and the request bytes are visible before head. */
+	__atomic_store_n(&rc->req->head, rc->req_head, __ATOMIC_RELEASE);
+	rt_mb();
+	if (rc->hdr->host_sleeping)
+		outl(VMRPC_PORT_DOORBELL, cpu);
+
+	for (;;) {
+		volatile struct vmrpc_resp_desc *r;
+		uint64_t rtag;
+		int32_t status;
+
+		wait_response(rc, cpu);
+		/* resp_ready() did the acquire load of head, so the slot is valid. */
+		r = &rc->resp_slots[rc->resp_tail % rc->ring_entries];
+		rtag = r->tag;
+		status = r->status;
+		if (status > 0) {
+			/* Copy while the slot is still ours (before tail moves). */
+			size_t n = (size_t)status < resp_cap ? (size_t)status : resp_cap;
+
+			if (rtag == tag && n)
+				memcpy(resp, rc->data + rc->max_payload, n);
+		}
+		rc->resp_tail++;
+		__atomic_store_n(&rc->resp->tail, rc->resp_tail, __ATOMIC_RELEASE);
+		if (rtag == tag)
+			return status;
+		/* A stale answer (an older tag) is dropped; one from the future
+		 * means the host lost track of this channel. */
+		if (rtag > tag)
+			return VMRPC_EINVAL;
+	}
+}
+
+long perform_rpc(int handle, uint32_t function, const void *req, size_t req_len, void *resp,
+		 size_t resp_cap)
+{
+	struct rpc_cpu *rc;
+	int err;
+
+	rc = rpc_this_cpu(&err);
+	if (!rc)
+		return err;
+	if (req_len > rc->max_payload)
+		return VMRPC_ETOOBIG;
+	if ((req_len && !req) || (resp_cap && !resp))
+		return VMRPC_EINVAL;
+	if (resp_cap > rc->max_payload)
+		resp_cap = rc->max_payload;
+	if (req_len)
+		memcpy(rc->data, req, req_len);
+	return do_call(rc, rt_cpu_id(), (uint32_t)handle, function, req_len, resp, resp_cap);
+}
+
+int bind_module(const char *name, uint32_t version)
+{
+	struct rpc_cpu *rc;
+	uint32_t handle = 0;
+	size_t len;
+	long n;
+	int err;
+
+	rc = rpc_this_cpu(&err);
+	if (!rc)
+		return err;
+	if (!name || !*name)
+		return VMRPC_EINVAL;
+	len = strlen(name);
+	if (len > rc->max_payload - 4u)
+		return VMRPC_ETOOBIG;
+	/* Build the request in place: u32 version (little-endian, as x86 is),
+	 * then the name without its NUL. */
+	memcpy(rc->data, &version, 4);
+	memcpy(rc->data + 4, name, len);
+	n = do_call(rc, rt_cpu_id(), VMRPC_SYS_HANDLE, VMRPC_SYS_BIND, len + 4, &handle,
+		    sizeof(handle));
+	if (n < 0)
+		return (int)n;
+	if (n != sizeof(handle) || handle == 0 || handle > 0x7fffffffu)
+		return VMRPC_EINVAL;
+	return (int)handle;
+}
+
+int unbind_module(int handle)
+{
+	uint32_t h = (uint32_t)handle;
+	long rc = perform_rpc(VMRPC_SYS_HANDLE, VMRPC_SYS_UNBIND, &h, sizeof(h), NULL, 0);
+
+	return rc < 0 ? (int)rc : 0;
+}
+
+const char *vmrpc_strerror(int err)
+{
+	switch (err) {
+	case VMRPC_ENOMODULE: return "ENOMODULE (no such module/version)";
+	case VMRPC_ENOFUNC: return "ENOFUNC (no such function)";
+	case VMRPC_EHOSTFN: return "EHOSTFN (host function failed)";
+	case VMRPC_ETOOBIG: return "ETOOBIG (request too large)";
+	case VMRPC_EGONE: return "EGONE (module unregistered)";
+	case VMRPC_EBADHANDLE: return "EBADHANDLE (handle not bound)";
+	case VMRPC_EINVAL: return "EINVAL (malformed request)";
+	case VMRPC_ERANGE: return "ERANGE (response larger than buffer)";
+	case VMRPC_ESHUTDOWN: return "ESHUTDOWN (VM stopping)";
+	case VMRPC_ENODEV: return "ENODEV (no VM RPC)";
+	case VMRPC_EFULL: return "EFULL (event queue full)";
+	case VMRPC_EEMPTY: return "EEMPTY (event queue empty)";
+	case VMRPC_ENOQUEUE: return "ENOQUEUE (no such event queue)";
+	default: return err >= 0 ? "ok" : "unknown error";
+	}
+}

@@ -1,0 +1,13 @@
+/*
+ * Constants shared by the entry stub (assembly) and the C runtime.  abi.h holds
+ * C declarations and cannot be included from .S files, so start.c checks that
+ * these agree with it.
+ */
+#ifndef RT_LAYOUT_H
+#define RT_LAYOUT_H
+
+#define RT_MAX_VCPUS 8           /* == VMRPC_MAX_VCPUS, checked in start.c */
+#define RT_STACK_SHIFT 16        /* 64 KiB per vCPU */
+#define RT_STACK_SIZE (1 << RT_STACK_SHIFT)
+
+#endif
