@@ -45,7 +45,6 @@ venv: $(STAMPS)/venv
 
 $(STAMPS)/venv: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -r requirements-dev.txt
 	mkdir -p $(STAMPS) && touch $@
 

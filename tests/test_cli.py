@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -85,3 +86,47 @@ def test_run_fault_exits_125_and_prints_cr2() -> None:
     assert result.returncode == 125
     assert "touching unmapped memory" in result.stdout
     assert "cr2=0x0000dead00000000" in result.stderr
+
+
+def _interrupt_after_first_line(command: list[str]) -> tuple[int, str]:
+    """Start ``command``, wait for its first stdout line, send SIGINT, return (status, stderr)."""
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            child.stdout.readline()
+            child.send_signal(signal.SIGINT)
+            _, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
+        finally:
+            child.kill()
+    return child.returncode, stderr
+
+
+@pytest.mark.kvm
+def test_ctrl_c_stops_run() -> None:
+    status, stderr = _interrupt_after_first_line([sys.executable, "-m", "vmrpc", "run", "spin"])
+
+    assert status == 130
+    assert "interrupted" in stderr
+
+
+@pytest.mark.kvm
+def test_ctrl_c_interrupts_wait() -> None:
+    script = (
+        "import vmrpc\n"
+        "with vmrpc.VM('spin') as vm:\n"
+        "    vm.start()\n"
+        "    print('started', flush=True)\n"
+        "    try:\n"
+        "        vm.wait()\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise SystemExit(42)\n"
+    )
+    status, stderr = _interrupt_after_first_line([sys.executable, "-c", script])
+
+    assert status == 42, stderr

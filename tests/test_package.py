@@ -14,6 +14,7 @@ from vmrpc import (
     GuestTimeout,
     ImageError,
     KvmError,
+    VmKilled,
     VmrpcError,
 )
 from vmrpc.cli import format_registers
@@ -36,6 +37,7 @@ def test_public_names_are_exported_and_documented() -> None:
         (ConfigError, VmrpcError),
         (ImageError, VmrpcError),
         (KvmError, VmrpcError),
+        (VmKilled, VmrpcError),
         (GuestError, VmrpcError),
         (GuestCrashed, GuestError),
         (GuestTimeout, GuestError),

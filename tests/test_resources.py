@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import pytest
 
-from vmrpc import VM, VmrpcError
+from vmrpc import VM, VmKilled
 
 from conftest import VmFactory
 
@@ -48,7 +47,7 @@ def test_ten_spinning_vms_all_killed(vm_factory: VmFactory) -> None:
     for vm in vms:
         vm.kill()
     for vm in vms:
-        with contextlib.suppress(VmrpcError):
+        with pytest.raises(VmKilled):
             vm.wait(timeout=30)
 
     assert [vm.state for vm in vms] == ["killed"] * 10

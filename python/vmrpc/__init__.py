@@ -9,7 +9,7 @@ The public API::
         print(vm.console)
 
 Errors derive from `VmrpcError`; guest failures (`GuestCrashed`, `GuestTimeout`) carry
-the console tail and the vCPU registers.
+the console tail and the vCPU registers, and `wait` on a killed VM raises `VmKilled`.
 """
 
 from importlib import metadata as _metadata
@@ -21,6 +21,7 @@ from vmrpc.errors import (
     GuestTimeout,
     ImageError,
     KvmError,
+    VmKilled,
     VmrpcError,
 )
 from vmrpc.images import builtin_images, image_path, sdk_include_dir, sdk_lib_dir
@@ -40,6 +41,7 @@ __all__ = [
     "GuestTimeout",
     "ImageError",
     "KvmError",
+    "VmKilled",
     "VmrpcError",
     "__version__",
     "builtin_images",

@@ -15,6 +15,9 @@ class ImageError(VmrpcError):
 class KvmError(VmrpcError):
     """A KVM ioctl failed (for example /dev/kvm is missing or not accessible)."""
 
+class VmKilled(VmrpcError):
+    """The VM was killed before the guest exited (raised by `Vm.wait` after `Vm.kill`)."""
+
 class GuestError(VmrpcError):
     """Base of guest failures; carries the vCPU state at the time of the failure."""
 
@@ -29,6 +32,9 @@ class GuestCrashed(GuestError):
 class GuestTimeout(GuestError):
     """The guest did not exit within the timeout; the VM has been killed."""
 
+MAX_VCPUS: int
+"""The most vCPUs one VM may have."""
+
 class Vm:
     """A KVM virtual machine running one guest ELF image."""
 
@@ -40,6 +46,7 @@ class Vm:
         memory_mib: int = 64,
         args: list[str] = ...,
         console_limit: int = 1 << 20,
+        rpc_spin_us: int = ...,
     ) -> None: ...
     def start(self) -> None: ...
     def wait(self, timeout: float | None = None) -> int: ...

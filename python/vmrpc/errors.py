@@ -7,6 +7,7 @@ directly) and re-exported from here; this is the one place Python code imports t
     ├── ConfigError     invalid configuration, or an operation in the wrong state
     ├── ImageError      guest image missing, not an ELF, wrong architecture
     ├── KvmError        a KVM ioctl failed (/dev/kvm missing, ...)
+    ├── VmKilled        wait() on a VM that was killed before the guest exited
     └── GuestError      the guest failed; has .console, .registers, .vcpu, .reason
         ├── GuestCrashed    triple fault, KVM internal error, unexpected exit
         └── GuestTimeout    did not exit in time; the VM was killed
@@ -19,6 +20,7 @@ from vmrpc._vmm import (
     GuestTimeout,
     ImageError,
     KvmError,
+    VmKilled,
     VmrpcError,
 )
 
@@ -29,5 +31,6 @@ __all__ = [
     "GuestTimeout",
     "ImageError",
     "KvmError",
+    "VmKilled",
     "VmrpcError",
 ]

@@ -29,7 +29,8 @@ class VM:
         image: path of a guest ELF, or the name of a built-in image (``"hello"``,
             ``"smp"``, ...; see `vmrpc.builtin_images`).
         vcpus: number of virtual CPUs, 1 to 8.
-        memory_mib: guest memory in MiB.
+        memory_mib: guest memory in MiB, an even number within the VMM's limits
+            (a `ConfigError` names them).
         args: the guest's command-line arguments (``arg[1]``, ``arg[2]``, ...).
         timeout: default timeout in seconds for `wait` and `run` (``None``: no limit).
         console_limit: how many bytes of console output are kept.
@@ -85,6 +86,9 @@ class VM:
         Raises:
             GuestCrashed: the guest crashed (the exception carries registers and console).
             GuestTimeout: the timeout elapsed; the VM has been killed.
+            VmKilled: the VM was killed (`kill`) before the guest exited.
+            ConfigError: the VM was not started, or is closed.
+            ValueError: ``timeout`` is negative.
         """
         return self._vm.wait(self.timeout if timeout is None else timeout)
 
