@@ -20,7 +20,7 @@ from vmrpc import VM
 KVM_DEVICE = "/dev/kvm"
 
 #: A guest that runs longer than this is stopped: only a safety net, never a measurement.
-SAFETY_TIMEOUT_S = 60.0
+SAFETY_TIMEOUT_S = 30.0
 
 
 def kvm_unusable_reason() -> str | None:

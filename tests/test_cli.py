@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-# Only a safety net for a hung child; no test measures time.
-CHILD_TIMEOUT_S = 120
+# Only safety nets for a hung guest or child; no test measures time.
+GUEST_TIMEOUT = "30"
+CHILD_TIMEOUT_S = 90
 
 
 def vmrpc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,7 +55,7 @@ def test_run_unknown_image_is_a_usage_error() -> None:
 
 @pytest.mark.kvm
 def test_run_hello_streams_console_and_exits_zero() -> None:
-    result = vmrpc("run", "hello", "x")
+    result = vmrpc("run", "--timeout", GUEST_TIMEOUT, "hello", "x")
 
     assert result.returncode == 0, result.stderr
     assert "hello from vmrpc guest" in result.stdout
@@ -63,7 +64,7 @@ def test_run_hello_streams_console_and_exits_zero() -> None:
 
 @pytest.mark.kvm
 def test_run_with_stats_prints_counters() -> None:
-    result = vmrpc("run", "--stats", "--vcpus", "2", "smp")
+    result = vmrpc("run", "--timeout", GUEST_TIMEOUT, "--stats", "--vcpus", "2", "smp")
 
     assert result.returncode == 0, result.stderr
     assert "vcpu 1 of 2" in result.stdout
@@ -81,7 +82,7 @@ def test_run_spin_with_timeout_exits_124() -> None:
 
 @pytest.mark.kvm
 def test_run_fault_exits_125_and_prints_cr2() -> None:
-    result = vmrpc("run", "fault")
+    result = vmrpc("run", "--timeout", GUEST_TIMEOUT, "fault")
 
     assert result.returncode == 125
     assert "touching unmapped memory" in result.stdout
@@ -109,7 +110,9 @@ def _interrupt_after_first_line(command: list[str]) -> tuple[int, str]:
 
 @pytest.mark.kvm
 def test_ctrl_c_stops_run() -> None:
-    status, stderr = _interrupt_after_first_line([sys.executable, "-m", "vmrpc", "run", "spin"])
+    status, stderr = _interrupt_after_first_line(
+        [sys.executable, "-m", "vmrpc", "run", "--timeout", GUEST_TIMEOUT, "spin"]
+    )
 
     assert status == 130
     assert "interrupted" in stderr

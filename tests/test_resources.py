@@ -20,12 +20,12 @@ def open_fds() -> int:
 def test_many_vms_leak_no_file_descriptors() -> None:
     # One VM first, so that anything opened once per process is already open.
     with VM("hello") as vm:
-        assert vm.run(timeout=60) == 0
+        assert vm.run(timeout=30) == 0
     before = open_fds()
 
     for _ in range(50):
         with VM("hello") as vm:
-            assert vm.run(timeout=60) == 0
+            assert vm.run(timeout=30) == 0
 
     assert open_fds() - before == 0
 
