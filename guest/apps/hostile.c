@@ -41,56 +41,15 @@ static int is_protected(uint64_t a, uint64_t len)
 	return protect_overflow;
 }
 
-/* Records every page-table page reachable from CR3 (2 MiB or 4 KiB leaves). */
-static void protect_page_tables(uint64_t mem_size)
+/*
+ * Everything below the image is the VMM's boot structures (GDT, IDT, TSS, page
+ * tables, per-CPU pages, ring-0 stacks; see the boot protocol in abi.h).
+ * Corrupting them would only crash this guest, which proves nothing about the
+ * host, so the random writes avoid them.
+ */
+static void protect_boot_structures(void)
 {
-	const uint64_t addr_mask = 0x000ffffffffff000ull;
-	uint64_t pml4 = read_cr3() & addr_mask;
-
-	if (pml4 >= mem_size)
-		return; /* outside RAM: our writes cannot reach it */
-	protect(pml4, 4096);
-	for (int i = 0; i < 512; i++) {
-		uint64_t e4 = ((volatile uint64_t *)(uintptr_t)pml4)[i], pdpt;
-
-		if (!(e4 & 1) || (pdpt = e4 & addr_mask) >= mem_size)
-			continue;
-		protect(pdpt, 4096);
-		for (int j = 0; j < 512; j++) {
-			uint64_t e3 = ((volatile uint64_t *)(uintptr_t)pdpt)[j], pd;
-
-			if (!(e3 & 1) || (e3 & 0x80) || (pd = e3 & addr_mask) >= mem_size)
-				continue;
-			protect(pd, 4096);
-			for (int k = 0; k < 512; k++) {
-				uint64_t e2 = ((volatile uint64_t *)(uintptr_t)pd)[k];
-
-				if ((e2 & 1) && !(e2 & 0x80) && (e2 & addr_mask) < mem_size)
-					protect(e2 & addr_mask, 4096);
-			}
-		}
-	}
-}
-
-static void protect_descriptor_tables(void)
-{
-	struct __attribute__((packed)) {
-		uint16_t limit;
-		uint64_t base;
-	} gdtr;
-	uint16_t tr;
-
-	__asm__ volatile("sgdt %0" : "=m"(gdtr));
-	__asm__ volatile("str %0" : "=r"(tr));
-	protect(gdtr.base, (uint64_t)gdtr.limit + 1);
-	if (tr && (tr & ~7u) + 16u <= (unsigned)gdtr.limit + 1u) {
-		/* 64-bit TSS descriptor: base is split over bytes 2-4, 7 and 8-11. */
-		const uint8_t *d = (const uint8_t *)(uintptr_t)(gdtr.base + (tr & ~7u));
-		uint64_t base = d[2] | (uint64_t)d[3] << 8 | (uint64_t)d[4] << 16 |
-				(uint64_t)d[7] << 24 | (uint64_t)d[8] << 32 | (uint64_t)d[9] << 40 |
-				(uint64_t)d[10] << 48 | (uint64_t)d[11] << 56;
-		protect(base, 0x68 + 8192); /* TSS plus a possible I/O bitmap */
-	}
+	protect(0, VMRPC_IMAGE_BASE);
 }
 
 static void protect_boot_data(const struct vmrpc_boot_info *bi, char **argv, int argc)
@@ -194,8 +153,7 @@ int main(int argc, char **argv)
 	}
 	chan = (uint8_t *)(uintptr_t)(base + chan_off + cpu * stride);
 
-	protect_page_tables(bi->mem_size);
-	protect_descriptor_tables();
+	protect_boot_structures();
 	protect_boot_data(bi, argv, argc);
 	past_lo = base + size;
 	past_hi = past_lo + (1u << 20) < bi->mem_size ? past_lo + (1u << 20) : bi->mem_size;
@@ -278,7 +236,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		}
-		outl(VMRPC_PORT_DOORBELL, (uint32_t)(r >> 40));
+		mmio_write32(VMRPC_MMIO_DOORBELL, (uint32_t)(r >> 40));
 	}
 	printf("hostile done\n");
 	return 0;

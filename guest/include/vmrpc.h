@@ -43,7 +43,7 @@ void ap_main(unsigned cpu);
 _Noreturn void exit(int code);
 /* Prints "abort" and exits with 134. */
 _Noreturn void abort(void);
-/* Stops this vCPU only (interrupts off, hlt forever). */
+/* Stops this vCPU only (halted forever, through RT_PARK_VECTOR). */
 _Noreturn void rt_park(void);
 
 /* ---- console (COM1) ---------------------------------------------------------- */

@@ -24,7 +24,7 @@ struct rpc_cpu {
 } __attribute__((aligned(64)));
 
 static struct rpc_cpu rpc_cpus[VMRPC_MAX_VCPUS];
-static unsigned spin_us = 20;
+static unsigned spin_us = 200;
 
 void vmrpc_set_spin_us(unsigned us)
 {
@@ -129,14 +129,14 @@ static int resp_ready(struct rpc_cpu *rc)
  * Waits until the response ring is non-empty: poll briefly (a fast host
  * answers within microseconds and a hlt round trip costs more), then sleep.
  * Sleeping follows the Dekker pattern: announce consumer_waiting, full
- * barrier, re-check with interrupts off, and only then sti;hlt.  If the host
- * publishes after our re-check it sees the flag and sends the interrupt, which
- * stays pending while interrupts are off and ends the hlt.
+ * barrier, re-check, and halt only if head is still what we saw (checked again
+ * in ring 0 with interrupts off, see rt_halt_if_equal).  If the host publishes
+ * after that check it sees the flag and sends the interrupt, which stays
+ * pending until the halt gate's sti and ends its hlt.
  */
 static void wait_response(struct rpc_cpu *rc, unsigned cpu)
 {
 	uint64_t khz = rt_tsc_khz();
-	int irq_was_on;
 
 	if (resp_ready(rc))
 		return;
@@ -159,22 +159,18 @@ static void wait_response(struct rpc_cpu *rc, unsigned cpu)
 		}
 	}
 
-	irq_was_on = rt_irq_enabled();
 	rc->resp->consumer_vcpu = cpu;
 	__atomic_store_n(&rc->resp->consumer_waiting, 1, __ATOMIC_RELAXED);
 	rt_mb();
 	for (;;) {
-		rt_irq_disable();
-		if (resp_ready(rc))
+		uint32_t head = __atomic_load_n(&rc->resp->head, __ATOMIC_ACQUIRE);
+
+		if (head != rc->resp_tail)
 			break;
-		rt_irq_enable_and_halt();
+		/* Halts only if head is still unchanged, checked in ring 0. */
+		rt_halt_if_equal(&rc->resp->head, head);
 	}
 	__atomic_store_n(&rc->resp->consumer_waiting, 0, __ATOMIC_RELAXED);
-	/* Leave the interrupt flag as the caller had it.  A wakeup that arrives
-	 * now stays pending and just ends some later hlt early, which every
-	 * waiter tolerates because it re-checks its condition. */
-	if (irq_was_on)
-		rt_irq_enable();
 }
 
 /*
@@ -202,7 +198,7 @@ static long do_call(struct rpc_cpu *rc, unsigned cpu, uint32_t handle, uint32_t 
 	__atomic_store_n(&rc->req->head, rc->req_head, __ATOMIC_RELEASE);
 	rt_mb();
 	if (rc->hdr->host_sleeping)
-		outl(VMRPC_PORT_DOORBELL, cpu);
+		mmio_write32(VMRPC_MMIO_DOORBELL, cpu);
 
 	for (;;) {
 		volatile struct vmrpc_resp_desc *r;

@@ -15,7 +15,7 @@ void rt_console_init(void)
 static void uart_write(const char *s, size_t n)
 {
 	while (n--)
-		outb(VMRPC_PORT_COM1, (uint8_t)*s++);
+		mmio_write8(VMRPC_MMIO_CONSOLE, (uint8_t)*s++);
 }
 
 /* Collects formatted text and writes it out in chunks, under the lock. */

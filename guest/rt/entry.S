@@ -1,5 +1,5 @@
 /*
- * Guest entry point.  The VMM starts every vCPU here in 64-bit mode with
+ * Guest entry point.  The VMM starts every vCPU here in 64-bit ring 3 with
  * rdi = &boot_info, rsi = vCPU index, rsp = 0 and interrupts off, so the first
  * job is a stack: each vCPU takes its own slot of rt_stacks by index.
  */
@@ -18,8 +18,7 @@ _start:
 	xorl %ebp, %ebp			/* terminates frame-pointer backtraces */
 	/* rdi and rsi are already rt_start's (boot_info, cpu) arguments. */
 	call rt_start
-1:	cli
-	hlt
+1:	pause				/* ring 3: no hlt before the runtime's gates exist */
 	jmp 1b
 	.size _start, . - _start
 

@@ -1,8 +1,9 @@
 /*
- * Interrupt setup.  Only two vectors exist: VMRPC_IRQ_VECTOR, which the host
- * uses to end a hlt, and the APIC spurious vector.  Exceptions deliberately
- * have no handlers: they escalate to a triple fault, which the VMM reports
- * with the register state.
+ * Interrupt setup.  Three vectors exist: VMRPC_IRQ_VECTOR, which the host uses
+ * to end a hlt; the APIC spurious vector; and #UD, which carries the runtime's
+ * ring-3 -> ring-0 calls (see vmrpc/cpu.h).  Other exceptions deliberately have
+ * no handlers: they escalate to a triple fault, which the VMM reports with the
+ * register state.
  */
 #include "internal.h"
 
@@ -23,48 +24,39 @@ struct idt_ptr {
 	uint64_t base;
 } __attribute__((packed));
 
-/* Shared by all vCPUs; not-present entries are all zero. */
-static struct idt_gate idt[256] __attribute__((aligned(4096)));
+#define GATE_KERNEL 0x8E /* P=1, DPL=0, 64-bit interrupt gate */
+#define UD_VECTOR 6
 
-#define GATE_INTERRUPT_PRESENT 0x8E /* P=1, DPL=0, 64-bit interrupt gate */
+/* The #UD gate's type byte: rt_ud_stub clears it on a real #UD (see irq.S). */
+uint8_t *rt_ud_gate_type;
 
-static void set_gate(unsigned vector, void (*handler)(void))
+static void set_gate(struct idt_gate *idt, unsigned vector, void (*handler)(void), uint8_t type)
 {
 	uint64_t addr = (uint64_t)(uintptr_t)handler;
-	uint16_t cs;
 
-	/* Use whatever code selector the VMM gave us rather than assume 0x08. */
-	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
 	idt[vector].offset_lo = (uint16_t)addr;
-	idt[vector].selector = cs;
+	idt[vector].selector = VMRPC_KERNEL_CS;
 	idt[vector].ist = 0;
-	idt[vector].type_attr = GATE_INTERRUPT_PRESENT;
+	idt[vector].type_attr = type;
 	idt[vector].offset_mid = (uint16_t)(addr >> 16);
 	idt[vector].offset_hi = (uint32_t)(addr >> 32);
 	idt[vector].zero = 0;
 }
 
+/*
+ * The VMM loaded every vCPU's IDTR with an empty IDT page (lidt is privileged
+ * and we run in ring 3); filling its gates is plain memory writes.  Called
+ * once, on vCPU 0, before the others are released.
+ */
 void rt_idt_init(void)
 {
-	set_gate(VMRPC_IRQ_VECTOR, rt_irq_stub_vmrpc);
-	set_gate(RT_SPURIOUS_VECTOR, rt_irq_stub_spurious);
-}
+	struct idt_ptr p;
+	struct idt_gate *idt;
 
-void rt_cpu_irq_init(void)
-{
-	struct idt_ptr p = { .limit = sizeof(idt) - 1, .base = (uint64_t)(uintptr_t)idt };
-
-	__asm__ volatile("lidt %0" : : "m"(p) : "memory");
-	/* The VMM put the APIC in x2APIC mode; it still needs the software
-	 * enable bit (SVR bit 8) to deliver anything.  Spurious vector 0xFF. */
-	wrmsr(MSR_X2APIC_TPR, 0);
-	wrmsr(MSR_X2APIC_SVR, 0x100u | RT_SPURIOUS_VECTOR);
-}
-
-/* Called from rt_irq_stub_vmrpc with interrupts off. */
-void rt_irq_vmrpc(void);
-void rt_irq_vmrpc(void)
-{
-	rt_this_cpu()->irq_count++;
-	wrmsr(MSR_X2APIC_EOI, 0);
+	__asm__ volatile("sidt %0" : "=m"(p));
+	idt = (struct idt_gate *)(uintptr_t)p.base;
+	set_gate(idt, VMRPC_IRQ_VECTOR, rt_irq_stub_vmrpc, GATE_KERNEL);
+	set_gate(idt, RT_SPURIOUS_VECTOR, rt_irq_stub_spurious, GATE_KERNEL);
+	set_gate(idt, UD_VECTOR, rt_ud_stub, GATE_KERNEL);
+	rt_ud_gate_type = &idt[UD_VECTOR].type_attr;
 }

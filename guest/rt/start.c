@@ -26,12 +26,12 @@ __attribute__((weak)) void ap_main(unsigned cpu)
 _Noreturn void rt_park(void)
 {
 	for (;;)
-		__asm__ volatile("cli; hlt" : : : "memory");
+		__asm__ volatile("ud2; .byte 2" : : : "memory");
 }
 
 _Noreturn void exit(int code)
 {
-	outl(VMRPC_PORT_DEBUG_EXIT, (uint32_t)code);
+	mmio_write32(VMRPC_MMIO_DEBUG_EXIT, (uint32_t)code);
 	/* The VMM stops the VM on that write; never run on if it is slow to. */
 	rt_park();
 }
@@ -74,8 +74,7 @@ static void percpu_init(unsigned cpu)
 	struct rt_percpu *p = &percpu[cpu];
 
 	p->cpu = cpu;
-	p->self = p;
-	wrmsr(MSR_GS_BASE, (uint64_t)(uintptr_t)p);
+	__asm__ volatile("movq %0, %%gs:8" : : "r"(p) : "memory");
 }
 
 static int boot_info_ok(const struct vmrpc_boot_info *bi)
@@ -116,7 +115,6 @@ static void boot_cpu(const struct vmrpc_boot_info *bi)
 	}
 
 	rt_idt_init();
-	rt_cpu_irq_init();
 
 	__atomic_store_n(&rt_released, 1, __ATOMIC_RELEASE);
 	exit(main(boot_argc, boot_argv));
@@ -130,7 +128,6 @@ void rt_start(const struct vmrpc_boot_info *bi, unsigned cpu)
 
 	while (!__atomic_load_n(&rt_released, __ATOMIC_ACQUIRE))
 		cpu_relax();
-	rt_cpu_irq_init();
 	ap_main(cpu);
 	rt_park();
 }

@@ -13,6 +13,7 @@ pub const VMRPC_ABI_VERSION: u32 = 1;
 pub const VMRPC_BOOT_MAGIC: u32 = 0x4252_4d56;
 pub const VMRPC_IMAGE_BASE: u64 = 0x10_0000;
 pub const VMRPC_MAX_VCPUS: u32 = 8;
+pub const VMRPC_KERNEL_CS: u16 = 0x08;
 
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +31,13 @@ pub struct BootInfo {
     pub reserved: [u64; 8],
 }
 
-// ---- ports --------------------------------------------------------------------
+// ---- MMIO ---------------------------------------------------------------------
 
-pub const VMRPC_PORT_COM1: u16 = 0x3f8;
-pub const VMRPC_PORT_DEBUG_EXIT: u16 = 0x504;
-pub const VMRPC_PORT_DOORBELL: u16 = 0x510;
+pub const VMRPC_MMIO_BASE: u64 = 0xd000_0000;
+pub const VMRPC_MMIO_SIZE: u64 = 0x20_0000;
+pub const VMRPC_MMIO_CONSOLE: u64 = VMRPC_MMIO_BASE;
+pub const VMRPC_MMIO_DEBUG_EXIT: u64 = VMRPC_MMIO_BASE + 0x1000;
+pub const VMRPC_MMIO_DOORBELL: u64 = VMRPC_MMIO_BASE + 0x2000;
 pub const VMRPC_IRQ_VECTOR: u32 = 0x40;
 
 // ---- rings ----------------------------------------------------------------------

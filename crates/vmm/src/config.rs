@@ -7,6 +7,10 @@ use crate::layout;
 /// The most vCPUs a VM may have (the guest runtime has stacks for this many).
 pub const MAX_VCPUS: u32 = guest_kmod_bindings::VMRPC_MAX_VCPUS;
 
+/// Default engine spin before sleeping: long enough to catch a guest's next
+/// call in a burst, short enough not to burn a core for idle VMs.
+pub const DEFAULT_RPC_SPIN_US: u64 = 50;
+
 /// Invalid configuration.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -33,6 +37,8 @@ pub struct VmConfig {
     pub args: Vec<String>,
     /// Bytes of console output kept (older output is dropped first).
     pub console_limit: usize,
+    /// How long the RPC engine spins on empty rings before it sleeps (µs).
+    pub rpc_spin_us: u64,
 }
 
 impl VmConfig {
@@ -43,6 +49,7 @@ impl VmConfig {
             memory_mib: 64,
             args: Vec::new(),
             console_limit: 1 << 20,
+            rpc_spin_us: DEFAULT_RPC_SPIN_US,
         }
     }
 

@@ -28,6 +28,9 @@ pub enum VmError {
     /// An OS resource (thread, eventfd) could not be created.
     #[error("{0}: {1}")]
     Os(&'static str, std::io::Error),
+    /// Registering or unregistering a host module failed.
+    #[error(transparent)]
+    Registry(#[from] crate::rpc::registry::RegistryError),
     /// `start` on a VM that was already started or killed.
     #[error("the VM was already started")]
     AlreadyStarted,

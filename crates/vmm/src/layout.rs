@@ -5,14 +5,41 @@
 //! Everything above RAM is left unmapped: a stray guest pointer faults instead of
 //! reaching an MMIO window by accident.
 
-/// Global descriptor table: null, 64-bit code, data, TSS (8 bytes each).
+/// Global descriptor table: null, kernel code and data, user data and code
+/// (in the order SYSRET expects), then one 16-byte TSS descriptor per vCPU.
 pub const GDT_START: u64 = 0x500;
-/// Number of GDT entries the VMM writes.
-pub const GDT_ENTRIES: usize = 4;
-/// Selector indices inside the GDT.
-pub const GDT_CODE_INDEX: u16 = 1;
-pub const GDT_DATA_INDEX: u16 = 2;
-pub const GDT_TSS_INDEX: u16 = 3;
+pub const GDT_KERNEL_CODE_INDEX: u16 = 1;
+const _: () = assert!(GDT_KERNEL_CODE_INDEX * 8 == guest_kmod_bindings::VMRPC_KERNEL_CS);
+pub const GDT_KERNEL_DATA_INDEX: u16 = 2;
+pub const GDT_USER_DATA_INDEX: u16 = 3;
+pub const GDT_USER_CODE_INDEX: u16 = 4;
+/// vCPU i's TSS descriptor takes GDT slots `GDT_TSS_INDEX + 2 * i` and the next.
+pub const GDT_TSS_INDEX: u16 = 5;
+/// Number of 8-byte GDT slots the VMM writes.
+pub const GDT_ENTRIES: usize = GDT_TSS_INDEX as usize + 2 * MAX_VCPUS as usize;
+
+/// The IDT page. The VMM points every vCPU's IDTR here and leaves it empty; the
+/// guest runtime fills in the gates it needs (they are plain memory writes, so
+/// it can do that from ring 3).
+pub const IDT_START: u64 = 0x1000;
+pub const IDT_LIMIT: u16 = 256 * 16 - 1;
+
+/// One 64-bit TSS per vCPU, `TSS_STRIDE` apart. Only RSP0 matters: the stack an
+/// interrupt or `int` from ring 3 switches to.
+pub const TSS_START: u64 = 0x2000;
+pub const TSS_STRIDE: u64 = 128;
+pub const TSS_LIMIT: u32 = 103;
+
+/// Per-vCPU pages the GS base points at: the first 8 bytes hold the vCPU index
+/// (the guest reads it with one `%gs:0` load), the rest belongs to the guest.
+pub const PERCPU_START: u64 = 0x10000;
+pub const PERCPU_SIZE: u64 = 0x1000;
+
+/// Ring-0 stacks, one per vCPU, used only by interrupt and halt handlers.
+pub const KERNEL_STACKS_START: u64 = 0x20000;
+pub const KERNEL_STACK_SIZE: u64 = 0x4000;
+
+const MAX_VCPUS: u32 = guest_kmod_bindings::VMRPC_MAX_VCPUS;
 
 /// Boot-info block (`struct vmrpc_boot_info`), followed in the same page by the
 /// guest's argv pointer array and argument strings.
@@ -41,6 +68,15 @@ pub const MAX_MEM_SIZE: u64 = 3 << 30;
 /// below 4 GiB where no guest memory can be (the same spot other VMMs use).
 pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 
+/// The device window: every device is memory-mapped, because the guest runs in
+/// ring 3 where port I/O is not available (see `arch::vcpu_state`).
+pub const MMIO_BASE: u64 = guest_kmod_bindings::VMRPC_MMIO_BASE;
+pub const MMIO_SIZE: u64 = guest_kmod_bindings::VMRPC_MMIO_SIZE;
+const _: () = assert!(
+    MAX_MEM_SIZE <= MMIO_BASE,
+    "RAM must end below the MMIO window"
+);
+
 /// Bytes the host reserves for event queues inside the shared region.
 pub const EVQ_ARENA_SIZE: u64 = 2 << 20;
 
@@ -63,6 +99,31 @@ pub const fn chan_stride() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn low_memory_areas_do_not_overlap() {
+        let max = MAX_VCPUS as u64;
+        let areas = [
+            (GDT_START, GDT_ENTRIES as u64 * 8),
+            (IDT_START, IDT_LIMIT as u64 + 1),
+            (TSS_START, max * TSS_STRIDE),
+            (BOOT_INFO_START, BOOT_INFO_END - BOOT_INFO_START),
+            (PML4_START, 0x1000),
+            (PDPT_START, 0x1000),
+            (PD_START, 4 * 0x1000),
+            (PERCPU_START, max * PERCPU_SIZE),
+            (KERNEL_STACKS_START, max * KERNEL_STACK_SIZE),
+        ];
+        for (i, a) in areas.iter().enumerate() {
+            assert!(a.0 + a.1 <= IMAGE_BASE, "area {i} reaches the image");
+            for b in &areas[i + 1..] {
+                assert!(
+                    a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0,
+                    "{a:x?} overlaps {b:x?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn shared_region_fits_in_the_smallest_vm() {

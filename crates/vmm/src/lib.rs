@@ -12,6 +12,7 @@ pub mod error;
 pub mod image;
 pub mod kick;
 pub mod layout;
+pub mod rpc;
 pub mod stats;
 pub mod vcpu;
 pub mod vm;

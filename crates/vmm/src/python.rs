@@ -85,9 +85,10 @@ fn guest_error(py: Python<'_>, err: PyErr, f: &GuestFailure) -> PyErr {
 fn to_pyerr(py: Python<'_>, e: VmError) -> PyErr {
     let msg = e.to_string();
     match e {
-        VmError::Config(_) | VmError::AlreadyStarted | VmError::NotStarted => {
-            ConfigError::new_err(msg)
-        }
+        VmError::Config(_)
+        | VmError::AlreadyStarted
+        | VmError::NotStarted
+        | VmError::Registry(_) => ConfigError::new_err(msg),
         VmError::Image(_) => ImageError::new_err(msg),
         VmError::Kvm { .. } | VmError::Memory(_) | VmError::Bus(_) | VmError::Os(..) => {
             KvmError::new_err(msg)
@@ -125,7 +126,11 @@ impl PyVm {
 #[pymethods]
 impl PyVm {
     #[new]
-    #[pyo3(signature = (image, *, vcpus = 1, memory_mib = 64, args = Vec::new(), console_limit = 1 << 20))]
+    #[pyo3(signature = (
+        image, *, vcpus = 1, memory_mib = 64, args = Vec::new(), console_limit = 1 << 20,
+        rpc_spin_us = crate::config::DEFAULT_RPC_SPIN_US,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         image: std::path::PathBuf,
@@ -133,6 +138,7 @@ impl PyVm {
         memory_mib: u64,
         args: Vec<String>,
         console_limit: usize,
+        rpc_spin_us: u64,
     ) -> PyResult<Self> {
         let config = VmConfig {
             image,
@@ -140,6 +146,7 @@ impl PyVm {
             memory_mib,
             args,
             console_limit,
+            rpc_spin_us,
         };
         let vm = py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?;
         Ok(PyVm {

@@ -9,9 +9,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{
+    kvm_mp_state, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE,
+};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::arch::{cpuid, gdt, paging, vcpu_state};
 use crate::bus::Buses;
@@ -21,6 +24,8 @@ use crate::devices::debug_exit::DebugExit;
 use crate::error::{kvm, VmError};
 use crate::image::Image;
 use crate::kick;
+use crate::rpc::module::HostModule;
+use crate::rpc::RpcHost;
 use crate::stats::Stats;
 use crate::vcpu::{self, Registers};
 use crate::{bootinfo, layout};
@@ -62,13 +67,15 @@ struct RunState {
 /// State shared by the vCPU threads and the owner.
 pub struct VmShared {
     pub buses: Buses,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     pub console: SharedConsole,
     stop: AtomicBool,
     run: Mutex<RunState>,
     changed: Condvar,
     /// Threads to kick on stop; only threads not yet joined are listed.
     threads: Mutex<Vec<libc::pthread_t>>,
+    /// Written on stop so the RPC engine wakes and exits.
+    engine_stop: Arc<EventFd>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,6 +100,7 @@ impl VmShared {
             self.changed.notify_all();
         }
         self.stop.store(true, Ordering::Release);
+        let _ = self.engine_stop.write(1);
         for &t in lock(&self.threads).iter() {
             kick::kick(t);
         }
@@ -146,6 +154,7 @@ pub struct Vm {
     /// vCPUs set up by `new`, moved into their threads by `start`.
     pending: Mutex<Vec<VcpuFd>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    rpc: RpcHost,
     // Declared after everything that uses it: the VM fd goes before guest memory.
     _vm_fd: VmFd,
     memory: GuestMemoryMmap,
@@ -173,18 +182,32 @@ impl Vm {
             .map_err(|e| VmError::Memory(e.to_string()))?;
         register_memory(&vm_fd, &memory)?;
         let entry = image.load(&memory)?;
-        let cr3 = write_boot_tables(&memory)?;
+        let cr3 = write_boot_tables(&memory, config.vcpus)?;
 
         let console: SharedConsole = Arc::new(Mutex::new(ConsoleBuffer::new(config.console_limit)));
         let mut buses = Buses::default();
-        buses.pio.insert(
-            abi::VMRPC_PORT_COM1.into(),
-            8,
-            Arc::new(SerialConsole::new(console.clone())),
+        // Every device is memory-mapped: the guest runs in ring 3 (see arch::vcpu_state).
+        let console_dev = Arc::new(SerialConsole::new(console.clone()));
+        buses.mmio.insert(abi::VMRPC_MMIO_CONSOLE, 8, console_dev)?;
+        buses
+            .mmio
+            .insert(abi::VMRPC_MMIO_DEBUG_EXIT, 4, Arc::new(DebugExit))?;
+        let stats = Arc::new(Stats::default());
+        let engine_stop = Arc::new(
+            EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Os("creating an eventfd", e))?,
+        );
+        let rpc = RpcHost::new(
+            &vm_fd,
+            &memory,
+            (shared_base, shared_size),
+            config.vcpus,
+            stats.clone(),
+            engine_stop.clone(),
+            Duration::from_micros(config.rpc_spin_us),
         )?;
         buses
-            .pio
-            .insert(abi::VMRPC_PORT_DEBUG_EXIT.into(), 4, Arc::new(DebugExit))?;
+            .mmio
+            .insert(abi::VMRPC_MMIO_DOORBELL, 4, rpc.doorbell_device())?;
 
         let supported = supported_cpuid(kvm_fd)?;
         let mut vcpus = Vec::with_capacity(config.vcpus as usize);
@@ -200,8 +223,15 @@ impl Vm {
                 .map_err(kvm("KVM_SET_CPUID2"))?;
             vcpu.set_msrs(&vcpu_state::boot_msrs(index))
                 .map_err(kvm("KVM_SET_MSRS"))?;
+            // With the in-kernel LAPIC, application processors would wait for
+            // INIT/SIPI; the boot protocol starts every vCPU at the entry point.
+            vcpu.set_mp_state(kvm_mp_state {
+                mp_state: KVM_MP_STATE_RUNNABLE,
+            })
+            .map_err(kvm("KVM_SET_MP_STATE"))?;
+            enable_lapic(&vcpu)?;
             let sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
-            vcpu.set_sregs(&vcpu_state::long_mode_sregs(sregs, cr3))
+            vcpu.set_sregs(&vcpu_state::long_mode_sregs(sregs, cr3, index))
                 .map_err(kvm("KVM_SET_SREGS"))?;
             vcpus.push(vcpu);
         }
@@ -225,7 +255,7 @@ impl Vm {
 
         let shared = Arc::new(VmShared {
             buses,
-            stats: Stats::default(),
+            stats,
             console,
             stop: AtomicBool::new(false),
             run: Mutex::new(RunState {
@@ -234,12 +264,14 @@ impl Vm {
             }),
             changed: Condvar::new(),
             threads: Mutex::new(Vec::new()),
+            engine_stop,
         });
         Ok(Vm {
             config,
             shared,
             pending: Mutex::new(vcpus),
             handles: Mutex::new(Vec::new()),
+            rpc,
             _vm_fd: vm_fd,
             memory,
         })
@@ -268,6 +300,11 @@ impl Vm {
             run.live = self.config.vcpus;
             std::mem::take(&mut *lock(&self.pending))
         };
+        if let Err(e) = self.rpc.start(self.shared.clone()) {
+            lock(&self.shared.run).live = 0;
+            self.shared.finish(Outcome::Killed);
+            return Err(e);
+        }
         let mut handles = lock(&self.handles);
         for (index, vcpu) in vcpus.into_iter().enumerate() {
             let shared = self.shared.clone();
@@ -315,6 +352,7 @@ impl Vm {
         }
         drop(run);
         self.join_threads();
+        self.rpc.join();
         true
     }
 
@@ -404,6 +442,26 @@ impl Vm {
         lock(&self.shared.console).since(pos)
     }
 
+    /// Registers a host module; guests can bind it from now on.
+    pub fn register_module(
+        &self,
+        name: &str,
+        version: u32,
+        module: Arc<dyn HostModule>,
+    ) -> Result<(), VmError> {
+        Ok(self.rpc.registry.register(name, version, module)?)
+    }
+
+    /// Unregisters a host module (see `Registry::unregister` for in-flight calls).
+    pub fn unregister_module(&self, name: &str, version: u32) -> Result<(), VmError> {
+        Ok(self.rpc.registry.unregister(name, version)?)
+    }
+
+    /// (name, version) of the registered host modules.
+    pub fn modules(&self) -> Vec<(String, u32)> {
+        self.rpc.registry.list()
+    }
+
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         let mut s = self.shared.stats.snapshot();
         s.push(("exits_total", self.shared.stats.exits_total()));
@@ -436,13 +494,38 @@ fn register_memory(vm_fd: &VmFd, memory: &GuestMemoryMmap) -> Result<(), VmError
     Ok(())
 }
 
-/// GDT and page tables; returns CR3.
-fn write_boot_tables(memory: &GuestMemoryMmap) -> Result<u64, VmError> {
+/// GDT, per-vCPU TSS and per-CPU pages, and page tables; returns CR3.
+fn write_boot_tables(memory: &GuestMemoryMmap, vcpus: u32) -> Result<u64, VmError> {
     let err = |e: vm_memory::GuestMemoryError| VmError::Memory(e.to_string());
-    for (i, entry) in gdt::TABLE.iter().enumerate() {
+    for (i, entry) in gdt::table().iter().enumerate() {
         memory
             .write_obj(*entry, GuestAddress(layout::GDT_START + 8 * i as u64))
             .map_err(err)?;
     }
+    for vcpu in 0..vcpus {
+        let stack_top = layout::KERNEL_STACKS_START + (vcpu as u64 + 1) * layout::KERNEL_STACK_SIZE;
+        memory
+            .write_slice(
+                &gdt::tss_bytes(stack_top),
+                GuestAddress(gdt::tss_address(vcpu)),
+            )
+            .map_err(err)?;
+        let percpu = layout::PERCPU_START + vcpu as u64 * layout::PERCPU_SIZE;
+        memory
+            .write_obj(vcpu as u64, GuestAddress(percpu))
+            .map_err(err)?;
+    }
     paging::write_identity_map(memory).map_err(err)
+}
+
+/// Software-enables the local APIC (SVR bit 8, spurious vector 0xff), which a
+/// ring-3 guest cannot do itself.
+fn enable_lapic(vcpu: &VcpuFd) -> Result<(), VmError> {
+    const SVR: usize = 0xf0;
+    let mut lapic = vcpu.get_lapic().map_err(kvm("KVM_GET_LAPIC"))?;
+    let value: u32 = 0x100 | 0xff;
+    for (i, b) in value.to_le_bytes().iter().enumerate() {
+        lapic.regs[SVR + i] = *b as libc::c_char;
+    }
+    vcpu.set_lapic(&lapic).map_err(kvm("KVM_SET_LAPIC"))
 }

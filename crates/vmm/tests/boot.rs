@@ -33,7 +33,7 @@ fn hello_prints_and_exits_zero() {
     assert!(out.contains("arg[2]=two words"), "{out}");
     assert_eq!(vm.state(), VmState::Exited);
     let stats: std::collections::HashMap<_, _> = vm.stats().into_iter().collect();
-    assert!(stats["exits_pio_out"] > 0);
+    assert!(stats["exits_mmio"] > 0, "the console is memory-mapped: {stats:?}");
 }
 
 #[test]
@@ -46,4 +46,20 @@ fn double_start_and_wait_before_start_are_errors() {
     vm.start().unwrap();
     assert!(matches!(vm.start(), Err(VmError::AlreadyStarted)));
     vm.wait(Some(Duration::from_secs(20))).unwrap();
+}
+
+#[test]
+fn smp_every_vcpu_checks_in() {
+    for n in [2, 4, 8] {
+        let mut cfg = VmConfig::new(image("smp"));
+        cfg.vcpus = n;
+        let vm = Vm::new(cfg).unwrap();
+        vm.start().unwrap();
+        let code = vm.wait(Some(Duration::from_secs(20)));
+        let out = console(&vm);
+        assert_eq!(code.unwrap_or_else(|e| panic!("{e}: {out}")), 0, "{out}");
+        for i in 0..n {
+            assert!(out.contains(&format!("vcpu {i} of {n}")), "{out}");
+        }
+    }
 }

@@ -8,19 +8,35 @@
  *
  * Boot protocol
  * -------------
- * Every vCPU starts in 64-bit long mode at the ELF entry point with:
+ * Every vCPU starts in 64-bit long mode, in ring 3, at the ELF entry point with:
  *   rdi = GPA of struct vmrpc_boot_info (shared by all vCPUs, read-only by convention)
  *   rsi = index of this vCPU (0 .. vcpu_count-1); it is also the vCPU's x2APIC id
  *   rsp = 0: the guest sets up its own stack before any call
- *   rflags = 0x2 (interrupts disabled), CS = 0x08 (64-bit code), DS/ES/SS = 0x10
- *   the x2APIC is enabled (IA32_APIC_BASE bits 10 and 11); the guest software-enables
- *   it (SVR) if it wants interrupts.
+ *   rflags = 0x2: interrupts off (they stay off in ring 3; the runtime takes
+ *            them only inside its ring-0 halt gate)
+ *   CS = 0x23 (ring-3 64-bit code), SS/DS/ES/FS = 0x1b (ring-3 data)
+ *   GS base = a 4 KiB per-vCPU page whose first 8 bytes hold the vCPU index;
+ *             the rest of the page belongs to the guest
+ *   IDTR = an empty 4 KiB IDT page the guest fills in (read its address with
+ *          sidt); gates use the ring-0 code selector VMRPC_KERNEL_CS
+ *   TR = this vCPU's TSS, whose RSP0 is a VMM-provided ring-0 stack: interrupts
+ *        and `int` from ring 3 run their handlers on it
+ *   the x2APIC is enabled and software-enabled (SVR = 0x1ff); EOI is a wrmsr to
+ *   0x80b, so it must happen in a ring-0 handler
+ *   every page is a user page; privileged instructions (hlt, wrmsr, lidt,
+ *   in/out) need a ring-0 handler reached through an IDT gate, which is why
+ *   every device is memory-mapped (below)
  *
- * Port map (PIO)
- *   0x3f8..0x3ff  COM1 16550 UART (console; transmit holding register at 0x3f8)
- *   0x504         debug exit: a 32-bit write ends the VM with that exit code
- *   0x510         VM RPC doorbell: any 32-bit write wakes the host RPC engine;
- *                 backed by an ioeventfd, so it does not exit to the VMM's user space
+ * Why ring 3: on PVM, this project's nested KVM, ring-0 guest code is emulated
+ * instruction by instruction (about 4 us per loop iteration measured here) while
+ * ring-3 code runs natively; on hardware KVM both are native.
+
+ * MMIO map (the VMM maps this 2 MiB window uncached for ring 3)
+ *   VMRPC_MMIO_CONSOLE     16550 UART registers, one byte apart (transmit
+ *                          holding register at offset 0)
+ *   VMRPC_MMIO_DEBUG_EXIT  a 32-bit write ends the VM with that exit code
+ *   VMRPC_MMIO_DOORBELL    any write wakes the host RPC engine; backed by an
+ *                          ioeventfd, so it does not exit to the VMM's user space
  *
  * VM RPC shared region (at boot_info.shared_base, boot_info.shared_size bytes)
  * ---------------------------------------------------------------------------
@@ -30,7 +46,7 @@
  *   [evq_offset, evq_offset + evq_size) event queue arena (host-managed)
  *
  * A call: the guest copies its request into its data area, pushes a
- * struct vmrpc_req_desc onto its request ring, and rings the doorbell only if
+ * struct vmrpc_req_desc onto its request ring, and writes the doorbell only if
  * shared_hdr.host_sleeping is set (read after a full barrier).  The host pushes a
  * struct vmrpc_resp_desc onto the same vCPU's response ring and injects the
  * interrupt VMRPC_IRQ_VECTOR only if that ring's consumer_waiting is set (read
@@ -68,11 +84,16 @@ struct vmrpc_boot_info {
 	uint64_t reserved[8];
 };
 
-/* ---- ports ----------------------------------------------------------------- */
+/* Ring-0 code selector for IDT gates; ring-3 selectors at entry are 0x23/0x1b. */
+#define VMRPC_KERNEL_CS 0x08u
 
-#define VMRPC_PORT_COM1 0x3f8u
-#define VMRPC_PORT_DEBUG_EXIT 0x504u
-#define VMRPC_PORT_DOORBELL 0x510u
+/* ---- MMIO ----------------------------------------------------------------- */
+
+#define VMRPC_MMIO_BASE 0xd0000000ull
+#define VMRPC_MMIO_SIZE 0x200000ull
+#define VMRPC_MMIO_CONSOLE (VMRPC_MMIO_BASE + 0x0000u)
+#define VMRPC_MMIO_DEBUG_EXIT (VMRPC_MMIO_BASE + 0x1000u)
+#define VMRPC_MMIO_DOORBELL (VMRPC_MMIO_BASE + 0x2000u)
 
 /* Interrupt vector the host uses to wake a vCPU waiting for a response or event. */
 #define VMRPC_IRQ_VECTOR 0x40u

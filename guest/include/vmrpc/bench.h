@@ -18,8 +18,8 @@ uint64_t bench_percentile(const uint64_t *sorted, size_t n, unsigned pct);
 /* Sorts the TSC-cycle samples in place and prints the BENCH line. */
 void bench_report(const char *name, uint64_t *cycles, size_t n);
 /*
- * Times n round trips of a port write that exits to the VMM's user space and
- * does nothing else (outb to the COM1 scratch register) and reports them as
+ * Times n round trips of an MMIO write that exits to the VMM's user space and
+ * does nothing else (the console UART's scratch register) and reports them as
  * "exit_rtt".  Returns 0, or -1 if the samples could not be allocated.
  */
 int bench_exit_rtt(size_t n);

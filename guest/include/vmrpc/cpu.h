@@ -1,46 +1,32 @@
 /*
- * Inline x86_64 helpers for freestanding guests: port I/O, MSRs, TSC,
- * barriers and interrupt-flag control.  Everything is a single instruction
- * (or a few), so it lives in the header where the compiler can inline it.
+ * Inline x86_64 helpers for freestanding guests: MMIO, TSC, barriers and
+ * waiting for interrupts.  Everything is a single instruction (or a few), so
+ * it lives in the header where the compiler can inline it.
+ *
+ * Guests run in ring 3 with interrupts off (see the boot protocol in
+ * vmrpc/abi.h): MMIO, rdtsc and pause work directly; hlt goes through the
+ * runtime's ring-0 call (rt_halt_if_equal); port I/O, cli/sti and MSRs are out
+ * of reach.
  */
 #ifndef VMRPC_CPU_H
 #define VMRPC_CPU_H
 
 #include <stdint.h>
 
-static inline void outb(uint16_t port, uint8_t v)
+/* Device registers are memory-mapped (vmrpc/abi.h); volatile keeps each access. */
+static inline void mmio_write8(uint64_t addr, uint8_t v)
 {
-	__asm__ volatile("outb %0, %w1" : : "a"(v), "Nd"(port) : "memory");
+	*(volatile uint8_t *)(uintptr_t)addr = v;
 }
 
-static inline void outw(uint16_t port, uint16_t v)
+static inline void mmio_write32(uint64_t addr, uint32_t v)
 {
-	__asm__ volatile("outw %0, %w1" : : "a"(v), "Nd"(port) : "memory");
+	*(volatile uint32_t *)(uintptr_t)addr = v;
 }
 
-static inline void outl(uint16_t port, uint32_t v)
+static inline uint8_t mmio_read8(uint64_t addr)
 {
-	__asm__ volatile("outl %0, %w1" : : "a"(v), "Nd"(port) : "memory");
-}
-
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-	__asm__ volatile("inb %w1, %0" : "=a"(v) : "Nd"(port) : "memory");
-	return v;
-}
-
-static inline uint64_t rdmsr(uint32_t msr)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr) : "memory");
-	return ((uint64_t)hi << 32) | lo;
-}
-
-static inline void wrmsr(uint32_t msr, uint64_t v)
-{
-	__asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
-			 : "memory");
+	return *(volatile uint8_t *)(uintptr_t)addr;
 }
 
 /* lfence keeps rdtsc from being executed before earlier instructions finish,
@@ -69,39 +55,28 @@ static inline void rt_barrier(void)
 	__asm__ volatile("" : : : "memory");
 }
 
-static inline void rt_irq_disable(void)
-{
-	__asm__ volatile("cli" : : : "memory");
-}
-
-static inline void rt_irq_enable(void)
-{
-	__asm__ volatile("sti" : : : "memory");
-}
+/*
+ * Calls into the runtime's ring-0 code.  A ring-3 guest reaches ring 0 through
+ * an exception: `ud2` followed by an operation byte, decoded by the #UD handler
+ * (rt/irq.S), which skips both and returns.  (Software interrupts would be the
+ * textbook way, but PVM does not deliver `int n` from ring 3; exceptions it
+ * delivers through the guest's IDT like hardware does.)
+ */
+#define RT_CALL_HALT 1 /* halt until an interrupt if *rdi == esi */
+#define RT_CALL_PARK 2 /* halt forever */
 
 /*
- * sti takes effect only after the following instruction, so no interrupt can
- * be delivered between sti and hlt: a wakeup that became pending while
- * interrupts were off is taken at (and ends) the hlt instead of being lost.
+ * Sleeps until an interrupt, but only if *word still equals `seen` when
+ * checked in ring 0 with interrupts off.  Ring 3 runs with interrupts off, so
+ * the check and the halt cannot be separated by the wakeup: if the other side
+ * changes *word after the check, it also sends the interrupt (it read our
+ * "waiting" flag after publishing), which stays pending until the handler's
+ * `sti; hlt`, and sti's one-instruction shadow makes that pair atomic.
+ * Returns after the interrupt, or at once if *word changed.
  */
-static inline void rt_irq_enable_and_halt(void)
+static inline void rt_halt_if_equal(const volatile uint32_t *word, uint32_t seen)
 {
-	__asm__ volatile("sti; hlt" : : : "memory");
-}
-
-/* Returns nonzero if interrupts are enabled (RFLAGS.IF). */
-static inline int rt_irq_enabled(void)
-{
-	uint64_t flags;
-	__asm__ volatile("pushfq; popq %0" : "=r"(flags) : : "memory");
-	return (flags >> 9) & 1;
-}
-
-static inline uint64_t read_cr3(void)
-{
-	uint64_t v;
-	__asm__ volatile("mov %%cr3, %0" : "=r"(v));
-	return v;
+	__asm__ volatile("ud2; .byte 1" : : "D"(word), "S"(seen) : "memory");
 }
 
 #endif /* VMRPC_CPU_H */

@@ -2,30 +2,40 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use crate::layout::{LARGE_PAGE_SIZE, PDPT_START, PD_START, PML4_START};
+use crate::layout::{LARGE_PAGE_SIZE, MMIO_BASE, MMIO_SIZE, PDPT_START, PD_START, PML4_START};
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
 const LARGE: u64 = 1 << 7;
+/// The guest runs in ring 3 (see `vcpu_state::long_mode_sregs`), so every page
+/// is a user page; no SMAP/SMEP, so its ring-0 handlers reach them too.
+const USER: u64 = 1 << 2;
 const GIB: u64 = 1 << 30;
 
 /// One page-table entry to write: (guest address of the entry, value).
 pub type PageTableEntry = (u64, u64);
 
-/// The entries that identity-map `[0, mem_size)` with 2 MiB pages. RAM is a
-/// multiple of 2 MiB (the config checks it), so no page reaches past RAM and an
-/// access above it faults in the guest.
+/// Page-level write-through and cache disable: the MMIO window is uncached.
+const UNCACHED: u64 = (1 << 3) | (1 << 4);
+
+/// The entries that identity-map `[0, mem_size)` and the MMIO window with
+/// 2 MiB pages. RAM is a multiple of 2 MiB (the config checks it), so no page
+/// reaches past RAM and any other access above it faults in the guest.
 pub fn identity_map_entries(mem_size: u64) -> Vec<PageTableEntry> {
-    let directories = mem_size.div_ceil(GIB);
-    let mut entries = vec![(PML4_START, PDPT_START | PRESENT | WRITABLE)];
-    for d in 0..directories {
-        let pd = PD_START + d * 0x1000;
-        entries.push((PDPT_START + d * 8, pd | PRESENT | WRITABLE));
-    }
-    for page in 0..mem_size / LARGE_PAGE_SIZE {
-        let pd = PD_START + (page / 512) * 0x1000;
-        let entry = pd + (page % 512) * 8;
-        entries.push((entry, (page * LARGE_PAGE_SIZE) | PRESENT | WRITABLE | LARGE));
+    let ram = (0..mem_size / LARGE_PAGE_SIZE).map(|p| (p * LARGE_PAGE_SIZE, 0));
+    let mmio =
+        (0..MMIO_SIZE / LARGE_PAGE_SIZE).map(|p| (MMIO_BASE + p * LARGE_PAGE_SIZE, UNCACHED));
+    let mut entries = vec![(PML4_START, PDPT_START | PRESENT | WRITABLE | USER)];
+    let mut directories: Vec<u64> = Vec::new();
+    for (addr, extra) in ram.chain(mmio) {
+        let gib = addr / GIB;
+        let pd = PD_START + gib * 0x1000;
+        if !directories.contains(&gib) {
+            directories.push(gib);
+            entries.push((PDPT_START + gib * 8, pd | PRESENT | WRITABLE | USER));
+        }
+        let entry = pd + ((addr % GIB) / LARGE_PAGE_SIZE) * 8;
+        entries.push((entry, addr | PRESENT | WRITABLE | USER | LARGE | extra));
     }
     entries
 }
@@ -62,6 +72,12 @@ mod tests {
         }
         assert_eq!(translate(&e, mem), None);
         assert_eq!(translate(&e, 0xdead_0000_0000), None);
+        assert_eq!(translate(&e, MMIO_BASE + 0x1004), Some(MMIO_BASE + 0x1004));
+        assert_eq!(translate(&e, MMIO_BASE + MMIO_SIZE), None);
+        let small = identity_map_entries(64 << 20);
+        assert_eq!(translate(&small, (64 << 20) - 1), Some((64 << 20) - 1));
+        assert_eq!(translate(&small, 64 << 20), None);
+        assert_eq!(translate(&small, MMIO_BASE), Some(MMIO_BASE));
     }
 
     #[test]

@@ -1,0 +1,199 @@
+//! A vCPU's channel: its request ring (guest produces), response ring (host
+//! produces) and data area, and `Completion`, the one way to answer a request.
+
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use guest_kmod_bindings::{
+    ring_off, RespDesc, RingHdr, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_REQ_RING_OFFSET,
+    VMRPC_CHAN_RESP_RING_OFFSET, VMRPC_EHOSTFN, VMRPC_ERANGE, VMRPC_RPC_RING_ENTRIES,
+};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::wire;
+use crate::stats::Stats;
+
+const RING_HDR: u64 = std::mem::size_of::<RingHdr>() as u64;
+const RESP_DESC: u64 = std::mem::size_of::<RespDesc>() as u64;
+
+struct RespState {
+    /// The host's own copy of the response ring's head (never read back).
+    head: u32,
+    /// Requests taken off the request ring and not yet answered.
+    in_flight: u32,
+}
+
+pub struct Channel {
+    pub index: u32,
+    mem: GuestMemoryMmap,
+    pub req_ring: GuestAddress,
+    resp_ring: GuestAddress,
+    pub data: GuestAddress,
+    irq: EventFd,
+    stats: Arc<Stats>,
+    resp: Mutex<RespState>,
+}
+
+impl Channel {
+    /// `base` is the channel's guest address, inside the shared region.
+    pub fn new(
+        index: u32,
+        mem: GuestMemoryMmap,
+        base: u64,
+        irq: EventFd,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Channel {
+            index,
+            mem,
+            req_ring: GuestAddress(base + VMRPC_CHAN_REQ_RING_OFFSET as u64),
+            resp_ring: GuestAddress(base + VMRPC_CHAN_RESP_RING_OFFSET as u64),
+            data: GuestAddress(base + VMRPC_CHAN_DATA_OFFSET as u64),
+            irq,
+            stats,
+            resp: Mutex::new(RespState {
+                head: 0,
+                in_flight: 0,
+            }),
+        }
+    }
+
+    pub fn irq(&self) -> &EventFd {
+        &self.irq
+    }
+
+    pub fn mem(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
+    fn load(&self, ring: GuestAddress, field: u64) -> u32 {
+        // The address is inside the shared region by construction; a failure
+        // would be a VMM bug, and 0 is a harmless value for every field.
+        self.mem
+            .load(ring.unchecked_add(field), Ordering::Acquire)
+            .unwrap_or(0)
+    }
+
+    /// Reserves room in the response ring for one more answer, so a request is
+    /// only taken off the request ring when its answer cannot be lost.
+    pub fn reserve(&self) -> bool {
+        let mut st = self.resp.lock().unwrap_or_else(PoisonError::into_inner);
+        let tail = self.load(self.resp_ring, ring_off::TAIL);
+        match wire::ring_free(st.head, tail, VMRPC_RPC_RING_ENTRIES) {
+            Some(free) if free > st.in_flight => {
+                st.in_flight += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Publishes an answer in the response ring and interrupts the vCPU only if
+    /// it said it is going to sleep (flag read after a full barrier: Dekker).
+    fn post(&self, tag: u64, status: i32) {
+        {
+            let mut st = self.resp.lock().unwrap_or_else(PoisonError::into_inner);
+            st.in_flight -= 1;
+            let tail = self.load(self.resp_ring, ring_off::TAIL);
+            if wire::ring_free(st.head, tail, VMRPC_RPC_RING_ENTRIES).unwrap_or(0) == 0 {
+                // Only a guest that rewrote its tail gets here; its answer is dropped.
+                self.stats.rpc_malformed.inc();
+                log::warn!(target: "vmrpc::rpc", "vCPU {}: response ring corrupt, answer dropped", self.index);
+                return;
+            }
+            let slot = (st.head % VMRPC_RPC_RING_ENTRIES) as u64;
+            let at = self.resp_ring.unchecked_add(RING_HDR + slot * RESP_DESC);
+            let desc = RespDesc {
+                tag,
+                status,
+                _pad: 0,
+            };
+            if self.mem.write_obj(desc, at).is_err() {
+                return;
+            }
+            st.head = st.head.wrapping_add(1);
+            let _ = self.mem.store(
+                st.head,
+                self.resp_ring.unchecked_add(ring_off::HEAD),
+                Ordering::Release,
+            );
+        }
+        self.stats.rpcs.inc();
+        if status < 0 {
+            self.stats.rpc_errors.inc();
+        }
+        fence(Ordering::SeqCst);
+        if self.load(self.resp_ring, ring_off::CONSUMER_WAITING) != 0 {
+            self.stats.interrupts.inc();
+            if let Err(e) = self.irq.write(1) {
+                log::error!(target: "vmrpc::rpc", "vCPU {}: irqfd write failed: {e}", self.index);
+            }
+        }
+    }
+}
+
+/// The pending answer to one request. Consuming it with `ok` or `err` answers
+/// the guest; dropping it unanswered answers `VMRPC_EHOSTFN`, so no caller is
+/// ever left blocked.
+pub struct Completion {
+    chan: Arc<Channel>,
+    tag: u64,
+    resp_off: u32,
+    resp_cap: u32,
+    answered: bool,
+}
+
+impl Completion {
+    /// The caller must already hold a reservation from `Channel::reserve`.
+    pub fn new(chan: Arc<Channel>, tag: u64, resp_off: u32, resp_cap: u32) -> Self {
+        Completion {
+            chan,
+            tag,
+            resp_off,
+            resp_cap,
+            answered: false,
+        }
+    }
+
+    /// The guest's response buffer size.
+    pub fn capacity(&self) -> usize {
+        self.resp_cap as usize
+    }
+
+    /// Answers with `data`, or `VMRPC_ERANGE` if it does not fit the guest's buffer.
+    pub fn ok(mut self, data: &[u8]) {
+        self.answered = true;
+        if data.len() > self.resp_cap as usize {
+            log::warn!(
+                target: "vmrpc::rpc",
+                "host function returned {} bytes; the guest's buffer holds {} (VMRPC_ERANGE)",
+                data.len(),
+                self.resp_cap
+            );
+            self.chan.post(self.tag, VMRPC_ERANGE);
+            return;
+        }
+        let at = self.chan.data.unchecked_add(self.resp_off as u64);
+        let status = match self.chan.mem.write_slice(data, at) {
+            Ok(()) => data.len() as i32,
+            Err(_) => VMRPC_EHOSTFN,
+        };
+        self.chan.post(self.tag, status);
+    }
+
+    /// Answers with an error code (`VMRPC_E*`).
+    pub fn err(mut self, code: i32) {
+        self.answered = true;
+        self.chan.post(self.tag, code);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if !self.answered {
+            log::warn!(target: "vmrpc::rpc", "a host module dropped a call without answering it");
+            self.chan.post(self.tag, VMRPC_EHOSTFN);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The RPC engine: one thread per VM that takes requests off every vCPU's ring,
+//! validates them, and hands them to host modules.
+//!
+//! Sleeping without losing a wakeup (Dekker): the engine spins for `spin`, then
+//! sets `host_sleeping`, issues a full barrier, and polls every ring once more
+//! before it blocks on the doorbell eventfd. A guest publishes its request,
+//! issues a full barrier, then reads `host_sleeping` and rings only if set. With
+//! both barriers, at least one side sees the other's write: either the engine's
+//! last poll finds the request, or the guest rings the doorbell. The eventfd
+//! keeps a count, so a ring that lands before the engine blocks is not lost.
+
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guest_kmod_bindings::{
+    ring_off, ReqDesc, RingHdr, SHARED_HOST_SLEEPING_OFFSET, VMRPC_EINVAL, VMRPC_ENOFUNC,
+    VMRPC_RPC_RING_ENTRIES, VMRPC_SYS_BIND, VMRPC_SYS_HANDLE, VMRPC_SYS_UNBIND,
+};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::channel::{Channel, Completion};
+use super::registry::Registry;
+use super::wire::{self, ValidReq};
+use crate::stats::Stats;
+use crate::vm::VmShared;
+
+const RING_HDR: u64 = std::mem::size_of::<RingHdr>() as u64;
+const REQ_DESC: u64 = std::mem::size_of::<ReqDesc>() as u64;
+
+struct EngineChan {
+    chan: Arc<Channel>,
+    /// The host's own copy of the request ring's tail (never read back).
+    tail: u32,
+}
+
+pub struct Engine {
+    chans: Vec<EngineChan>,
+    registry: Arc<Registry>,
+    mem: GuestMemoryMmap,
+    host_sleeping: GuestAddress,
+    doorbell: Arc<EventFd>,
+    stop: Arc<EventFd>,
+    stats: Arc<Stats>,
+    spin: Duration,
+    /// Request bytes, copied out of guest memory once.
+    buf: Vec<u8>,
+}
+
+impl Engine {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        chans: &[Arc<Channel>],
+        registry: Arc<Registry>,
+        mem: GuestMemoryMmap,
+        shared_base: u64,
+        doorbell: Arc<EventFd>,
+        stop: Arc<EventFd>,
+        stats: Arc<Stats>,
+        spin: Duration,
+    ) -> Self {
+        Engine {
+            chans: chans
+                .iter()
+                .map(|c| EngineChan {
+                    chan: c.clone(),
+                    tail: 0,
+                })
+                .collect(),
+            registry,
+            mem,
+            host_sleeping: GuestAddress(shared_base + SHARED_HOST_SLEEPING_OFFSET),
+            doorbell,
+            stop,
+            stats,
+            spin,
+            buf: vec![0; guest_kmod_bindings::VMRPC_MAX_PAYLOAD as usize],
+        }
+    }
+
+    fn set_sleeping(&self, v: u32) {
+        let _ = self.mem.store(v, self.host_sleeping, Ordering::Release);
+    }
+
+    pub fn run(mut self, vm: Arc<VmShared>) {
+        let mut idle_since: Option<Instant> = None;
+        while !vm.stopping() {
+            if self.poll() {
+                idle_since = None;
+                continue;
+            }
+            if idle_since.get_or_insert_with(Instant::now).elapsed() < self.spin {
+                // Yield rather than burn the core: if a vCPU thread shares this
+                // core, a pure spin would keep it from making the very request
+                // we are waiting for.
+                std::thread::yield_now();
+                continue;
+            }
+            self.set_sleeping(1);
+            fence(Ordering::SeqCst);
+            if self.poll() || vm.stopping() {
+                self.set_sleeping(0);
+                idle_since = None;
+                continue;
+            }
+            self.stats.engine_sleeps.inc();
+            self.sleep();
+            self.set_sleeping(0);
+            idle_since = None;
+        }
+    }
+
+    /// Blocks until the guest rings the doorbell or the VM stops.
+    fn sleep(&self) {
+        use std::os::fd::AsRawFd;
+        let mut fds = [
+            libc::pollfd {
+                fd: self.doorbell.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.stop.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n > 0 && fds[0].revents & libc::POLLIN != 0 {
+            if let Ok(count) = self.doorbell.read() {
+                self.stats.doorbells.add(count);
+            }
+        }
+    }
+
+    /// One pass over every channel; true if any request was taken.
+    pub fn poll(&mut self) -> bool {
+        let mut did = false;
+        for i in 0..self.chans.len() {
+            did |= self.poll_chan(i);
+        }
+        did
+    }
+
+    fn poll_chan(&mut self, i: usize) -> bool {
+        let chan = self.chans[i].chan.clone();
+        let mut tail = self.chans[i].tail;
+        let head: u32 = self
+            .mem
+            .load(
+                chan.req_ring.unchecked_add(ring_off::HEAD),
+                Ordering::Acquire,
+            )
+            .unwrap_or(tail);
+        let available = match wire::ring_available(head, tail, VMRPC_RPC_RING_ENTRIES) {
+            Some(n) => n,
+            None => {
+                // A head no well-behaved guest can write: resynchronise, answer nothing.
+                self.stats.rpc_malformed.inc();
+                self.chans[i].tail = head;
+                let _ = self.mem.store(
+                    head,
+                    chan.req_ring.unchecked_add(ring_off::TAIL),
+                    Ordering::Release,
+                );
+                return false;
+            }
+        };
+        let mut did = false;
+        for _ in 0..available {
+            // Take a request only if its answer has a slot waiting for it.
+            if !chan.reserve() {
+                break;
+            }
+            let slot = (tail % VMRPC_RPC_RING_ENTRIES) as u64;
+            let at = chan.req_ring.unchecked_add(RING_HDR + slot * REQ_DESC);
+            let desc: ReqDesc = self.mem.read_obj(at).unwrap_or_default();
+            tail = tail.wrapping_add(1);
+            let _ = self.mem.store(
+                tail,
+                chan.req_ring.unchecked_add(ring_off::TAIL),
+                Ordering::Release,
+            );
+            did = true;
+            match wire::validate_req(&desc) {
+                Ok(req) => self.dispatch(&chan, req),
+                Err((tag, code)) => {
+                    self.stats.rpc_malformed.inc();
+                    Completion::new(chan.clone(), tag, 0, 0).err(code);
+                }
+            }
+        }
+        self.chans[i].tail = tail;
+        did
+    }
+
+    fn dispatch(&mut self, chan: &Arc<Channel>, req: ValidReq) {
+        let done = Completion::new(chan.clone(), req.tag, req.resp_off, req.resp_cap);
+        let payload = &mut self.buf[..req.req_len as usize];
+        if chan
+            .mem()
+            .read_slice(payload, chan.data.unchecked_add(req.req_off as u64))
+            .is_err()
+        {
+            return done.err(VMRPC_EINVAL);
+        }
+        if req.handle == VMRPC_SYS_HANDLE {
+            return system_call(&self.registry, req.function, payload, done);
+        }
+        match self.registry.lookup(req.handle) {
+            Err(code) => done.err(code),
+            Ok(reg) if !reg.module.has_function(req.function) => done.err(VMRPC_ENOFUNC),
+            Ok(reg) => reg.module.call(req.function, payload, done),
+        }
+    }
+}
+
+/// The system module (handle 0): binding and unbinding.
+fn system_call(registry: &Registry, function: u32, payload: &[u8], done: Completion) {
+    let word = |p: &[u8]| {
+        p.get(..4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    match function {
+        VMRPC_SYS_BIND => match word(payload) {
+            Some(version) if payload.len() <= 4 + 255 => {
+                match registry.bind(&payload[4..], version) {
+                    Ok(handle) => done.ok(&handle.to_le_bytes()),
+                    Err(code) => done.err(code),
+                }
+            }
+            _ => done.err(VMRPC_EINVAL),
+        },
+        VMRPC_SYS_UNBIND => match word(payload) {
+            Some(handle) if payload.len() == 4 => match registry.unbind(handle) {
+                Ok(()) => done.ok(&[]),
+                Err(code) => done.err(code),
+            },
+            _ => done.err(VMRPC_EINVAL),
+        },
+        _ => done.err(VMRPC_ENOFUNC),
+    }
+}

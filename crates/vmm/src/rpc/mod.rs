@@ -1,0 +1,187 @@
+//! VM RPC, host side: the shared region, per-vCPU channels, the module registry
+//! and the engine thread. The protocol itself is specified in abi.h.
+
+pub mod channel;
+pub mod engine;
+pub mod module;
+pub mod registry;
+pub mod wire;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use guest_kmod_bindings::{
+    SharedHdr, VMRPC_ABI_VERSION, VMRPC_IRQ_VECTOR, VMRPC_MAX_PAYLOAD, VMRPC_MMIO_DOORBELL,
+    VMRPC_RPC_RING_ENTRIES, VMRPC_SHARED_MAGIC,
+};
+use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
+use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::bus::{BusDevice, DeviceAction};
+use crate::error::{kvm, VmError};
+use crate::layout;
+use crate::stats::Stats;
+use crate::vm::VmShared;
+use channel::Channel;
+use engine::Engine;
+use registry::Registry;
+
+/// First GSI used for the per-vCPU MSI routes (above the IOAPIC's pins).
+const FIRST_GSI: u32 = 24;
+const MSI_ADDRESS_BASE: u32 = 0xfee0_0000;
+
+/// The doorbell register as a bus device: only reached if KVM could not take the
+/// write through the ioeventfd; then it costs an exit but still works.
+struct DoorbellPort(Arc<EventFd>);
+
+impl BusDevice for DoorbellPort {
+    fn write(&self, _offset: u64, _data: &[u8]) -> DeviceAction {
+        let _ = self.0.write(1);
+        DeviceAction::Continue
+    }
+}
+
+/// Everything a VM needs to serve VM RPC.
+pub struct RpcHost {
+    pub registry: Arc<Registry>,
+    channels: Vec<Arc<Channel>>,
+    mem: GuestMemoryMmap,
+    shared_base: u64,
+    doorbell: Arc<EventFd>,
+    stop: Arc<EventFd>,
+    stats: Arc<Stats>,
+    spin: Duration,
+    engine: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RpcHost {
+    /// Lays out the shared region, wires the doorbell (ioeventfd) and one MSI
+    /// route plus irqfd per vCPU.
+    pub fn new(
+        vm_fd: &VmFd,
+        mem: &GuestMemoryMmap,
+        (shared_base, shared_size): (u64, u64),
+        vcpus: u32,
+        stats: Arc<Stats>,
+        stop: Arc<EventFd>,
+        spin: Duration,
+    ) -> Result<Self, VmError> {
+        let os = |what| move |e: std::io::Error| VmError::Os(what, e);
+        let chan_end = layout::CHAN_OFFSET + vcpus as u64 * layout::chan_stride();
+        let hdr = SharedHdr {
+            magic: VMRPC_SHARED_MAGIC,
+            abi_version: VMRPC_ABI_VERSION,
+            vcpu_count: vcpus,
+            ring_entries: VMRPC_RPC_RING_ENTRIES,
+            max_payload: VMRPC_MAX_PAYLOAD,
+            chan_offset: layout::CHAN_OFFSET,
+            chan_stride: layout::chan_stride(),
+            evq_offset: chan_end,
+            evq_size: shared_size - chan_end,
+            ..Default::default()
+        };
+        mem.write_obj(hdr, GuestAddress(shared_base))
+            .map_err(|e| VmError::Memory(e.to_string()))?;
+
+        let doorbell =
+            Arc::new(EventFd::new(EFD_NONBLOCK).map_err(os("creating the doorbell eventfd"))?);
+        vm_fd
+            .register_ioevent(
+                &doorbell,
+                &IoEventAddress::Mmio(VMRPC_MMIO_DOORBELL),
+                NoDatamatch,
+            )
+            .map_err(kvm("KVM_IOEVENTFD"))?;
+
+        let mut routes = Vec::new();
+        let mut channels = Vec::new();
+        for index in 0..vcpus {
+            let mut route = kvm_irq_routing_entry {
+                gsi: FIRST_GSI + index,
+                type_: KVM_IRQ_ROUTING_MSI,
+                ..Default::default()
+            };
+            // Physical destination mode, fixed delivery, edge: the vCPU's x2APIC id is its index.
+            route.u.msi.address_lo = MSI_ADDRESS_BASE | (index << 12);
+            route.u.msi.data = VMRPC_IRQ_VECTOR;
+            routes.push(route);
+            let irq = EventFd::new(EFD_NONBLOCK).map_err(os("creating an irqfd"))?;
+            let base = shared_base + layout::CHAN_OFFSET + index as u64 * layout::chan_stride();
+            channels.push(Arc::new(Channel::new(
+                index,
+                mem.clone(),
+                base,
+                irq,
+                stats.clone(),
+            )));
+        }
+        let table = KvmIrqRouting::from_entries(&routes)
+            .map_err(|_| VmError::Memory("too many MSI routes".into()))?;
+        vm_fd
+            .set_gsi_routing(&table)
+            .map_err(kvm("KVM_SET_GSI_ROUTING"))?;
+        for (index, chan) in channels.iter().enumerate() {
+            vm_fd
+                .register_irqfd(chan.irq(), FIRST_GSI + index as u32)
+                .map_err(kvm("KVM_IRQFD"))?;
+        }
+        Ok(RpcHost {
+            registry: Arc::new(Registry::default()),
+            channels,
+            mem: mem.clone(),
+            shared_base,
+            doorbell,
+            stop,
+            stats,
+            spin,
+            engine: Mutex::new(None),
+        })
+    }
+
+    /// The fallback device for the doorbell port.
+    pub fn doorbell_device(&self) -> Arc<dyn BusDevice> {
+        Arc::new(DoorbellPort(self.doorbell.clone()))
+    }
+
+    /// Starts the engine thread.
+    pub fn start(&self, vm: Arc<VmShared>) -> Result<(), VmError> {
+        let engine = Engine::new(
+            &self.channels,
+            self.registry.clone(),
+            self.mem.clone(),
+            self.shared_base,
+            self.doorbell.clone(),
+            self.stop.clone(),
+            self.stats.clone(),
+            self.spin,
+        );
+        let handle = std::thread::Builder::new()
+            .name("vmrpc-engine".into())
+            .spawn(move || engine.run(vm))
+            .map_err(|e| VmError::Os("spawning the RPC engine thread", e))?;
+        *self.engine.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Ok(())
+    }
+
+    /// Wakes the engine so it sees that the VM stops.
+    pub fn wake_for_stop(&self) {
+        let _ = self.stop.write(1);
+    }
+
+    /// Waits for the engine thread (after `wake_for_stop`).
+    pub fn join(&self) {
+        let handle = self
+            .engine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                log::error!(target: "vmrpc::rpc", "the RPC engine thread panicked");
+            }
+        }
+    }
+}
