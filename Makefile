@@ -3,7 +3,8 @@
 #   make dev     .venv with the pinned tools, guest build, guest SDK copied into the
 #                package, and the native extension built into the venv (maturin develop)
 #   make demo    dev, then `python -m vmrpc demo`
-#   make test    dev, then Rust and Python lint/type checks, cargo test and pytest
+#   make test    dev, then Rust and Python lint/type checks (and the _vmm stub against
+#                the built module), cargo test and pytest
 #   make bench   dev, then `python -m vmrpc bench`
 #   make clean   remove everything the build made
 #
@@ -88,6 +89,7 @@ test: dev
 	$(VENV)/bin/ruff check $(PY_LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(PY_LINT_PATHS)
 	$(VENV)/bin/mypy python/vmrpc
+	$(VPY) -m mypy.stubtest vmrpc._vmm
 	$(VPY) -m pytest -q
 
 bench: dev

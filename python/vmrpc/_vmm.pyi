@@ -1,7 +1,23 @@
 """Type stub for the native extension `vmrpc._vmm` (built from crates/vmm by maturin).
 
-The extension is private: import the public names from `vmrpc` instead.
+The extension is private: import the public names from `vmrpc` instead. `make test`
+checks this stub against the built module with mypy's stubtest.
 """
+
+from typing import final
+
+__all__ = [
+    "MAX_VCPUS",
+    "ConfigError",
+    "GuestCrashed",
+    "GuestError",
+    "GuestTimeout",
+    "ImageError",
+    "KvmError",
+    "Vm",
+    "VmKilled",
+    "VmrpcError",
+]
 
 class VmrpcError(Exception):
     """Base class of every error raised by vmrpc."""
@@ -35,11 +51,12 @@ class GuestTimeout(GuestError):
 MAX_VCPUS: int
 """The most vCPUs one VM may have."""
 
+@final
 class Vm:
     """A KVM virtual machine running one guest ELF image."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         image: str,
         *,
         vcpus: int = 1,
@@ -47,7 +64,7 @@ class Vm:
         args: list[str] = ...,
         console_limit: int = 1 << 20,
         rpc_spin_us: int = ...,
-    ) -> None: ...
+    ) -> Vm: ...
     def start(self) -> None: ...
     def wait(self, timeout: float | None = None) -> int: ...
     def kill(self) -> None: ...
