@@ -24,6 +24,7 @@ from vmrpc.errors import (
     VmKilled,
     VmrpcError,
 )
+from vmrpc.hostmodule import HostModule, NativeModule, function
 from vmrpc.images import builtin_images, image_path, sdk_include_dir, sdk_lib_dir
 from vmrpc.vm import VM
 
@@ -35,6 +36,9 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare
 
 __all__ = [
     "VM",
+    "HostModule",
+    "NativeModule",
+    "function",
     "ConfigError",
     "GuestCrashed",
     "GuestError",

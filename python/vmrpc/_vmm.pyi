@@ -4,9 +4,11 @@ The extension is private: import the public names from `vmrpc` instead. `make te
 checks this stub against the built module with mypy's stubtest.
 """
 
+from collections.abc import Callable
 from typing import final
 
 __all__ = [
+    "MAX_PAYLOAD",
     "MAX_VCPUS",
     "ConfigError",
     "GuestCrashed",
@@ -51,6 +53,9 @@ class GuestTimeout(GuestError):
 MAX_VCPUS: int
 """The most vCPUs one VM may have."""
 
+MAX_PAYLOAD: int
+"""The largest VM RPC request or response, in bytes."""
+
 @final
 class Vm:
     """A KVM virtual machine running one guest ELF image."""
@@ -82,3 +87,10 @@ class Vm:
     def vcpus(self) -> int: ...
     @property
     def memory_mib(self) -> int: ...
+    def register_hm(
+        self, name: str, version: int, functions: dict[int, Callable[[bytes], object]]
+    ) -> None: ...
+    def register_native(self, name: str) -> None: ...
+    def unregister_hm(self, name: str, version: int) -> None: ...
+    @property
+    def modules(self) -> list[tuple[str, int]]: ...

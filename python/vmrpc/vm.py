@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self
 
 from vmrpc import _vmm
+from vmrpc.hostmodule import HostModule, NativeModule, encode_version, module_functions
 from vmrpc.images import image_path
 
 __all__ = ["VM"]
@@ -34,6 +35,9 @@ class VM:
         args: the guest's command-line arguments (``arg[1]``, ``arg[2]``, ...).
         timeout: default timeout in seconds for `wait` and `run` (``None``: no limit).
         console_limit: how many bytes of console output are kept.
+        modules: host modules to register right away (see `register_hm`).
+        rpc_spin_us: how long the RPC engine polls idle rings before it sleeps and
+            waits for the guest's doorbell (default: the VMM's, 50 µs).
 
     The configuration and the image are checked before any KVM object is created:
     `ConfigError` or `ImageError` come from the constructor. Use it as a context manager
@@ -53,6 +57,8 @@ class VM:
         args: Sequence[str] = (),
         timeout: float | None = None,
         console_limit: int = 1 << 20,
+        modules: Sequence[HostModule | NativeModule] = (),
+        rpc_spin_us: int | None = None,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -62,13 +68,17 @@ class VM:
         """The guest's arguments, as given."""
         self.timeout: float | None = timeout
         """Default timeout of `wait` and `run`, in seconds (``None``: none)."""
+        spin = {} if rpc_spin_us is None else {"rpc_spin_us": rpc_spin_us}
         self._vm = _vmm.Vm(
             str(self.image),
             vcpus=vcpus,
             memory_mib=memory_mib,
             args=list(self.args),
             console_limit=console_limit,
+            **spin,
         )
+        for module in modules:
+            self.register_hm(module)
         log.debug("created VM image=%s vcpus=%d memory=%dMiB", self.image, vcpus, memory_mib)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -154,6 +164,37 @@ class VM:
     def memory_mib(self) -> int:
         """Guest memory in MiB."""
         return self._vm.memory_mib
+
+    # -- VM RPC --------------------------------------------------------------------
+
+    def register_hm(self, module: HostModule | NativeModule) -> None:
+        """Register a host module; guests can bind it from now on (before or while running).
+
+        ``module`` is a `HostModule` instance or a `NativeModule`. Raises `ConfigError` if
+        a module with the same name and version is already registered.
+        """
+        if isinstance(module, NativeModule):
+            self._vm.register_native(module.name)
+            return
+        if not isinstance(module, HostModule):
+            raise TypeError(f"expected a HostModule or NativeModule, got {type(module).__name__}")
+        name = getattr(module, "name", None)
+        if not isinstance(name, str):
+            raise TypeError(f"{type(module).__name__}.name must be a str")
+        self._vm.register_hm(name, encode_version(module.version), module_functions(module))
+
+    def unregister_hm(self, name: str, version: int | tuple[int, int] = 1) -> None:
+        """Unregister a host module.
+
+        Calls already running finish; later calls through existing handles, and later
+        binds, get ``VMRPC_EGONE`` in the guest. Raises `ConfigError` if not registered.
+        """
+        self._vm.unregister_hm(name, encode_version(version))
+
+    @property
+    def modules(self) -> list[tuple[str, tuple[int, int]]]:
+        """Registered host modules as ``(name, (major, minor))``."""
+        return [(n, (v >> 16, v & 0xFFFF)) for n, v in self._vm.modules]
 
     def __repr__(self) -> str:
         return (

@@ -2,13 +2,20 @@
 //! hierarchy. Every `VmError` becomes a Python exception in `to_pyerr`, and
 //! only there.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use guest_kmod_bindings::{vmrpc_version, VMRPC_EHOSTFN};
+use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
+use pyo3::intern;
+
+use crate::rpc::channel::Completion;
+use crate::rpc::module::{Echo, HostModule, ECHO_NAME};
 
 use crate::devices::console::SharedConsole;
 use crate::vm::GuestFailure;
@@ -97,6 +104,106 @@ fn to_pyerr(py: Python<'_>, e: VmError) -> PyErr {
         VmError::GuestCrashed(f) => guest_error(py, GuestCrashed::new_err(msg), &f),
         VmError::GuestTimeout(f) => guest_error(py, GuestTimeout::new_err(msg), &f),
     }
+}
+
+/// A Python host module: numbered functions taking `bytes` and returning a
+/// bytes-like object or None, plain or `async`.
+struct PyHostModule {
+    name: String,
+    functions: HashMap<u32, Py<PyAny>>,
+    /// `vmrpc._runtime.submit(coroutine, on_done)`: runs coroutines on the
+    /// package's asyncio loop, so a slow async function never holds the engine.
+    submit: Py<PyAny>,
+}
+
+impl PyHostModule {
+    /// Logs a host function's exception through Python `logging`, with traceback.
+    fn report(py: Python<'_>, module: &str, function: u32, err: PyErr) {
+        let logged = (|| -> PyResult<()> {
+            let logger = py.import("logging")?.call_method1("getLogger", ("vmrpc.rpc",))?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("exc_info", err.value(py))?;
+            let msg = "host function %s.%d raised; the guest gets VMRPC_EHOSTFN";
+            logger.call_method("error", (msg, module, function), Some(&kwargs))?;
+            Ok(())
+        })();
+        if let Err(e) = logged {
+            e.print(py);
+        }
+    }
+
+    /// Answers the guest with what a host function returned.
+    fn answer(py: Python<'_>, module: &str, function: u32, value: &Bound<'_, PyAny>, done: Completion) {
+        if value.is_none() {
+            return done.ok(&[]);
+        }
+        if let Ok(b) = value.cast::<PyBytes>() {
+            return done.ok(b.as_bytes());
+        }
+        match PyBuffer::<u8>::get(value).and_then(|buf| buf.to_vec(py)) {
+            Ok(bytes) => done.ok(&bytes),
+            Err(_) => {
+                let type_name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                let err = pyo3::exceptions::PyTypeError::new_err(format!(
+                    "host function must return bytes, bytearray, memoryview or None, not {type_name}"
+                ));
+                Self::report(py, module, function, err);
+                done.err(VMRPC_EHOSTFN);
+            }
+        }
+    }
+}
+
+impl HostModule for PyHostModule {
+    fn has_function(&self, function: u32) -> bool {
+        self.functions.contains_key(&function)
+    }
+
+    fn call(&self, function: u32, request: &[u8], done: Completion) {
+        Python::attach(|py| {
+            let Some(func) = self.functions.get(&function) else {
+                return done.err(guest_kmod_bindings::VMRPC_ENOFUNC);
+            };
+            let result = match func.bind(py).call1((PyBytes::new(py, request),)) {
+                Ok(r) => r,
+                Err(e) => {
+                    Self::report(py, &self.name, function, e);
+                    return done.err(VMRPC_EHOSTFN);
+                }
+            };
+            if !result.hasattr(intern!(py, "__await__")).unwrap_or(false) {
+                return Self::answer(py, &self.name, function, &result, done);
+            }
+            // An async function: answer when its coroutine finishes. If the
+            // callback never runs, dropping it drops `done`, which answers
+            // VMRPC_EHOSTFN: the guest is never left waiting.
+            let pending = Mutex::new(Some(done));
+            let name = self.name.clone();
+            let on_done = move |args: &Bound<'_, PyTuple>, _kw: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+                let py = args.py();
+                let Some(done) = pending.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+                    return Ok(());
+                };
+                match args.get_item(0)?.call_method0(intern!(py, "result")) {
+                    Ok(v) => Self::answer(py, &name, function, &v, done),
+                    Err(e) => {
+                        Self::report(py, &name, function, e);
+                        done.err(VMRPC_EHOSTFN);
+                    }
+                }
+                Ok(())
+            };
+            let submitted = PyCFunction::new_closure(py, None, None, on_done)
+                .and_then(|cb| self.submit.bind(py).call1((result, cb)));
+            if let Err(e) = submitted {
+                Self::report(py, &self.name, function, e);
+            }
+        })
+    }
+}
+
+fn version_from(version: u32) -> String {
+    format!("{}.{}", version >> 16, version & 0xffff)
 }
 
 /// How often a blocked `wait` wakes to let Python handle signals (Ctrl-C).
@@ -223,6 +330,48 @@ impl PyVm {
         }
     }
 
+    /// Registers a Python host module: `functions` maps function numbers to
+    /// callables taking `bytes`. `version` is `(major << 16) | minor`.
+    fn register_hm(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        version: u32,
+        functions: HashMap<u32, Py<PyAny>>,
+    ) -> PyResult<()> {
+        let vm = self.get()?;
+        let submit = py.import("vmrpc._runtime")?.getattr("submit")?.unbind();
+        let module = PyHostModule { name: name.to_owned(), functions, submit };
+        vm.register_module(name, version, Arc::new(module)).map_err(|e| to_pyerr(py, e))?;
+        log::debug!(target: "vmrpc::rpc", "registered host module {name} {}", version_from(version));
+        Ok(())
+    }
+
+    /// Registers a built-in native (Rust) module by name: "echo" (version 1.0).
+    fn register_native(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let vm = self.get()?;
+        match name {
+            ECHO_NAME => vm
+                .register_module(ECHO_NAME, vmrpc_version(1, 0), Arc::new(Echo))
+                .map_err(|e| to_pyerr(py, e)),
+            other => Err(ConfigError::new_err(format!(
+                "no native module named {other:?}; available: [\"{ECHO_NAME}\"]"
+            ))),
+        }
+    }
+
+    /// Unregisters a host module; calls in flight finish, later ones get VMRPC_EGONE.
+    fn unregister_hm(&self, py: Python<'_>, name: &str, version: u32) -> PyResult<()> {
+        let vm = self.get()?;
+        vm.unregister_module(name, version).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// (name, version) of every registered host module.
+    #[getter]
+    fn modules(&self) -> PyResult<Vec<(String, u32)>> {
+        Ok(self.get()?.modules())
+    }
+
     /// Console output so far (the last `console_limit` bytes).
     #[getter]
     fn console(&self) -> String {
@@ -301,6 +450,18 @@ impl PyVm {
     }
 }
 
+impl Drop for PyVm {
+    fn drop(&mut self) {
+        // A VM dropped without close() stops here, and stopping waits for the RPC
+        // engine, which may itself be waiting for the GIL to call a Python
+        // module: release the GIL while it stops.
+        let vm = self.vm.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(vm) = vm {
+            Python::attach(|py| py.detach(move || drop(vm)));
+        }
+    }
+}
+
 #[pymodule]
 fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust `log` records go to Python's `logging` (loggers named after the target).
@@ -316,5 +477,6 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GuestCrashed", py.get_type::<GuestCrashed>())?;
     m.add("GuestTimeout", py.get_type::<GuestTimeout>())?;
     m.add("MAX_VCPUS", crate::config::MAX_VCPUS)?;
+    m.add("MAX_PAYLOAD", guest_kmod_bindings::VMRPC_MAX_PAYLOAD)?;
     Ok(())
 }

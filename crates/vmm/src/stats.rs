@@ -32,8 +32,6 @@ counters! {
     exits_other,
     /// Port or MMIO accesses that no device claims (ignored; reads see 0xff).
     unhandled_accesses,
-    /// Bytes the guest wrote to the console.
-    console_bytes,
     /// Doorbell writes the RPC engine consumed (through the ioeventfd).
     doorbells,
     /// Interrupts injected into the guest (irqfd writes).
@@ -46,10 +44,6 @@ counters! {
     rpc_malformed,
     /// Times the RPC engine went to sleep on its eventfd.
     engine_sleeps,
-    /// Events the guest put that the host took.
-    events_guest_to_host,
-    /// Events the host put that the guest took... counted when the host puts them.
-    events_host_to_guest,
 }
 
 #[derive(Default, Debug)]

@@ -1,0 +1,47 @@
+"""The asyncio loop that runs `async` host functions.
+
+One daemon thread per process runs an event loop. The RPC engine hands it the
+coroutine an async host function returned, with a callback that answers the guest
+when the coroutine finishes; meanwhile the engine goes on serving other vCPUs and
+other modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+__all__ = ["loop", "submit"]
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def loop() -> asyncio.AbstractEventLoop:
+    """The shared event loop, started on first use in a daemon thread."""
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            new_loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(new_loop)
+                new_loop.call_soon(ready.set)
+                new_loop.run_forever()
+
+            threading.Thread(target=run, name="vmrpc-asyncio", daemon=True).start()
+            ready.wait()
+            _loop = new_loop
+        return _loop
+
+
+def submit(
+    coroutine: Coroutine[Any, Any, Any], on_done: Callable[[Future[Any]], object]
+) -> None:
+    """Run ``coroutine`` on the shared loop and call ``on_done(future)`` when it ends."""
+    future = asyncio.run_coroutine_threadsafe(coroutine, loop())
+    future.add_done_callback(on_done)

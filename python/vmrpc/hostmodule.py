@@ -1,0 +1,106 @@
+"""Host modules: Python classes whose numbered functions guest code calls.
+
+A host module has a ``name``, a ``version`` and functions marked with
+`function`; each takes the request as `bytes` and returns a bytes-like object or
+``None`` (an empty answer). Functions may be ``async``: they then run on vmrpc's
+asyncio loop and the guest's call completes when they finish, without holding up
+calls from other vCPUs or to other modules::
+
+    class KV(vmrpc.HostModule):
+        name, version = "kv", 1
+
+        def __init__(self) -> None:
+            self.data: dict[bytes, bytes] = {}
+
+        @vmrpc.function(0)
+        def put(self, request: bytes) -> bytes:
+            key, _, value = request.partition(b"=")
+            self.data[key] = value
+            return b"ok"
+
+        @vmrpc.function(1)
+        async def get(self, key: bytes) -> bytes:
+            return self.data.get(key, b"")
+
+Versions are ``major`` or ``(major, minor)``. A guest's
+``bind_module(name, VMRPC_VERSION(major, minor))`` finds a module of that name with
+the same major and a minor at least as high (the highest such minor wins). A
+function that raises is logged (logger ``vmrpc.rpc``) and the guest's call returns
+``VMRPC_EHOSTFN``; the VM keeps running.
+
+Sync functions run on the VM's RPC engine thread while it holds the GIL: keep them
+quick, and make anything that waits (I/O, sleeps) ``async``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+__all__ = ["HostModule", "NativeModule", "encode_version", "function", "module_functions"]
+
+_ATTR = "__vmrpc_function__"
+_MAX_FUNCTION = 2**32 - 1
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def function(number: int) -> Callable[[F], F]:
+    """Mark a method of a `HostModule` as guest-callable function ``number``."""
+    if not isinstance(number, int) or not 0 <= number <= _MAX_FUNCTION:
+        raise ValueError(f"function number must be an int in 0..{_MAX_FUNCTION}, got {number!r}")
+
+    def mark(fn: F) -> F:
+        setattr(fn, _ATTR, number)
+        return fn
+
+    return mark
+
+
+def encode_version(version: int | tuple[int, int]) -> int:
+    """``major`` or ``(major, minor)`` as the ABI's ``(major << 16) | minor``."""
+    major, minor = (version, 0) if isinstance(version, int) else version
+    for part in (major, minor):
+        if not isinstance(part, int) or not 0 <= part <= 0xFFFF:
+            raise ValueError(f"version parts must be ints in 0..65535, got {version!r}")
+    return (major << 16) | minor
+
+
+class HostModule:
+    """Base class of Python host modules; see the module documentation."""
+
+    name: ClassVar[str]
+    """The name guests bind to (1 to 255 bytes of UTF-8)."""
+    version: ClassVar[int | tuple[int, int]] = 1
+    """``major`` or ``(major, minor)``."""
+
+
+def module_functions(module: HostModule) -> dict[int, Callable[[bytes], Any]]:
+    """The bound methods of ``module`` marked with `function`, by number."""
+    found: dict[int, Callable[[bytes], Any]] = {}
+    for attr, member in inspect.getmembers(type(module)):
+        number = getattr(member, _ATTR, None)
+        if number is None:
+            continue
+        if number in found:
+            raise ValueError(
+                f"{type(module).__name__}: function number {number} is used twice "
+                f"({getattr(found[number], '__name__', '?')} and {attr})"
+            )
+        found[number] = getattr(module, attr)
+    if not found:
+        raise ValueError(f"{type(module).__name__} has no @vmrpc.function methods")
+    return found
+
+
+@dataclass(frozen=True)
+class NativeModule:
+    """A host module implemented in Rust inside the VMM, registered by name.
+
+    ``NativeModule("echo")``: version 1.0; function 0 returns the request, function 1
+    returns nothing. It measures the transport itself (no Python on the path).
+    """
+
+    name: str
