@@ -16,32 +16,40 @@ from typing import Any
 
 __all__ = ["loop", "submit"]
 
-_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
+
+class _Runner:
+    """Owns the loop and its thread; started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                new_loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(new_loop)
+                    new_loop.call_soon(ready.set)
+                    new_loop.run_forever()
+
+                threading.Thread(target=run, name="vmrpc-asyncio", daemon=True).start()
+                ready.wait()
+                self._loop = new_loop
+            return self._loop
+
+
+_runner = _Runner()
 
 
 def loop() -> asyncio.AbstractEventLoop:
     """The shared event loop, started on first use in a daemon thread."""
-    global _loop
-    with _lock:
-        if _loop is None or _loop.is_closed():
-            new_loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(new_loop)
-                new_loop.call_soon(ready.set)
-                new_loop.run_forever()
-
-            threading.Thread(target=run, name="vmrpc-asyncio", daemon=True).start()
-            ready.wait()
-            _loop = new_loop
-        return _loop
+    return _runner.loop()
 
 
-def submit(
-    coroutine: Coroutine[Any, Any, Any], on_done: Callable[[Future[Any]], object]
-) -> None:
+def submit(coroutine: Coroutine[Any, Any, Any], on_done: Callable[[Future[Any]], object]) -> None:
     """Run ``coroutine`` on the shared loop and call ``on_done(future)`` when it ends."""
     future = asyncio.run_coroutine_threadsafe(coroutine, loop())
     future.add_done_callback(on_done)
