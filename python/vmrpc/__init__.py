@@ -14,6 +14,7 @@ the console tail and the vCPU registers, and `wait` on a killed VM raises `VmKil
 
 from importlib import metadata as _metadata
 
+from vmrpc._vmm import MAX_PAYLOAD, MAX_VCPUS
 from vmrpc.errors import (
     ConfigError,
     GuestCrashed,
@@ -35,6 +36,8 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a bare
     __version__ = "0+unknown"
 
 __all__ = [
+    "MAX_PAYLOAD",
+    "MAX_VCPUS",
     "VM",
     "ConfigError",
     "GuestCrashed",

@@ -1,0 +1,277 @@
+"""VM RPC end to end: guests in C calling host modules in Python and Rust.
+
+Guest apps live in guest/apps (rpc_*.c, demo.c, hostile.c); each prints what it saw and
+these tests check it. Error codes come from guest/include/vmrpc/abi.h.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+
+import pytest
+
+import vmrpc
+from vmrpc import ConfigError, HostModule, NativeModule, function
+
+from conftest import VmFactory
+
+pytestmark = pytest.mark.kvm
+
+# VMRPC_E* from abi.h
+ENOMODULE, ENOFUNC, EHOSTFN, ETOOBIG, EGONE, EBADHANDLE, EINVAL, ERANGE = (
+    -1,
+    -2,
+    -3,
+    -4,
+    -5,
+    -6,
+    -7,
+    -8,
+)
+
+
+class PyEcho(HostModule):
+    """The echo module written in Python (the native one is NativeModule("echo"))."""
+
+    name, version = "echo", 1
+
+    @function(0)
+    def echo(self, request: bytes) -> bytes:
+        return request
+
+    @function(1)
+    def null(self, request: bytes) -> None:
+        return None
+
+
+class Raiser(HostModule):
+    name, version = "raiser", 1
+
+    @function(0)
+    def boom(self, request: bytes) -> bytes:
+        raise RuntimeError("raised on purpose by the test")
+
+
+class KV(HostModule):
+    name, version = "kv", 1
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    @function(0)
+    def put(self, request: bytes) -> bytes:
+        key, _, value = request.partition(b"=")
+        self.data[key] = value
+        return b"ok"
+
+    @function(1)
+    async def get(self, key: bytes) -> bytes:
+        await asyncio.sleep(0)
+        return self.data.get(key, b"")
+
+
+def cases(console: str) -> dict[str, int]:
+    return {m[1]: int(m[2]) for m in re.finditer(r"case (\w+) rc=(-?\d+)", console)}
+
+
+def test_demo_guest_calls_python_and_rust_modules(vm_factory: VmFactory) -> None:
+    kv = KV()
+    vm = vm_factory("demo", modules=[kv, NativeModule("echo")])
+    assert vm.run() == 0, vm.console
+    assert "kv.get(color) -> blue" in vm.console
+    assert "echo(hello over vm rpc) -> hello over vm rpc" in vm.console
+    assert kv.data[b"color"] == b"blue"
+    assert vm.stats["rpcs"] >= 7
+
+
+@pytest.mark.parametrize("module", [PyEcho(), NativeModule("echo")], ids=["python", "rust"])
+@pytest.mark.parametrize("size", [0, 1, 4096, 65536])
+def test_echo_payloads_round_trip(vm_factory: VmFactory, module: object, size: int) -> None:
+    vm = vm_factory("rpc_echo", args=["echo", "50", str(size)], modules=[module])
+    assert vm.run() == 0, vm.console
+    assert f"rpc_echo ok calls=50 size={size}" in vm.console
+
+
+def test_every_error_code_reaches_the_guest(
+    vm_factory: VmFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    vm = vm_factory("rpc_errors", modules=[NativeModule("echo"), Raiser()])
+    with caplog.at_level(logging.ERROR, logger="vmrpc.rpc"):
+        assert vm.run() == 0, vm.console
+    rc = cases(vm.console)
+    assert rc["bind_nosuch"] == ENOMODULE
+    assert rc["bind_bad_major"] == ENOMODULE
+    assert rc["bad_function"] == ENOFUNC
+    assert rc["too_big"] == ETOOBIG
+    assert rc["resp_too_small"] == ERANGE
+    assert rc["forged_handle"] == EBADHANDLE
+    assert rc["unbind"] == 0
+    assert rc["after_unbind"] == EBADHANDLE
+    assert rc["sys_bad_function"] == ENOFUNC
+    assert rc["raiser_call"] == EHOSTFN
+    # The traceback of the raising host function went to logging, and the VM went on.
+    raised = [r for r in caplog.records if r.exc_info and "raised on purpose" in str(r.exc_info[1])]
+    assert raised, caplog.text
+
+
+class WrongType(HostModule):
+    name, version = "echo", 1
+
+    @function(0)
+    def wrong(self, request: bytes) -> object:
+        return "a str, not bytes"
+
+
+class Oversized(HostModule):
+    name, version = "echo", 1
+
+    @function(0)
+    def too_much(self, request: bytes) -> bytes:
+        return b"x" * (vmrpc.MAX_PAYLOAD + 1)
+
+
+@pytest.mark.parametrize(
+    ("module", "code", "logged"),
+    [(WrongType(), EHOSTFN, "must return bytes"), (Oversized(), ERANGE, "VMRPC_ERANGE")],
+    ids=["wrong-type", "oversized"],
+)
+def test_bad_answers_become_error_codes(
+    vm_factory: VmFactory,
+    caplog: pytest.LogCaptureFixture,
+    module: HostModule,
+    code: int,
+    logged: str,
+) -> None:
+    vm = vm_factory("rpc_echo", args=["echo", "1", "8"], modules=[module])
+    with caplog.at_level(logging.WARNING, logger="vmrpc"):
+        assert vm.run() == 1  # the guest reports its failed call and exits 1
+    assert "rpc_echo: call 0: " in vm.console
+    assert f"({code})" in vm.console, vm.console
+    assert logged in caplog.text
+
+
+def test_four_vcpus_get_their_own_answers_from_python(vm_factory: VmFactory) -> None:
+    vm = vm_factory("rpc_smp", vcpus=4, args=["200"], modules=[PyEcho()])
+    assert vm.run() == 0, vm.console
+    for cpu in range(4):
+        assert f"cpu {cpu} ok" in vm.console
+
+
+def test_async_function_does_not_stall_other_calls(vm_factory: VmFactory) -> None:
+    loop_release = threading.Event()
+    slow_started = threading.Event()
+
+    class Slow(HostModule):
+        name, version = "slow", 1
+
+        @function(0)
+        async def wait(self, request: bytes) -> bytes:
+            slow_started.set()
+            while not loop_release.is_set():
+                await asyncio.sleep(0.001)
+            return b"slow done"
+
+    class Fast(HostModule):
+        name, version = "fast", 1
+
+        @function(0)
+        def poll(self, request: bytes) -> bytes:
+            return b"1" if slow_started.is_set() else b"0"
+
+        @function(1)
+        def release(self, request: bytes) -> bytes:
+            loop_release.set()
+            return b""
+
+    vm = vm_factory("rpc_async", vcpus=2, args=["100"], modules=[Slow(), Fast()])
+    assert vm.run() == 0, vm.console
+    # vCPU 0 finished 100 calls while vCPU 1's slow call was still pending on the host.
+    assert "fast calls done while slow pending=1" in vm.console
+    assert "slow rc=9" in vm.console
+
+
+def test_unregister_while_a_call_is_in_flight(vm_factory: VmFactory) -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    class M(HostModule):
+        name, version = "m", 1
+
+        @function(0)
+        async def hold(self, request: bytes) -> bytes:
+            started.set()
+            while not release.is_set():
+                await asyncio.sleep(0.001)
+            return b"finished"
+
+    vm = vm_factory("rpc_unregister", modules=[M()])
+    vm.start()
+    assert started.wait(timeout=30)
+    vm.unregister_hm("m", 1)
+    assert vm.modules == []
+    release.set()
+    assert vm.wait() == 0, vm.console
+    # The call in flight finished; later calls and binds see the module gone.
+    assert f"first=8 second={EGONE} rebind={EGONE}" in vm.console
+
+
+def test_registration_errors(vm_factory: VmFactory) -> None:
+    vm = vm_factory("hello")
+    vm.register_hm(PyEcho())
+    with pytest.raises(ConfigError, match="already registered"):
+        vm.register_hm(PyEcho())
+    with pytest.raises(ConfigError, match="not registered"):
+        vm.unregister_hm("nosuch", 1)
+    with pytest.raises(ConfigError, match="no native module"):
+        vm.register_hm(NativeModule("nosuch"))
+
+    class Empty(HostModule):
+        name = "empty"
+
+    with pytest.raises(ValueError, match=r"no @vmrpc\.function"):
+        vm.register_hm(Empty())
+
+    class BadVersion(PyEcho):
+        version = (1, 70000)
+
+    with pytest.raises(ValueError, match="version"):
+        vm.register_hm(BadVersion())
+    with pytest.raises(TypeError):
+        vm.register_hm(object())  # type: ignore[arg-type]
+    assert vm.modules == [("echo", (1, 0))]
+
+
+def test_version_rule_picks_a_compatible_minor(vm_factory: VmFactory) -> None:
+    class EchoMinor(PyEcho):
+        version = (1, 3)
+
+    vm = vm_factory("rpc_echo", args=["echo", "3", "8"], modules=[EchoMinor()])
+    assert vm.run() == 0, vm.console  # the guest asks for 1.0; 1.3 serves it
+
+
+def test_hostile_guest_does_not_hurt_the_host_or_another_vm(vm_factory: VmFactory) -> None:
+    hostile = vm_factory("hostile", vcpus=2, args=["20000", "7"], modules=[NativeModule("echo")])
+    honest = vm_factory("rpc_echo", args=["echo", "2000", "64"], modules=[PyEcho()])
+    hostile.start()
+    assert honest.run() == 0, honest.console
+    assert hostile.wait() == 0, hostile.console
+    assert "hostile done" in hostile.console
+    assert hostile.stats["rpc_malformed"] > 0
+    # The process and the RPC machinery are still fine.
+    again = vm_factory("rpc_echo", args=["echo", "100", "64"], modules=[NativeModule("echo")])
+    assert again.run() == 0, again.console
+
+
+def test_fast_path_needs_no_exits_per_rpc(vm_factory: VmFactory) -> None:
+    # With the engine spinning, calls complete through shared memory only: the
+    # exits the guest makes are its console output, not one per RPC.
+    vm = vm_factory(
+        "rpc_echo", args=["echo", "5000", "16"], modules=[NativeModule("echo")], rpc_spin_us=10**6
+    )
+    assert vm.run() == 0, vm.console
+    stats = vm.stats
+    assert stats["rpcs"] >= 5001
+    assert stats["exits_total"] < 1000, stats
