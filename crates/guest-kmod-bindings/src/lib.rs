@@ -38,6 +38,7 @@ pub const VMRPC_MMIO_SIZE: u64 = 0x20_0000;
 pub const VMRPC_MMIO_CONSOLE: u64 = VMRPC_MMIO_BASE;
 pub const VMRPC_MMIO_DEBUG_EXIT: u64 = VMRPC_MMIO_BASE + 0x1000;
 pub const VMRPC_MMIO_DOORBELL: u64 = VMRPC_MMIO_BASE + 0x2000;
+pub const VMRPC_MMIO_EVQ_DOORBELL: u64 = VMRPC_MMIO_BASE + 0x3000;
 pub const VMRPC_IRQ_VECTOR: u32 = 0x40;
 
 // ---- rings ----------------------------------------------------------------------
@@ -49,7 +50,9 @@ pub struct RingHdr {
     pub head: u32,
     pub producer_waiting: u32,
     pub producer_vcpu: u32,
-    pub _pad0: [u32; 13],
+    /// Host-written: 1 once the event queue is deleted.
+    pub closed: u32,
+    pub _pad0: [u32; 12],
     pub tail: u32,
     pub consumer_waiting: u32,
     pub consumer_vcpu: u32,
@@ -61,6 +64,7 @@ pub mod ring_off {
     pub const HEAD: u64 = 0;
     pub const PRODUCER_WAITING: u64 = 4;
     pub const PRODUCER_VCPU: u64 = 8;
+    pub const CLOSED: u64 = 12;
     pub const TAIL: u64 = 64;
     pub const CONSUMER_WAITING: u64 = 68;
     pub const CONSUMER_VCPU: u64 = 72;
@@ -143,6 +147,14 @@ pub const VMRPC_EEMPTY: i32 = -12;
 pub const VMRPC_ENOQUEUE: i32 = -13;
 
 // ---- event queues ---------------------------------------------------------------------
+
+pub const VMRPC_EVQ_MAX_ENTRIES: u32 = 65536;
+pub const VMRPC_EVQ_MAX_EVENT_SIZE: u32 = 65536 - 8;
+
+/// Ring slot size for a `max_event_size`, as `VMRPC_EVQ_SLOT_SIZE` in the header.
+pub const fn vmrpc_evq_slot_size(max_event_size: u32) -> u32 {
+    (max_event_size + 8 + 7) & !7
+}
 
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -37,6 +37,8 @@
  *   VMRPC_MMIO_DEBUG_EXIT  a 32-bit write ends the VM with that exit code
  *   VMRPC_MMIO_DOORBELL    any write wakes the host RPC engine; backed by an
  *                          ioeventfd, so it does not exit to the VMM's user space
+ *   VMRPC_MMIO_EVQ_DOORBELL  a 32-bit write of an event queue's queue_id wakes
+ *                          the host side of that queue (see "Event queues")
  *
  * VM RPC shared region (at boot_info.shared_base, boot_info.shared_size bytes)
  * ---------------------------------------------------------------------------
@@ -52,6 +54,42 @@
  * interrupt VMRPC_IRQ_VECTOR only if that ring's consumer_waiting is set (read
  * after a full barrier).  Both sides use the Dekker pattern: "publish, full
  * barrier, read the other side's sleep flag", so no wakeup is lost.
+ *
+ * Event queues (in the event queue arena)
+ * ---------------------------------------
+ * The host creates a queue (make_ev_queue) with a name, a capacity (a power of
+ * two, 1..65536 events per direction) and a max_event_size (1..65528 bytes).
+ * The guest finds it by name with the system call VMRPC_SYS_OPEN_EVQ, which
+ * answers a struct vmrpc_evq_info; the guest validates it (both rings inside
+ * the arena, slot_size == align8(8 + max_event_size)) before using it.
+ *
+ * A queue is two struct vmrpc_ring rings of `entries` slots, `slot_size` bytes
+ * each, right after the ring header: g2h (the guest produces, the host
+ * consumes) and h2g (the host produces, the guest consumes).  A slot is a
+ * struct vmrpc_ev_slot (len = payload bytes, <= max_event_size) followed by the
+ * payload.  head and tail are free-running as for every ring; the host keeps
+ * its own copy of the index it owns and validates the one it reads (and every
+ * len) on each operation.
+ *
+ * Notifications, Dekker style as above, only when the other side sleeps:
+ *  - the guest, after publishing (head of g2h, or tail of h2g) and a full
+ *    barrier, writes queue_id to VMRPC_MMIO_EVQ_DOORBELL if the host side set
+ *    the flag it would wait on (g2h.consumer_waiting, h2g.producer_waiting);
+ *    the VMM registers one ioeventfd per queue with datamatch = queue_id, so
+ *    the write does not exit to the VMM's user space;
+ *  - the host, after publishing (tail of g2h, head of h2g) and a full barrier,
+ *    interrupts vCPU g2h.producer_vcpu if g2h.producer_waiting, or vCPU
+ *    h2g.consumer_vcpu if h2g.consumer_waiting (VMRPC_IRQ_VECTOR).
+ * A guest that waits sets its flag and *_vcpu, issues a full barrier,
+ * re-checks the ring and `closed`, and halts with rt_halt_if_equal on the index
+ * the other side moves (g2h.tail or h2g.head).
+ *
+ * Deletion (del_ev_queue): the host sets `closed` in both ring headers, then
+ * interrupts the guest's waiting vCPUs and unregisters the doorbell.  Every
+ * later guest operation returns VMRPC_ENOQUEUE, so does a later
+ * VMRPC_SYS_OPEN_EVQ of the name.  The queue's memory is never handed to
+ * another queue while the VM lives, so a guest that still holds pointers into
+ * it reads only a closed queue.
  */
 #ifndef VMRPC_ABI_H
 #define VMRPC_ABI_H
@@ -94,6 +132,7 @@ struct vmrpc_boot_info {
 #define VMRPC_MMIO_CONSOLE (VMRPC_MMIO_BASE + 0x0000u)
 #define VMRPC_MMIO_DEBUG_EXIT (VMRPC_MMIO_BASE + 0x1000u)
 #define VMRPC_MMIO_DOORBELL (VMRPC_MMIO_BASE + 0x2000u)
+#define VMRPC_MMIO_EVQ_DOORBELL (VMRPC_MMIO_BASE + 0x3000u)
 
 /* Interrupt vector the host uses to wake a vCPU waiting for a response or event. */
 #define VMRPC_IRQ_VECTOR 0x40u
@@ -111,12 +150,14 @@ struct vmrpc_boot_info {
  * sets its flag, issues a full barrier, re-checks the ring, and only then sleeps.
  * The other side, after publishing, issues a full barrier and reads the flag.
  * waiting_vcpu fields name the vCPU to interrupt when the guest is that side.
+ * closed is written by the host only (event queues; 0 for the RPC rings).
  */
 struct vmrpc_ring {
 	volatile uint32_t head;             /* written by the producer */
 	volatile uint32_t producer_waiting; /* producer blocked on a full ring */
 	volatile uint32_t producer_vcpu;
-	uint32_t _pad0[13];
+	volatile uint32_t closed;           /* host-written: 1 once the queue is deleted */
+	uint32_t _pad0[12];
 	volatile uint32_t tail;             /* written by the consumer */
 	volatile uint32_t consumer_waiting; /* consumer blocked on an empty ring */
 	volatile uint32_t consumer_vcpu;
@@ -198,6 +239,11 @@ struct vmrpc_resp_desc {
 
 /* ---- event queues (host-created, in the event queue arena) ------------------- */
 
+#define VMRPC_EVQ_MAX_ENTRIES 65536u
+#define VMRPC_EVQ_MAX_EVENT_SIZE (65536u - 8u)
+/* Ring slot size for a max_event_size: slot header plus payload, 8-aligned. */
+#define VMRPC_EVQ_SLOT_SIZE(max_event_size) (((uint32_t)(max_event_size) + 8u + 7u) & ~7u)
+
 struct vmrpc_evq_info {
 	uint32_t queue_id;
 	uint32_t entries;         /* per direction, a power of two */
@@ -216,10 +262,13 @@ struct vmrpc_ev_slot {
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 _Static_assert(sizeof(struct vmrpc_boot_info) == 128, "boot info size");
 _Static_assert(sizeof(struct vmrpc_ring) == 128, "ring header size");
+_Static_assert(__builtin_offsetof(struct vmrpc_ring, closed) == 12, "ring closed word");
+_Static_assert(__builtin_offsetof(struct vmrpc_ring, tail) == 64, "consumer cache line");
 _Static_assert(sizeof(struct vmrpc_shared_hdr) == 128, "shared header size");
 _Static_assert(sizeof(struct vmrpc_req_desc) == 32, "request descriptor size");
 _Static_assert(sizeof(struct vmrpc_resp_desc) == 16, "response descriptor size");
 _Static_assert(sizeof(struct vmrpc_evq_info) == 32, "event queue info size");
+_Static_assert(sizeof(struct vmrpc_ev_slot) == 8, "event slot header size");
 _Static_assert(VMRPC_CHAN_REQ_RING_OFFSET + sizeof(struct vmrpc_ring) +
 		       VMRPC_RPC_RING_ENTRIES * sizeof(struct vmrpc_req_desc) <=
 		       VMRPC_CHAN_RESP_RING_OFFSET,
