@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -77,6 +77,8 @@ class VM:
             console_limit=console_limit,
             **spin,
         )
+        self._closers: list[Callable[[], object]] = []
+        """``close`` of registered host modules that have one, called by `close`."""
         for module in modules:
             self.register_hm(module)
         log.debug("created VM image=%s vcpus=%d memory=%dMiB", self.image, vcpus, memory_mib)
@@ -112,8 +114,18 @@ class VM:
         self._vm.kill()
 
     def close(self) -> None:
-        """Kill the VM and release its KVM file descriptors and memory. Idempotent."""
+        """Kill the VM and release its KVM file descriptors and memory. Idempotent.
+
+        Then calls ``close()`` of every registered host module that has one (once), so
+        modules release what they hold for this VM (sockets, files).
+        """
         self._vm.close()
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            try:
+                closer()
+            except Exception:
+                log.exception("closing host module %r failed", closer)
 
     def __enter__(self) -> Self:
         return self
@@ -182,6 +194,9 @@ class VM:
         if not isinstance(name, str):
             raise TypeError(f"{type(module).__name__}.name must be a str")
         self._vm.register_hm(name, encode_version(module.version), module_functions(module))
+        closer = getattr(module, "close", None)
+        if callable(closer):
+            self._closers.append(closer)
 
     def unregister_hm(self, name: str, version: int | tuple[int, int] = 1) -> None:
         """Unregister a host module.
