@@ -19,6 +19,7 @@ __all__ = [
     "Vm",
     "VmKilled",
     "VmrpcError",
+    "bench_raw_kvm_cycles",
 ]
 
 class VmrpcError(Exception):
@@ -94,3 +95,7 @@ class Vm:
     def unregister_hm(self, name: str, version: int) -> None: ...
     @property
     def modules(self) -> list[tuple[str, int]]: ...
+
+def bench_raw_kvm_cycles(n: int) -> list[int]:
+    """Benchmark baseline: ``n`` cycles of raw KVM (create a VM and one vCPU, run to
+    ``hlt``, destroy), in nanoseconds each."""
