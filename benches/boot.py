@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import summary, table, us, write_json  # noqa: E402
+from _common import summary, table, us, write_json
 
-from vmrpc import VM, _vmm  # noqa: E402
+from vmrpc import VM, _vmm
 
 RUNS = 60
 IDLE_VMS = 10
@@ -26,7 +26,7 @@ MEMORY_MIB = 64
 
 
 def boot_times() -> list[float]:
-    times = []
+    times: list[float] = []
     for _ in range(RUNS):
         start = time.perf_counter_ns()
         with VM("hello", memory_mib=MEMORY_MIB) as vm:
@@ -99,25 +99,56 @@ def main() -> None:
     mem = idle_memory()
     ratio = boot_s["median"] / raw_s["median"]
     rows = [
-        ["raw KVM: create VM + vCPU, run to hlt, destroy (baseline)", us(raw_s["median"]),
-         us(raw_s["p99"]), "1.00", ""],
-        [f'VM("hello") -> exit code ({MEMORY_MIB} MiB, 1 vCPU)', us(boot_s["median"]),
-         us(boot_s["p99"]), f"{ratio:.2f}", "<= 2.00"],
+        [
+            "raw KVM: create VM + vCPU, run to hlt, destroy (baseline)",
+            us(raw_s["median"]),
+            us(raw_s["p99"]),
+            "1.00",
+            "",
+        ],
+        [
+            f'VM("hello") -> exit code ({MEMORY_MIB} MiB, 1 vCPU)',
+            us(boot_s["median"]),
+            us(boot_s["p99"]),
+            f"{ratio:.2f}",
+            "<= 2.00",
+        ],
     ]
     print(table(["boot", "median µs", "p99 µs", "x baseline", "target"], rows))
     print()
     overhead_mib = mem["overhead_per_vm_kib"] / 1024
-    print(table(
-        ["idle VMs", "running at once", "RSS/VM MiB", "guest RAM touched/VM MiB",
-         "overhead/VM MiB", "target"],
-        [[IDLE_VMS, mem["running_at_once"], f'{mem["rss_per_vm_kib"] / 1024:.2f}',
-          f'{mem["guest_ram_touched_per_vm_kib"] / 1024:.2f}', f"{overhead_mib:.2f}",
-          "<= 5 MiB, 10 at once"]],
-    ))
-    path = write_json("boot", {
-        "raw_kvm_ns": raw_s, "boot_ns": boot_s, "boot_vs_raw": ratio, "idle_memory": mem,
-        "targets": {"boot_vs_raw": 2.0, "overhead_per_vm_mib": 5.0, "vms_at_once": 10},
-    })
+    print(
+        table(
+            [
+                "idle VMs",
+                "running at once",
+                "RSS/VM MiB",
+                "guest RAM touched/VM MiB",
+                "overhead/VM MiB",
+                "target",
+            ],
+            [
+                [
+                    IDLE_VMS,
+                    mem["running_at_once"],
+                    f"{mem['rss_per_vm_kib'] / 1024:.2f}",
+                    f"{mem['guest_ram_touched_per_vm_kib'] / 1024:.2f}",
+                    f"{overhead_mib:.2f}",
+                    "<= 5 MiB, 10 at once",
+                ]
+            ],
+        )
+    )
+    path = write_json(
+        "boot",
+        {
+            "raw_kvm_ns": raw_s,
+            "boot_ns": boot_s,
+            "boot_vs_raw": ratio,
+            "idle_memory": mem,
+            "targets": {"boot_vs_raw": 2.0, "overhead_per_vm_mib": 5.0, "vms_at_once": 10},
+        },
+    )
     print(f"\nwrote {path}")
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import guest_bench_lines, table, us, write_json  # noqa: E402
+from _common import guest_bench_lines, table, us, write_json
 
-from vmrpc import VM, HostModule, NativeModule, function  # noqa: E402
+from vmrpc import VM, HostModule, NativeModule, function
 
 CALLS = 20000
 HOST_CALLS = 20000
@@ -43,18 +43,28 @@ def module_for(kind: str) -> HostModule | NativeModule:
     return NativeModule("echo") if kind == "rust" else PyEcho()
 
 
-def guest_measure(kind: str, spin_us: int) -> dict[str, object]:
-    with VM("rpcbench", args=["echo", str(CALLS)], modules=[module_for(kind)],
-            rpc_spin_us=spin_us, timeout=300) as vm:
+def guest_measure(kind: str, spin_us: int) -> tuple[dict[str, int], dict[str, int]]:
+    """(rpc, exit_rtt) BENCH lines of one rpcbench run."""
+    with VM(
+        "rpcbench",
+        args=["echo", str(CALLS)],
+        modules=[module_for(kind)],
+        rpc_spin_us=spin_us,
+        timeout=300,
+    ) as vm:
         assert vm.run() == 0, vm.console
         lines = guest_bench_lines(vm.console)
-        stats = vm.stats
-    return {"rpc": lines["rpc_echo"], "exit": lines["exit_rtt"], "stats": stats}
+    return lines["rpc_echo"], lines["exit_rtt"]
 
 
 def host_measure(kind: str, spin_us: int) -> dict[str, float]:
-    with VM("rpc_echo", args=["echo", str(HOST_CALLS), "0"], modules=[module_for(kind)],
-            rpc_spin_us=spin_us, timeout=300) as vm:
+    with VM(
+        "rpc_echo",
+        args=["echo", str(HOST_CALLS), "0"],
+        modules=[module_for(kind)],
+        rpc_spin_us=spin_us,
+        timeout=300,
+    ) as vm:
         vm.start()
         start = time.perf_counter_ns()
         assert vm.wait() == 0, vm.console
@@ -71,32 +81,74 @@ def host_measure(kind: str, spin_us: int) -> dict[str, float]:
 
 
 def main() -> None:
-    results = {}
+    results: dict[str, dict[str, object]] = {}
+    exit_base: dict[str, int] = {}
     rows = []
     for kind in ("rust", "python"):
         for mode, spin in (("spinning", SPINNING), ("asleep", ASLEEP)):
-            g = guest_measure(kind, spin)
+            rpc, exit_rtt = guest_measure(kind, spin)
             h = host_measure(kind, spin)
-            rpc, exit_rtt = g["rpc"], g["exit"]
-            assert isinstance(rpc, dict) and isinstance(exit_rtt, dict)
             ratio = rpc["median"] / exit_rtt["median"]
             target = {"rust": "<= 0.25", "python": "<= 1.00"}[kind] if mode == "spinning" else ""
-            results[f"{kind}_{mode}"] = {"guest_ns": rpc, "exit_rtt_ns": exit_rtt,
-                                         "ratio_to_exit": ratio, "host": h}
-            rows.append([f"{kind} echo, engine {mode}", us(rpc["median"]), us(rpc["p99"]),
-                         us(rpc["min"]), us(h["wall_ns_per_call"]), f"{ratio:.3f}", target,
-                         f'{h["exits_per_rpc"]:.4f}', f'{h["interrupts_per_rpc"]:.4f}'])
-        exit_rtt = results[f"{kind}_spinning"]["exit_rtt_ns"]
-        assert isinstance(exit_rtt, dict)
-    base = results["rust_spinning"]["exit_rtt_ns"]
-    assert isinstance(base, dict)
-    rows.insert(0, ["MMIO exit round trip (baseline)", us(base["median"]), us(base["p99"]),
-                    us(base["min"]), "", "1.000", "", "1", "0"])
-    print(table(["null RPC (0-byte request)", "guest median µs", "p99 µs", "min µs",
-                 "host wall µs/call", "x exit", "target", "exits/RPC", "irqs/RPC"], rows))
-    path = write_json("rpc", {"calls": CALLS, "results": results,
-                              "targets": {"rust_spinning": 0.25, "python_spinning": 1.0,
-                                          "exits_per_rpc": 0}})
+            exit_base = exit_base or exit_rtt
+            results[f"{kind}_{mode}"] = {
+                "guest_ns": rpc,
+                "exit_rtt_ns": exit_rtt,
+                "ratio_to_exit": ratio,
+                "host": h,
+            }
+            rows.append(
+                [
+                    f"{kind} echo, engine {mode}",
+                    us(rpc["median"]),
+                    us(rpc["p99"]),
+                    us(rpc["min"]),
+                    us(h["wall_ns_per_call"]),
+                    f"{ratio:.3f}",
+                    target,
+                    f"{h['exits_per_rpc']:.4f}",
+                    f"{h['interrupts_per_rpc']:.4f}",
+                ]
+            )
+    base = exit_base
+    rows.insert(
+        0,
+        [
+            "MMIO exit round trip (baseline)",
+            us(base["median"]),
+            us(base["p99"]),
+            us(base["min"]),
+            "",
+            "1.000",
+            "",
+            "1",
+            "0",
+        ],
+    )
+    print(
+        table(
+            [
+                "null RPC (0-byte request)",
+                "guest median µs",
+                "p99 µs",
+                "min µs",
+                "host wall µs/call",
+                "x exit",
+                "target",
+                "exits/RPC",
+                "irqs/RPC",
+            ],
+            rows,
+        )
+    )
+    path = write_json(
+        "rpc",
+        {
+            "calls": CALLS,
+            "results": results,
+            "targets": {"rust_spinning": 0.25, "python_spinning": 1.0, "exits_per_rpc": 0},
+        },
+    )
     print(f"\nwrote {path}")
 
 
