@@ -15,6 +15,7 @@
 #include <vmrpc/abi.h>
 #include <vmrpc/cpu.h>
 #include <vmrpc/spinlock.h>
+#include <vmrpc/evq.h>
 
 #ifndef NULL
 #define NULL ((void *)0)
@@ -115,5 +116,9 @@ const char *vmrpc_strerror(int err);
 void vmrpc_set_spin_us(unsigned us);
 /* Largest request/response the host accepts, or VMRPC_ENODEV. */
 long vmrpc_max_payload(void);
+
+/* ---- sockets (lib/sockets.c): POSIX-style, outsourced to the host ------------------ */
+
+#include <vmrpc/socket.h>
 
 #endif /* VMRPC_H */

@@ -38,6 +38,12 @@ pub const VMRPC_MMIO_SIZE: u64 = 0x20_0000;
 pub const VMRPC_MMIO_CONSOLE: u64 = VMRPC_MMIO_BASE;
 pub const VMRPC_MMIO_DEBUG_EXIT: u64 = VMRPC_MMIO_BASE + 0x1000;
 pub const VMRPC_MMIO_DOORBELL: u64 = VMRPC_MMIO_BASE + 0x2000;
+pub const VMRPC_MMIO_CONSOLE_WRITE: u64 = VMRPC_MMIO_BASE + 0x5000;
+
+/// `VMRPC_CONSOLE_WRITE(gpa, len)`: the console write command's encoding.
+pub const fn vmrpc_console_write(gpa: u64, len: u64) -> u64 {
+    (len << 48) | (gpa & 0xffff_ffff_ffff)
+}
 pub const VMRPC_MMIO_EVQ_DOORBELL: u64 = VMRPC_MMIO_BASE + 0x3000;
 pub const VMRPC_IRQ_VECTOR: u32 = 0x40;
 

@@ -148,6 +148,12 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         constant!(VMRPC_MMIO_CONSOLE, VMRPC_MMIO_CONSOLE),
         constant!(VMRPC_MMIO_DEBUG_EXIT, VMRPC_MMIO_DEBUG_EXIT),
         constant!(VMRPC_MMIO_DOORBELL, VMRPC_MMIO_DOORBELL),
+        constant!(VMRPC_MMIO_CONSOLE_WRITE, VMRPC_MMIO_CONSOLE_WRITE),
+        (
+            "VMRPC_CONSOLE_WRITE(0x123456789abc, 77)",
+            "VMRPC_CONSOLE_WRITE(0x123456789abcull, 77)",
+            vmrpc_console_write(0x1234_5678_9abc, 77),
+        ),
         constant!(VMRPC_MMIO_EVQ_DOORBELL, VMRPC_MMIO_EVQ_DOORBELL),
         constant!(VMRPC_IRQ_VECTOR, VMRPC_IRQ_VECTOR),
         constant!(VMRPC_SHARED_MAGIC, VMRPC_SHARED_MAGIC),

@@ -31,6 +31,9 @@ pub enum VmError {
     /// Registering or unregistering a host module failed.
     #[error(transparent)]
     Registry(#[from] crate::rpc::registry::RegistryError),
+    /// Creating, deleting or using an event queue failed.
+    #[error(transparent)]
+    EventQueue(#[from] crate::evq::EvqError),
     /// `start` on a VM that was already started or killed.
     #[error("the VM was already started")]
     AlreadyStarted,

@@ -4,11 +4,13 @@
 //! `python` feature it is also the `vmrpc._vmm` extension module.
 
 pub mod arch;
+pub mod baseline;
 pub mod bootinfo;
 pub mod bus;
 pub mod config;
 pub mod devices;
 pub mod error;
+pub mod evq;
 pub mod image;
 pub mod kick;
 pub mod layout;

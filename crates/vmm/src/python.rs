@@ -10,9 +10,11 @@ use guest_kmod_bindings::{vmrpc_version, VMRPC_EHOSTFN};
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
-use pyo3::intern;
+
+mod evq;
 
 use crate::rpc::channel::Completion;
 use crate::rpc::module::{Echo, HostModule, ECHO_NAME};
@@ -101,6 +103,7 @@ fn to_pyerr(py: Python<'_>, e: VmError) -> PyErr {
             KvmError::new_err(msg)
         }
         VmError::Killed => VmKilled::new_err(msg),
+        VmError::EventQueue(e) => evq::to_pyerr(e),
         VmError::GuestCrashed(f) => guest_error(py, GuestCrashed::new_err(msg), &f),
         VmError::GuestTimeout(f) => guest_error(py, GuestTimeout::new_err(msg), &f),
     }
@@ -120,7 +123,9 @@ impl PyHostModule {
     /// Logs a host function's exception through Python `logging`, with traceback.
     fn report(py: Python<'_>, module: &str, function: u32, err: PyErr) {
         let logged = (|| -> PyResult<()> {
-            let logger = py.import("logging")?.call_method1("getLogger", ("vmrpc.rpc",))?;
+            let logger = py
+                .import("logging")?
+                .call_method1("getLogger", ("vmrpc.rpc",))?;
             let kwargs = PyDict::new(py);
             kwargs.set_item("exc_info", err.value(py))?;
             let msg = "host function %s.%d raised; the guest gets VMRPC_EHOSTFN";
@@ -133,7 +138,13 @@ impl PyHostModule {
     }
 
     /// Answers the guest with what a host function returned.
-    fn answer(py: Python<'_>, module: &str, function: u32, value: &Bound<'_, PyAny>, done: Completion) {
+    fn answer(
+        py: Python<'_>,
+        module: &str,
+        function: u32,
+        value: &Bound<'_, PyAny>,
+        done: Completion,
+    ) {
         if value.is_none() {
             return done.ok(&[]);
         }
@@ -143,7 +154,11 @@ impl PyHostModule {
         match PyBuffer::<u8>::get(value).and_then(|buf| buf.to_vec(py)) {
             Ok(bytes) => done.ok(&bytes),
             Err(_) => {
-                let type_name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                let type_name = value
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
                 let err = pyo3::exceptions::PyTypeError::new_err(format!(
                     "host function must return bytes, bytearray, memoryview or None, not {type_name}"
                 ));
@@ -179,20 +194,25 @@ impl HostModule for PyHostModule {
             // VMRPC_EHOSTFN: the guest is never left waiting.
             let pending = Mutex::new(Some(done));
             let name = self.name.clone();
-            let on_done = move |args: &Bound<'_, PyTuple>, _kw: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
-                let py = args.py();
-                let Some(done) = pending.lock().unwrap_or_else(PoisonError::into_inner).take() else {
-                    return Ok(());
-                };
-                match args.get_item(0)?.call_method0(intern!(py, "result")) {
-                    Ok(v) => Self::answer(py, &name, function, &v, done),
-                    Err(e) => {
-                        Self::report(py, &name, function, e);
-                        done.err(VMRPC_EHOSTFN);
+            let on_done =
+                move |args: &Bound<'_, PyTuple>, _kw: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+                    let py = args.py();
+                    let Some(done) = pending
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take()
+                    else {
+                        return Ok(());
+                    };
+                    match args.get_item(0)?.call_method0(intern!(py, "result")) {
+                        Ok(v) => Self::answer(py, &name, function, &v, done),
+                        Err(e) => {
+                            Self::report(py, &name, function, e);
+                            done.err(VMRPC_EHOSTFN);
+                        }
                     }
-                }
-                Ok(())
-            };
+                    Ok(())
+                };
             let submitted = PyCFunction::new_closure(py, None, None, on_done)
                 .and_then(|cb| self.submit.bind(py).call1((result, cb)));
             if let Err(e) = submitted {
@@ -341,8 +361,13 @@ impl PyVm {
     ) -> PyResult<()> {
         let vm = self.get()?;
         let submit = py.import("vmrpc._runtime")?.getattr("submit")?.unbind();
-        let module = PyHostModule { name: name.to_owned(), functions, submit };
-        vm.register_module(name, version, Arc::new(module)).map_err(|e| to_pyerr(py, e))?;
+        let module = PyHostModule {
+            name: name.to_owned(),
+            functions,
+            submit,
+        };
+        vm.register_module(name, version, Arc::new(module))
+            .map_err(|e| to_pyerr(py, e))?;
         log::debug!(target: "vmrpc::rpc", "registered host module {name} {}", version_from(version));
         Ok(())
     }
@@ -363,7 +388,39 @@ impl PyVm {
     /// Unregisters a host module; calls in flight finish, later ones get VMRPC_EGONE.
     fn unregister_hm(&self, py: Python<'_>, name: &str, version: u32) -> PyResult<()> {
         let vm = self.get()?;
-        vm.unregister_module(name, version).map_err(|e| to_pyerr(py, e))
+        vm.unregister_module(name, version)
+            .map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Creates an event queue the guest opens by name: `capacity` events (a
+    /// power of two) of up to `max_event_size` bytes in each direction.
+    #[pyo3(signature = (name, capacity = 1024, max_event_size = 256))]
+    fn make_ev_queue(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        capacity: i64,
+        max_event_size: i64,
+    ) -> PyResult<evq::PyEventQueue> {
+        let vm = self.get()?;
+        let (capacity, max_event_size) = evq::shape(capacity, max_event_size)?;
+        let q = py
+            .detach(|| vm.make_ev_queue(name, capacity, max_event_size))
+            .map_err(|e| to_pyerr(py, e))?;
+        Ok(evq::PyEventQueue::new(q))
+    }
+
+    /// Deletes an event queue; operations on it fail from now on, on both sides.
+    fn del_ev_queue(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let vm = self.get()?;
+        py.detach(|| vm.del_ev_queue(name))
+            .map_err(|e| to_pyerr(py, e))
+    }
+
+    /// Names of the live event queues, sorted.
+    #[getter]
+    fn ev_queues(&self) -> PyResult<Vec<String>> {
+        Ok(self.get()?.ev_queues())
     }
 
     /// (name, version) of every registered host module.
@@ -450,12 +507,29 @@ impl PyVm {
     }
 }
 
+/// Benchmark baseline: `n` cycles of raw KVM (create a VM and one vCPU, run to
+/// `hlt`, destroy), in nanoseconds each. GIL released.
+#[pyfunction]
+fn bench_raw_kvm_cycles(py: Python<'_>, n: usize) -> PyResult<Vec<u64>> {
+    py.detach(|| {
+        let kvm_fd = kvm_ioctls::Kvm::new().map_err(crate::error::kvm("opening /dev/kvm"))?;
+        (0..n)
+            .map(|_| crate::baseline::raw_kvm_cycle(&kvm_fd))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(|e| to_pyerr(py, e))
+}
+
 impl Drop for PyVm {
     fn drop(&mut self) {
         // A VM dropped without close() stops here, and stopping waits for the RPC
         // engine, which may itself be waiting for the GIL to call a Python
         // module: release the GIL while it stops.
-        let vm = self.vm.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        let vm = self
+            .vm
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(vm) = vm {
             Python::attach(|py| py.detach(move || drop(vm)));
         }
@@ -468,6 +542,7 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
     let py = m.py();
     m.add_class::<PyVm>()?;
+    m.add_function(wrap_pyfunction!(bench_raw_kvm_cycles, m)?)?;
     m.add("VmrpcError", py.get_type::<VmrpcError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("ImageError", py.get_type::<ImageError>())?;
@@ -476,6 +551,7 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GuestError", py.get_type::<GuestError>())?;
     m.add("GuestCrashed", py.get_type::<GuestCrashed>())?;
     m.add("GuestTimeout", py.get_type::<GuestTimeout>())?;
+    evq::add_exceptions(m)?;
     m.add("MAX_VCPUS", crate::config::MAX_VCPUS)?;
     m.add("MAX_PAYLOAD", guest_kmod_bindings::VMRPC_MAX_PAYLOAD)?;
     Ok(())

@@ -44,6 +44,12 @@ counters! {
     rpc_malformed,
     /// Times the RPC engine went to sleep on its eventfd.
     engine_sleeps,
+    /// Events the host took off guest-to-host event queue rings.
+    events_guest_to_host,
+    /// Events the host put on host-to-guest event queue rings.
+    events_host_to_guest,
+    /// Event queue doorbell writes that woke a host waiter (ioeventfd or exit).
+    evq_doorbells,
 }
 
 #[derive(Default, Debug)]

@@ -33,7 +33,10 @@ fn hello_prints_and_exits_zero() {
     assert!(out.contains("arg[2]=two words"), "{out}");
     assert_eq!(vm.state(), VmState::Exited);
     let stats: std::collections::HashMap<_, _> = vm.stats().into_iter().collect();
-    assert!(stats["exits_mmio"] > 0, "the console is memory-mapped: {stats:?}");
+    assert!(
+        stats["exits_mmio"] > 0,
+        "the console is memory-mapped: {stats:?}"
+    );
 }
 
 #[test]

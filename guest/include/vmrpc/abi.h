@@ -35,6 +35,9 @@
  *   VMRPC_MMIO_CONSOLE     16550 UART registers, one byte apart (transmit
  *                          holding register at offset 0)
  *   VMRPC_MMIO_DEBUG_EXIT  a 32-bit write ends the VM with that exit code
+ *   VMRPC_MMIO_CONSOLE_WRITE  a 64-bit write of VMRPC_CONSOLE_WRITE(gpa, len)
+ *                          appends guest memory [gpa, gpa + len) to the console:
+ *                          one exit per line instead of one per byte
  *   VMRPC_MMIO_DOORBELL    any write wakes the host RPC engine; backed by an
  *                          ioeventfd, so it does not exit to the VMM's user space
  *   VMRPC_MMIO_EVQ_DOORBELL  a 32-bit write of an event queue's queue_id wakes
@@ -132,6 +135,9 @@ struct vmrpc_boot_info {
 #define VMRPC_MMIO_CONSOLE (VMRPC_MMIO_BASE + 0x0000u)
 #define VMRPC_MMIO_DEBUG_EXIT (VMRPC_MMIO_BASE + 0x1000u)
 #define VMRPC_MMIO_DOORBELL (VMRPC_MMIO_BASE + 0x2000u)
+#define VMRPC_MMIO_CONSOLE_WRITE (VMRPC_MMIO_BASE + 0x5000u)
+/* Console write command: len (< 65536) in bits 48..63, guest address below. */
+#define VMRPC_CONSOLE_WRITE(gpa, len) (((uint64_t)(len) << 48) | ((uint64_t)(gpa) & 0xffffffffffffull))
 #define VMRPC_MMIO_EVQ_DOORBELL (VMRPC_MMIO_BASE + 0x3000u)
 
 /* Interrupt vector the host uses to wake a vCPU waiting for a response or event. */

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vm_superio::{Serial, Trigger};
 
 use crate::bus::{BusDevice, DeviceAction};
@@ -112,6 +113,40 @@ impl BusDevice for SerialConsole {
     }
 }
 
+/// The console-write register: a 64-bit write of `(len << 48) | gpa` appends
+/// guest memory `[gpa, gpa + len)` to the console, one exit for a whole buffer.
+/// The range is checked by vm-memory; a bad one is dropped (and counted).
+pub struct ConsoleWrite {
+    buffer: SharedConsole,
+    memory: GuestMemoryMmap,
+}
+
+impl ConsoleWrite {
+    pub fn new(buffer: SharedConsole, memory: GuestMemoryMmap) -> Self {
+        ConsoleWrite { buffer, memory }
+    }
+}
+
+impl BusDevice for ConsoleWrite {
+    fn write(&self, _offset: u64, data: &[u8]) -> DeviceAction {
+        let mut raw = [0u8; 8];
+        let n = data.len().min(8);
+        raw[..n].copy_from_slice(&data[..n]);
+        let command = u64::from_le_bytes(raw);
+        let (gpa, len) = (command & 0xffff_ffff_ffff, (command >> 48) as usize);
+        let mut text = vec![0u8; len];
+        match self.memory.read_slice(&mut text, GuestAddress(gpa)) {
+            Ok(()) => self
+                .buffer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(&text),
+            Err(_) => log::debug!("console write of {len} bytes at {gpa:#x} is outside guest RAM"),
+        }
+        DeviceAction::Continue
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +161,23 @@ mod tests {
         assert_eq!(b.since(5), (b"f".to_vec(), 6));
         assert_eq!(b.since(99), (vec![], 6));
         assert_eq!(b.tail(2), b"ef".to_vec());
+    }
+
+    #[test]
+    fn console_write_copies_a_guest_range() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        mem.write_slice(b"line one\n", GuestAddress(0x100)).unwrap();
+        let buf = Arc::new(Mutex::new(ConsoleBuffer::new(100)));
+        let dev = ConsoleWrite::new(buf.clone(), mem);
+        let cmd = guest_kmod_bindings::vmrpc_console_write(0x100, 9);
+        dev.write(0, &cmd.to_le_bytes());
+        // Outside guest RAM, or wrapping: ignored.
+        dev.write(
+            0,
+            &guest_kmod_bindings::vmrpc_console_write(0xfff0, 0x100).to_le_bytes(),
+        );
+        dev.write(0, &u64::MAX.to_le_bytes());
+        assert_eq!(buf.lock().unwrap().since(0).0, b"line one\n".to_vec());
     }
 
     #[test]

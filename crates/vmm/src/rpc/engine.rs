@@ -15,14 +15,16 @@ use std::time::{Duration, Instant};
 
 use guest_kmod_bindings::{
     ring_off, ReqDesc, RingHdr, SHARED_HOST_SLEEPING_OFFSET, VMRPC_EINVAL, VMRPC_ENOFUNC,
-    VMRPC_RPC_RING_ENTRIES, VMRPC_SYS_BIND, VMRPC_SYS_HANDLE, VMRPC_SYS_UNBIND,
+    VMRPC_RPC_RING_ENTRIES, VMRPC_SYS_BIND, VMRPC_SYS_HANDLE, VMRPC_SYS_OPEN_EVQ, VMRPC_SYS_UNBIND,
 };
+use vm_memory::ByteValued;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::channel::{Channel, Completion};
 use super::registry::Registry;
 use super::wire::{self, ValidReq};
+use crate::evq::EvqHost;
 use crate::stats::Stats;
 use crate::vm::VmShared;
 
@@ -38,6 +40,7 @@ struct EngineChan {
 pub struct Engine {
     chans: Vec<EngineChan>,
     registry: Arc<Registry>,
+    queues: Arc<EvqHost>,
     mem: GuestMemoryMmap,
     host_sleeping: GuestAddress,
     doorbell: Arc<EventFd>,
@@ -53,6 +56,7 @@ impl Engine {
     pub fn new(
         chans: &[Arc<Channel>],
         registry: Arc<Registry>,
+        queues: Arc<EvqHost>,
         mem: GuestMemoryMmap,
         shared_base: u64,
         doorbell: Arc<EventFd>,
@@ -69,6 +73,7 @@ impl Engine {
                 })
                 .collect(),
             registry,
+            queues,
             mem,
             host_sleeping: GuestAddress(shared_base + SHARED_HOST_SLEEPING_OFFSET),
             doorbell,
@@ -207,7 +212,7 @@ impl Engine {
             return done.err(VMRPC_EINVAL);
         }
         if req.handle == VMRPC_SYS_HANDLE {
-            return system_call(&self.registry, req.function, payload, done);
+            return system_call(&self.registry, &self.queues, req.function, payload, done);
         }
         match self.registry.lookup(req.handle) {
             Err(code) => done.err(code),
@@ -217,8 +222,14 @@ impl Engine {
     }
 }
 
-/// The system module (handle 0): binding and unbinding.
-fn system_call(registry: &Registry, function: u32, payload: &[u8], done: Completion) {
+/// The system module (handle 0): binding and unbinding, opening event queues.
+fn system_call(
+    registry: &Registry,
+    queues: &EvqHost,
+    function: u32,
+    payload: &[u8],
+    done: Completion,
+) {
     let word = |p: &[u8]| {
         p.get(..4)
             .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
@@ -239,6 +250,11 @@ fn system_call(registry: &Registry, function: u32, payload: &[u8], done: Complet
                 Err(code) => done.err(code),
             },
             _ => done.err(VMRPC_EINVAL),
+        },
+        // Request: the queue's name; answer: its struct vmrpc_evq_info.
+        VMRPC_SYS_OPEN_EVQ => match queues.open(payload) {
+            Ok(info) => done.ok(info.as_slice()),
+            Err(code) => done.err(code),
         },
         _ => done.err(VMRPC_ENOFUNC),
     }

@@ -7,6 +7,7 @@ pub mod module;
 pub mod registry;
 pub mod wire;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::bus::{BusDevice, DeviceAction};
 use crate::error::{kvm, VmError};
+use crate::evq::EvqHost;
 use crate::layout;
 use crate::stats::Stats;
 use crate::vm::VmShared;
@@ -29,24 +31,59 @@ use channel::Channel;
 use engine::Engine;
 use registry::Registry;
 
-/// First GSI used for the per-vCPU MSI routes (above the IOAPIC's pins).
-const FIRST_GSI: u32 = 24;
+/// First GSI used for the per-vCPU MSI routes (above the IOAPIC pins that a
+/// split irqchip reserves).
+pub const FIRST_GSI: u32 = 24;
 const MSI_ADDRESS_BASE: u32 = 0xfee0_0000;
 
-/// The doorbell register as a bus device: only reached if KVM could not take the
-/// write through the ioeventfd; then it costs an exit but still works.
-struct DoorbellPort(Arc<EventFd>);
+/// The doorbell register as a bus device, reached while no ioeventfd backs it.
+///
+/// The ioeventfd is registered lazily, on the first ring: with any ioeventfd
+/// registered, tearing a VM down costs 8-20 ms on this workplace's host (the
+/// kernel synchronises its I/O bus), which VMs that never ring would pay for
+/// nothing. The first ring exits to user space (an ordinary MMIO exit), wakes
+/// the engine, and registers the ioeventfd so later rings do not exit.
+struct DoorbellPort {
+    doorbell: Arc<EventFd>,
+    vm_fd: Arc<VmFd>,
+    registered: AtomicBool,
+}
 
 impl BusDevice for DoorbellPort {
     fn write(&self, _offset: u64, _data: &[u8]) -> DeviceAction {
-        let _ = self.0.write(1);
+        let _ = self.doorbell.write(1);
+        if !self.registered.swap(true, Ordering::AcqRel) {
+            let addr = IoEventAddress::Mmio(VMRPC_MMIO_DOORBELL);
+            if let Err(e) = self
+                .vm_fd
+                .register_ioevent(&self.doorbell, &addr, NoDatamatch)
+            {
+                // Still correct without it: every ring then exits and lands here.
+                log::warn!(target: "vmrpc::rpc", "doorbell ioeventfd not registered: {e}");
+            }
+        }
         DeviceAction::Continue
     }
+}
+
+/// The engine thread's body. Inside Python, the thread keeps one Python thread
+/// state for its whole life (attach once, then release the GIL while it runs):
+/// otherwise every call into a Python host module would create and destroy a
+/// thread state, which measured here as most of a Python RPC's cost.
+#[cfg(feature = "python")]
+fn run_engine(engine: Engine, vm: Arc<VmShared>) {
+    pyo3::Python::attach(|py| py.detach(move || engine.run(vm)));
+}
+
+#[cfg(not(feature = "python"))]
+fn run_engine(engine: Engine, vm: Arc<VmShared>) {
+    engine.run(vm);
 }
 
 /// Everything a VM needs to serve VM RPC.
 pub struct RpcHost {
     pub registry: Arc<Registry>,
+    vm_fd: Arc<VmFd>,
     channels: Vec<Arc<Channel>>,
     mem: GuestMemoryMmap,
     shared_base: u64,
@@ -55,13 +92,15 @@ pub struct RpcHost {
     stats: Arc<Stats>,
     spin: Duration,
     engine: Mutex<Option<JoinHandle<()>>>,
+    /// The event queue arena: offset from `shared_base`, and size.
+    evq_arena: (u64, u64),
 }
 
 impl RpcHost {
     /// Lays out the shared region, wires the doorbell (ioeventfd) and one MSI
     /// route plus irqfd per vCPU.
     pub fn new(
-        vm_fd: &VmFd,
+        vm_fd: &Arc<VmFd>,
         mem: &GuestMemoryMmap,
         (shared_base, shared_size): (u64, u64),
         vcpus: u32,
@@ -88,13 +127,6 @@ impl RpcHost {
 
         let doorbell =
             Arc::new(EventFd::new(EFD_NONBLOCK).map_err(os("creating the doorbell eventfd"))?);
-        vm_fd
-            .register_ioevent(
-                &doorbell,
-                &IoEventAddress::Mmio(VMRPC_MMIO_DOORBELL),
-                NoDatamatch,
-            )
-            .map_err(kvm("KVM_IOEVENTFD"))?;
 
         let mut routes = Vec::new();
         let mut channels = Vec::new();
@@ -130,6 +162,7 @@ impl RpcHost {
         }
         Ok(RpcHost {
             registry: Arc::new(Registry::default()),
+            vm_fd: vm_fd.clone(),
             channels,
             mem: mem.clone(),
             shared_base,
@@ -138,19 +171,40 @@ impl RpcHost {
             stats,
             spin,
             engine: Mutex::new(None),
+            evq_arena: (chan_end, shared_size - chan_end),
         })
     }
 
-    /// The fallback device for the doorbell port.
-    pub fn doorbell_device(&self) -> Arc<dyn BusDevice> {
-        Arc::new(DoorbellPort(self.doorbell.clone()))
+    /// The irqfd that interrupts vCPU `vcpu` (VMRPC_IRQ_VECTOR), if it exists.
+    pub fn irq(&self, vcpu: u32) -> Option<&EventFd> {
+        self.channels.get(vcpu as usize).map(|c| c.irq())
     }
 
-    /// Starts the engine thread.
-    pub fn start(&self, vm: Arc<VmShared>) -> Result<(), VmError> {
+    /// The event queue arena as written in the shared header: (offset from the
+    /// shared region's base, size).
+    pub fn evq_arena(&self) -> (u64, u64) {
+        self.evq_arena
+    }
+
+    pub fn shared_base(&self) -> u64 {
+        self.shared_base
+    }
+
+    /// The doorbell register as a bus device (see `DoorbellPort`).
+    pub fn doorbell_device(&self) -> Arc<dyn BusDevice> {
+        Arc::new(DoorbellPort {
+            doorbell: self.doorbell.clone(),
+            vm_fd: self.vm_fd.clone(),
+            registered: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the engine thread; it also answers VMRPC_SYS_OPEN_EVQ from `queues`.
+    pub fn start(&self, vm: Arc<VmShared>, queues: Arc<EvqHost>) -> Result<(), VmError> {
         let engine = Engine::new(
             &self.channels,
             self.registry.clone(),
+            queues,
             self.mem.clone(),
             self.shared_base,
             self.doorbell.clone(),
@@ -160,7 +214,7 @@ impl RpcHost {
         );
         let handle = std::thread::Builder::new()
             .name("vmrpc-engine".into())
-            .spawn(move || engine.run(vm))
+            .spawn(move || run_engine(engine, vm))
             .map_err(|e| VmError::Os("spawning the RPC engine thread", e))?;
         *self.engine.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         Ok(())

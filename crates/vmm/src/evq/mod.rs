@@ -1,0 +1,289 @@
+//! Event queues, host side: the queues of one VM, their place in the event
+//! queue arena of the shared region, and their doorbells. The protocol is
+//! specified in abi.h ("Event queues"); one queue's operations are in `queue`.
+//!
+//! Arena: a bump allocator. The space of a deleted queue is never given to
+//! another queue while the VM lives, because the guest may still hold pointers
+//! into it (it reads `closed` there); once the arena is used up, creating a
+//! queue fails with `ArenaFull`.
+//!
+//! Doorbells: every queue has its own eventfd, registered as an ioeventfd on
+//! `VMRPC_MMIO_EVQ_DOORBELL` with datamatch = its queue id, so the guest's
+//! write wakes exactly that queue without an exit to user space. Queue ids
+//! count up from 1 and are never reused, so a stale id never rings another
+//! queue's doorbell. A write KVM does not match (an unknown id, a deleted
+//! queue, a write that is not 32 bits) exits to the bus device below.
+
+pub mod queue;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use guest_kmod_bindings::{EvqInfo, RingHdr, VMRPC_ENOQUEUE, VMRPC_MMIO_EVQ_DOORBELL};
+use kvm_ioctls::{IoEventAddress, VmFd};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::bus::{BusDevice, DeviceAction};
+pub use queue::{CloseReason, EventQueue, VmLink, Wait};
+use wire::{Geometry, RING_ALIGN};
+
+/// Longest queue name, as for module names.
+pub const MAX_NAME: usize = 255;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvqError {
+    /// make_ev_queue with a capacity that is not a power of two in range
+    #[error("capacity must be a power of two from 1 to 65536, got {0}")]
+    BadCapacity(u64),
+    /// make_ev_queue with an event size out of range
+    #[error("max_event_size must be 1 to 65528 bytes, got {0}")]
+    BadEventSize(u64),
+    /// a queue name that is empty or too long
+    #[error("event queue name must be 1 to 255 bytes, got {0}")]
+    BadName(usize),
+    /// make_ev_queue with the name of a live queue
+    #[error("an event queue named {0:?} already exists")]
+    Exists(String),
+    /// del_ev_queue of a name that has no live queue
+    #[error("no event queue named {0:?}")]
+    NotFound(String),
+    /// the event queue arena has no room left for the queue
+    #[error(
+        "event queue arena full: queue {name:?} needs {need} bytes but only {left} of the \
+         arena's {size} are left (space of deleted queues is not reused while the VM lives; \
+         use a smaller capacity or max_event_size)"
+    )]
+    ArenaFull {
+        name: String,
+        need: u64,
+        left: u64,
+        size: u64,
+    },
+    /// an event larger than the queue's max_event_size
+    #[error("event of {len} bytes is larger than max_event_size ({max} bytes) of queue {name:?}")]
+    TooBig { name: String, len: usize, max: u32 },
+    /// the queue was deleted, or its VM closed
+    #[error("event queue {name:?} is closed ({})", match reason {
+        CloseReason::Deleted => "it was deleted",
+        CloseReason::VmClosed => "its VM was closed",
+    })]
+    Closed { name: String, reason: CloseReason },
+    /// a blocking operation that can never complete: the VM stopped
+    #[error("event queue {name:?}: the VM has stopped, so {} will never come", match what {
+        Wait::Readable => "another event",
+        Wait::Writable => "room for another event",
+    })]
+    VmStopped { name: String, what: Wait },
+    /// the guest wrote impossible values into the queue's rings
+    #[error("event queue {name:?} is corrupt: {what}")]
+    Corrupt { name: String, what: String },
+    /// guest memory could not be reached (a VMM bug)
+    #[error("event queue memory: {0}")]
+    Memory(String),
+    /// an OS resource could not be created
+    #[error("{0}: {1}")]
+    Os(&'static str, std::io::Error),
+    /// a KVM ioctl failed
+    #[error("{op} failed: {source}")]
+    Kvm {
+        op: &'static str,
+        source: kvm_ioctls::Error,
+    },
+}
+
+impl PartialEq for EvqError {
+    /// Compares by message: enough for tests, and errors are not keys.
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+struct Inner {
+    /// Arena bytes handed out so far (never given back).
+    used: u64,
+    next_id: u32,
+    by_name: HashMap<String, Arc<EventQueue>>,
+    by_id: HashMap<u32, Arc<EventQueue>>,
+}
+
+/// The event queues of one VM.
+pub struct EvqHost {
+    vm_fd: Arc<VmFd>,
+    link: Arc<VmLink>,
+    shared_base: u64,
+    /// The arena, as an offset from `shared_base`, and its size.
+    arena: (u64, u64),
+    inner: Mutex<Inner>,
+}
+
+impl EvqHost {
+    pub fn new(vm_fd: Arc<VmFd>, link: VmLink, shared_base: u64, arena: (u64, u64)) -> Self {
+        EvqHost {
+            vm_fd,
+            link: Arc::new(link),
+            shared_base,
+            arena,
+            inner: Mutex::new(Inner {
+                used: 0,
+                next_id: 1,
+                by_name: HashMap::new(),
+                by_id: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates a queue: checks the shape, places both rings in the arena,
+    /// zeroes their headers and registers the doorbell.
+    pub fn make(
+        &self,
+        name: &str,
+        capacity: u64,
+        max_event_size: u64,
+    ) -> Result<Arc<EventQueue>, EvqError> {
+        if name.is_empty() || name.len() > MAX_NAME {
+            return Err(EvqError::BadName(name.len()));
+        }
+        let geo = Geometry::new(capacity, max_event_size)?;
+        let mut inner = self.lock();
+        if inner.by_name.contains_key(name) {
+            return Err(EvqError::Exists(name.to_owned()));
+        }
+        let (arena_off, arena_size) = self.arena;
+        // The arena starts on a page, so RING_ALIGN offsets are aligned addresses.
+        let start = inner.used.next_multiple_of(RING_ALIGN);
+        let need = geo.queue_bytes();
+        if start.saturating_add(need) > arena_size {
+            return Err(EvqError::ArenaFull {
+                name: name.to_owned(),
+                need,
+                left: arena_size.saturating_sub(start),
+                size: arena_size,
+            });
+        }
+        let g2h = GuestAddress(self.shared_base + arena_off + start);
+        let h2g = GuestAddress(g2h.0 + geo.ring_stride());
+        for at in [g2h, h2g] {
+            self.link
+                .mem
+                .write_obj(RingHdr::default(), at)
+                .map_err(|e| EvqError::Memory(e.to_string()))?;
+        }
+        let id = inner.next_id;
+        let queue = Arc::new(EventQueue::new(
+            name.to_owned(),
+            id,
+            geo,
+            (g2h, h2g),
+            self.shared_base,
+            self.link.clone(),
+        )?);
+        self.vm_fd
+            .register_ioevent(
+                queue.notify_fd(),
+                &IoEventAddress::Mmio(VMRPC_MMIO_EVQ_DOORBELL),
+                id,
+            )
+            .map_err(|source| EvqError::Kvm {
+                op: "KVM_IOEVENTFD (event queue doorbell)",
+                source,
+            })?;
+        // Committed: from here on the space and the id are taken for good.
+        inner.used = start + need;
+        inner.next_id += 1;
+        inner.by_name.insert(name.to_owned(), queue.clone());
+        inner.by_id.insert(id, queue.clone());
+        log::debug!(target: "vmrpc::evq", "queue {name:?} id {id}: {} x {} bytes per direction at {g2h:#x?}", geo.entries, geo.max_event_size);
+        Ok(queue)
+    }
+
+    /// Deletes a queue: closes it (waking every waiter), unregisters its
+    /// doorbell, and forgets its name. Its arena space stays unused.
+    pub fn delete(&self, name: &str) -> Result<(), EvqError> {
+        let queue = {
+            let mut inner = self.lock();
+            let q = inner
+                .by_name
+                .remove(name)
+                .ok_or_else(|| EvqError::NotFound(name.to_owned()))?;
+            inner.by_id.remove(&q.id());
+            q
+        };
+        queue.close(CloseReason::Deleted);
+        if let Err(e) = self.vm_fd.unregister_ioevent(
+            queue.notify_fd(),
+            &IoEventAddress::Mmio(VMRPC_MMIO_EVQ_DOORBELL),
+            queue.id(),
+        ) {
+            log::warn!(target: "vmrpc::evq", "queue {name:?}: unregistering its doorbell failed: {e}");
+        }
+        Ok(())
+    }
+
+    /// The live queue of that name.
+    pub fn get(&self, name: &str) -> Option<Arc<EventQueue>> {
+        self.lock().by_name.get(name).cloned()
+    }
+
+    /// Names of the live queues, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.lock().by_name.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// VMRPC_SYS_OPEN_EVQ: the queue's layout for the guest, by name.
+    pub fn open(&self, name: &[u8]) -> Result<EvqInfo, i32> {
+        let name = std::str::from_utf8(name).map_err(|_| VMRPC_ENOQUEUE)?;
+        self.get(name).map(|q| q.info()).ok_or(VMRPC_ENOQUEUE)
+    }
+
+    /// Closes every queue (the VM goes away); their memory stays mapped for as
+    /// long as anyone holds a queue.
+    pub fn close_all(&self) {
+        let queues: Vec<_> = {
+            let mut inner = self.lock();
+            inner.by_id.clear();
+            inner.by_name.drain().map(|(_, q)| q).collect()
+        };
+        for q in queues {
+            q.close(CloseReason::VmClosed);
+        }
+    }
+
+    /// Bytes of the arena still free.
+    pub fn arena_left(&self) -> u64 {
+        self.arena.1.saturating_sub(self.lock().used)
+    }
+
+    /// The fallback device for the doorbell address.
+    pub fn doorbell_device(self: &Arc<Self>) -> Arc<dyn BusDevice> {
+        Arc::new(EvqDoorbell(Arc::downgrade(self)))
+    }
+
+    fn ring_doorbell(&self, id: u32) {
+        let queue = self.lock().by_id.get(&id).cloned();
+        if let Some(q) = queue {
+            self.link.stats.evq_doorbells.inc();
+            let _ = q.notify_fd().write(1);
+        }
+    }
+}
+
+/// `VMRPC_MMIO_EVQ_DOORBELL` as a bus device: reached only when KVM did not
+/// match the write to a queue's ioeventfd. A 32-bit write of a live queue's id
+/// still rings it (at the cost of an exit); anything else is ignored.
+struct EvqDoorbell(Weak<EvqHost>);
+
+impl BusDevice for EvqDoorbell {
+    fn write(&self, offset: u64, data: &[u8]) -> DeviceAction {
+        if let (0, Ok(bytes), Some(host)) = (offset, <[u8; 4]>::try_from(data), self.0.upgrade()) {
+            host.ring_doorbell(u32::from_le_bytes(bytes));
+        }
+        DeviceAction::Continue
+    }
+}

@@ -1,0 +1,58 @@
+/*
+ * Event queues, guest side (lib/evq.c).  The host creates a queue by name
+ * (make_ev_queue); the guest opens it once through VM RPC and then moves
+ * events through shared memory only: no exit, no interrupt while the other
+ * side keeps up (see "Event queues" in vmrpc/abi.h).
+ *
+ * Every call returns a VMRPC_E* code (< 0) on failure:
+ *   VMRPC_ENOQUEUE  no such queue, or it was deleted (every later call too)
+ *   VMRPC_ETOOBIG   put of an event larger than the queue's max_event_size
+ *   VMRPC_EFULL     try_put_event on a full queue
+ *   VMRPC_EEMPTY    try_get_event on an empty queue
+ *   VMRPC_ERANGE    get of an event larger than `cap`; the event stays queued
+ *   VMRPC_EINVAL    bad arguments, or the host handed out an inconsistent queue
+ *
+ * A queue carries events both ways: put_event sends to the host (g2h ring),
+ * get_event receives from the host (h2g ring).  Each ring has one producer and
+ * one consumer: at any time at most one vCPU may put and one vCPU may get on
+ * the same queue (they may be different vCPUs); serialise more yourself.
+ */
+#ifndef VMRPC_EVQ_H
+#define VMRPC_EVQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vmrpc/abi.h>
+
+struct vmrpc_evq {
+	uint32_t id;             /* queue_id: the value written to the doorbell */
+	uint32_t entries;        /* slots per ring, a power of two */
+	uint32_t max_event_size; /* payload bytes per event */
+	uint32_t slot_size;
+	struct vmrpc_ring *g2h;  /* we produce */
+	struct vmrpc_ring *h2g;  /* we consume */
+	uint32_t g2h_head;       /* our copy of the index we own */
+	uint32_t h2g_tail;
+};
+
+/* Opens the host's queue `name`; returns 0 and fills *q, or a VMRPC_E* code. */
+int evq_open(const char *name, struct vmrpc_evq *q);
+/* Sends one event; waits while the queue is full.  Returns 0 or VMRPC_E*. */
+int put_event(struct vmrpc_evq *q, const void *data, size_t len);
+/* As put_event, but returns VMRPC_EFULL at once if the queue is full. */
+int try_put_event(struct vmrpc_evq *q, const void *data, size_t len);
+/*
+ * Receives one event into buf (at most cap bytes); waits while the queue is
+ * empty.  Returns the event's length or VMRPC_E*.
+ */
+long get_event(struct vmrpc_evq *q, void *buf, size_t cap);
+/* As get_event, but returns VMRPC_EEMPTY at once if the queue is empty. */
+long try_get_event(struct vmrpc_evq *q, void *buf, size_t cap);
+/*
+ * How long a blocked put/get polls before it halts and waits for the host's
+ * interrupt, in microseconds (default 50; 0 halts at once).
+ */
+void evq_set_spin_us(unsigned us);
+
+#endif /* VMRPC_EVQ_H */
