@@ -1,0 +1,460 @@
+"""Wire format of the ``sockets`` host module: the Python mirror of
+``guest/include/vmrpc/socket_proto.h`` (the specification; a test compiles it and
+compares every constant and size with this file).
+
+`parse` turns one request (function number + payload bytes, straight from the
+untrusted guest) into a typed request object or raises `ProtoError`; nothing else
+may escape from it. Encoders build the answers.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = [
+    "ADDR",
+    "ADDR_RESP",
+    "RESP",
+    "SIZES",
+    "Addr",
+    "ProtoError",
+    "encode_addr",
+    "error_addr_resp",
+    "error_resp",
+    "parse",
+]
+
+MODULE_NAME: Final = "sockets"
+MODULE_MAJOR: Final = 1
+MODULE_MINOR: Final = 0
+
+FN_SOCKET: Final = 0
+FN_BIND: Final = 1
+FN_LISTEN: Final = 2
+FN_ACCEPT: Final = 3
+FN_CONNECT: Final = 4
+FN_SHUTDOWN: Final = 5
+FN_CLOSE: Final = 6
+FN_SETSOCKOPT: Final = 7
+FN_GETSOCKOPT: Final = 8
+FN_GETSOCKNAME: Final = 9
+FN_GETPEERNAME: Final = 10
+FN_POLL: Final = 11
+FN_GETADDRINFO: Final = 12
+FN_SEND: Final = 13
+FN_RECV: Final = 14
+FN_SENDTO: Final = 15
+FN_RECVFROM: Final = 16
+FN_COUNT: Final = 17
+
+FUNCTION_NAMES: Final = {
+    FN_SOCKET: "socket",
+    FN_BIND: "bind",
+    FN_LISTEN: "listen",
+    FN_ACCEPT: "accept",
+    FN_CONNECT: "connect",
+    FN_SHUTDOWN: "shutdown",
+    FN_CLOSE: "close",
+    FN_SETSOCKOPT: "setsockopt",
+    FN_GETSOCKOPT: "getsockopt",
+    FN_GETSOCKNAME: "getsockname",
+    FN_GETPEERNAME: "getpeername",
+    FN_POLL: "poll",
+    FN_GETADDRINFO: "getaddrinfo",
+    FN_SEND: "send",
+    FN_RECV: "recv",
+    FN_SENDTO: "sendto",
+    FN_RECVFROM: "recvfrom",
+}
+
+MAX_POLL: Final = 1024
+MAX_ADDRS: Final = 16
+MAX_NAME: Final = 253
+MAX_OPTLEN: Final = 64
+MAX_BACKLOG: Final = 4096
+
+F_PEEK: Final = 1
+F_WAITALL: Final = 2
+F_ALL: Final = F_PEEK | F_WAITALL
+
+AF_INET: Final = 2
+AF_INET6: Final = 10
+SOCK_STREAM: Final = 1
+SOCK_DGRAM: Final = 2
+
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+
+# Linux EAI_* codes (negative, as in glibc's netdb.h).
+EAI_NONAME: Final = -2
+EAI_AGAIN: Final = -3
+EAI_FAIL: Final = -4
+EAI_FAMILY: Final = -6
+
+PAYLOAD: Final = 65536
+
+ADDR: Final = struct.Struct("<HHII16s")
+RESP: Final = struct.Struct("<iI")
+ADDR_RESP: Final = struct.Struct("<iI" + ADDR.format[1:])
+SOCKET_REQ: Final = struct.Struct("<IIII")
+LISTEN_REQ: Final = struct.Struct("<IIII" + ADDR.format[1:])
+HANDLE_REQ: Final = struct.Struct("<II")
+WAIT_REQ: Final = struct.Struct("<IIiI")
+CONNECT_REQ: Final = struct.Struct("<Ii" + ADDR.format[1:])
+SENDTO_REQ: Final = struct.Struct("<IIiI" + ADDR.format[1:])
+SOCKOPT_REQ: Final = struct.Struct("<IiiI")
+POLL_REQ: Final = struct.Struct("<iI")
+POLLFD: Final = struct.Struct("<Ihh")
+GAI_REQ: Final = struct.Struct("<IIII")
+
+MAX_SEND: Final = PAYLOAD - WAIT_REQ.size
+MAX_SENDTO: Final = PAYLOAD - SENDTO_REQ.size
+MAX_RECV: Final = PAYLOAD - RESP.size
+MAX_RECVFROM: Final = PAYLOAD - ADDR_RESP.size
+
+#: ``sizeof`` of every wire struct, by its C name (checked against the header).
+SIZES: Final = {
+    "vsock_addr": ADDR.size,
+    "vsock_resp": RESP.size,
+    "vsock_addr_resp": ADDR_RESP.size,
+    "vsock_socket_req": SOCKET_REQ.size,
+    "vsock_listen_req": LISTEN_REQ.size,
+    "vsock_handle_req": HANDLE_REQ.size,
+    "vsock_wait_req": WAIT_REQ.size,
+    "vsock_connect_req": CONNECT_REQ.size,
+    "vsock_sendto_req": SENDTO_REQ.size,
+    "vsock_sockopt_req": SOCKOPT_REQ.size,
+    "vsock_poll_req": POLL_REQ.size,
+    "vsock_pollfd": POLLFD.size,
+    "vsock_gai_req": GAI_REQ.size,
+}
+
+_MAX_TIMEOUT_MS: Final = 24 * 3600 * 1000
+_HOSTNAME_CHARS: Final = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
+)
+
+
+class ProtoError(Exception):
+    """A malformed request; the guest gets ``-errno`` (EINVAL unless stated)."""
+
+    def __init__(self, message: str, err: int = errno.EINVAL) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+@dataclass(frozen=True, slots=True)
+class Addr:
+    """A validated guest address: ``host`` is the textual IP address."""
+
+    family: int
+    host: str
+    port: int
+    flowinfo: int = 0
+    scope_id: int = 0
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        return ipaddress.ip_address(self.host)
+
+    def sockaddr(self) -> tuple[str, int] | tuple[str, int, int, int]:
+        """The address as Python's socket module takes it."""
+        if self.family == AF_INET:
+            return (self.host, self.port)
+        return (self.host, self.port, self.flowinfo, self.scope_id)
+
+    @property
+    def socket_family(self) -> socket.AddressFamily:
+        return socket.AF_INET if self.family == AF_INET else socket.AF_INET6
+
+    def __str__(self) -> str:
+        if self.family == AF_INET6:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+def _decode_addr(family: int, port: int, flowinfo: int, scope_id: int, raw: bytes) -> Addr:
+    if family == AF_INET:
+        if any(raw[4:]):
+            raise ProtoError("IPv4 address with non-zero padding")
+        return Addr(AF_INET, socket.inet_ntop(socket.AF_INET, raw[:4]), port)
+    if family == AF_INET6:
+        if flowinfo > 0xFFFFF:
+            raise ProtoError("IPv6 flowinfo out of range")
+        return Addr(AF_INET6, socket.inet_ntop(socket.AF_INET6, raw), port, flowinfo, scope_id)
+    raise ProtoError(f"address family {family}", errno.EAFNOSUPPORT)
+
+
+def addr_from_sockaddr(family: int, sockaddr: tuple[object, ...]) -> Addr:
+    """An `Addr` from what Python's socket module returned (getsockname, recvfrom)."""
+    host = str(sockaddr[0]).split("%", 1)[0]
+    port = int(sockaddr[1])  # type: ignore[call-overload]
+    if family == socket.AF_INET6:
+        flow = int(sockaddr[2]) if len(sockaddr) > 2 else 0  # type: ignore[call-overload]
+        scope = int(sockaddr[3]) if len(sockaddr) > 3 else 0  # type: ignore[call-overload]
+        return Addr(AF_INET6, host, port, flow, scope)
+    return Addr(AF_INET, host, port)
+
+
+def encode_addr(addr: Addr | None) -> bytes:
+    """The 28-byte ``struct vsock_addr``; all zero for ``None``."""
+    if addr is None:
+        return bytes(ADDR.size)
+    if addr.family == AF_INET:
+        raw = socket.inet_pton(socket.AF_INET, addr.host) + bytes(12)
+    else:
+        raw = socket.inet_pton(socket.AF_INET6, addr.host)
+    return ADDR.pack(addr.family, addr.port, addr.flowinfo, addr.scope_id, raw)
+
+
+def resp(result: int, aux: int = 0) -> bytes:
+    return RESP.pack(result, aux)
+
+
+def error_resp(err: int) -> bytes:
+    return RESP.pack(-err, 0)
+
+
+def addr_resp(result: int, addr: Addr | None, aux: int = 0) -> bytes:
+    return RESP.pack(result, aux) + encode_addr(addr)
+
+
+def error_addr_resp(err: int) -> bytes:
+    return RESP.pack(-err, 0) + bytes(ADDR.size)
+
+
+# ---- parsed requests ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SocketReq:
+    family: int
+    type: int
+    protocol: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListenReq:
+    family: int
+    type: int
+    backlog: int
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class HandleReq:
+    handle: int
+    arg: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitReq:
+    handle: int
+    flags: int
+    timeout: float | None  # seconds; None: no limit; 0: never wait
+    arg: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectReq:
+    handle: int
+    timeout: float | None
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class SendReq:
+    handle: int
+    flags: int
+    timeout: float | None
+    data: memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class SendtoReq:
+    handle: int
+    flags: int
+    timeout: float | None
+    addr: Addr
+    data: memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class SockoptReq:
+    handle: int
+    level: int
+    name: int
+    length: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PollReq:
+    timeout: float | None
+    fds: tuple[tuple[int, int], ...]  # (handle, events)
+
+
+@dataclass(frozen=True, slots=True)
+class GaiReq:
+    family: int
+    type: int
+    name: str
+
+
+Request = (
+    SocketReq | ListenReq | HandleReq | WaitReq | ConnectReq | SendReq | SendtoReq | SockoptReq
+)
+AnyRequest = Request | PollReq | GaiReq
+
+
+def _timeout(ms: int) -> float | None:
+    if ms < 0:
+        if ms != -1:
+            raise ProtoError(f"timeout {ms} ms")
+        return None
+    if ms > _MAX_TIMEOUT_MS:
+        raise ProtoError(f"timeout {ms} ms too long")
+    return ms / 1000.0
+
+
+def _fixed(payload: bytes, st: struct.Struct, exact: bool) -> tuple[Any, ...]:
+    if len(payload) < st.size or (exact and len(payload) != st.size):
+        raise ProtoError(f"request of {len(payload)} bytes, expected {st.size}")
+    return st.unpack_from(payload)
+
+
+def _family_type(family: int, type_: int) -> None:
+    if family not in (AF_INET, AF_INET6):
+        raise ProtoError(f"address family {family}", errno.EAFNOSUPPORT)
+    if type_ not in (SOCK_STREAM, SOCK_DGRAM):
+        raise ProtoError(f"socket type {type_}", errno.ESOCKTNOSUPPORT)
+
+
+def _parse_socket(p: bytes) -> SocketReq:
+    family, type_, protocol, _ = _fixed(p, SOCKET_REQ, True)
+    _family_type(family, type_)
+    want = IPPROTO_TCP if type_ == SOCK_STREAM else IPPROTO_UDP
+    if protocol not in (0, want):
+        raise ProtoError(f"protocol {protocol}", errno.EPROTONOSUPPORT)
+    return SocketReq(family, type_, want)
+
+
+def _parse_listen(p: bytes) -> ListenReq:
+    family, type_, backlog, _, *a = _fixed(p, LISTEN_REQ, True)
+    _family_type(family, type_)
+    addr = _decode_addr(*a)
+    if addr.family != family:
+        raise ProtoError("address family differs from the socket's", errno.EAFNOSUPPORT)
+    return ListenReq(family, type_, min(backlog, MAX_BACKLOG), addr)
+
+
+def _parse_handle(p: bytes) -> HandleReq:
+    handle, arg = _fixed(p, HANDLE_REQ, True)
+    return HandleReq(handle, arg)
+
+
+def _parse_wait(p: bytes, exact: bool = True) -> WaitReq:
+    handle, flags, ms, arg = _fixed(p, WAIT_REQ, exact)
+    if flags & ~F_ALL:
+        raise ProtoError(f"flags {flags:#x}")
+    return WaitReq(handle, flags, _timeout(ms), arg)
+
+
+def _parse_recv(p: bytes, limit: int) -> WaitReq:
+    req = _parse_wait(p)
+    if req.arg > limit:
+        raise ProtoError(f"receive size {req.arg} > {limit}")
+    return req
+
+
+def _parse_send(p: bytes) -> SendReq:
+    req = _parse_wait(p, exact=False)
+    if req.flags or req.arg:
+        raise ProtoError("send takes no flags")
+    return SendReq(req.handle, 0, req.timeout, memoryview(p)[WAIT_REQ.size :])
+
+
+def _parse_connect(p: bytes) -> ConnectReq:
+    handle, ms, *a = _fixed(p, CONNECT_REQ, True)
+    return ConnectReq(handle, _timeout(ms), _decode_addr(*a))
+
+
+def _parse_sendto(p: bytes) -> SendtoReq:
+    handle, flags, ms, _, *a = _fixed(p, SENDTO_REQ, False)
+    if flags:
+        raise ProtoError("sendto takes no flags")
+    return SendtoReq(handle, 0, _timeout(ms), _decode_addr(*a), memoryview(p)[SENDTO_REQ.size :])
+
+
+def _parse_sockopt(p: bytes, setting: bool) -> SockoptReq:
+    handle, level, name, length = _fixed(p, SOCKOPT_REQ, not setting)
+    if length > MAX_OPTLEN:
+        raise ProtoError(f"option length {length}")
+    value = p[SOCKOPT_REQ.size :]
+    if setting and len(value) != length:
+        raise ProtoError("option length does not match the request")
+    return SockoptReq(handle, level, name, length, value)
+
+
+def _parse_poll(p: bytes) -> PollReq:
+    ms, nfds = _fixed(p, POLL_REQ, False)
+    if nfds > MAX_POLL:
+        raise ProtoError(f"{nfds} descriptors in one poll")
+    if len(p) != POLL_REQ.size + nfds * POLLFD.size:
+        raise ProtoError("poll array length does not match nfds")
+    fds = tuple((h, ev & 0xFFFF) for h, ev, _ in POLLFD.iter_unpack(p[POLL_REQ.size :]))
+    return PollReq(_timeout(ms), fds)
+
+
+def _parse_gai(p: bytes) -> GaiReq:
+    family, type_, flags, name_len = _fixed(p, GAI_REQ, False)
+    name = p[GAI_REQ.size :]
+    if family not in (0, AF_INET, AF_INET6):
+        raise ProtoError(f"address family {family}", errno.EAFNOSUPPORT)
+    if type_ not in (0, SOCK_STREAM, SOCK_DGRAM) or flags:
+        raise ProtoError("bad type or flags")
+    if name_len != len(name) or not 0 < name_len <= MAX_NAME:
+        raise ProtoError("bad name length")
+    if not set(name) <= _HOSTNAME_CHARS or name.startswith((b"-", b".")) or b".." in name:
+        raise ProtoError("not a host name")
+    return GaiReq(family, type_, name.decode("ascii").lower())
+
+
+_PARSERS: Final[dict[int, Callable[[bytes], AnyRequest]]] = {
+    FN_SOCKET: _parse_socket,
+    FN_BIND: _parse_listen,
+    FN_LISTEN: _parse_listen,
+    FN_ACCEPT: _parse_wait,
+    FN_CONNECT: _parse_connect,
+    FN_SHUTDOWN: _parse_handle,
+    FN_CLOSE: _parse_handle,
+    FN_SETSOCKOPT: lambda p: _parse_sockopt(p, True),
+    FN_GETSOCKOPT: lambda p: _parse_sockopt(p, False),
+    FN_GETSOCKNAME: _parse_handle,
+    FN_GETPEERNAME: _parse_handle,
+    FN_POLL: _parse_poll,
+    FN_GETADDRINFO: _parse_gai,
+    FN_SEND: _parse_send,
+    FN_RECV: lambda p: _parse_recv(p, MAX_RECV),
+    FN_SENDTO: _parse_sendto,
+    FN_RECVFROM: lambda p: _parse_recv(p, MAX_RECVFROM),
+}
+
+
+def parse(function: int, payload: bytes) -> AnyRequest:
+    """Parse one request; raises `ProtoError` (and nothing else) when it is malformed."""
+    parser = _PARSERS.get(function)
+    if parser is None:
+        raise ProtoError(f"no function {function}", errno.ENOSYS)
+    try:
+        return parser(payload)
+    except ProtoError:
+        raise
+    except (struct.error, ValueError, OSError) as error:  # defensive: report, never crash
+        raise ProtoError(f"malformed request: {error}") from error
