@@ -1,20 +1,12 @@
 //! Boots the guest images built by `make -C guest` (the Makefile builds them
 //! before `cargo test`). Needs /dev/kvm.
 
-use std::path::PathBuf;
+mod common;
+use common::image;
+
 use std::time::Duration;
 
 use vmm::{Vm, VmConfig, VmError, VmState};
-
-fn image(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../guest/build/{name}.elf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `make -C guest` first",
-        p.display()
-    );
-    p
-}
 
 fn console(vm: &Vm) -> String {
     String::from_utf8_lossy(&vm.console_from(0).0).into_owned()

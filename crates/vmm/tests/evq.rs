@@ -1,23 +1,15 @@
 //! Event queues end to end with the guest apps (no Python involved). Needs
 //! /dev/kvm and the images of `make -C guest`.
 
+mod common;
+use common::image;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vmm::evq::{EventQueue, EvqError, Wait};
 use vmm::{Vm, VmConfig, VmError};
-
-fn image(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../guest/build/{name}.elf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `make -C guest` first",
-        p.display()
-    );
-    p
-}
 
 fn vm(name: &str, args: &[&str], spin_us: u64) -> Vm {
     let mut cfg = VmConfig::new(image(name));

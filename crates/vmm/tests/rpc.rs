@@ -1,23 +1,15 @@
 //! VM RPC end to end with the native echo module (no Python involved).
 
+mod common;
+use common::image;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use guest_kmod_bindings::vmrpc_version;
 use vmm::rpc::module::{Echo, ECHO_NAME};
 use vmm::{Vm, VmConfig};
-
-fn image(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../guest/build/{name}.elf"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `make -C guest` first",
-        p.display()
-    );
-    p
-}
 
 fn run(
     name: &str,

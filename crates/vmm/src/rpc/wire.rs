@@ -17,36 +17,29 @@ pub fn ring_free(head: u32, tail: u32, entries: u32) -> Option<u32> {
     ring_available(head, tail, entries).map(|used| entries - used)
 }
 
-/// A request whose offsets and lengths lie inside the channel's data area.
+/// A request descriptor whose offsets and lengths were checked to lie inside the
+/// channel's data area; only `validate_req` makes one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ValidReq {
-    pub tag: u64,
-    pub handle: u32,
-    pub function: u32,
-    pub req_off: u32,
-    pub req_len: u32,
-    pub resp_off: u32,
-    pub resp_cap: u32,
+pub struct ValidReq(ReqDesc);
+
+impl std::ops::Deref for ValidReq {
+    type Target = ReqDesc;
+    fn deref(&self) -> &ReqDesc {
+        &self.0
+    }
 }
 
 fn within_data(off: u32, len: u32) -> bool {
     len <= VMRPC_MAX_PAYLOAD && (off as u64 + len as u64) <= VMRPC_CHAN_DATA_SIZE as u64
 }
 
-/// Checks a request descriptor copied out of the ring.
+/// Checks a request descriptor copied out of the ring; on failure, the tag to
+/// answer and the error code.
 pub fn validate_req(d: &ReqDesc) -> Result<ValidReq, (u64, i32)> {
     if !within_data(d.req_off, d.req_len) || !within_data(d.resp_off, d.resp_cap) {
         return Err((d.tag, VMRPC_EINVAL));
     }
-    Ok(ValidReq {
-        tag: d.tag,
-        handle: d.handle,
-        function: d.function,
-        req_off: d.req_off,
-        req_len: d.req_len,
-        resp_off: d.resp_off,
-        resp_cap: d.resp_cap,
-    })
+    Ok(ValidReq(*d))
 }
 
 #[cfg(test)]
