@@ -27,8 +27,8 @@ export PYO3_PYTHON := $(abspath $(VPY))
 PKG := python/vmrpc
 SDK := $(PKG)/_guest
 
-# Paths given to ruff; benches/ only once it exists.
-PY_LINT_PATHS := python tests $(wildcard benches)
+# Paths given to ruff; benches/ and examples/ only once they exist.
+PY_LINT_PATHS := python tests $(wildcard benches) $(wildcard examples)
 
 # Inputs of the native extension: when none changed and the built module is in place,
 # `maturin develop` is skipped (it would be an incremental no-op, but a slow one).
@@ -63,6 +63,7 @@ sdk: guest
 	cp guest/build/*.elf $(SDK).tmp/images/
 	cp -r guest/include $(SDK).tmp/include
 	cp guest/build/libvmrpc.a guest/build/crt0.o guest/rt/guest.ld $(SDK).tmp/lib/
+	$(MAKE) -s -C guest print-cflags > $(SDK).tmp/cflags.txt
 	rm -rf $(SDK) && mv $(SDK).tmp $(SDK)
 
 # --- Native extension -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from importlib import metadata as _metadata
 from vmrpc._vmm import MAX_PAYLOAD, MAX_VCPUS
 from vmrpc.errors import (
     ConfigError,
+    GuestBuildError,
     GuestCrashed,
     GuestError,
     GuestTimeout,
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_VCPUS",
     "VM",
     "ConfigError",
+    "GuestBuildError",
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",

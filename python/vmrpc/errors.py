@@ -1,13 +1,15 @@
 """The exception hierarchy of vmrpc.
 
 The classes are created once in the native extension (so that Rust code raises them
-directly) and re-exported from here; this is the one place Python code imports them from::
+directly) and re-exported from here; this is the one place Python code imports them from.
+`GuestBuildError` is raised by Python code only (`vmrpc.guest`) and is defined here::
 
     VmrpcError
     ├── ConfigError     invalid configuration, or an operation in the wrong state
     ├── ImageError      guest image missing, not an ELF, wrong architecture
     ├── KvmError        a KVM ioctl failed (/dev/kvm missing, ...)
     ├── VmKilled        wait() on a VM that was killed before the guest exited
+    ├── GuestBuildError building a guest failed: no C compiler, a compile or link error
     └── GuestError      the guest failed; has .console, .registers, .vcpu, .reason
         ├── GuestCrashed    triple fault, KVM internal error, unexpected exit
         └── GuestTimeout    did not exit in time; the VM was killed
@@ -26,6 +28,7 @@ from vmrpc._vmm import (
 
 __all__ = [
     "ConfigError",
+    "GuestBuildError",
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",
@@ -34,3 +37,19 @@ __all__ = [
     "VmKilled",
     "VmrpcError",
 ]
+
+
+class GuestBuildError(VmrpcError):
+    """Building a guest from C sources failed (`vmrpc.guest.build`, ``vmrpc build-guest``).
+
+    No C compiler was found, a source is missing, the guest SDK is not installed, or the
+    compiler or linker failed; then the message contains the compiler's own error
+    output, which is also in `stderr`, and `command` is the command that failed.
+    """
+
+    def __init__(self, message: str, *, command: list[str] | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.command: list[str] | None = command
+        """The compiler or linker command that failed, if one ran."""
+        self.stderr: str = stderr
+        """The compiler's error output (empty if no compiler ran)."""
