@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import VmFactory
+from vmrpc.pytest_plugin import VmFactory
 
 # Any text the console can carry back unambiguously: no NUL (C strings), no newline
 # (the guest prints one argument per line), no lone surrogates (not encodable).

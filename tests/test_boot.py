@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vmrpc import VM, ConfigError, GuestCrashed, GuestTimeout, VmKilled
-
-from conftest import VmFactory
+from vmrpc.pytest_plugin import VmFactory
 
 pytestmark = pytest.mark.kvm
 

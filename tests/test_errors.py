@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from vmrpc import VM, ConfigError, ImageError, builtin_images, image_path
-
-from conftest import VmFactory
+from vmrpc.pytest_plugin import VmFactory
 
 ELF_MACHINE_OFFSET = 18
 ELF_CLASS_OFFSET = 4

@@ -7,8 +7,7 @@ import os
 import pytest
 
 from vmrpc import VM, VmKilled
-
-from conftest import VmFactory
+from vmrpc.pytest_plugin import VmFactory
 
 pytestmark = pytest.mark.kvm
 

@@ -15,8 +15,7 @@ import pytest
 
 import vmrpc
 from vmrpc import ConfigError, HostModule, NativeModule, function
-
-from conftest import VmFactory
+from vmrpc.pytest_plugin import VmFactory
 
 pytestmark = pytest.mark.kvm
 
