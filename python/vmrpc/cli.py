@@ -1,13 +1,18 @@
 """The ``vmrpc`` command line (``python -m vmrpc``).
 
-Subcommands: ``run`` boots a guest image and streams its console, ``demo`` shows what
-vmrpc does, ``images`` lists the built-in guest images, ``bench`` runs the benchmarks.
+Subcommands: ``run`` boots a guest image and streams its console (with host modules
+from ``--module``), ``demo`` shows what vmrpc does, ``images`` lists the built-in guest
+images, ``build-guest`` compiles a C guest against the shipped SDK, ``bench`` runs the
+benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -15,11 +20,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from vmrpc.errors import ConfigError, GuestError, GuestTimeout, ImageError, VmrpcError
+from vmrpc.errors import (
+    ConfigError,
+    GuestBuildError,
+    GuestError,
+    GuestTimeout,
+    ImageError,
+    VmrpcError,
+)
+from vmrpc.hostmodule import HostModule, NativeModule
 from vmrpc.images import builtin_images, image_path
 from vmrpc.vm import VM
 
-__all__ = ["EXIT_CRASHED", "EXIT_TIMEOUT", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_CRASHED",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "ModuleSpecError",
+    "build_parser",
+    "load_module",
+    "main",
+]
 
 log = logging.getLogger("vmrpc")
 
@@ -106,13 +127,74 @@ def stream_run(vm: VM, timeout: float | None, out: TextIO) -> int:
     return result
 
 
+class ModuleSpecError(ValueError):
+    """A ``--module`` specification cannot be turned into a host module."""
+
+
+def _import_source(spec: str) -> object:
+    """Import the Python module named by ``spec``: a dotted name or a ``.py`` path."""
+    if spec.endswith(".py") or "/" in spec or os.sep in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise ModuleSpecError(f"no such file: {spec}")
+        name = f"_vmrpc_cli_{path.stem}"
+        loader_spec = importlib.util.spec_from_file_location(name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ModuleSpecError(f"cannot import {spec}")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[name] = module
+        loader_spec.loader.exec_module(module)
+        return module
+    # Like `python -m`, find modules in the current directory too.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(spec)
+    except ImportError as error:
+        raise ModuleSpecError(f"cannot import {spec}: {error}") from error
+
+
+def load_module(spec: str) -> HostModule | NativeModule:
+    """Turn a ``--module`` specification into a host module to register.
+
+    ``native:NAME`` is the native module NAME (``native:echo``). ``pkg.mod:Class`` (or
+    ``path/to/file.py:Class``) imports the module and calls ``Class()``; if the
+    attribute already is a `HostModule` instance, it is used as it is.
+
+    Raises:
+        ModuleSpecError: the specification is malformed, the import fails, or the
+            attribute is neither a `HostModule` subclass nor an instance.
+    """
+    source, sep, attr = spec.rpartition(":")
+    if not sep or not source or not attr:
+        raise ModuleSpecError(f"--module wants pkg.mod:Class or native:NAME, got {spec!r}")
+    if source == "native":
+        return NativeModule(attr)
+    module = _import_source(source)
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ModuleSpecError(f"{source} has no attribute {attr!r}") from None
+    if isinstance(obj, HostModule):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, HostModule):
+        return obj()
+    raise ModuleSpecError(f"{spec} is not a vmrpc.HostModule subclass or instance")
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
+    try:
+        modules = [load_module(spec) for spec in ns.module]
+    except ModuleSpecError as error:
+        sys.stderr.write(f"vmrpc: {error}\n")
+        return EXIT_USAGE
     try:
         with VM(
             ns.image,
             vcpus=ns.vcpus,
             memory_mib=ns.memory,
             args=ns.args,
+            modules=modules,
         ) as vm:
             try:
                 code = stream_run(vm, ns.timeout, sys.stdout)
@@ -152,6 +234,20 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     return demo.main()
 
 
+def _cmd_build_guest(ns: argparse.Namespace) -> int:
+    from vmrpc import guest
+
+    output: Path = ns.output or Path(Path(ns.sources[0]).stem + ".elf")
+    cflags = [flag for group in ns.cflags for flag in group.split()]
+    try:
+        path = guest.build(ns.sources, output, cflags=cflags, cache_dir=ns.cache_dir)
+    except GuestBuildError as error:
+        sys.stderr.write(f"vmrpc: {error}\n")
+        return EXIT_ERROR
+    print(path)
+    return 0
+
+
 def _cmd_bench(ns: argparse.Namespace) -> int:
     directory: Path = ns.dir
     scripts = sorted(directory.glob("*.py")) if directory.is_dir() else []
@@ -186,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Boot IMAGE (a built-in name or an ELF path) with ARGS and stream its "
         "console to stdout. Exits with the guest's exit code; 124 if the guest timed out, "
         "125 if it crashed (the reason and registers go to stderr), 2 for a bad "
-        "configuration or image. Put `--` before guest arguments that start with '-'.",
+        "configuration or image. Host modules given with --module are registered before "
+        "the guest starts. Put `--` before guest arguments that start with '-'.",
     )
     run.add_argument("image", metavar="IMAGE", help="built-in image name or path of a guest ELF")
     run.add_argument("args", metavar="ARGS", nargs="*", help="arguments passed to the guest")
@@ -196,6 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=None, metavar="S", help="kill the guest after S seconds"
     )
     run.add_argument("--stats", action="store_true", help="print the VM's counters to stderr")
+    run.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="register a host module: pkg.mod:Class, path/file.py:Class or native:echo "
+        "(repeatable)",
+    )
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="run the demo", description="Run the vmrpc demo.")
@@ -206,6 +311,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.add_argument("--paths", action="store_true", help="also print each image's path")
     images.set_defaults(func=_cmd_images)
+
+    build_guest = sub.add_parser(
+        "build-guest",
+        help="compile and link a C guest against the shipped SDK",
+        description="Compile SOURCE files (C or assembly) into a guest ELF image with the "
+        "system C compiler ($CC, gcc or cc), the SDK's headers (#include <vmrpc.h>), runtime "
+        "and linker script, and the same flags as the built-in guests. Results are cached. "
+        "Exits 1 with the compiler's messages when the build fails.",
+    )
+    build_guest.add_argument("sources", nargs="+", metavar="SOURCE", help="C or .S files")
+    build_guest.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="ELF",
+        help="output image (default: the first source's name with .elf, here)",
+    )
+    build_guest.add_argument(
+        "--cflags",
+        action="append",
+        default=[],
+        metavar="FLAGS",
+        help="extra compiler flags, e.g. --cflags='-DN=3 -Wno-error' (repeatable)",
+    )
+    build_guest.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="build cache (default: $XDG_CACHE_HOME/vmrpc/guests)",
+    )
+    build_guest.set_defaults(func=_cmd_build_guest)
 
     bench = sub.add_parser(
         "bench",
