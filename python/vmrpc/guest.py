@@ -129,7 +129,8 @@ def _cache_key(
     add("compiler", _compiler_identity(compiler))
     add("sdk-flags", shlex.join(flags))
     add("user-flags", shlex.join(extra))
-    add("cwd", os.getcwd())  # relative -I flags in `extra` are relative to it
+    if extra:
+        add("cwd", os.getcwd())  # relative paths in the user's flags (-Iinc) depend on it
     for path in _sdk_files():
         add("sdk", f"{path.name} {_file_digest(path)}")
     for source in sources:
