@@ -126,8 +126,8 @@ def test_ctrl_c_interrupts_wait() -> None:
         "import vmrpc\n"
         "with vmrpc.VM('spin') as vm:\n"
         "    vm.start()\n"
-        "    print('started', flush=True)\n"
-        "    try:\n"
+        "    try:\n"  # the signal may come as soon as 'started' is out
+        "        print('started', flush=True)\n"
         "        vm.wait()\n"
         "    except KeyboardInterrupt:\n"
         "        raise SystemExit(42)\n"
