@@ -113,9 +113,9 @@ void ap_main(unsigned cpu)
 	long sent = 0;
 	int fd;
 
-	if (cpu != 1 || !local_bytes)
+	if (cpu != 1)
 		return;
-	while (!local_ready)
+	while (!local_ready) /* set by main in "local" mode only (then vcpus >= 2) */
 		cpu_relax();
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;

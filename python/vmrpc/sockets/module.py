@@ -259,6 +259,7 @@ class SocketOutsourcing(HostModule):
             return fail(_errno_of(error))
         if isinstance(answer, bytes):
             return answer
+        self._count("waits." + proto.FUNCTION_NAMES[fn])
         return self._guard(fn, answer, fail)
 
     async def _guard(
