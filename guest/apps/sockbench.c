@@ -10,7 +10,7 @@
 #include <vmrpc.h>
 #include <vmrpc/bench.h>
 
-#define CHUNK 65536
+#define CHUNK (256 * 1024) /* application buffer; the library splits it into RPCs */
 
 static uint8_t buf[CHUNK];
 

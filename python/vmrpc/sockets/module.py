@@ -923,13 +923,55 @@ class SocketOutsourcing(HostModule):
 
     @function(proto.FN_SEND)
     def rpc_send(self, payload: bytes) -> Answer:
+        fast = self._fast_send(payload)
+        if fast is not None:
+            return fast
         return self._call(proto.FN_SEND, payload, self._send)
 
-    def _send(self, req: proto.SendReq) -> Answer:
+    def _fast_entry(self, payload: bytes) -> tuple[_Entry, int, int] | None:
+        """The data plane's common case, without request objects: a well-formed
+        `WAIT_REQ` without flags on a plain connected socket. ``None``: take the
+        general path (which parses and validates everything again)."""
+        if len(payload) < proto.WAIT_REQ.size or self._closed:
+            return None
+        handle, flags, ms, arg = proto.WAIT_REQ.unpack_from(payload)
+        entry = self._table.get(handle)
+        if flags or ms < -1 or entry is None or entry.sock is None:
+            return None
+        if entry.tls or entry.listening or entry.closed:
+            return None
+        return entry, ms, arg
+
+    def _fast_count(self, fn: str, key: str, n: int) -> None:
+        with self._lock:
+            self._counts["rpcs"] += 1
+            self._counts[fn] += 1
+            self._counts[key] += n
+
+    def _fast_send(self, payload: bytes) -> Answer | None:
+        found = self._fast_entry(payload)
+        if found is None or found[2] or found[0].type != proto.SOCK_STREAM:
+            return None
+        entry, ms, _ = found
+        assert entry.sock is not None
+        data = memoryview(payload)[proto.WAIT_REQ.size :]
+        try:
+            sent = entry.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return None  # nothing was sent: the general path waits
+        except OSError as error:
+            self._fast_count("rpc.send", "bytes_sent", 0)
+            return proto.error_resp(_errno_of(error))
+        if sent == len(data) or ms == 0:
+            self._fast_count("rpc.send", "bytes_sent", sent)
+            return proto.resp(sent)
+        return self._call(proto.FN_SEND, payload, lambda req: self._send(req, sent))
+
+    def _send(self, req: proto.SendReq, sent: int = 0) -> Answer:
+        """A send; ``sent`` bytes of it already went out on the fast path."""
         entry, sock = self._connected(req.handle)
         data = req.data
-        sent = 0
-        if not entry.tls:  # TLS objects are used on the loop thread only
+        if not entry.tls and not sent:  # TLS objects are used on the loop thread only
             try:
                 sent = sock.send(data)
             except (BlockingIOError, InterruptedError):
@@ -962,6 +1004,21 @@ class SocketOutsourcing(HostModule):
 
     @function(proto.FN_RECV)
     def rpc_recv(self, payload: bytes) -> Answer:
+        found = self._fast_entry(payload)
+        if found is not None and len(payload) == proto.WAIT_REQ.size:
+            entry, _, n = found
+            assert entry.sock is not None
+            if n <= proto.MAX_RECV and entry.type == proto.SOCK_STREAM:
+                try:
+                    data = entry.sock.recv(n)
+                except (BlockingIOError, InterruptedError):
+                    pass  # nothing there yet: the general path waits
+                except OSError as error:
+                    self._fast_count("rpc.recv", "bytes_received", 0)
+                    return proto.error_resp(_errno_of(error))
+                else:
+                    self._fast_count("rpc.recv", "bytes_received", len(data))
+                    return proto.resp(len(data)) + data
         return self._call(proto.FN_RECV, payload, self._recv)
 
     def _recv(self, req: proto.WaitReq) -> Answer:
