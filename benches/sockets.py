@@ -37,7 +37,7 @@ from vmrpc.sockets import SocketOutsourcing
 BULK_BYTES = 128 << 20
 LOCAL_BYTES = 256 << 20
 RR_ROUNDS = 5000
-RUNS = 3
+RUNS = 5
 CHUNK = 65536
 
 THROUGHPUT_LINE = re.compile(r"BENCH name=(\S+) bytes=(\d+) ns=(\d+)")
@@ -174,12 +174,21 @@ def main() -> None:
         def best(fn: object) -> list[float]:
             return [fn() for _ in range(RUNS)]  # type: ignore[operator]
 
-        send_native = best(lambda: native_send(port, BULK_BYTES))
-        recv_native = best(lambda: native_recv(port, BULK_BYTES))
-        rr_native = best(lambda: native_rr(port, RR_ROUNDS))
-        send_guest_runs = [guest_throughput("send", port, BULK_BYTES) for _ in range(RUNS)]
-        recv_guest_runs = [guest_throughput("recv", port, BULK_BYTES) for _ in range(RUNS)]
-        rr_guest = best(lambda: guest_rr(port, RR_ROUNDS))
+        # Warm up the server process (its first connections are slower) and the VMM.
+        native_rr(port, 500)
+        native_send(port, 16 << 20)
+        guest_rr(port, 500)
+        # Native and outsourced runs alternate, so that load from elsewhere on the
+        # machine hits both alike; each number is the median of RUNS runs.
+        send_native, recv_native, rr_native = [], [], []
+        send_guest_runs, recv_guest_runs, rr_guest = [], [], []
+        for _ in range(RUNS):
+            send_native.append(native_send(port, BULK_BYTES))
+            send_guest_runs.append(guest_throughput("send", port, BULK_BYTES))
+            recv_native.append(native_recv(port, BULK_BYTES))
+            recv_guest_runs.append(guest_throughput("recv", port, BULK_BYTES))
+            rr_native.append(native_rr(port, RR_ROUNDS))
+            rr_guest.append(guest_rr(port, RR_ROUNDS))
         local = best(lambda: guest_local(LOCAL_BYTES))
         send_stats = send_guest_runs[0][1]
 
@@ -203,6 +212,10 @@ def main() -> None:
             results[key]["ratio"] = results[key]["outsourced"] / results[key]["native"]
         rr = results["rr_median_us"]
         rr["ratio"] = rr["outsourced"] / rr["native"]
+        # The Python baseline's round trip swings with load on this 2-core machine
+        # (15-60 µs seen): also compare against its best run.
+        rr["native_best"] = min(rr_native) / 1000
+        rr["ratio_to_best"] = rr["outsourced"] / rr["native_best"]
 
         rows = [
             [
@@ -224,6 +237,13 @@ def main() -> None:
                 f"{rr['native']:.1f}",
                 f"{rr['outsourced']:.1f}",
                 f"{rr['ratio']:.2f}",
+                "<= 2.00",
+            ],
+            [
+                "  same, against the best native run (µs)",
+                f"{rr['native_best']:.1f}",
+                f"{rr['outsourced']:.1f}",
+                f"{rr['ratio_to_best']:.2f}",
                 "<= 2.00",
             ],
             ["in-guest loopback, 2 vCPUs (MiB/s)", "", f"{local_mib:.0f}", "", ""],
