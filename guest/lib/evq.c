@@ -9,6 +9,16 @@
  * ring is full (put) or empty (get), we poll for spin_us, then announce
  * ourselves (waiting flag + vCPU), issue a full barrier, re-check, and halt
  * until the host's interrupt with rt_halt_if_equal.
+ *
+ * One doorbell per host sleep: we skip the ring if we already rang and the
+ * host's index has not moved since.  The host only sleeps on an empty g2h or a
+ * full h2g ring.  We remember the host's index at a ring only if the ring was,
+ * right then, neither (the host runs concurrently and may have emptied or
+ * refilled it before we looked): so while that index stands still the host
+ * cannot sleep, and it either has not slept yet or wakes from the doorbell
+ * already counted in its eventfd.  Without this a producer that outpaces a
+ * waking host pays a doorbell (an ioeventfd write, microseconds) for every
+ * event until the host runs and lowers its flag.
  */
 #include <vmrpc.h>
 
@@ -39,6 +49,28 @@ static inline struct vmrpc_ev_slot *slot_at(const struct vmrpc_evq *q, struct vm
 static inline int closed(const struct vmrpc_ring *ring)
 {
 	return load_acquire(&ring->closed) != 0;
+}
+
+/*
+ * After publishing and a full barrier: ring the host's doorbell if it waits
+ * (`waiting`), unless its index `host_index` has not moved since the last ring.
+ * `sleep_at` is the one value of the host's index at which the host may sleep
+ * (g2h: our head, the ring empty; h2g: our tail + entries, the ring full).
+ */
+static inline void kick(const struct vmrpc_evq *q, const volatile uint32_t *waiting,
+			const volatile uint32_t *host_index, uint32_t sleep_at, uint32_t *kick_at,
+			uint8_t *kicked)
+{
+	uint32_t at;
+
+	if (!*waiting)
+		return;
+	at = *host_index;
+	if (*kicked && at == *kick_at)
+		return;
+	*kick_at = at;
+	*kicked = at != sleep_at;
+	mmio_write32(VMRPC_MMIO_EVQ_DOORBELL, q->id);
 }
 
 /*
@@ -145,6 +177,8 @@ int evq_open(const char *name, struct vmrpc_evq *q)
 	/* Continue from wherever an earlier user of the queue left the indices. */
 	q->g2h_head = load_acquire(&q->g2h->head);
 	q->h2g_tail = load_acquire(&q->h2g->tail);
+	q->g2h_kicked = 0;
+	q->h2g_kicked = 0;
 	return 0;
 }
 
@@ -224,8 +258,7 @@ static int evq_put(struct vmrpc_evq *q, const void *data, size_t len, int block)
 	store_release(&r->head, q->g2h_head);
 	/* Dekker: head is visible before we read the host's flag. */
 	rt_mb();
-	if (r->consumer_waiting)
-		mmio_write32(VMRPC_MMIO_EVQ_DOORBELL, q->id);
+	kick(q, &r->consumer_waiting, &r->tail, q->g2h_head, &q->g2h_kick_at, &q->g2h_kicked);
 	return 0;
 }
 
@@ -307,8 +340,8 @@ static long evq_get(struct vmrpc_evq *q, void *buf, size_t cap, int block)
 	/* Release: we are done reading the slot before the host may reuse it. */
 	store_release(&r->tail, q->h2g_tail);
 	rt_mb();
-	if (r->producer_waiting)
-		mmio_write32(VMRPC_MMIO_EVQ_DOORBELL, q->id);
+	kick(q, &r->producer_waiting, &r->head, q->h2g_tail + q->entries, &q->h2g_kick_at,
+	     &q->h2g_kicked);
 	return (long)len;
 }
 

@@ -34,6 +34,12 @@ struct vmrpc_evq {
 	struct vmrpc_ring *h2g;  /* we consume */
 	uint32_t g2h_head;       /* our copy of the index we own */
 	uint32_t h2g_tail;
+	/* The host's index when we last rang its doorbell for each ring (valid
+	 * if *_kicked): no second ring while it has not moved (see lib/evq.c). */
+	uint32_t g2h_kick_at;
+	uint32_t h2g_kick_at;
+	uint8_t g2h_kicked;
+	uint8_t h2g_kicked;
 };
 
 /* Opens the host's queue `name`; returns 0 and fills *q, or a VMRPC_E* code. */
