@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use vmm::evq::{EventQueue, EvqError, Wait};
 use vmm::{Vm, VmConfig, VmError};
 
-fn vm(name: &str, args: &[&str], spin_us: u64) -> Vm {
+fn new_vm(name: &str, args: &[&str], spin_us: u64) -> Vm {
     let mut cfg = VmConfig::new(image(name));
     cfg.args = args.iter().map(|s| s.to_string()).collect();
     cfg.rpc_spin_us = spin_us;
@@ -55,7 +55,7 @@ fn take_until(q: &EventQueue, n: usize, out: &mut Vec<Vec<u8>>) {
 #[test]
 fn guest_to_host_in_order_both_spinning_and_sleeping() {
     for spin_us in [0, 200] {
-        let vm = vm("evq_produce", &["q", "20000", "40"], spin_us);
+        let vm = new_vm("evq_produce", &["q", "20000", "40"], spin_us);
         let q = vm.make_ev_queue("q", 16, 64).unwrap();
         vm.start().unwrap();
         let mut events = Vec::new();
@@ -75,9 +75,48 @@ fn guest_to_host_in_order_both_spinning_and_sleeping() {
     }
 }
 
+/// Neither side polls: every empty or full ring puts one side to sleep, so
+/// every doorbell and interrupt path runs thousands of times; a lost wakeup
+/// hangs the test (and fails it at the timeout).
+#[test]
+fn no_lost_wakeups_when_both_sides_sleep_at_once() {
+    let vm = new_vm("evq_produce", &["q", "30000", "16", "0"], 0);
+    let q = vm.make_ev_queue("q", 2, 16).unwrap();
+    vm.start().unwrap();
+    let mut events = Vec::new();
+    take_until(&q, 30000, &mut events);
+    assert!(events
+        .iter()
+        .enumerate()
+        .all(|(k, ev)| ev == &expected(k as u64, 16)));
+    let (code, out, stats) = finish(&vm);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        stats["evq_doorbells"] > 0 && stats["interrupts"] > 0,
+        "{stats:?}"
+    );
+
+    let vm = new_vm("evq_consume", &["q", "30000", "0"], 0);
+    let q = vm.make_ev_queue("q", 2, 16).unwrap();
+    vm.start().unwrap();
+    for k in 0..30000u64 {
+        while q.put(&[expected(k, 16)]).unwrap() == 0 {
+            assert!(q
+                .wait(
+                    Wait::Writable,
+                    Some(Instant::now() + Duration::from_secs(20))
+                )
+                .unwrap());
+        }
+    }
+    let (code, out, stats) = finish(&vm);
+    assert_eq!(code, 0, "{out}");
+    assert!(stats["interrupts"] > 0, "{stats:?}");
+}
+
 #[test]
 fn host_to_guest_in_order() {
-    let vm = vm("evq_consume", &["q", "20000"], 50);
+    let vm = new_vm("evq_consume", &["q", "20000"], 50);
     let q = vm.make_ev_queue("q", 8, 100).unwrap();
     vm.start().unwrap();
     for k in 0..20000u64 {
@@ -94,7 +133,7 @@ fn host_to_guest_in_order() {
 
 #[test]
 fn echo_round_trips_and_unknown_queues_are_enoqueue() {
-    let vm = vm("evq_echo", &["q"], 50);
+    let vm = new_vm("evq_echo", &["q"], 50);
     let q = vm.make_ev_queue("q", 4, 16).unwrap();
     vm.start().unwrap();
     let mut back = Vec::new();
@@ -114,22 +153,17 @@ fn echo_round_trips_and_unknown_queues_are_enoqueue() {
         "{out}"
     );
 
-    let vm = vm_named_missing();
+    let vm = new_vm("evq_consume", &["nope", "1"], 50);
+    vm.make_ev_queue("other", 4, 16).unwrap();
+    vm.start().unwrap();
     let (code, out, _) = finish(&vm);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("ENOQUEUE"), "{out}");
 }
 
-fn vm_named_missing() -> Vm {
-    let vm = vm("evq_consume", &["nope", "1"], 50);
-    vm.make_ev_queue("other", 4, 16).unwrap();
-    vm.start().unwrap();
-    vm
-}
-
 #[test]
 fn deleting_a_queue_in_use_fails_both_sides() {
-    let vm = vm("evq_consume", &["q", "5"], 50);
+    let vm = new_vm("evq_consume", &["q", "5"], 50);
     let q = vm.make_ev_queue("q", 4, 16).unwrap();
     vm.start().unwrap();
     // Wait until the guest opened the queue and blocks in get_event.
@@ -163,7 +197,7 @@ fn deleting_a_queue_in_use_fails_both_sides() {
 
 #[test]
 fn the_arena_is_never_reused() {
-    let vm = vm("hello", &[], 50);
+    let vm = new_vm("hello", &[], 50);
     let a = vm.make_ev_queue("a", 1024, 256).unwrap();
     let info_a = a.info();
     vm.del_ev_queue("a").unwrap();
@@ -191,7 +225,7 @@ fn the_arena_is_never_reused() {
 fn queues_outlive_their_vm_as_closed() {
     let q: Arc<EventQueue>;
     {
-        let vm = vm("hello", &[], 50);
+        let vm = new_vm("hello", &[], 50);
         q = vm.make_ev_queue("q", 4, 16).unwrap();
     }
     assert!(q.is_closed());

@@ -13,6 +13,17 @@
 //! serialise on `consumer` (the host's g2h tail), putters on `producer` (the
 //! host's h2g head); no Python code ever runs while either is held.
 //!
+//! One interrupt per guest sleep: after publishing, the host interrupts the
+//! guest if its waiting flag is set, unless it already did so and the guest's
+//! own index has not moved since. The guest sleeps only on an empty h2g or a
+//! full g2h ring. The host remembers the guest's index at an interrupt only if
+//! the ring was, right then, neither (the guest may have taken everything just
+//! published before the host looked): so while that index stands still the
+//! guest cannot sleep, and it either has not slept yet or wakes from the
+//! interrupt already sent. Without this, a producer that outpaces a waking
+//! guest sends an interrupt for every event until the guest runs and lowers
+//! its flag.
+//!
 //! Waiting without losing a wakeup (Dekker, as everywhere in vmrpc): a host
 //! waiter spins (yielding the core) for `spin`, then raises the ring flag the
 //! guest reads after it publishes (g2h `consumer_waiting` or h2g
@@ -65,6 +76,23 @@ pub enum Wait {
     Writable,
 }
 
+/// The host's side of one ring: its own index (never read back from guest
+/// memory) and the guest's index when the host last interrupted the guest for
+/// this ring (see the module comment).
+struct Side {
+    index: u32,
+    irq_at: Option<u32>,
+}
+
+/// How `wake_guest` avoids a second interrupt for one guest sleep: where the
+/// guest's own index is in the ring header, the host's memory of it at the last
+/// interrupt, and whether the guest may sleep at a given value of it.
+struct IrqSkip<'a> {
+    index_off: u64,
+    irq_at: &'a mut Option<u32>,
+    may_sleep_at: &'a dyn Fn(u32) -> bool,
+}
+
 /// Why a queue is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -98,10 +126,10 @@ pub struct EventQueue {
     closed_fd: EventFd,
     closed: AtomicBool,
     close_reason: OnceLock<CloseReason>,
-    /// The host's own g2h tail (never read back from guest memory).
-    consumer: Mutex<u32>,
-    /// The host's own h2g head (never read back from guest memory).
-    producer: Mutex<u32>,
+    /// The host's g2h tail.
+    consumer: Mutex<Side>,
+    /// The host's h2g head.
+    producer: Mutex<Side>,
     waiters: Mutex<Waiters>,
     woken: Condvar,
 }
@@ -161,8 +189,14 @@ impl EventQueue {
             closed_fd: efd()?,
             closed: AtomicBool::new(false),
             close_reason: OnceLock::new(),
-            consumer: Mutex::new(0),
-            producer: Mutex::new(0),
+            consumer: Mutex::new(Side {
+                index: 0,
+                irq_at: None,
+            }),
+            producer: Mutex::new(Side {
+                index: 0,
+                irq_at: None,
+            }),
             waiters: Mutex::new(Waiters::default()),
             woken: Condvar::new(),
         };
@@ -273,18 +307,37 @@ impl EventQueue {
     }
 
     /// Wakes the guest side if it sleeps on `ring`, after this side published
-    /// (`waiting_off`/`vcpu_off`: the guest's flag and vCPU fields).
-    fn wake_guest(&self, ring: &GuestSlice<'_>, waiting_off: u64, vcpu_off: u64) {
+    /// (`waiting_off`/`vcpu_off`: the guest's flag and vCPU fields). With
+    /// `skip` (the offset of the guest's index, the host's memory of it, and
+    /// whether the guest may sleep at a given index of its own), no second
+    /// interrupt is sent while the guest's index stands still.
+    fn wake_guest(
+        &self,
+        ring: &GuestSlice<'_>,
+        waiting_off: u64,
+        vcpu_off: u64,
+        skip: Option<IrqSkip<'_>>,
+    ) {
         fence(Ordering::SeqCst);
         let waiting: u32 = ring
             .load(waiting_off as usize, Ordering::Relaxed)
             .unwrap_or(0);
-        if waiting != 0 {
-            let vcpu: u32 = ring
-                .load(vcpu_off as usize, Ordering::Relaxed)
-                .unwrap_or(u32::MAX);
-            self.interrupt(vcpu);
+        if waiting == 0 {
+            return;
         }
+        if let Some(skip) = skip {
+            let index: u32 = ring
+                .load(skip.index_off as usize, Ordering::Relaxed)
+                .unwrap_or(0);
+            if *skip.irq_at == Some(index) {
+                return;
+            }
+            *skip.irq_at = (!(skip.may_sleep_at)(index)).then_some(index);
+        }
+        let vcpu: u32 = ring
+            .load(vcpu_off as usize, Ordering::Relaxed)
+            .unwrap_or(u32::MAX);
+        self.interrupt(vcpu);
     }
 
     // ---- guest -> host ---------------------------------------------------------------
@@ -302,14 +355,14 @@ impl EventQueue {
         mut sink: impl FnMut(GuestSlice<'_>),
     ) -> Result<usize, EvqError> {
         self.check_open()?;
-        let mut host_tail = lock(&self.consumer);
+        let mut side = lock(&self.consumer);
         let ring = self.ring(self.g2h)?;
         let head: u32 = ring
             .load(ring_off::HEAD as usize, Ordering::Acquire)
             .map_err(mem_err)?;
-        let avail = self.available(head, *host_tail)?;
+        let avail = self.available(head, side.index)?;
         let want = avail.min(u32::try_from(max).unwrap_or(u32::MAX));
-        let mut tail = *host_tail;
+        let mut tail = side.index;
         let mut taken = 0u32;
         let mut bad = None;
         while taken < want {
@@ -330,11 +383,23 @@ impl EventQueue {
             taken += 1;
         }
         if taken > 0 {
-            *host_tail = tail;
+            side.index = tail;
             ring.store(tail, ring_off::TAIL as usize, Ordering::Release)
                 .map_err(mem_err)?;
             self.link.stats.events_guest_to_host.add(taken.into());
-            self.wake_guest(&ring, ring_off::PRODUCER_WAITING, ring_off::PRODUCER_VCPU);
+            // The guest producer sleeps only on a full ring.
+            let entries = self.geo.entries;
+            let full = |head: u32| head.wrapping_sub(tail) == entries;
+            self.wake_guest(
+                &ring,
+                ring_off::PRODUCER_WAITING,
+                ring_off::PRODUCER_VCPU,
+                Some(IrqSkip {
+                    index_off: ring_off::HEAD,
+                    irq_at: &mut side.irq_at,
+                    may_sleep_at: &full,
+                }),
+            );
         }
         match bad {
             Some(e) if taken == 0 => Err(e),
@@ -376,14 +441,14 @@ impl EventQueue {
             });
         }
         self.check_open()?;
-        let mut host_head = lock(&self.producer);
+        let mut side = lock(&self.producer);
         let ring = self.ring(self.h2g)?;
         let tail: u32 = ring
             .load(ring_off::TAIL as usize, Ordering::Acquire)
             .map_err(mem_err)?;
-        let free = self.free(*host_head, tail)?;
+        let free = self.free(side.index, tail)?;
         let n = events.len().min(free as usize);
-        let mut head = *host_head;
+        let mut head = side.index;
         for event in &events[..n] {
             let data = event.as_ref();
             let off = self.geo.slot_offset(head) as usize;
@@ -397,12 +462,23 @@ impl EventQueue {
             head = head.wrapping_add(1);
         }
         if n > 0 {
-            *host_head = head;
+            side.index = head;
             // Release: the slots are visible before the head that publishes them.
             ring.store(head, ring_off::HEAD as usize, Ordering::Release)
                 .map_err(mem_err)?;
             self.link.stats.events_host_to_guest.add(n as u64);
-            self.wake_guest(&ring, ring_off::CONSUMER_WAITING, ring_off::CONSUMER_VCPU);
+            // The guest consumer sleeps only on an empty ring.
+            let empty = |tail: u32| tail == head;
+            self.wake_guest(
+                &ring,
+                ring_off::CONSUMER_WAITING,
+                ring_off::CONSUMER_VCPU,
+                Some(IrqSkip {
+                    index_off: ring_off::TAIL,
+                    irq_at: &mut side.irq_at,
+                    may_sleep_at: &empty,
+                }),
+            );
         }
         Ok(n)
     }
@@ -414,7 +490,7 @@ impl EventQueue {
         self.check_open()?;
         match what {
             Wait::Readable => {
-                let tail = *lock(&self.consumer);
+                let tail = lock(&self.consumer).index;
                 let head: u32 = self
                     .ring(self.g2h)?
                     .load(ring_off::HEAD as usize, Ordering::Acquire)
@@ -422,7 +498,7 @@ impl EventQueue {
                 Ok(self.available(head, tail)? > 0)
             }
             Wait::Writable => {
-                let head = *lock(&self.producer);
+                let head = lock(&self.producer).index;
                 let tail: u32 = self
                     .ring(self.h2g)?
                     .load(ring_off::TAIL as usize, Ordering::Acquire)
@@ -505,6 +581,33 @@ impl EventQueue {
         self.woken.notify_all();
     }
 
+    /// Diagnostics: the ring header words as they are in guest memory now, and
+    /// the host's own indices (`host_g2h_tail`, `host_h2g_head`).
+    pub fn ring_state(&self) -> Vec<(String, u32)> {
+        let fields = [
+            ("head", ring_off::HEAD),
+            ("producer_waiting", ring_off::PRODUCER_WAITING),
+            ("producer_vcpu", ring_off::PRODUCER_VCPU),
+            ("closed", ring_off::CLOSED),
+            ("tail", ring_off::TAIL),
+            ("consumer_waiting", ring_off::CONSUMER_WAITING),
+            ("consumer_vcpu", ring_off::CONSUMER_VCPU),
+        ];
+        let mut out = vec![
+            ("host_g2h_tail".to_owned(), lock(&self.consumer).index),
+            ("host_h2g_head".to_owned(), lock(&self.producer).index),
+        ];
+        for (dir, at) in [("g2h", self.g2h), ("h2g", self.h2g)] {
+            if let Ok(ring) = self.ring(at) {
+                for (name, off) in fields {
+                    let v = ring.load(off as usize, Ordering::Acquire).unwrap_or(0);
+                    out.push((format!("{dir}_{name}"), v));
+                }
+            }
+        }
+        out
+    }
+
     // ---- closing ---------------------------------------------------------------------
 
     /// Marks both rings closed and wakes every waiter, guest and host. Later
@@ -531,7 +634,7 @@ impl EventQueue {
                 let _ = ring.store(1u32, ring_off::CLOSED as usize, Ordering::Release);
                 // Dekker with a guest about to sleep: it sets its flag, fences,
                 // and re-checks `closed`; we publish `closed`, fence, read the flag.
-                self.wake_guest(&ring, waiting, vcpu);
+                self.wake_guest(&ring, waiting, vcpu, None);
             }
         }
         let _ = self.closed_fd.write(1);
@@ -767,6 +870,69 @@ mod tests {
             [b"b", b"c", b"d", b"f"]
         );
         assert_eq!(f.link.stats.events_host_to_guest.get(), 5);
+    }
+
+    #[test]
+    fn one_interrupt_per_guest_sleep() {
+        let f = fixture(8, 8, Duration::ZERO);
+        f.mem
+            .store(1u32, f.h2g(ring_off::CONSUMER_WAITING), Ordering::Relaxed)
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(f.q.put(&[b"a"]).unwrap(), 1);
+        }
+        assert_eq!(
+            f.link.stats.interrupts.get(),
+            1,
+            "the guest has not run yet"
+        );
+        // The guest woke, took one event and sleeps again: it needs a new interrupt.
+        f.guest_get(0);
+        assert_eq!(f.q.put(&[b"b"]).unwrap(), 1);
+        assert_eq!(f.link.stats.interrupts.get(), 2);
+        // The guest took everything before the host looked at its tail (it runs
+        // concurrently): it may sleep at that tail, so that interrupt must not
+        // silence the next one.
+        let ring = f.q.ring(f.q.h2g).unwrap();
+        let empty = |tail: u32| tail == 4;
+        let mut irq_at = None;
+        let wake = |irq_at: &mut Option<u32>| {
+            f.q.wake_guest(
+                &ring,
+                ring_off::CONSUMER_WAITING,
+                ring_off::CONSUMER_VCPU,
+                Some(IrqSkip {
+                    index_off: ring_off::TAIL,
+                    irq_at,
+                    may_sleep_at: &empty,
+                }),
+            )
+        };
+        wake(&mut irq_at);
+        wake(&mut irq_at);
+        assert_eq!(f.link.stats.interrupts.get(), 3, "tail 1 < head 4: once");
+        assert_eq!(irq_at, Some(1));
+        for i in 1..4 {
+            f.guest_get(i);
+        }
+        wake(&mut irq_at);
+        assert_eq!(irq_at, None, "tail 4 == head 4: the guest may sleep");
+        wake(&mut irq_at);
+        assert_eq!(f.link.stats.interrupts.get(), 5);
+        // Same for a producer waiting on a full g2h ring.
+        f.link.irqs[0].read().unwrap();
+        for i in 0..8 {
+            f.guest_put(i, b"x");
+        }
+        f.mem
+            .store(1u32, f.g2h(ring_off::PRODUCER_WAITING), Ordering::Relaxed)
+            .unwrap();
+        assert_eq!(f.q.take(1, |_| ()).unwrap(), 1);
+        assert_eq!(f.q.take(1, |_| ()).unwrap(), 1);
+        assert_eq!(f.link.stats.interrupts.get(), 6);
+        f.guest_put(8, b"y");
+        assert_eq!(f.q.take(1, |_| ()).unwrap(), 1);
+        assert_eq!(f.link.stats.interrupts.get(), 7);
     }
 
     #[test]

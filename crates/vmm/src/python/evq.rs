@@ -326,16 +326,17 @@ impl PyEventQueue {
     }
 
     /// Benchmark and test aid: puts `count` events of `size` bytes (>= 8) from
-    /// Rust, numbered as the guest's evq_produce does (sequence number in the
-    /// first 8 bytes, then its byte pattern); returns how many were put, fewer
-    /// if `timeout` passes.
-    #[pyo3(signature = (count, size, timeout = None))]
+    /// Rust, numbered from `first_seq` as the guest's evq_produce does
+    /// (sequence number in the first 8 bytes, then its byte pattern); returns
+    /// how many were put, fewer if `timeout` passes.
+    #[pyo3(signature = (count, size, timeout = None, first_seq = 0))]
     fn feed_native(
         &self,
         py: Python<'_>,
         count: u64,
         size: usize,
         timeout: Option<f64>,
+        first_seq: u64,
     ) -> PyResult<u64> {
         let max = self.q.geometry().max_event_size as usize;
         if !(8..=max).contains(&size) {
@@ -355,7 +356,7 @@ impl PyEventQueue {
                 while put < count {
                     let n = ((count - put) as usize).min(batch);
                     for (k, ev) in events[..n].iter_mut().enumerate() {
-                        fill_pattern(ev, put + k as u64);
+                        fill_pattern(ev, first_seq.wrapping_add(put + k as u64));
                     }
                     let mut done = 0;
                     while done < n {
@@ -376,6 +377,12 @@ impl PyEventQueue {
             py.check_signals()?;
         }
         Ok(put)
+    }
+
+    /// Diagnostics: the rings' header words as the guest sees them now
+    /// (`g2h_head`, `h2g_consumer_waiting`, ...) and the host's own indices.
+    fn ring_state(&self) -> std::collections::HashMap<String, u32> {
+        self.q.ring_state().into_iter().collect()
     }
 
     fn __repr__(&self) -> String {
