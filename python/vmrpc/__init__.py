@@ -17,15 +17,19 @@ from importlib import metadata as _metadata
 from vmrpc._vmm import MAX_PAYLOAD, MAX_VCPUS
 from vmrpc.errors import (
     ConfigError,
+    EventQueueError,
     GuestBuildError,
     GuestCrashed,
     GuestError,
     GuestTimeout,
     ImageError,
     KvmError,
+    QueueClosed,
+    QueueCorrupt,
     VmKilled,
     VmrpcError,
 )
+from vmrpc.events import EventQueue
 from vmrpc.hostmodule import HostModule, NativeModule, function
 from vmrpc.images import builtin_images, image_path, sdk_include_dir, sdk_lib_dir
 from vmrpc.vm import VM
@@ -41,6 +45,8 @@ __all__ = [
     "MAX_VCPUS",
     "VM",
     "ConfigError",
+    "EventQueue",
+    "EventQueueError",
     "GuestBuildError",
     "GuestCrashed",
     "GuestError",
@@ -49,6 +55,8 @@ __all__ = [
     "ImageError",
     "KvmError",
     "NativeModule",
+    "QueueClosed",
+    "QueueCorrupt",
     "VmKilled",
     "VmrpcError",
     "__version__",

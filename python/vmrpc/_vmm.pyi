@@ -11,11 +11,15 @@ __all__ = [
     "MAX_PAYLOAD",
     "MAX_VCPUS",
     "ConfigError",
+    "EventQueue",
+    "EventQueueError",
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",
     "ImageError",
     "KvmError",
+    "QueueClosed",
+    "QueueCorrupt",
     "Vm",
     "VmKilled",
     "VmrpcError",
@@ -47,6 +51,15 @@ class GuestError(VmrpcError):
 
 class GuestCrashed(GuestError):
     """The guest crashed: triple fault, KVM internal error or an unexpected exit."""
+
+class EventQueueError(VmrpcError):
+    """An event queue could not be created (its arena is full) or used."""
+
+class QueueClosed(EventQueueError):
+    """The event queue was deleted, its VM closed, or its VM stopped while a call waited."""
+
+class QueueCorrupt(EventQueueError):
+    """The guest wrote impossible values into the event queue's rings."""
 
 class GuestTimeout(GuestError):
     """The guest did not exit within the timeout; the VM has been killed."""
@@ -95,6 +108,40 @@ class Vm:
     def unregister_hm(self, name: str, version: int) -> None: ...
     @property
     def modules(self) -> list[tuple[str, int]]: ...
+    def make_ev_queue(
+        self, name: str, capacity: int = 1024, max_event_size: int = 256
+    ) -> EventQueue: ...
+    def del_ev_queue(self, name: str) -> None: ...
+    @property
+    def ev_queues(self) -> list[str]: ...
+
+@final
+class EventQueue:
+    """One event queue of a VM, host side (see `vmrpc.EventQueue`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def max_event_size(self) -> int: ...
+    @property
+    def queue_id(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def try_put(self, data: bytes | bytearray | memoryview) -> bool: ...
+    def put_event(
+        self, data: bytes | bytearray | memoryview, timeout: float | None = None
+    ) -> None: ...
+    def try_get(self) -> bytes | None: ...
+    def get_event(self, timeout: float | None = None) -> bytes: ...
+    def get_events(self, max_n: int, timeout: float | None = None) -> list[bytes]: ...
+    def wait_readable(self, timeout: float | None = None) -> bool: ...
+    def drain_native(self, count: int, timeout: float | None = None) -> tuple[int, int]: ...
+    def feed_native(
+        self, count: int, size: int, timeout: float | None = None, first_seq: int = 0
+    ) -> int: ...
+    def ring_state(self) -> dict[str, int]: ...
 
 def bench_raw_kvm_cycles(n: int) -> list[int]:
     """Benchmark baseline: ``n`` cycles of raw KVM (create a VM and one vCPU, run to

@@ -9,6 +9,9 @@ directly) and re-exported from here; this is the one place Python code imports t
     ├── ImageError      guest image missing, not an ELF, wrong architecture
     ├── KvmError        a KVM ioctl failed (/dev/kvm missing, ...)
     ├── VmKilled        wait() on a VM that was killed before the guest exited
+    ├── EventQueueError an event queue could not be created (arena full) or used
+    │   ├── QueueClosed     the queue was deleted, its VM closed, or a wait outlived the VM
+    │   └── QueueCorrupt    the guest wrote impossible values into the queue's rings
     ├── GuestBuildError building a guest failed: no C compiler, a compile or link error
     └── GuestError      the guest failed; has .console, .registers, .vcpu, .reason
         ├── GuestCrashed    triple fault, KVM internal error, unexpected exit
@@ -17,23 +20,29 @@ directly) and re-exported from here; this is the one place Python code imports t
 
 from vmrpc._vmm import (
     ConfigError,
+    EventQueueError,
     GuestCrashed,
     GuestError,
     GuestTimeout,
     ImageError,
     KvmError,
+    QueueClosed,
+    QueueCorrupt,
     VmKilled,
     VmrpcError,
 )
 
 __all__ = [
     "ConfigError",
+    "EventQueueError",
     "GuestBuildError",
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",
     "ImageError",
     "KvmError",
+    "QueueClosed",
+    "QueueCorrupt",
     "VmKilled",
     "VmrpcError",
 ]

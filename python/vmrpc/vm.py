@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self
 
 from vmrpc import _vmm
+from vmrpc.events import EventQueue
 from vmrpc.hostmodule import HostModule, NativeModule, encode_version, module_functions
 from vmrpc.images import image_path
 
@@ -210,6 +211,38 @@ class VM:
     def modules(self) -> list[tuple[str, tuple[int, int]]]:
         """Registered host modules as ``(name, (major, minor))``."""
         return [(n, (v >> 16, v & 0xFFFF)) for n, v in self._vm.modules]
+
+    # -- event queues --------------------------------------------------------------
+
+    def make_ev_queue(
+        self, name: str, capacity: int = 1024, max_event_size: int = 256
+    ) -> EventQueue:
+        """Create an event queue the guest opens by ``name`` (before or while running).
+
+        ``capacity`` events (a power of two, 1 to 65536) of up to ``max_event_size``
+        bytes (1 to 65528) fit in each direction. Queues live in a 2 MiB arena of guest
+        memory whose space is not reused while the VM lives.
+
+        Raises:
+            ValueError: ``capacity`` or ``max_event_size`` is out of range.
+            ConfigError: a queue of that name exists, or the VM is closed.
+            EventQueueError: the arena has no room left for the queue.
+        """
+        return EventQueue(self._vm.make_ev_queue(name, capacity, max_event_size))
+
+    def del_ev_queue(self, queue: EventQueue | str) -> None:
+        """Delete an event queue (given as the queue or its name), also while in use.
+
+        Host calls on it, waiting or not, raise `QueueClosed` from now on; the guest's
+        get ``VMRPC_ENOQUEUE``. Raises `ConfigError` if there is no such queue.
+        """
+        name = queue.name if isinstance(queue, EventQueue) else queue
+        self._vm.del_ev_queue(name)
+
+    @property
+    def ev_queues(self) -> list[str]:
+        """Names of the live event queues, sorted."""
+        return self._vm.ev_queues
 
     def __repr__(self) -> str:
         return (
