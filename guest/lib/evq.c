@@ -29,6 +29,18 @@ void evq_set_spin_us(unsigned us)
 	spin_us = us;
 }
 
+/*
+ * Full barrier for the fast path's Dekker step (publish, barrier, read the
+ * host's flag).  A locked add to the stack orders earlier stores before later
+ * loads on ordinary (write-back) memory like mfence, at a fraction of its cost
+ * (measured here: 13 -> 19 M events/s guest to host); the waiting paths keep
+ * rt_mb().
+ */
+static inline void evq_mb(void)
+{
+	__asm__ volatile("lock addl $0, (%%rsp)" : : : "memory", "cc");
+}
+
 static inline uint32_t load_acquire(const volatile uint32_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
@@ -177,6 +189,8 @@ int evq_open(const char *name, struct vmrpc_evq *q)
 	/* Continue from wherever an earlier user of the queue left the indices. */
 	q->g2h_head = load_acquire(&q->g2h->head);
 	q->h2g_tail = load_acquire(&q->h2g->tail);
+	q->g2h_tail_seen = load_acquire(&q->g2h->tail);
+	q->h2g_head_seen = load_acquire(&q->h2g->head);
 	q->g2h_kicked = 0;
 	q->h2g_kicked = 0;
 	return 0;
@@ -184,11 +198,19 @@ int evq_open(const char *name, struct vmrpc_evq *q)
 
 /* ---- guest -> host ------------------------------------------------------------- */
 
-/* 1 if the g2h ring has room, 0 if full, -1 if the host's tail is impossible. */
+/*
+ * 1 if the g2h ring has room, 0 if full, -1 if the host's tail is impossible.
+ * The host's tail is read again only when the last value seen says "full":
+ * that cache line is the host's, and reading it per event would pull it over.
+ */
 static int g2h_room(struct vmrpc_evq *q)
 {
-	uint32_t used = q->g2h_head - load_acquire(&q->g2h->tail);
+	uint32_t used = q->g2h_head - q->g2h_tail_seen;
 
+	if (used < q->entries)
+		return 1;
+	q->g2h_tail_seen = load_acquire(&q->g2h->tail);
+	used = q->g2h_head - q->g2h_tail_seen;
 	return used < q->entries ? 1 : used == q->entries ? 0 : -1;
 }
 
@@ -257,7 +279,7 @@ static int evq_put(struct vmrpc_evq *q, const void *data, size_t len, int block)
 	/* Release: the slot is visible before the head that publishes it. */
 	store_release(&r->head, q->g2h_head);
 	/* Dekker: head is visible before we read the host's flag. */
-	rt_mb();
+	evq_mb();
 	kick(q, &r->consumer_waiting, &r->tail, q->g2h_head, &q->g2h_kick_at, &q->g2h_kicked);
 	return 0;
 }
@@ -274,9 +296,14 @@ int try_put_event(struct vmrpc_evq *q, const void *data, size_t len)
 
 /* ---- host -> guest ------------------------------------------------------------- */
 
+/* As g2h_room: the host's head is read again only when the last value seen
+ * says "empty". */
 static int h2g_has_event(struct vmrpc_evq *q)
 {
-	return load_acquire(&q->h2g->head) != q->h2g_tail;
+	if (q->h2g_head_seen != q->h2g_tail)
+		return 1;
+	q->h2g_head_seen = load_acquire(&q->h2g->head);
+	return q->h2g_head_seen != q->h2g_tail;
 }
 
 /* Waits for an event in h2g: 0 once there is one, VMRPC_ENOQUEUE if closed. */
@@ -318,8 +345,7 @@ static long evq_get(struct vmrpc_evq *q, void *buf, size_t cap, int block)
 	for (;;) {
 		if (closed(r))
 			return VMRPC_ENOQUEUE;
-		head = load_acquire(&r->head);
-		if (head != q->h2g_tail)
+		if (h2g_has_event(q))
 			break;
 		if (!block)
 			return VMRPC_EEMPTY;
@@ -327,6 +353,7 @@ static long evq_get(struct vmrpc_evq *q, void *buf, size_t cap, int block)
 		if (rc)
 			return rc;
 	}
+	head = q->h2g_head_seen;
 	if (head - q->h2g_tail > q->entries)
 		return VMRPC_EINVAL;
 	slot = slot_at(q, r, q->h2g_tail);
@@ -339,7 +366,7 @@ static long evq_get(struct vmrpc_evq *q, void *buf, size_t cap, int block)
 	q->h2g_tail++;
 	/* Release: we are done reading the slot before the host may reuse it. */
 	store_release(&r->tail, q->h2g_tail);
-	rt_mb();
+	evq_mb();
 	kick(q, &r->producer_waiting, &r->head, q->h2g_tail + q->entries, &q->h2g_kick_at,
 	     &q->h2g_kicked);
 	return (long)len;

@@ -34,6 +34,8 @@ struct vmrpc_evq {
 	struct vmrpc_ring *h2g;  /* we consume */
 	uint32_t g2h_head;       /* our copy of the index we own */
 	uint32_t h2g_tail;
+	uint32_t g2h_tail_seen;  /* the host's index as last read */
+	uint32_t h2g_head_seen;
 	/* The host's index when we last rang its doorbell for each ring (valid
 	 * if *_kicked): no second ring while it has not moved (see lib/evq.c). */
 	uint32_t g2h_kick_at;
