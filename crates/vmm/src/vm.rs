@@ -78,7 +78,9 @@ pub struct VmShared {
     changed: Condvar,
     /// Threads to kick on stop; only threads not yet joined are listed.
     threads: Mutex<Vec<libc::pthread_t>>,
-    /// Written on stop so the RPC engine wakes and exits.
+    /// Written on stop so the RPC engine wakes and exits. Never read: it stays
+    /// readable, which is how event queue waiters (`evq::VmLink::vm_stop`) see
+    /// that the VM stopped.
     engine_stop: Arc<EventFd>,
 }
 
