@@ -410,3 +410,17 @@ def test_native_helpers(
     assert events == 300_000
     assert vm.wait() == 0, vm.console
     assert " ok n=300000" in vm.console
+
+
+def test_del_ev_queue_refuses_another_vms_queue(vm_factory: VmFactory) -> None:
+    """Queue names are per VM: a queue object of VM B must not delete VM A's queue."""
+    a, b = vm_factory("hello"), vm_factory("hello")
+    qa, qb = a.make_ev_queue("q"), b.make_ev_queue("q")
+    with pytest.raises(ConfigError, match="does not belong"):
+        a.del_ev_queue(qb)
+    assert not qa.closed
+    a.del_ev_queue(qa)
+    assert qa.closed
+    assert not qb.closed
+    b.del_ev_queue("q")
+    assert qb.closed

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self
 
 from vmrpc import _vmm
+from vmrpc.errors import ConfigError
 from vmrpc.events import EventQueue
 from vmrpc.hostmodule import HostModule, NativeModule, encode_version, module_functions
 from vmrpc.images import image_path
@@ -80,6 +81,7 @@ class VM:
         )
         self._closers: list[Callable[[], object]] = []
         """``close`` of registered host modules that have one, called by `close`."""
+        self._queues: dict[str, EventQueue] = {}
         for module in modules:
             self.register_hm(module)
         log.debug("created VM image=%s vcpus=%d memory=%dMiB", self.image, vcpus, memory_mib)
@@ -228,7 +230,9 @@ class VM:
             ConfigError: a queue of that name exists, or the VM is closed.
             EventQueueError: the arena has no room left for the queue.
         """
-        return EventQueue(self._vm.make_ev_queue(name, capacity, max_event_size))
+        queue = EventQueue(self._vm.make_ev_queue(name, capacity, max_event_size))
+        self._queues[name] = queue
+        return queue
 
     def del_ev_queue(self, queue: EventQueue | str) -> None:
         """Delete an event queue (given as the queue or its name), also while in use.
@@ -236,8 +240,15 @@ class VM:
         Host calls on it, waiting or not, raise `QueueClosed` from now on; the guest's
         get ``VMRPC_ENOQUEUE``. Raises `ConfigError` if there is no such queue.
         """
-        name = queue.name if isinstance(queue, EventQueue) else queue
+        if isinstance(queue, EventQueue):
+            # Names are per VM: a queue object from another VM must not delete ours.
+            if self._queues.get(queue.name) is not queue:
+                raise ConfigError(f"event queue {queue.name!r} does not belong to this VM")
+            name = queue.name
+        else:
+            name = queue
         self._vm.del_ev_queue(name)
+        self._queues.pop(name, None)
 
     @property
     def ev_queues(self) -> list[str]:
