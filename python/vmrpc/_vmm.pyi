@@ -20,6 +20,7 @@ __all__ = [
     "KvmError",
     "QueueClosed",
     "QueueCorrupt",
+    "SocketDataPlane",
     "Vm",
     "VmKilled",
     "VmrpcError",
@@ -102,7 +103,11 @@ class Vm:
     @property
     def memory_mib(self) -> int: ...
     def register_hm(
-        self, name: str, version: int, functions: dict[int, Callable[[bytes], object]]
+        self,
+        name: str,
+        version: int,
+        functions: dict[int, Callable[[bytes], object]],
+        data_plane: SocketDataPlane | None = None,
     ) -> None: ...
     def register_native(self, name: str) -> None: ...
     def unregister_hm(self, name: str, version: int) -> None: ...
@@ -146,3 +151,14 @@ class EventQueue:
 def bench_raw_kvm_cycles(n: int) -> list[int]:
     """Benchmark baseline: ``n`` cycles of raw KVM (create a VM and one vCPU, run to
     ``hlt``, destroy), in nanoseconds each."""
+
+@final
+class SocketDataPlane:
+    """The native data plane of socket outsourcing (see vmrpc.sockets)."""
+
+    def __new__(cls, continue_send: Callable[[bytes, int], object]) -> SocketDataPlane: ...
+    def attach(self, handle: int, fd: int) -> None: ...
+    def detach(self, handle: int) -> None: ...
+    def clear(self) -> None: ...
+    @property
+    def stats(self) -> dict[str, int]: ...

@@ -199,3 +199,29 @@ mod byte_valued {
     // SAFETY: as above.
     unsafe impl vm_memory::ByteValued for super::EvSlot {}
 }
+
+/// The few items of `guest/include/vmrpc/socket_proto.h` (the socket
+/// outsourcing wire format) that the VMM's native socket data plane reads.
+pub mod socket_proto {
+    pub const VSOCK_FN_SEND: u32 = 13;
+    pub const VSOCK_FN_RECV: u32 = 14;
+    pub const VSOCK_MAX_RECV: u32 = 65536 - 8;
+
+    /// `struct vsock_wait_req`: the request of SEND (data follows) and RECV.
+    #[repr(C)]
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub struct WaitReq {
+        pub handle: u32,
+        pub flags: u32,
+        pub timeout_ms: i32,
+        pub arg: u32,
+    }
+
+    /// `struct vsock_resp`: the head of every answer; `result < 0` is `-errno`.
+    #[repr(C)]
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub struct Resp {
+        pub result: i32,
+        pub aux: u32,
+    }
+}

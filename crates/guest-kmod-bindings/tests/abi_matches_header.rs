@@ -185,6 +185,52 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         constant!(VMRPC_EFULL, VMRPC_EFULL),
         constant!(VMRPC_EEMPTY, VMRPC_EEMPTY),
         constant!(VMRPC_ENOQUEUE, VMRPC_ENOQUEUE),
+        // socket_proto.h: what the native socket data plane reads
+        (
+            "sizeof vsock_wait_req",
+            "sizeof(struct vsock_wait_req)",
+            size_of::<socket_proto::WaitReq>() as u64,
+        ),
+        (
+            "vsock_wait_req.handle",
+            "offsetof(struct vsock_wait_req, handle)",
+            offset_of!(socket_proto::WaitReq, handle) as u64,
+        ),
+        (
+            "vsock_wait_req.flags",
+            "offsetof(struct vsock_wait_req, flags)",
+            offset_of!(socket_proto::WaitReq, flags) as u64,
+        ),
+        (
+            "vsock_wait_req.timeout_ms",
+            "offsetof(struct vsock_wait_req, timeout_ms)",
+            offset_of!(socket_proto::WaitReq, timeout_ms) as u64,
+        ),
+        (
+            "vsock_wait_req.arg",
+            "offsetof(struct vsock_wait_req, arg)",
+            offset_of!(socket_proto::WaitReq, arg) as u64,
+        ),
+        (
+            "sizeof vsock_resp",
+            "sizeof(struct vsock_resp)",
+            size_of::<socket_proto::Resp>() as u64,
+        ),
+        (
+            "VSOCK_FN_SEND",
+            "VSOCK_FN_SEND",
+            socket_proto::VSOCK_FN_SEND as u64,
+        ),
+        (
+            "VSOCK_FN_RECV",
+            "VSOCK_FN_RECV",
+            socket_proto::VSOCK_FN_RECV as u64,
+        ),
+        (
+            "VSOCK_MAX_RECV",
+            "VSOCK_MAX_RECV",
+            socket_proto::VSOCK_MAX_RECV as u64,
+        ),
     ]
 }
 
@@ -197,7 +243,8 @@ fn rust_mirror_matches_c_header() {
     let exp = expectations();
 
     let mut src = String::from(
-        "#include <stdio.h>\n#include <stddef.h>\n#include \"vmrpc/abi.h\"\nint main(void) {\n",
+        "#include <stdio.h>\n#include <stddef.h>\n#include \"vmrpc/abi.h\"\n\
+         #include \"vmrpc/socket_proto.h\"\nint main(void) {\n",
     );
     for (name, expr, _) in &exp {
         src += &format!("  printf(\"%s=%llu\\n\", \"{name}\", (unsigned long long)({expr}));\n");

@@ -15,6 +15,7 @@ pub mod image;
 pub mod kick;
 pub mod layout;
 pub mod rpc;
+pub mod sockfast;
 pub mod stats;
 pub mod vcpu;
 pub mod vm;

@@ -17,7 +17,9 @@ use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
 mod evq;
 
 use crate::rpc::channel::Completion;
-use crate::rpc::module::{Echo, HostModule, ECHO_NAME};
+use crate::rpc::module::{Echo, HostModule, InPlace, ECHO_NAME};
+use crate::sockfast::{Fast, SocketDataPlane};
+use vm_memory::Bytes;
 
 use crate::devices::console::SharedConsole;
 use crate::vm::GuestFailure;
@@ -117,6 +119,8 @@ struct PyHostModule {
     /// `vmrpc._runtime.submit(coroutine, on_done)`: runs coroutines on the
     /// package's asyncio loop, so a slow async function never holds the engine.
     submit: Py<PyAny>,
+    /// The native socket data plane, for the socket outsourcing module only.
+    data_plane: Option<Py<PySocketDataPlane>>,
 }
 
 impl PyHostModule {
@@ -174,51 +178,148 @@ impl HostModule for PyHostModule {
         self.functions.contains_key(&function)
     }
 
+    /// The socket module's data plane answers SEND/RECV from guest memory.
+    fn call_in_place(
+        &self,
+        function: u32,
+        request: &InPlace<'_>,
+        done: Completion,
+    ) -> Option<Completion> {
+        let Some(dp) = self.data_plane.as_ref() else {
+            return Some(done);
+        };
+        match dp.get().inner.try_call(function, request, done) {
+            Fast::Done => None,
+            Fast::Fallback(done) => Some(done),
+            Fast::PartialSend(done, sent) => {
+                let mut bytes = vec![0u8; request.len];
+                if request.mem.read_slice(&mut bytes, request.addr).is_err() {
+                    done.err(guest_kmod_bindings::VMRPC_EINVAL);
+                    return None;
+                }
+                Python::attach(|py| {
+                    let result = dp
+                        .get()
+                        .continue_send
+                        .bind(py)
+                        .call1((PyBytes::new(py, &bytes), sent));
+                    self.finish(py, function, result, done);
+                });
+                None
+            }
+        }
+    }
+
     fn call(&self, function: u32, request: &[u8], done: Completion) {
         Python::attach(|py| {
             let Some(func) = self.functions.get(&function) else {
                 return done.err(guest_kmod_bindings::VMRPC_ENOFUNC);
             };
-            let result = match func.bind(py).call1((PyBytes::new(py, request),)) {
-                Ok(r) => r,
-                Err(e) => {
-                    Self::report(py, &self.name, function, e);
-                    return done.err(VMRPC_EHOSTFN);
-                }
-            };
-            if !result.hasattr(intern!(py, "__await__")).unwrap_or(false) {
-                return Self::answer(py, &self.name, function, &result, done);
-            }
-            // An async function: answer when its coroutine finishes. If the
-            // callback never runs, dropping it drops `done`, which answers
-            // VMRPC_EHOSTFN: the guest is never left waiting.
-            let pending = Mutex::new(Some(done));
-            let name = self.name.clone();
-            let on_done =
-                move |args: &Bound<'_, PyTuple>, _kw: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
-                    let py = args.py();
-                    let Some(done) = pending
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .take()
-                    else {
-                        return Ok(());
-                    };
-                    match args.get_item(0)?.call_method0(intern!(py, "result")) {
-                        Ok(v) => Self::answer(py, &name, function, &v, done),
-                        Err(e) => {
-                            Self::report(py, &name, function, e);
-                            done.err(VMRPC_EHOSTFN);
-                        }
-                    }
-                    Ok(())
-                };
-            let submitted = PyCFunction::new_closure(py, None, None, on_done)
-                .and_then(|cb| self.submit.bind(py).call1((result, cb)));
-            if let Err(e) = submitted {
-                Self::report(py, &self.name, function, e);
-            }
+            let result = func.bind(py).call1((PyBytes::new(py, request),));
+            self.finish(py, function, result, done);
         })
+    }
+}
+
+impl PyHostModule {
+    /// Answers with what a host function returned: a value now, a coroutine
+    /// when it finishes, an exception as VMRPC_EHOSTFN.
+    fn finish(
+        &self,
+        py: Python<'_>,
+        function: u32,
+        result: PyResult<Bound<'_, PyAny>>,
+        done: Completion,
+    ) {
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                Self::report(py, &self.name, function, e);
+                return done.err(VMRPC_EHOSTFN);
+            }
+        };
+        if !result.hasattr(intern!(py, "__await__")).unwrap_or(false) {
+            return Self::answer(py, &self.name, function, &result, done);
+        }
+        // An async function: answer when its coroutine finishes. If the
+        // callback never runs, dropping it drops `done`, which answers
+        // VMRPC_EHOSTFN: the guest is never left waiting.
+        let pending = Mutex::new(Some(done));
+        let name = self.name.clone();
+        let on_done =
+            move |args: &Bound<'_, PyTuple>, _kw: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+                let py = args.py();
+                let Some(done) = pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                else {
+                    return Ok(());
+                };
+                match args.get_item(0)?.call_method0(intern!(py, "result")) {
+                    Ok(v) => Self::answer(py, &name, function, &v, done),
+                    Err(e) => {
+                        Self::report(py, &name, function, e);
+                        done.err(VMRPC_EHOSTFN);
+                    }
+                }
+                Ok(())
+            };
+        let submitted = PyCFunction::new_closure(py, None, None, on_done)
+            .and_then(|cb| self.submit.bind(py).call1((result, cb)));
+        if let Err(e) = submitted {
+            Self::report(py, &self.name, function, e);
+        }
+    }
+}
+
+/// The native data plane of socket outsourcing (see `crate::sockfast`), as the
+/// Python socket module sees it: it attaches connected sockets' descriptors,
+/// and gives the method that finishes a send the data plane started.
+#[pyclass(name = "SocketDataPlane", module = "vmrpc._vmm", frozen)]
+pub struct PySocketDataPlane {
+    inner: SocketDataPlane,
+    /// `continue_send(payload: bytes, sent: int) -> answer`.
+    continue_send: Py<PyAny>,
+}
+
+#[pymethods]
+impl PySocketDataPlane {
+    #[new]
+    fn new(continue_send: Py<PyAny>) -> Self {
+        PySocketDataPlane {
+            inner: SocketDataPlane::default(),
+            continue_send,
+        }
+    }
+
+    /// Serve SEND/RECV of guest socket `handle` natively, through a duplicate of `fd`.
+    fn attach(&self, handle: u32, fd: i32) -> PyResult<()> {
+        self.inner.attach(handle, fd).map_err(PyErr::from)
+    }
+
+    /// Stop serving `handle` (call before closing the socket).
+    fn detach(&self, handle: u32) {
+        self.inner.detach(handle);
+    }
+
+    /// Detach every handle.
+    fn clear(&self) {
+        self.inner.clear();
+    }
+
+    /// Calls answered natively and the bytes they moved.
+    #[getter]
+    fn stats(&self) -> HashMap<&'static str, u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = &self.inner;
+        HashMap::from([
+            ("sends", i.sends.load(Relaxed)),
+            ("bytes_sent", i.bytes_sent.load(Relaxed)),
+            ("recvs", i.recvs.load(Relaxed)),
+            ("bytes_received", i.bytes_received.load(Relaxed)),
+            ("attached", i.attached() as u64),
+        ])
     }
 }
 
@@ -352,12 +453,14 @@ impl PyVm {
 
     /// Registers a Python host module: `functions` maps function numbers to
     /// callables taking `bytes`. `version` is `(major << 16) | minor`.
+    #[pyo3(signature = (name, version, functions, data_plane = None))]
     fn register_hm(
         &self,
         py: Python<'_>,
         name: &str,
         version: u32,
         functions: HashMap<u32, Py<PyAny>>,
+        data_plane: Option<Py<PySocketDataPlane>>,
     ) -> PyResult<()> {
         let vm = self.get()?;
         let submit = py.import("vmrpc._runtime")?.getattr("submit")?.unbind();
@@ -365,6 +468,7 @@ impl PyVm {
             name: name.to_owned(),
             functions,
             submit,
+            data_plane,
         };
         vm.register_module(name, version, Arc::new(module))
             .map_err(|e| to_pyerr(py, e))?;
@@ -542,6 +646,7 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
     let py = m.py();
     m.add_class::<PyVm>()?;
+    m.add_class::<PySocketDataPlane>()?;
     m.add_function(wrap_pyfunction!(bench_raw_kvm_cycles, m)?)?;
     m.add("VmrpcError", py.get_type::<VmrpcError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from vmrpc import _runtime
+from vmrpc import _runtime, _vmm
 from vmrpc.hostmodule import HostModule, function
 from vmrpc.sockets import proto
 from vmrpc.sockets.policy import TLS, TLS_ERRNO, Deny, Expose, Flow, Policy, Proxy
@@ -174,18 +174,31 @@ class SocketOutsourcing(HostModule):
         self._names: dict[str, list[str]] = {}  # address -> names it was resolved from
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self.native_data_plane = _vmm.SocketDataPlane(self._continue_send)
+        """SEND/RECV on connected plain TCP sockets, served in Rust without Python
+        (`vmrpc.VM.register_hm` hands it to the VMM). Sockets are attached once
+        connected and detached before they close; anything it cannot finish at
+        once comes to the Python functions below."""
 
     # ---- public ---------------------------------------------------------------------
 
     @property
     def stats(self) -> dict[str, int]:
         """Counters: ``sockets_created`` (host OS sockets), ``sockets_open``,
-        ``rpcs`` and ``rpc.<function>``, ``bytes_sent``, ``bytes_received``."""
+        ``rpcs`` and ``rpc.<function>``, ``bytes_sent``, ``bytes_received``, and of
+        those the calls the native data plane answered (``native_sends``,
+        ``native_recvs``)."""
         with self._lock:
             counts = dict(self._counts)
             open_ = sum(1 for e in self._table.values() if e.sock is not None)
+        native = self.native_data_plane.stats
+        counts["rpcs"] = counts.get("rpcs", 0) + native["sends"] + native["recvs"]
+        counts["rpc.send"] = counts.get("rpc.send", 0) + native["sends"]
+        counts["rpc.recv"] = counts.get("rpc.recv", 0) + native["recvs"]
+        counts["bytes_sent"] = counts.get("bytes_sent", 0) + native["bytes_sent"]
+        counts["bytes_received"] = counts.get("bytes_received", 0) + native["bytes_received"]
+        counts["native_sends"], counts["native_recvs"] = native["sends"], native["recvs"]
         counts.setdefault("sockets_created", 0)
-        counts.setdefault("rpcs", 0)
         counts["sockets_open"] = open_
         return counts
 
@@ -208,6 +221,7 @@ class SocketOutsourcing(HostModule):
             if self._closed:
                 return
             self._closed = True
+        self.native_data_plane.clear()
         loop = _runtime.loop()
         try:
             running = asyncio.get_running_loop()
@@ -514,6 +528,7 @@ class SocketOutsourcing(HostModule):
         sock.setblocking(False)
         new.sock = sock
         new.peer = proto.addr_from_sockaddr(sock.family, peer)
+        self._attach_data_plane(new)
         return proto.addr_resp(new.handle, new.peer)
 
     @function(proto.FN_CONNECT)
@@ -586,6 +601,7 @@ class SocketOutsourcing(HostModule):
             current.close()
             raise
         entry.peer = addr
+        self._attach_data_plane(entry)
         return self._local_answer(entry)
 
     async def _raw_connect(
@@ -715,6 +731,7 @@ class SocketOutsourcing(HostModule):
             if entry.exposed_key is not None:
                 self.exposed.pop(entry.exposed_key, None)
         if entry.sock is not None:
+            self.native_data_plane.detach(entry.handle)
             sock, entry.sock = entry.sock, None
             sock.close()
             self._count("sockets_closed")
@@ -920,6 +937,16 @@ class SocketOutsourcing(HostModule):
         return sleep()
 
     # ---- data plane ---------------------------------------------------------------------
+
+    def _attach_data_plane(self, entry: _Entry) -> None:
+        """Let the native data plane serve a connected plain TCP socket (not TLS:
+        the TLS object lives on the loop thread)."""
+        if entry.type == proto.SOCK_STREAM and not entry.tls and entry.sock is not None:
+            self.native_data_plane.attach(entry.handle, entry.sock.fileno())
+
+    def _continue_send(self, payload: bytes, sent: int) -> Answer:
+        """Finishes a SEND of which the native data plane put out ``sent`` bytes."""
+        return self._call(proto.FN_SEND, payload, lambda req: self._send(req, sent))
 
     @function(proto.FN_SEND)
     def rpc_send(self, payload: bytes) -> Answer:

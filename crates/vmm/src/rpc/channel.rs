@@ -182,6 +182,30 @@ impl Completion {
         self.chan.post(self.tag, status);
     }
 
+    /// The guest's response buffer: (guest address, capacity).
+    pub fn response_area(&self) -> (GuestAddress, usize) {
+        (
+            self.chan.data.unchecked_add(self.resp_off as u64),
+            self.resp_cap as usize,
+        )
+    }
+
+    /// Guest memory, for writing an answer in place (see `response_area`).
+    pub fn mem(&self) -> &GuestMemoryMmap {
+        &self.chan.mem
+    }
+
+    /// Answers with the `len` bytes already written at `response_area`.
+    pub fn ok_in_place(mut self, len: usize) {
+        self.answered = true;
+        let status = if len <= self.resp_cap as usize {
+            len as i32
+        } else {
+            VMRPC_ERANGE
+        };
+        self.chan.post(self.tag, status);
+    }
+
     /// Answers with an error code (`VMRPC_E*`).
     pub fn err(mut self, code: i32) {
         self.answered = true;
