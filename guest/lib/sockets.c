@@ -365,6 +365,7 @@ struct gsock {
 	struct ldgram *dq_head, *dq_tail;
 	size_t dq_bytes;
 	int rcvtimeo_ms, sndtimeo_ms; /* -1: none */
+	int no_zero_copy;             /* the host said SEND_BUF/RECV_BUF cannot serve it */
 	struct sockopt opts[MAX_OPTS];
 	int nopts;
 };
@@ -1068,11 +1069,46 @@ static int wait_ms(const struct gsock *s, int flags, int send_side)
 	return send_side ? s->sndtimeo_ms : s->rcvtimeo_ms;
 }
 
+/*
+ * One zero-copy attempt (VSOCK_FN_SEND_BUF / RECV_BUF): the host moves bytes
+ * straight between its socket and our buffer, never waiting.  Returns the bytes
+ * moved or -errno; -EAGAIN: nothing now; -EOPNOTSUPP: never for this socket.
+ */
+static long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len)
+{
+	struct vsock_buf_req req;
+	struct vsock_resp r;
+	int32_t result;
+
+	req.handle = s->host;
+	req.len = (uint32_t)(len < VSOCK_MAX_BUF ? len : VSOCK_MAX_BUF);
+	req.gpa = (uint64_t)(uintptr_t)buf; /* guest memory is identity-mapped */
+	if (host_rpc(fn, &req, sizeof(req), &r, sizeof(r), NULL, &result) < 0)
+		return -errno;
+	if (result == -EOPNOTSUPP)
+		s->no_zero_copy = 1;
+	return result;
+}
+
 static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int timeout_ms)
 {
 	uint8_t *sc = cpu_scratch();
 	size_t done = 0;
 
+	/* Zero-copy first; whatever it cannot move now goes the copying way, which
+	 * also waits (and reports errors) as the socket's timeout says. */
+	while (done < len && !s->no_zero_copy) {
+		long rc = host_zero_copy(s, VSOCK_FN_SEND_BUF, buf + done, len - done);
+
+		if (rc <= 0) {
+			if (rc < 0 && rc != -EAGAIN && rc != -EOPNOTSUPP)
+				return done ? (ssize_t)done : fail((int)-rc);
+			break;
+		}
+		done += (size_t)rc;
+	}
+	if (done == len || (done && timeout_ms == 0))
+		return (ssize_t)done;
 	if (!sc)
 		return fail(ENOMEM);
 	do {
@@ -1154,6 +1190,18 @@ static ssize_t host_recv(struct gsock *s, uint8_t *buf, size_t len, int flags, i
 static ssize_t dgram_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
 			  struct vsock_addr *from);
 
+/* Zero-copy first (straight into buf); the copying way when it would wait. */
+static ssize_t host_recv_zero_copy(struct gsock *s, uint8_t *buf, size_t len, int timeout_ms)
+{
+	long rc = host_zero_copy(s, VSOCK_FN_RECV_BUF, buf, len);
+
+	if (rc >= 0)
+		return rc; /* 0: end of stream */
+	if (rc != -EAGAIN && rc != -EOPNOTSUPP)
+		return fail((int)-rc);
+	return host_recv(s, buf, len, 0, timeout_ms);
+}
+
 ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
 	struct gsock *s = sock_get(fd);
@@ -1175,6 +1223,8 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 		n = 0;
 	else if (s->local)
 		n = pipe_read(s->rx, buf, len, flags, ms == 0, deadline_in(ms));
+	else if (!flags && !s->no_zero_copy)
+		n = host_recv_zero_copy(s, buf, len, ms);
 	else if (!(flags & MSG_WAITALL) || len <= VSOCK_MAX_RECV)
 		n = host_recv(s, buf, len, flags, ms);
 	else {

@@ -205,7 +205,19 @@ mod byte_valued {
 pub mod socket_proto {
     pub const VSOCK_FN_SEND: u32 = 13;
     pub const VSOCK_FN_RECV: u32 = 14;
+    pub const VSOCK_FN_SEND_BUF: u32 = 17;
+    pub const VSOCK_FN_RECV_BUF: u32 = 18;
     pub const VSOCK_MAX_RECV: u32 = 65536 - 8;
+    pub const VSOCK_MAX_BUF: u32 = 1 << 20;
+
+    /// `struct vsock_buf_req`: SEND_BUF / RECV_BUF, a buffer in guest memory.
+    #[repr(C)]
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    pub struct BufReq {
+        pub handle: u32,
+        pub len: u32,
+        pub gpa: u64,
+    }
 
     /// `struct vsock_wait_req`: the request of SEND (data follows) and RECV.
     #[repr(C)]

@@ -18,9 +18,12 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use guest_kmod_bindings::socket_proto::{VSOCK_FN_RECV, VSOCK_FN_SEND, VSOCK_MAX_RECV};
+use guest_kmod_bindings::socket_proto::{
+    VSOCK_FN_RECV, VSOCK_FN_RECV_BUF, VSOCK_FN_SEND, VSOCK_FN_SEND_BUF, VSOCK_MAX_BUF,
+    VSOCK_MAX_RECV,
+};
 
-use vm_memory::{Address, Bytes, GuestMemoryBackend};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
 use crate::rpc::module::InPlace;
@@ -121,8 +124,81 @@ impl SocketDataPlane {
             {
                 self.recv(&req, done)
             }
+            (VSOCK_FN_SEND_BUF | VSOCK_FN_RECV_BUF, _) if request.len == REQ_SIZE => {
+                self.buffer_call(function == VSOCK_FN_SEND_BUF, request, done)
+            }
             _ => Fast::Fallback(done),
         }
+    }
+
+    /// SEND_BUF / RECV_BUF: one non-blocking system call straight between the
+    /// socket and the guest's own buffer, which the request names by address.
+    /// Always answered here: bytes moved, or -errno (-EAGAIN: nothing now;
+    /// -EOPNOTSUPP: this socket is not served natively, use SEND / RECV).
+    fn buffer_call(&self, sending: bool, request: &InPlace<'_>, done: Completion) -> Fast {
+        let word = |i: usize| u32::from_le_bytes(request.head[i..i + 4].try_into().unwrap());
+        let (handle, len) = (word(0), word(4));
+        let gpa = u64::from(word(8)) | (u64::from(word(12)) << 32);
+        let answer = |done: Completion, result: i32| {
+            done.ok(&resp(result));
+            Fast::Done
+        };
+        if len > VSOCK_MAX_BUF {
+            return answer(done, -libc::EINVAL);
+        }
+        // Bounds-checked: the buffer must lie in guest RAM.
+        let Ok(buf) = request.mem.get_slice(GuestAddress(gpa), len as usize) else {
+            return answer(done, -libc::EFAULT);
+        };
+        let n = {
+            let table = self.table();
+            let Some(fd) = table.get(&handle) else {
+                return answer(done, -libc::EOPNOTSUPP);
+            };
+            // SAFETY: `buf` is `len` bytes of mapped guest memory (bounds checked
+            // by get_slice; the mapping outlives this call) and `fd` a descriptor
+            // this table owns, kept open by the lock we hold. The kernel reads or
+            // writes guest bytes the guest itself asked to move.
+            unsafe {
+                if sending {
+                    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+                    libc::send(
+                        fd.as_raw_fd(),
+                        buf.ptr_guard().as_ptr().cast(),
+                        len as usize,
+                        flags,
+                    )
+                } else {
+                    libc::recv(
+                        fd.as_raw_fd(),
+                        buf.ptr_guard_mut().as_ptr().cast(),
+                        len as usize,
+                        libc::MSG_DONTWAIT,
+                    )
+                }
+            }
+        };
+        let (calls, bytes) = if sending {
+            (&self.sends, &self.bytes_sent)
+        } else {
+            (&self.recvs, &self.bytes_received)
+        };
+        calls.fetch_add(1, Ordering::Relaxed);
+        if n < 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return answer(
+                done,
+                if errno == libc::EINTR {
+                    -libc::EAGAIN
+                } else {
+                    -errno
+                },
+            );
+        }
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+        answer(done, n as i32)
     }
 
     /// Sends the request's data straight from guest memory.
@@ -390,6 +466,58 @@ mod tests {
             Fast::Done
         ));
         assert_eq!(h.answer(), (0, vec![]), "EOF");
+    }
+
+    fn buf_req(handle: u32, len: u32, gpa: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&handle.to_le_bytes());
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(&gpa.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn zero_copy_calls_move_bytes_to_and_from_guest_buffers() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let dp = SocketDataPlane::default();
+        let mut h = Harness::new();
+        dp.attach(3, a.as_raw_fd()).unwrap();
+        let guest_buf = GuestAddress(0x8_0000);
+        h.mem.write_slice(b"from guest memory", guest_buf).unwrap();
+        assert!(matches!(
+            h.offer(&dp, VSOCK_FN_SEND_BUF, &buf_req(3, 17, 0x8_0000)),
+            Fast::Done
+        ));
+        assert_eq!(h.answer().0, 17);
+        let mut got = [0u8; 17];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"from guest memory");
+
+        assert!(matches!(
+            h.offer(&dp, VSOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)),
+            Fast::Done
+        ));
+        assert_eq!(h.answer().0, -libc::EAGAIN, "nothing to read: never waits");
+        b.write_all(b"into guest memory").unwrap();
+        assert!(matches!(
+            h.offer(&dp, VSOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)),
+            Fast::Done
+        ));
+        assert_eq!(h.answer().0, 17);
+        let mut back = [0u8; 17];
+        h.mem.read_slice(&mut back, GuestAddress(0x9_0000)).unwrap();
+        assert_eq!(&back, b"into guest memory");
+
+        // Hostile or unsupported requests are answered, never fall through.
+        for (req, want) in [
+            (buf_req(9, 8, 0x8_0000), -libc::EOPNOTSUPP), // not attached
+            (buf_req(3, 8, (1 << 20) - 4), -libc::EFAULT), // runs past guest RAM
+            (buf_req(3, 8, u64::MAX - 2), -libc::EFAULT), // wraps
+            (buf_req(3, VSOCK_MAX_BUF + 1, 0), -libc::EINVAL), // too long
+        ] {
+            assert!(matches!(h.offer(&dp, VSOCK_FN_SEND_BUF, &req), Fast::Done));
+            assert_eq!(h.answer().0, want);
+        }
     }
 
     #[test]

@@ -80,7 +80,18 @@
 #define VSOCK_FN_SENDTO 15u
 /* req vsock_wait_req (arg = max bytes); resp vsock_addr_resp + data */
 #define VSOCK_FN_RECVFROM 16u
-#define VSOCK_FN_COUNT 17u
+/*
+ * Zero-copy data plane of a connected TCP socket: the host moves bytes straight
+ * between the socket and the guest buffer [gpa, gpa + len) (in guest RAM; the
+ * guest's own memory, identity-mapped, so a pointer is its address).  One
+ * non-blocking attempt, never a wait: result = bytes moved (RECV_BUF: 0 at
+ * EOF), -EAGAIN if nothing could be moved now, -EOPNOTSUPP if the host cannot do
+ * it for this socket (TLS, no native data plane): use SEND / RECV then.
+ * req vsock_buf_req; resp vsock_resp
+ */
+#define VSOCK_FN_SEND_BUF 17u
+#define VSOCK_FN_RECV_BUF 18u
+#define VSOCK_FN_COUNT 19u
 
 /* ---- limits ----------------------------------------------------------------- */
 
@@ -89,6 +100,7 @@
 #define VSOCK_MAX_NAME 253u        /* bytes of a host name */
 #define VSOCK_MAX_OPTLEN 64u       /* bytes of a socket option value */
 #define VSOCK_MAX_BACKLOG 4096u
+#define VSOCK_MAX_BUF (1u << 20) /* bytes per SEND_BUF / RECV_BUF */
 
 /* ---- flags (vsock_wait_req.flags) ---------------------------------------- */
 
@@ -164,6 +176,12 @@ struct vsock_sendto_req {
 	struct vsock_addr addr;
 };
 
+struct vsock_buf_req {
+	uint32_t handle;
+	uint32_t len; /* bytes, at most VSOCK_MAX_BUF */
+	uint64_t gpa; /* guest address of the buffer */
+};
+
 struct vsock_sockopt_req {
 	uint32_t handle;
 	int32_t level;
@@ -203,6 +221,7 @@ _Static_assert(sizeof(struct vsock_socket_req) == 16, "vsock_socket_req size");
 _Static_assert(sizeof(struct vsock_listen_req) == 44, "vsock_listen_req size");
 _Static_assert(sizeof(struct vsock_handle_req) == 8, "vsock_handle_req size");
 _Static_assert(sizeof(struct vsock_wait_req) == 16, "vsock_wait_req size");
+_Static_assert(sizeof(struct vsock_buf_req) == 16, "vsock_buf_req size");
 _Static_assert(sizeof(struct vsock_connect_req) == 36, "vsock_connect_req size");
 _Static_assert(sizeof(struct vsock_sendto_req) == 44, "vsock_sendto_req size");
 _Static_assert(sizeof(struct vsock_sockopt_req) == 16, "vsock_sockopt_req size");

@@ -944,6 +944,23 @@ class SocketOutsourcing(HostModule):
         if entry.type == proto.SOCK_STREAM and not entry.tls and entry.sock is not None:
             self.native_data_plane.attach(entry.handle, entry.sock.fileno())
 
+    @function(proto.FN_SEND_BUF)
+    def rpc_send_buf(self, payload: bytes) -> Answer:
+        """Zero-copy send: only the VMM's native data plane reaches guest memory. It
+        answers these itself; what reaches Python is a socket it does not serve."""
+        return self._zero_copy_unsupported(proto.FN_SEND_BUF)
+
+    @function(proto.FN_RECV_BUF)
+    def rpc_recv_buf(self, payload: bytes) -> Answer:
+        """Zero-copy receive; see `rpc_send_buf`."""
+        return self._zero_copy_unsupported(proto.FN_RECV_BUF)
+
+    def _zero_copy_unsupported(self, fn: int) -> Answer:
+        with self._lock:
+            self._counts["rpcs"] += 1
+            self._counts["rpc." + proto.FUNCTION_NAMES[fn]] += 1
+        return proto.error_resp(errno.EOPNOTSUPP)
+
     def _continue_send(self, payload: bytes, sent: int) -> Answer:
         """Finishes a SEND of which the native data plane put out ``sent`` bytes."""
         return self._call(proto.FN_SEND, payload, lambda req: self._send(req, sent))

@@ -51,7 +51,9 @@ FN_SEND: Final = 13
 FN_RECV: Final = 14
 FN_SENDTO: Final = 15
 FN_RECVFROM: Final = 16
-FN_COUNT: Final = 17
+FN_SEND_BUF: Final = 17
+FN_RECV_BUF: Final = 18
+FN_COUNT: Final = 19
 
 FUNCTION_NAMES: Final = {
     FN_SOCKET: "socket",
@@ -71,6 +73,8 @@ FUNCTION_NAMES: Final = {
     FN_RECV: "recv",
     FN_SENDTO: "sendto",
     FN_RECVFROM: "recvfrom",
+    FN_SEND_BUF: "send_buf",
+    FN_RECV_BUF: "recv_buf",
 }
 
 MAX_POLL: Final = 1024
@@ -78,6 +82,7 @@ MAX_ADDRS: Final = 16
 MAX_NAME: Final = 253
 MAX_OPTLEN: Final = 64
 MAX_BACKLOG: Final = 4096
+MAX_BUF: Final = 1 << 20
 
 F_PEEK: Final = 1
 F_WAITALL: Final = 2
@@ -112,6 +117,7 @@ SOCKOPT_REQ: Final = struct.Struct("<IiiI")
 POLL_REQ: Final = struct.Struct("<iI")
 POLLFD: Final = struct.Struct("<Ihh")
 GAI_REQ: Final = struct.Struct("<IIII")
+BUF_REQ: Final = struct.Struct("<IIQ")
 
 MAX_SEND: Final = PAYLOAD - WAIT_REQ.size
 MAX_SENDTO: Final = PAYLOAD - SENDTO_REQ.size
@@ -133,6 +139,7 @@ SIZES: Final = {
     "vsock_poll_req": POLL_REQ.size,
     "vsock_pollfd": POLLFD.size,
     "vsock_gai_req": GAI_REQ.size,
+    "vsock_buf_req": BUF_REQ.size,
 }
 
 _MAX_TIMEOUT_MS: Final = 24 * 3600 * 1000
