@@ -17,9 +17,8 @@ use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
 mod evq;
 
 use crate::rpc::channel::Completion;
-use crate::rpc::module::{Echo, HostModule, InPlace, ECHO_NAME};
-use crate::sockfast::{Fast, SocketDataPlane};
-use vm_memory::Bytes;
+use crate::rpc::module::{Echo, HostModule, ECHO_NAME};
+use crate::sockfast::SocketDataPlane;
 
 use crate::devices::console::SharedConsole;
 use crate::vm::GuestFailure;
@@ -178,39 +177,15 @@ impl HostModule for PyHostModule {
         self.functions.contains_key(&function)
     }
 
-    /// The socket module's data plane answers SEND/RECV from guest memory.
-    fn call_in_place(
-        &self,
-        function: u32,
-        request: &InPlace<'_>,
-        done: Completion,
-    ) -> Option<Completion> {
-        let Some(dp) = self.data_plane.as_ref() else {
-            return Some(done);
-        };
-        match dp.get().inner.try_call(function, request, done) {
-            Fast::Done => None,
-            Fast::Fallback(done) => Some(done),
-            Fast::PartialSend(done, sent) => {
-                let mut bytes = vec![0u8; request.len];
-                if request.mem.read_slice(&mut bytes, request.addr).is_err() {
-                    done.err(guest_kmod_bindings::VMRPC_EINVAL);
-                    return None;
-                }
-                Python::attach(|py| {
-                    let result = dp
-                        .get()
-                        .continue_send
-                        .bind(py)
-                        .call1((PyBytes::new(py, &bytes), sent));
-                    self.finish(py, function, result, done);
-                });
-                None
-            }
-        }
-    }
-
     fn call(&self, function: u32, request: &[u8], done: Completion) {
+        // The socket module's zero-copy calls are answered natively.
+        let done = match &self.data_plane {
+            Some(dp) => match dp.get().inner.try_call(function, request, done) {
+                None => return,
+                Some(done) => done,
+            },
+            None => done,
+        };
         Python::attach(|py| {
             let Some(func) = self.functions.get(&function) else {
                 return done.err(guest_kmod_bindings::VMRPC_ENOFUNC);
@@ -274,26 +249,21 @@ impl PyHostModule {
 }
 
 /// The native data plane of socket outsourcing (see `crate::sockfast`), as the
-/// Python socket module sees it: it attaches connected sockets' descriptors,
-/// and gives the method that finishes a send the data plane started.
+/// Python socket module sees it: it attaches connected sockets' descriptors.
 #[pyclass(name = "SocketDataPlane", module = "vmrpc._vmm", frozen)]
+#[derive(Default)]
 pub struct PySocketDataPlane {
     inner: SocketDataPlane,
-    /// `continue_send(payload: bytes, sent: int) -> answer`.
-    continue_send: Py<PyAny>,
 }
 
 #[pymethods]
 impl PySocketDataPlane {
     #[new]
-    fn new(continue_send: Py<PyAny>) -> Self {
-        PySocketDataPlane {
-            inner: SocketDataPlane::default(),
-            continue_send,
-        }
+    fn new() -> Self {
+        Self::default()
     }
 
-    /// Serve SEND/RECV of guest socket `handle` natively, through a duplicate of `fd`.
+    /// Serve the zero-copy calls of guest socket `handle`, through a duplicate of `fd`.
     fn attach(&self, handle: u32, fd: i32) -> PyResult<()> {
         self.inner.attach(handle, fd).map_err(PyErr::from)
     }

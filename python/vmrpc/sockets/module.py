@@ -174,11 +174,11 @@ class SocketOutsourcing(HostModule):
         self._names: dict[str, list[str]] = {}  # address -> names it was resolved from
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        self.native_data_plane = _vmm.SocketDataPlane(self._continue_send)
-        """SEND/RECV on connected plain TCP sockets, served in Rust without Python
-        (`vmrpc.VM.register_hm` hands it to the VMM). Sockets are attached once
-        connected and detached before they close; anything it cannot finish at
-        once comes to the Python functions below."""
+        self.native_data_plane = _vmm.SocketDataPlane()
+        """Serves the guest's zero-copy calls (SEND_BUF, RECV_BUF) on connected plain
+        TCP sockets in Rust, without Python (`vmrpc.VM.register_hm` hands it to the
+        VMM). Sockets are attached once connected and detached before they close;
+        what would block falls back to SEND/RECV, served below."""
 
     # ---- public ---------------------------------------------------------------------
 
@@ -946,8 +946,8 @@ class SocketOutsourcing(HostModule):
 
     @function(proto.FN_SEND_BUF)
     def rpc_send_buf(self, payload: bytes) -> Answer:
-        """Zero-copy send: only the VMM's native data plane reaches guest memory. It
-        answers these itself; what reaches Python is a socket it does not serve."""
+        """Zero-copy send: only the VMM's native data plane reaches guest memory, and it
+        answers these itself. Reached only without it (module used on its own)."""
         return self._zero_copy_unsupported(proto.FN_SEND_BUF)
 
     @function(proto.FN_RECV_BUF)
@@ -960,10 +960,6 @@ class SocketOutsourcing(HostModule):
             self._counts["rpcs"] += 1
             self._counts["rpc." + proto.FUNCTION_NAMES[fn]] += 1
         return proto.error_resp(errno.EOPNOTSUPP)
-
-    def _continue_send(self, payload: bytes, sent: int) -> Answer:
-        """Finishes a SEND of which the native data plane put out ``sent`` bytes."""
-        return self._call(proto.FN_SEND, payload, lambda req: self._send(req, sent))
 
     @function(proto.FN_SEND)
     def rpc_send(self, payload: bytes) -> Answer:

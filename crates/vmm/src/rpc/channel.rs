@@ -182,14 +182,6 @@ impl Completion {
         self.chan.post(self.tag, status);
     }
 
-    /// The guest's response buffer: (guest address, capacity).
-    pub fn response_area(&self) -> (GuestAddress, usize) {
-        (
-            self.chan.data.unchecked_add(self.resp_off as u64),
-            self.resp_cap as usize,
-        )
-    }
-
     /// Guest memory, for writing an answer in place (see `response_area`).
     pub fn mem(&self) -> &GuestMemoryMmap {
         &self.chan.mem

@@ -22,7 +22,6 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::channel::{Channel, Completion};
-use super::module::{InPlace, IN_PLACE_HEAD};
 use super::registry::Registry;
 use super::wire::{self, ValidReq};
 use crate::evq::EvqHost;
@@ -203,44 +202,19 @@ impl Engine {
     }
 
     fn dispatch(&mut self, chan: &Arc<Channel>, req: ValidReq) {
-        let mut done = Completion::new(chan.clone(), req.tag, req.resp_off, req.resp_cap);
-        let at = chan.data.unchecked_add(req.req_off as u64);
-        let module = match req.handle {
-            VMRPC_SYS_HANDLE => None,
-            handle => match self.registry.lookup(handle) {
-                Err(code) => return done.err(code),
-                Ok(reg) if !reg.module.has_function(req.function) => {
-                    return done.err(VMRPC_ENOFUNC)
-                }
-                Ok(reg) => Some(reg),
-            },
-        };
-        if let Some(reg) = &module {
-            // A module may take the request where it lies (a data plane moving
-            // opaque bytes); its head is copied, so what it parses cannot change.
-            let head_len = (req.req_len as usize).min(IN_PLACE_HEAD);
-            let mut head = [0u8; IN_PLACE_HEAD];
-            if chan.mem().read_slice(&mut head[..head_len], at).is_err() {
-                return done.err(VMRPC_EINVAL);
-            }
-            let request = InPlace {
-                head: &head[..head_len],
-                mem: chan.mem(),
-                addr: at,
-                len: req.req_len as usize,
-            };
-            match reg.module.call_in_place(req.function, &request, done) {
-                None => return,
-                Some(d) => done = d,
-            }
-        }
+        let done = Completion::new(chan.clone(), req.tag, req.resp_off, req.resp_cap);
         let payload = &mut self.buf[..req.req_len as usize];
+        let at = chan.data.unchecked_add(req.req_off as u64);
         if chan.mem().read_slice(payload, at).is_err() {
             return done.err(VMRPC_EINVAL);
         }
-        match module {
-            None => system_call(&self.registry, &self.queues, req.function, payload, done),
-            Some(reg) => reg.module.call(req.function, payload, done),
+        if req.handle == VMRPC_SYS_HANDLE {
+            return system_call(&self.registry, &self.queues, req.function, payload, done);
+        }
+        match self.registry.lookup(req.handle) {
+            Err(code) => done.err(code),
+            Ok(reg) if !reg.module.has_function(req.function) => done.err(VMRPC_ENOFUNC),
+            Ok(reg) => reg.module.call(req.function, payload, done),
         }
     }
 }
