@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +52,36 @@ def test_ten_spinning_vms_all_killed(vm_factory: VmFactory) -> None:
             vm.wait(timeout=30)
 
     assert [vm.state for vm in vms] == ["killed"] * 10
+
+
+EXIT_WITH_LIVE_VMS = """
+import vmrpc
+
+class Echo(vmrpc.HostModule):
+    name, version = "echo", 1
+
+    @vmrpc.function(0)
+    def echo(self, request):
+        return request
+
+done = vmrpc.VM("rpc_echo", args=["echo", "10", "8"], modules=[Echo()])
+assert done.run(timeout=30) == 0  # its RPC engine has called into Python
+spinning = vmrpc.VM("spin", modules=[Echo()])
+spinning.start()
+raise RuntimeError("uncaught, with VMs still alive")
+"""
+
+
+@pytest.mark.kvm
+def test_interpreter_exits_with_vms_still_alive() -> None:
+    """A script that dies (or ends) without closing its VMs still exits: vmrpc stops
+    them at exit, before interpreter finalization could deadlock on their threads."""
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_WITH_LIVE_VMS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "uncaught, with VMs still alive" in result.stderr

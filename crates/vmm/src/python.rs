@@ -3,7 +3,7 @@
 //! only there.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use guest_kmod_bindings::{vmrpc_version, VMRPC_EHOSTFN};
@@ -297,6 +297,34 @@ fn version_from(version: u32) -> String {
     format!("{}.{}", version >> 16, version & 0xffff)
 }
 
+/// Every VM this process created and may not have closed yet.
+static LIVE_VMS: Mutex<Vec<Weak<Vm>>> = Mutex::new(Vec::new());
+
+fn track_live_vm(vm: &Arc<Vm>) {
+    let mut live = LIVE_VMS.lock().unwrap_or_else(PoisonError::into_inner);
+    live.retain(|w| w.strong_count() > 0);
+    live.push(Arc::downgrade(vm));
+}
+
+/// Registered with `atexit`: stops every VM still running while Python can
+/// still run threads. A VM left to interpreter finalization would deadlock:
+/// stopping it joins the RPC engine thread, which must take the GIL once more
+/// to leave, and Python parks threads that take the GIL during finalization.
+#[pyfunction]
+fn stop_all_vms(py: Python<'_>) {
+    let vms: Vec<Arc<Vm>> = LIVE_VMS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain(..)
+        .filter_map(|w| w.upgrade())
+        .collect();
+    py.detach(move || {
+        for vm in &vms {
+            vm.kill();
+        }
+    });
+}
+
 /// How often a blocked `wait` wakes to let Python handle signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
@@ -346,10 +374,11 @@ impl PyVm {
             console_limit,
             rpc_spin_us,
         };
-        let vm = py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?;
+        let vm = Arc::new(py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?);
+        track_live_vm(&vm);
         Ok(PyVm {
             console: vm.shared().console.clone(),
-            vm: Mutex::new(Some(Arc::new(vm))),
+            vm: Mutex::new(Some(vm)),
             final_stats: Mutex::new(Vec::new()),
             vcpus,
             memory_mib,
@@ -616,6 +645,9 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
     let py = m.py();
     m.add_class::<PyVm>()?;
+    let stop_all = wrap_pyfunction!(stop_all_vms, m)?;
+    py.import("atexit")?
+        .call_method1("register", (&stop_all,))?;
     m.add_class::<PySocketDataPlane>()?;
     m.add_function(wrap_pyfunction!(bench_raw_kvm_cycles, m)?)?;
     m.add("VmrpcError", py.get_type::<VmrpcError>())?;
