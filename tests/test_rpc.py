@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 
 import pytest
 
@@ -274,3 +275,21 @@ def test_fast_path_needs_no_exits_per_rpc(vm_factory: VmFactory) -> None:
     stats = vm.stats
     assert stats["rpcs"] >= 5001
     assert stats["exits_total"] < 1000, stats
+
+
+def test_module_registered_while_the_vm_runs(vm_factory: VmFactory) -> None:
+    class Late(HostModule):
+        name, version = "late", 1
+
+        @function(0)
+        def greet(self, request: bytes) -> bytes:
+            return request.upper()
+
+    vm = vm_factory("rpc_late_bind")
+    vm.start()
+    while "waiting for late" not in vm.console:  # the guest's bind has failed once
+        assert vm.state == "running", vm.console
+        time.sleep(0.001)
+    vm.register_hm(Late())
+    assert vm.wait() == 0, vm.console
+    assert "late says: HI" in vm.console
