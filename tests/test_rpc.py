@@ -16,6 +16,7 @@ import pytest
 
 import vmrpc
 from vmrpc import ConfigError, HostModule, NativeModule, function
+from vmrpc.demo import KV
 from vmrpc.pytest_plugin import VmFactory
 
 pytestmark = pytest.mark.kvm
@@ -53,24 +54,6 @@ class Raiser(HostModule):
     @function(0)
     def boom(self, request: bytes) -> bytes:
         raise RuntimeError("raised on purpose by the test")
-
-
-class KV(HostModule):
-    name, version = "kv", 1
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    @function(0)
-    def put(self, request: bytes) -> bytes:
-        key, _, value = request.partition(b"=")
-        self.data[key] = value
-        return b"ok"
-
-    @function(1)
-    async def get(self, key: bytes) -> bytes:
-        await asyncio.sleep(0)
-        return self.data.get(key, b"")
 
 
 def cases(console: str) -> dict[str, int]:
