@@ -7,13 +7,37 @@ pytest plugin, `vmrpc.pytest_plugin`, loaded through its ``pytest11`` entry poin
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
 import pytest
 
 from vmrpc import VM
 from vmrpc.pytest_plugin import VmFactory
 
 # Re-exported for tests that still do `from conftest import VmFactory`.
-__all__ = ["VmFactory"]
+__all__ = ["CHILD_TIMEOUT_S", "VmFactory", "run_python"]
+
+#: A child process (the CLI, an example script) that runs longer is a failure.
+CHILD_TIMEOUT_S = 90
+
+
+def run_python(
+    *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS...`` (this interpreter) without input; capture its output."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        cwd=cwd,
+        env=None if env is None else dict(env),
+    )
 
 
 @pytest.fixture

@@ -8,20 +8,14 @@ import sys
 
 import pytest
 
+from conftest import CHILD_TIMEOUT_S, run_python
+
 # Only safety nets for a hung guest or child; no test measures time.
 GUEST_TIMEOUT = "30"
-CHILD_TIMEOUT_S = 90
 
 
 def vmrpc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmrpc", *args],
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    return run_python("-m", "vmrpc", *args)
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["images"], ["bench"]])

@@ -14,8 +14,9 @@ import pytest
 import vmrpc.guest
 from vmrpc.pytest_plugin import VmFactory
 
+from conftest import run_python
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-CHILD_TIMEOUT_S = 90
 
 pytestmark = pytest.mark.kvm
 
@@ -38,16 +39,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
-    )
+    return run_python(*args, cwd=cwd, env={**os.environ, "XDG_CACHE_HOME": str(cache)})
 
 
 # -- kvstore: a Python key-value store the guest calls through VM RPC -----------------

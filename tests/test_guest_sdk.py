@@ -6,7 +6,6 @@ import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import vmrpc.guest
 from vmrpc import GuestBuildError, NativeModule, VmrpcError
 from vmrpc.pytest_plugin import VmFactory
 
-CHILD_TIMEOUT_S = 90
+from conftest import run_python
 
 # Everything from the one header: console, strings, heap, RPC, exit code from main.
 APP_C = """\
@@ -90,15 +89,7 @@ def runs(log: Path) -> int:
 
 
 def vmrpc_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "vmrpc", *args],
-        capture_output=True,
-        text=True,
-        timeout=CHILD_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        cwd=cwd,
-    )
+    return run_python("-m", "vmrpc", *args, cwd=cwd)
 
 
 def test_build_and_run_a_user_guest(vm_factory: VmFactory, app: Path, cache: Path) -> None:

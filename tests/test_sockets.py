@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -469,14 +470,22 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"server": server_ctx, "ca": str(ca_file), "wrong_ca": str(other_file)}
 
 
+@contextmanager
+def tls_echo(tls_material: dict[str, Any]) -> Iterator[tuple[TcpServer, SocketOutsourcing]]:
+    """A TLS echo server, and a sockets module whose policy forces TLS to it."""
+    server = TcpServer(echo, wrap=tls_material["server"])
+    try:
+        rule = Rule(TLS(server_hostname="localhost", cafile=tls_material["ca"]), port=server.port)
+        yield server, SocketOutsourcing(Policy([rule]))
+    finally:
+        server.close()
+
+
 @pytest_kvm
 def test_forced_tls_server_sees_tls_guest_speaks_plaintext(
     vm_factory: VmFactory, tls_material: dict[str, Any]
 ) -> None:
-    server = TcpServer(echo, wrap=tls_material["server"])
-    try:
-        rule = Rule(TLS(server_hostname="localhost", cafile=tls_material["ca"]), port=server.port)
-        module = SocketOutsourcing(Policy([rule]))
+    with tls_echo(tls_material) as (server, module):
         vm = vm_factory(
             "tcp_echo_client", args=["127.0.0.1", str(server.port), "5000", "3"], modules=[module]
         )
@@ -485,8 +494,6 @@ def test_forced_tls_server_sees_tls_guest_speaks_plaintext(
         assert server.tls_versions
         assert server.tls_versions[0] in ("TLSv1.2", "TLSv1.3")
         assert [r.event for r in module.audit] == ["connect", "tls-established"]
-    finally:
-        server.close()
 
 
 @pytest_kvm
@@ -789,10 +796,7 @@ def test_bulk_data_takes_the_native_zero_copy_path(
 def test_tls_sockets_never_take_the_native_path(
     vm_factory: VmFactory, tls_material: dict[str, Any]
 ) -> None:
-    server = TcpServer(echo, wrap=tls_material["server"])
-    try:
-        rule = Rule(TLS(server_hostname="localhost", cafile=tls_material["ca"]), port=server.port)
-        module = SocketOutsourcing(Policy([rule]))
+    with tls_echo(tls_material) as (server, module):
         vm = vm_factory(
             "tcp_echo_client", args=["127.0.0.1", str(server.port), "70000", "2"], modules=[module]
         )
@@ -803,5 +807,3 @@ def test_tls_sockets_never_take_the_native_path(
         stats = module.stats
         assert (stats["native_sends"], stats["native_recvs"]) == (0, 0)
         assert stats["bytes_sent"] == stats["bytes_received"] == 140_000
-    finally:
-        server.close()
