@@ -13,8 +13,9 @@ import re
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,6 +56,42 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal a benchmark number must reach: ``value <op> bound``.
+
+    The verdict is computed from the numbers of the same run, never written by hand.
+    """
+
+    name: str
+    op: Literal["<=", ">="]
+    bound: float
+
+    def met(self, value: float) -> bool:
+        return value <= self.bound if self.op == "<=" else value >= self.bound
+
+    def cell(self, value: float) -> str:
+        """The table cell: the target and whether this run met it."""
+        return f"{self.op} {self.bound:g}: {'met' if self.met(value) else 'MISSED'}"
+
+    def record(self, value: float) -> dict[str, Any]:
+        """The JSON form: what was asked, what was measured, and the verdict."""
+        return {"target": f"{self.op} {self.bound:g}", "value": value, "met": self.met(value)}
+
+
+def verdicts(pairs: Sequence[tuple[Target, float]]) -> dict[str, dict[str, Any]]:
+    """Every target of a run with its measured value and verdict, by target name."""
+    return {target.name: target.record(value) for target, value in pairs}
+
+
+def print_verdicts(decided: dict[str, dict[str, Any]]) -> None:
+    """One line per target, missed ones first, so a reader cannot overlook them."""
+    print()
+    for name, v in sorted(decided.items(), key=lambda item: item[1]["met"]):
+        word = "met   " if v["met"] else "MISSED"
+        print(f"{word} {name}: {v['value']:.4g} (target {v['target']})")
 
 
 def write_json(name: str, data: dict[str, Any]) -> Path:

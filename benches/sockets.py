@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import guest_bench_lines, table, write_json
+from _common import Target, guest_bench_lines, print_verdicts, table, verdicts, write_json
 
 from vmrpc import VM
 from vmrpc.sockets import SocketOutsourcing
@@ -217,40 +217,53 @@ def main() -> None:
         rr["native_best"] = min(rr_native) / 1000
         rr["ratio_to_best"] = rr["outsourced"] / rr["native_best"]
 
+        send_target = Target("TCP guest->host throughput / native", ">=", 0.8)
+        recv_target = Target("TCP host->guest throughput / native", ">=", 0.8)
+        rr_target = Target("1-byte request/response / native median", "<=", 2.0)
+        rr_best_target = Target("1-byte request/response / best native run", "<=", 2.0)
+        decided = verdicts(
+            [
+                (send_target, results["send_mib_s"]["ratio"]),
+                (recv_target, results["recv_mib_s"]["ratio"]),
+                (rr_target, rr["ratio"]),
+                (rr_best_target, rr["ratio_to_best"]),
+            ]
+        )
         rows = [
             [
                 "TCP throughput guest->host (MiB/s)",
                 f"{results['send_mib_s']['native']:.0f}",
                 f"{results['send_mib_s']['outsourced']:.0f}",
                 f"{results['send_mib_s']['ratio']:.2f}",
-                ">= 0.80",
+                send_target.cell(results["send_mib_s"]["ratio"]),
             ],
             [
                 "TCP throughput host->guest (MiB/s)",
                 f"{results['recv_mib_s']['native']:.0f}",
                 f"{results['recv_mib_s']['outsourced']:.0f}",
                 f"{results['recv_mib_s']['ratio']:.2f}",
-                ">= 0.80",
+                recv_target.cell(results["recv_mib_s"]["ratio"]),
             ],
             [
                 "1-byte request/response, median (µs)",
                 f"{rr['native']:.1f}",
                 f"{rr['outsourced']:.1f}",
                 f"{rr['ratio']:.2f}",
-                "<= 2.00",
+                rr_target.cell(rr["ratio"]),
             ],
             [
                 "  same, against the best native run (µs)",
                 f"{rr['native_best']:.1f}",
                 f"{rr['outsourced']:.1f}",
                 f"{rr['ratio_to_best']:.2f}",
-                "<= 2.00",
+                rr_best_target.cell(rr["ratio_to_best"]),
             ],
             ["in-guest loopback, 2 vCPUs (MiB/s)", "", f"{local_mib:.0f}", "", ""],
         ]
         print(table(["measurement", "native loopback", "outsourced", "ratio", "target"], rows))
         rpcs_per_mib = send_stats.get("rpc.send", 0) / (BULK_BYTES / (1 << 20))
         print(f"\nsend path: {rpcs_per_mib:.1f} RPCs per MiB (zero-copy: up to 1 MiB per RPC)")
+        print_verdicts(decided)
         path = write_json(
             "sockets",
             {
@@ -261,7 +274,7 @@ def main() -> None:
                 "in_guest_loopback_mib_s": local_mib,
                 "send_module_stats": send_stats,
                 "baseline": "host Python socket client against the same server process",
-                "targets": {"throughput_ratio_min": 0.8, "rr_ratio_max": 2.0},
+                "verdicts": decided,
             },
         )
         print(f"wrote {path}")
