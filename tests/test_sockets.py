@@ -131,6 +131,38 @@ class TcpServer:
         self.thread.join(5)
 
 
+class ByteWitness(TcpServer):
+    """A raw TCP listener that records every byte each client sends.
+
+    It reads the first chunk, shuts down its sending side (a TLS client or a SOCKS5
+    client then fails its handshake and closes) and reads on until the client closes,
+    so ``records`` holds everything that ever went out on each connection, in
+    order. Nothing is answered: no handshake can succeed against it.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[bytes] = []
+        super().__init__(self._record)
+
+    def _record(self, conn: socket.socket) -> None:
+        conn.settimeout(30)
+        data = conn.recv(65536)
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_WR)
+        while chunk := conn.recv(65536):
+            data += chunk
+        self.records.append(data)
+
+    def wait_records(self, timeout: float = 30.0) -> list[bytes]:
+        """The records, once every accepted connection has been recorded."""
+        deadline = time.monotonic() + timeout
+        while len(self.records) + len(self.errors) < self.accepted:
+            assert time.monotonic() < deadline, "connections not recorded"
+            time.sleep(0.01)
+        assert not self.errors, self.errors
+        return list(self.records)
+
+
 def echo(conn: socket.socket) -> None:
     while data := conn.recv(65536):
         conn.sendall(data)

@@ -6,7 +6,10 @@
 //! here under the guest's handle. The guest's zero-copy calls (SEND_BUF,
 //! RECV_BUF; see socket_proto.h) are then answered on the RPC engine thread by
 //! one non-blocking system call straight between the socket and the guest's own
-//! buffer: no Python, no GIL, no copy through the RPC area. They never wait:
+//! buffer: no Python, no GIL, no copy through the RPC area. This table is the
+//! gate of the native path: Python attaches a socket only when its entry turns
+//! READY (after the connect, the SOCKS5 and the TLS handshakes; never a TLS
+//! socket), so a socket still connecting is answered -EOPNOTSUPP here. They never wait:
 //! what would block is answered -EAGAIN, and the guest takes the copying
 //! SEND/RECV path, which Python serves (and which waits).
 //!

@@ -15,6 +15,7 @@ registered with the loop and closed only on the loop thread.
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
 import ipaddress
 import logging
@@ -86,6 +87,24 @@ class AuditRecord:
     detail: str = ""
 
 
+class _State(enum.Enum):
+    """Where a socket-table entry is in its life.
+
+    Only a READY entry carries data, in every path (the Python fast path, the request
+    path, poll, and the native data plane, which learns of a socket only when it
+    becomes READY). A stream socket is CONNECTING from the guest's connect until the
+    TCP connect, the SOCKS5 handshake and the TLS handshake have all finished: a byte
+    sent in that window would reach the peer (or the proxy) before the handshake, as
+    plaintext (issue 13.1).
+    """
+
+    NEW = enum.auto()  # no host socket yet (a UDP socket gets one at its first sendto)
+    CONNECTING = enum.auto()  # connect and handshakes under way: no data, no poll events
+    READY = enum.auto()  # connected stream, or UDP socket: data may flow
+    LISTENING = enum.auto()  # exposed host listener: accept only
+    CLOSED = enum.auto()  # no new operation starts on it
+
+
 @dataclass(eq=False)
 class _Entry:
     """One row of the socket table."""
@@ -94,8 +113,8 @@ class _Entry:
     family: int  # proto.AF_*
     type: int  # proto.SOCK_*
     sock: socket.socket | None = None
+    state: _State = _State.NEW
     tls: bool = False
-    listening: bool = False
     options: list[tuple[int, int, bytes]] = field(default_factory=list)
     peer: Addr | None = None  # as the guest sees it (the destination it asked for)
     udp_decisions: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -103,11 +122,19 @@ class _Entry:
     writers: list[asyncio.Future[None]] = field(default_factory=list)
     fd: int = -1  # registered with the loop while readers/writers wait
     exposed_key: tuple[str, int] | None = None
-    closed: bool = False
 
     @property
     def protocol(self) -> str:
         return "tcp" if self.type == proto.SOCK_STREAM else "udp"
+
+    @property
+    def closed(self) -> bool:
+        return self.state is _State.CLOSED
+
+    @property
+    def ready(self) -> bool:
+        """Data may flow (and the socket exists)."""
+        return self.state is _State.READY and self.sock is not None
 
 
 class _Closed(Exception):
@@ -302,8 +329,9 @@ class SocketOutsourcing(HostModule):
 
     def _connected(self, handle: int) -> tuple[_Entry, socket.socket]:
         entry = self._entry(handle)
-        if entry.sock is None or entry.listening:
+        if not entry.ready:
             raise ProtoError(f"socket {handle} is not connected", errno.ENOTCONN)
+        assert entry.sock is not None
         return entry, entry.sock
 
     def _new_entry(self, family: int, type_: int) -> _Entry:
@@ -473,7 +501,9 @@ class SocketOutsourcing(HostModule):
             sock.bind((action.host, action.port))
             if req.type == proto.SOCK_STREAM:
                 sock.listen(max(req.backlog, 16))
-                entry.listening = True
+                entry.state = _State.LISTENING
+            else:
+                entry.state = _State.READY  # an exposed UDP socket receives at once
         except OSError as error:
             self._drop(entry)
             self._record(event, flow, rule, action, err=_errno_of(error), detail=str(error))
@@ -488,7 +518,7 @@ class SocketOutsourcing(HostModule):
 
     def _drop(self, entry: _Entry) -> None:
         """Forgets an entry that never had waiters (synchronous paths only)."""
-        entry.closed = True
+        entry.state = _State.CLOSED
         with self._lock:
             self._table.pop(entry.handle, None)
         if entry.sock is not None:
@@ -500,11 +530,9 @@ class SocketOutsourcing(HostModule):
 
     def _accept(self, req: proto.WaitReq) -> Answer:
         entry = self._entry(req.handle)
-        if not entry.listening or entry.sock is None:
+        if entry.state is not _State.LISTENING or entry.sock is None:
             raise ProtoError("not a listening socket", errno.EINVAL)
         listener = entry.sock
-        if entry.tls:
-            raise ProtoError("not a listening socket", errno.EINVAL)
         try:
             return self._accepted(entry, listener.accept())
         except (BlockingIOError, InterruptedError):
@@ -528,7 +556,7 @@ class SocketOutsourcing(HostModule):
         sock.setblocking(False)
         new.sock = sock
         new.peer = proto.addr_from_sockaddr(sock.family, peer)
-        self._attach_data_plane(new)
+        self._ready(new)
         return proto.addr_resp(new.handle, new.peer)
 
     @function(proto.FN_CONNECT)
@@ -539,9 +567,11 @@ class SocketOutsourcing(HostModule):
         entry = self._entry(req.handle)
         if req.addr.family != entry.family:
             raise ProtoError("address family differs from the socket's", errno.EAFNOSUPPORT)
-        if entry.listening:
+        if entry.state is _State.LISTENING:
             raise ProtoError("listening socket", errno.EINVAL)
-        if entry.sock is not None and entry.type == proto.SOCK_STREAM:
+        if entry.state is _State.CONNECTING:
+            raise ProtoError("connect already under way", errno.EALREADY)
+        if entry.state is not _State.NEW and entry.type == proto.SOCK_STREAM:
             raise ProtoError("already connected", errno.EISCONN)
         flow = self._flow("outbound", entry.protocol, req.addr)
         rule, action = self.policy.decide(flow)
@@ -558,10 +588,13 @@ class SocketOutsourcing(HostModule):
                 entry.sock = self._host_socket(entry)
             entry.sock.connect(req.addr.sockaddr())
             entry.peer = req.addr
+            entry.state = _State.READY
             entry.udp_decisions[(req.addr.host, req.addr.port)] = 0
             return self._local_answer(entry)
         self._record("connect", flow, rule, action)
         timeout = _MAX_CONNECT_S if req.timeout is None else min(req.timeout, _MAX_CONNECT_S)
+        # From here until the handshakes end no data path may touch the socket.
+        entry.state = _State.CONNECTING
         return self._connect_stream(entry, req.addr, (flow, rule, action), timeout)
 
     def _local_answer(self, entry: _Entry) -> bytes:
@@ -594,14 +627,17 @@ class SocketOutsourcing(HostModule):
                     raise
             if isinstance(action, TLS):
                 await self._tls(entry, addr, (flow, rule, action), deadline)
+            entry.peer = addr
+            self._ready(entry)
         except BaseException:
             current = entry.sock or sock
             entry.sock = None
             entry.tls = False
+            entry.peer = None
+            if entry.state is _State.CONNECTING:
+                entry.state = _State.NEW
             current.close()
             raise
-        entry.peer = addr
-        self._attach_data_plane(entry)
         return self._local_answer(entry)
 
     async def _raw_connect(
@@ -704,7 +740,7 @@ class SocketOutsourcing(HostModule):
 
     def _close(self, req: proto.HandleReq) -> Answer:
         entry = self._entry(req.handle)
-        entry.closed = True  # no new operation starts on it from now on
+        entry.state = _State.CLOSED  # no new operation starts on it from now on
         if entry.sock is None:
             with self._lock:
                 self._table.pop(entry.handle, None)
@@ -718,7 +754,7 @@ class SocketOutsourcing(HostModule):
 
     def _close_entry(self, entry: _Entry) -> None:
         """Closes on the loop thread: fails the waiters, unregisters, closes."""
-        entry.closed = True
+        entry.state = _State.CLOSED
         for waiters, write in ((entry.readers, False), (entry.writers, True)):
             for fut in waiters:
                 if not fut.done():
@@ -857,6 +893,8 @@ class SocketOutsourcing(HostModule):
             if entry is None or entry.closed:
                 revents[i] = select.POLLNVAL
                 continue
+            if entry.state is _State.CONNECTING:
+                continue  # nothing to report before the handshakes end
             if entry.sock is None:
                 dgram = entry.type == proto.SOCK_DGRAM
                 revents[i] = select.POLLOUT & events if dgram else select.POLLHUP
@@ -903,7 +941,9 @@ class SocketOutsourcing(HostModule):
                 waits = []
                 for handle, events in req.fds:
                     entry = self._table.get(handle)
-                    if entry is None or entry.sock is None or entry.closed:
+                    if entry is None or entry.sock is None:
+                        continue
+                    if entry.state not in (_State.READY, _State.LISTENING):
                         continue
                     if events & select.POLLIN or not events & select.POLLOUT:
                         waits.append(asyncio.ensure_future(self._wait(entry, False, deadline)))
@@ -938,10 +978,17 @@ class SocketOutsourcing(HostModule):
 
     # ---- data plane ---------------------------------------------------------------------
 
-    def _attach_data_plane(self, entry: _Entry) -> None:
-        """Let the native data plane serve a connected plain TCP socket (not TLS:
-        the TLS object lives on the loop thread)."""
-        if entry.type == proto.SOCK_STREAM and not entry.tls and entry.sock is not None:
+    def _ready(self, entry: _Entry) -> None:
+        """The one way into READY: data may flow from now on.
+
+        A connected plain TCP socket is also handed to the native data plane (not TLS:
+        the TLS object lives on the loop thread). The native plane serves only
+        attached sockets, so it can never see a socket before it is READY.
+        """
+        if entry.state is _State.CLOSED or entry.sock is None:
+            raise _Closed()  # closed while connecting: the caller closes the socket
+        entry.state = _State.READY
+        if entry.type == proto.SOCK_STREAM and not entry.tls:
             self.native_data_plane.attach(entry.handle, entry.sock.fileno())
 
     @function(proto.FN_SEND_BUF)
@@ -976,9 +1023,7 @@ class SocketOutsourcing(HostModule):
             return None
         handle, flags, ms, arg = proto.WAIT_REQ.unpack_from(payload)
         entry = self._table.get(handle)
-        if flags or ms < -1 or entry is None or entry.sock is None:
-            return None
-        if entry.tls or entry.listening or entry.closed:
+        if flags or ms < -1 or entry is None or not entry.ready or entry.tls:
             return None
         return entry, ms, arg
 
@@ -1131,6 +1176,7 @@ class SocketOutsourcing(HostModule):
             return proto.error_resp(err)
         if entry.sock is None:
             entry.sock = self._host_socket(entry)
+            entry.state = _State.READY
         sock = entry.sock
         try:
             n = sock.sendto(req.data, req.addr.sockaddr())
@@ -1156,9 +1202,9 @@ class SocketOutsourcing(HostModule):
 
     def _recvfrom(self, req: proto.WaitReq) -> Answer:
         entry = self._entry(req.handle)
-        if entry.sock is None or entry.listening:
-            raise ProtoError("nothing to receive from", errno.ENOTCONN)
         sock = entry.sock
+        if not entry.ready or sock is None:
+            raise ProtoError("nothing to receive from", errno.ENOTCONN)
         if entry.tls:
             raise ProtoError("recvfrom on a TLS socket", errno.EOPNOTSUPP)
         flags = socket.MSG_PEEK if req.flags & proto.F_PEEK else 0
