@@ -140,9 +140,9 @@ class ByteWitness(TcpServer):
     order. Nothing is answered: no handshake can succeed against it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.records: list[bytes] = []
-        super().__init__(self._record)
+        super().__init__(self._record, host=host)
 
     def _record(self, conn: socket.socket) -> None:
         conn.settimeout(30)
@@ -680,8 +680,15 @@ def test_in_guest_loopback_without_any_host_module(vm_factory: VmFactory) -> Non
 
 @pytest.fixture
 def udp_echo_server() -> Iterator[tuple[int, list[int]]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
+    with udp_echo("127.0.0.1") as server:
+        yield server
+
+
+@contextmanager
+def udp_echo(host: str) -> Iterator[tuple[int, list[int]]]:
+    """A UDP echo server on ``host``: its port, and the sizes of what it echoed."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
     sizes: list[int] = []
 
     def serve() -> None:
@@ -695,9 +702,11 @@ def udp_echo_server() -> Iterator[tuple[int, list[int]]]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield sock.getsockname()[1], sizes
-    sock.close()
-    thread.join(5)
+    try:
+        yield sock.getsockname()[1], sizes
+    finally:
+        sock.close()
+        thread.join(5)
 
 
 @pytest_kvm

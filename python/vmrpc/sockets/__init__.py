@@ -29,6 +29,7 @@ from vmrpc.sockets.policy import (
     Policy,
     Proxy,
     Rule,
+    canonicalize,
 )
 from vmrpc.sockets.proto import ProtoError
 
@@ -46,4 +47,5 @@ __all__ = [
     "Proxy",
     "Rule",
     "SocketOutsourcing",
+    "canonicalize",
 ]

@@ -33,7 +33,16 @@ from typing import Any
 from vmrpc import _runtime, _vmm
 from vmrpc.hostmodule import HostModule, function
 from vmrpc.sockets import proto
-from vmrpc.sockets.policy import TLS, TLS_ERRNO, Deny, Expose, Flow, Policy, Proxy
+from vmrpc.sockets.policy import (
+    TLS,
+    TLS_ERRNO,
+    Deny,
+    Expose,
+    Flow,
+    Policy,
+    Proxy,
+    canonicalize,
+)
 from vmrpc.sockets.proto import Addr, ProtoError
 
 __all__ = ["AuditRecord", "SocketOutsourcing"]
@@ -191,6 +200,8 @@ class SocketOutsourcing(HostModule):
 
     def __init__(self, policy: Policy | None = None, *, max_sockets: int = 1024) -> None:
         self.policy = policy if policy is not None else Policy()
+        # Name rules resolve here, before any guest runs; later refreshes never block.
+        self.policy.resolve_names()
         self.max_sockets = max_sockets
         self.audit: list[AuditRecord] = []
         self.exposed: dict[tuple[str, int], tuple[str, int]] = {}
@@ -390,8 +401,10 @@ class SocketOutsourcing(HostModule):
         )
 
     def _flow(self, direction: str, protocol: str, addr: Addr) -> Flow:
-        names = frozenset(self._names.get(addr.host, ()))
-        return Flow(direction, protocol, addr.host, addr.port, names)  # type: ignore[arg-type]
+        key = str(canonicalize(addr.host, direction))  # type: ignore[arg-type]
+        names = frozenset(self._names.get(key, ()))
+        flow = Flow(direction, protocol, addr.host, addr.port, names)  # type: ignore[arg-type]
+        return self.policy.with_rule_names(flow)
 
     # ---- waiting on the loop ----------------------------------------------------------
 
@@ -699,8 +712,8 @@ class SocketOutsourcing(HostModule):
     ) -> None:
         flow, rule, action = decision
         assert isinstance(action, TLS)
-        names = self._names.get(addr.host)
-        hostname = action.server_hostname or (names[-1] if names else addr.host)
+        names = self._names.get(str(flow.canonical))
+        hostname = action.server_hostname or (names[-1] if names else str(flow.canonical))
         assert entry.sock is not None
         try:
             context = ssl.create_default_context(cafile=action.cafile)
@@ -871,7 +884,7 @@ class SocketOutsourcing(HostModule):
                 return proto.resp(proto.EAI_NONAME)
             with self._lock:
                 for addr in addrs:
-                    names = self._names.setdefault(addr.host, [])
+                    names = self._names.setdefault(str(canonicalize(addr.host)), [])
                     if req.name in names:
                         names.remove(req.name)
                     names.append(req.name)

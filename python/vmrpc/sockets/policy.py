@@ -16,6 +16,11 @@ and port (an int, a ``range`` or an inclusive ``(low, high)`` pair)::
 
 Without a matching rule, outbound flows are allowed and inbound ones stay inside
 the guest (no host listener).
+
+Rules decide on the address the host kernel will actually use (`canonicalize`):
+``::ffff:127.0.0.2`` is 127.0.0.2, ``0.0.0.0`` is 127.0.0.1, ``::`` is ``::1``. A
+name rule (``dest="localhost"``) also matches a direct connect to an address the
+name resolves to on the host (`Policy.resolve_names`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,11 @@ from __future__ import annotations
 import errno as _errno
 import fnmatch
 import ipaddress
-from collections.abc import Iterable, Sequence
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -38,7 +47,13 @@ __all__ = [
     "Policy",
     "Proxy",
     "Rule",
+    "canonicalize",
 ]
+
+log = logging.getLogger("vmrpc.sockets")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The errno a guest's ``connect`` gets when a forced TLS handshake fails (bad
 #: certificate, wrong host name, protocol error): ``EPROTO``. Never a plaintext fallback.
@@ -46,6 +61,46 @@ TLS_ERRNO = _errno.EPROTO
 
 Direction = Literal["outbound", "inbound"]
 Protocol = Literal["tcp", "udp"]
+
+_V4_LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+_V6_LOOPBACK = ipaddress.IPv6Address("::1")
+_V6_UNSPECIFIED = ipaddress.IPv6Address("::")
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def canonicalize(address: str | IPAddress, direction: Direction = "outbound") -> IPAddress:
+    """The address the host kernel uses for ``address``; the policy decides on this.
+
+    - IPv4-mapped IPv6 (``::ffff:a.b.c.d``) is IPv4: Linux sends it as IPv4.
+    - IPv4-compatible IPv6 (``::a.b.c.d``, deprecated) is taken as IPv4 too, except
+      ``::`` and ``::1``. Linux would try it as IPv6, where it has no route; deciding on
+      the IPv4 form means a rule about a.b.c.d also covers this spelling.
+    - Outbound, the unspecified address is the local host: Linux connects (and sends)
+      to ``0.0.0.0`` as 127.0.0.1 and to ``::`` as ``::1``. Inbound (the guest's own
+      bound address) it keeps its meaning, "every address".
+
+    A scope id (``fe80::1%2``) is kept; raises ValueError on anything not an address.
+    """
+    ip = address if not isinstance(address, str) else ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif int(ip) >> 32 == 0 and ip not in (_V6_UNSPECIFIED, _V6_LOOPBACK):
+            ip = ipaddress.IPv4Address(int(ip))
+    if direction == "outbound" and ip.is_unspecified:
+        return _V4_LOOPBACK if ip.version == 4 else _V6_LOOPBACK
+    return ip
+
+
+def _canonical_network(net: IPNetwork, direction: Direction) -> IPNetwork:
+    """A rule's network in the terms of `canonicalize` (so that both sides agree)."""
+    if net.num_addresses == 1:
+        ip = canonicalize(net.network_address, direction)
+        return ipaddress.ip_network(ip)
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_V4_MAPPED):
+        low = int(net.network_address) & 0xFFFFFFFF
+        return ipaddress.IPv4Network((low, net.prefixlen - 96))
+    return net
 
 
 @dataclass(frozen=True)
@@ -119,18 +174,30 @@ _OUTBOUND_ONLY = (TLS, Proxy)
 
 @dataclass(frozen=True)
 class Flow:
-    """What a rule is matched against."""
+    """What a rule is matched against.
+
+    ``address`` is the destination as the guest spelled it; rules match
+    ``canonical``, the address the kernel will use (`canonicalize`). ``names`` are
+    the host names it is known by (resolved by the guest through the host, or by
+    the policy's name rules).
+    """
 
     direction: Direction
     protocol: Protocol
     address: str
     port: int
     names: frozenset[str] = frozenset()
+    canonical: IPAddress = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "canonical", canonicalize(self.address, self.direction))
 
     def describe(self) -> str:
         names = f" ({', '.join(sorted(self.names))})" if self.names else ""
         host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{self.direction} {self.protocol} {host}:{self.port}{names}"
+        same = ipaddress.ip_address(self.address) == self.canonical
+        kernel = "" if same else f" = {self.canonical}"
+        return f"{self.direction} {self.protocol} {host}:{self.port}{kernel}{names}"
 
 
 def _port_bounds(port: int | range | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -164,7 +231,7 @@ class Rule:
     protocol: Protocol | None = None
     dest: str | Sequence[str] | None = None
     port: int | range | tuple[int, int] | None = None
-    _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+    _networks: Mapping[Direction, tuple[IPNetwork, ...]] = field(
         init=False, repr=False, compare=False
     )
     _patterns: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -195,7 +262,11 @@ class Rule:
                 networks.append(ipaddress.ip_network(d, strict=False))
             except ValueError:
                 patterns.append(d.lower().rstrip("."))
-        object.__setattr__(self, "_networks", tuple(networks))
+        canonical = {
+            way: tuple(_canonical_network(n, way) for n in networks)
+            for way in ("outbound", "inbound")
+        }
+        object.__setattr__(self, "_networks", canonical)
         object.__setattr__(self, "_patterns", tuple(patterns))
         object.__setattr__(self, "_ports", _port_bounds(self.port))
 
@@ -208,20 +279,115 @@ class Rule:
             return False
         if self.dest is None:
             return True
-        ip = ipaddress.ip_address(flow.address)
-        if any(ip.version == net.version and ip in net for net in self._networks):
+        ip = flow.canonical
+        if any(ip.version == net.version and ip in net for net in self._networks[flow.direction]):
             return True
         return any(fnmatch.fnmatchcase(n, p) for n in flow.names for p in self._patterns)
 
+    @property
+    def literal_names(self) -> tuple[str, ...]:
+        """The host names of ``dest`` without wildcards: these the policy resolves."""
+        return tuple(p for p in self._patterns if not any(c in p for c in "*?["))
+
+
+Resolver = Callable[[str], Iterable[str]]
+
+
+def _host_resolver(name: str) -> list[str]:
+    """The addresses the host resolves ``name`` to (any family)."""
+    infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class _NameAddresses:
+    """The addresses of the policy's literal name rules, refreshed every ``ttl`` s.
+
+    The first lookup resolves in the caller's thread (`SocketOutsourcing` does it at
+    construction, before any guest runs). Later lookups never block: a stale answer
+    is used while one background thread resolves again, so a name whose addresses
+    change is matched with the old ones for up to ``ttl`` plus one resolution. A
+    name that fails to resolve keeps its last good answer (none at first).
+    """
+
+    def __init__(self, names: Iterable[str], ttl: float, resolver: Resolver) -> None:
+        self.names = tuple(dict.fromkeys(names))
+        self.ttl = ttl
+        self._resolver = resolver
+        self._lock = threading.Lock()
+        self._answers: dict[str, frozenset[IPAddress]] = {}
+        self._stamp: float | None = None  # monotonic time of the last resolution
+        self._refreshing = False
+
+    def resolve(self) -> None:
+        answers: dict[str, frozenset[IPAddress]] = {}
+        for name in self.names:
+            try:
+                found = frozenset(canonicalize(a.split("%")[0]) for a in self._resolver(name))
+            except (OSError, ValueError, UnicodeError) as error:
+                log.info("policy name %r did not resolve: %s", name, error)
+                found = self._answers.get(name, frozenset())
+            answers[name] = found
+        with self._lock:
+            self._answers = answers
+            self._stamp = time.monotonic()
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self.resolve()
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def names_of(self, ip: IPAddress) -> frozenset[str]:
+        """The rule names that resolve to ``ip`` (a canonical address)."""
+        if not self.names:
+            return frozenset()
+        with self._lock:
+            stamp = self._stamp
+            stale = stamp is not None and time.monotonic() - stamp >= self.ttl
+            start = stale and not self._refreshing
+            if start:
+                self._refreshing = True
+        if stamp is None:
+            self.resolve()
+        elif start:
+            threading.Thread(
+                target=self._refresh_in_background, name="vmrpc-policy-names", daemon=True
+            ).start()
+        with self._lock:
+            return frozenset(n for n, addrs in self._answers.items() if ip in addrs)
+
 
 class Policy:
-    """An ordered list of rules; the first match decides."""
+    """An ordered list of rules; the first match decides.
 
-    def __init__(self, rules: Iterable[Rule] = ()) -> None:
+    Name rules (``dest="localhost"``, without wildcards) also match the addresses the
+    name resolves to on the host, so a guest cannot step around ``Deny(dest=
+    "localhost")`` by connecting to 127.0.0.1. Wildcard patterns (``"*.example.com"``)
+    cannot be resolved: they match only names the guest resolved through the host;
+    deny by address (CIDR) for a hard guarantee. ``name_ttl`` is how long a resolution
+    is used; ``resolver`` replaces the host's ``getaddrinfo`` (tests).
+    """
+
+    def __init__(
+        self,
+        rules: Iterable[Rule] = (),
+        *,
+        name_ttl: float = 30.0,
+        resolver: Resolver | None = None,
+    ) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         for rule in self.rules:
             if not isinstance(rule, Rule):
                 raise TypeError(f"Policy takes Rule objects, got {rule!r}")
+        if not name_ttl >= 0:
+            raise ValueError(f"name_ttl must be >= 0, got {name_ttl!r}")
+        names = (n for rule in self.rules for n in rule.literal_names)
+        self._name_addresses = _NameAddresses(names, name_ttl, resolver or _host_resolver)
+
+    def resolve_names(self) -> None:
+        """Resolve the name rules now (blocking); later refreshes run in the background."""
+        self._name_addresses.resolve()
 
     def decide(self, flow: Flow) -> tuple[int | None, Action | None]:
         """The index of the deciding rule (``None``: default) and its action.
@@ -229,10 +395,18 @@ class Policy:
         The default is `Allow` for outbound flows and ``None`` (stay in the guest) for
         inbound ones.
         """
+        flow = self.with_rule_names(flow)
         for index, rule in enumerate(self.rules):
             if rule.matches(flow):
                 return index, rule.action
         return None, (Allow() if flow.direction == "outbound" else None)
+
+    def with_rule_names(self, flow: Flow) -> Flow:
+        """``flow`` with the names of the rules that resolve to its address added."""
+        extra = self._name_addresses.names_of(flow.canonical) - flow.names
+        if not extra:
+            return flow
+        return Flow(flow.direction, flow.protocol, flow.address, flow.port, flow.names | extra)
 
     def __repr__(self) -> str:
         return f"Policy({list(self.rules)!r})"
