@@ -33,6 +33,7 @@ from typing import Any
 from vmrpc import _runtime, _vmm
 from vmrpc.hostmodule import HostModule, function
 from vmrpc.sockets import proto
+from vmrpc.sockets.fdbudget import FdBudget
 from vmrpc.sockets.policy import (
     TLS,
     TLS_ERRNO,
@@ -188,6 +189,11 @@ class SocketOutsourcing(HostModule):
     Args:
         policy: what the guest may do; default: everything outbound, nothing inbound.
         max_sockets: size of the VM's socket table.
+        max_host_fds: this VM's budget of host fds (a connected plain TCP socket
+            costs 2, others 1); past it the guest gets EMFILE.
+        fd_reserve: fds of the process's soft ``RLIMIT_NOFILE`` that no guest socket
+            may take (default ``max(64, limit / 8)``), so that VMs can still be
+            created; past it the guest gets ENFILE. See `fdbudget`.
 
     Attributes:
         audit: every policy decision and outcome, oldest first (`AuditRecord`).
@@ -198,11 +204,19 @@ class SocketOutsourcing(HostModule):
     name = proto.MODULE_NAME
     version = (proto.MODULE_MAJOR, proto.MODULE_MINOR)
 
-    def __init__(self, policy: Policy | None = None, *, max_sockets: int = 1024) -> None:
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        max_sockets: int = 1024,
+        max_host_fds: int = 1024,
+        fd_reserve: int | None = None,
+    ) -> None:
         self.policy = policy if policy is not None else Policy()
         # Name rules resolve here, before any guest runs; later refreshes never block.
         self.policy.resolve_names()
         self.max_sockets = max_sockets
+        self._fd_budget = FdBudget(max_host_fds, fd_reserve)
         self.audit: list[AuditRecord] = []
         self.exposed: dict[tuple[str, int], tuple[str, int]] = {}
         self._table: dict[int, _Entry] = {}
@@ -356,7 +370,14 @@ class SocketOutsourcing(HostModule):
             self._table[handle] = entry
             return entry
 
+    def _held_fds(self) -> int:
+        """Host fds this VM holds: its sockets and the native data plane's duplicates."""
+        with self._lock:
+            sockets = sum(1 for e in self._table.values() if e.sock is not None)
+        return sockets + self.native_data_plane.stats["attached"]
+
     def _host_socket(self, entry: _Entry, family: int | None = None) -> socket.socket:
+        self._fd_budget.check(self._held_fds())
         if family is None:
             family = socket.AF_INET if entry.family == proto.AF_INET else socket.AF_INET6
         kind = socket.SOCK_STREAM if entry.type == proto.SOCK_STREAM else socket.SOCK_DGRAM
@@ -562,6 +583,7 @@ class SocketOutsourcing(HostModule):
         sock, peer = result
         self._count("sockets_created")
         try:
+            self._fd_budget.check(self._held_fds(), need=0)  # it is open already
             new = self._new_entry(listener.family, listener.type)
         except ProtoError:
             sock.close()
@@ -1001,7 +1023,9 @@ class SocketOutsourcing(HostModule):
         if entry.state is _State.CLOSED or entry.sock is None:
             raise _Closed()  # closed while connecting: the caller closes the socket
         entry.state = _State.READY
-        if entry.type == proto.SOCK_STREAM and not entry.tls:
+        # The duplicate is only a shortcut: without room for it, Python serves the socket.
+        native = entry.type == proto.SOCK_STREAM and not entry.tls
+        if native and self._fd_budget.allows(self._held_fds()):
             self.native_data_plane.attach(entry.handle, entry.sock.fileno())
 
     @function(proto.FN_SEND_BUF)

@@ -1,0 +1,73 @@
+"""Issue 13.5: one VM's sockets cannot exhaust the process's fds for the others.
+
+Run in a child process under a lowered ``RLIMIT_NOFILE`` (the limit is per
+process): a guest opens connections until the host says no, and VM creation must
+still work while that guest holds everything it got.
+"""
+
+from __future__ import annotations
+
+import errno
+import textwrap
+
+import pytest
+
+from vmrpc.sockets import SocketOutsourcing
+from vmrpc.sockets.fdbudget import FdBudget, ProtoError
+
+from conftest import run_python
+
+CHILD = textwrap.dedent(
+    """
+    import re, resource, socket, sys
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    from vmrpc import VM
+    from vmrpc.sockets import SocketOutsourcing
+
+    # A listener that never accepts: connections wait in its backlog, so they cost
+    # this process no fd on the server side.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    port = listener.getsockname()[1]
+    module = SocketOutsourcing()
+    hog = VM("many_conns", args=["127.0.0.1", str(port), "400", "16"], modules=[module])
+    rc = hog.run(timeout=60)
+    match = re.search(r"connection (\\d+) failed errno=(\\d+)", hog.console)
+    print("hog", rc, match and match[1], match and match[2], module.stats["sockets_open"])
+    # The hog VM is still open and holds every socket it got.
+    for i in range(3):
+        vm = VM("hello", vcpus=2)
+        assert vm.run(timeout=30) == 0, vm.console
+        vm.close()
+    print("created 3 VMs beside the hog")
+    hog.close()
+    """
+)
+
+
+@pytest.mark.kvm
+def test_a_guest_cannot_starve_vm_creation_of_fds() -> None:
+    child = run_python("-c", CHILD)
+    assert child.returncode == 0, child.stdout + child.stderr
+    hog = child.stdout.split("\n")[0].split()
+    assert hog[0] == "hog", child.stdout
+    rc, failed_at, err, held = int(hog[1]), int(hog[2]), int(hog[3]), int(hog[4])
+    assert rc == 2  # many_conns stops at its first failed connect
+    assert err == errno.ENFILE  # the process reserve, not the real limit, stopped it
+    assert held == failed_at > 10  # it did get sockets: every one it made is still open
+    assert "created 3 VMs beside the hog" in child.stdout
+
+
+def test_per_vm_budget_is_emfile() -> None:
+    budget = FdBudget(max_host_fds=4, reserve=0)
+    budget.check(held=3)
+    with pytest.raises(ProtoError) as info:
+        budget.check(held=4)
+    assert info.value.errno == errno.EMFILE
+    assert not budget.allows(held=4)
+    with pytest.raises(ValueError, match="max_host_fds"):
+        FdBudget(0)
+    with pytest.raises(ValueError, match="reserve"):
+        SocketOutsourcing(fd_reserve=-1)
