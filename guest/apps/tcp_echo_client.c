@@ -1,7 +1,7 @@
 /*
  * TCP echo client: arg[1] host, arg[2] port, arg[3] payload bytes (default
- * 4096), arg[4] rounds (default 1).  Sends a pattern, reads the echo back and
- * verifies it.  Prints "tcp_echo_client ok bytes=N" or "<step> failed errno=N".
+ * 4096), arg[4] rounds (default 1), arg[5] SO_SNDTIMEO in ms set before the
+ * connect (default none).  Sends a pattern, reads the echo back and verifies it.  Prints "tcp_echo_client ok bytes=N" or "<step> failed errno=N".
  */
 #include <vmrpc.h>
 
@@ -17,6 +17,7 @@ int main(int argc, char **argv)
 	const char *port = argc > 2 ? argv[2] : "7";
 	long size = argc > 3 ? strtol(argv[3], NULL, 0) : 4096;
 	long rounds = argc > 4 ? strtol(argv[4], NULL, 0) : 1;
+	long sndtimeo_ms = argc > 5 ? strtol(argv[5], NULL, 0) : 0;
 	struct addrinfo hints, *res;
 	uint8_t *out, *in;
 	size_t total = 0;
@@ -34,6 +35,12 @@ int main(int argc, char **argv)
 	fd = socket(res->ai_family, SOCK_STREAM, 0);
 	if (fd < 0)
 		return failed("socket", errno);
+	if (sndtimeo_ms > 0) {
+		struct timeval tv = { sndtimeo_ms / 1000, (sndtimeo_ms % 1000) * 1000 };
+
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+			return failed("setsockopt", errno);
+	}
 	if (connect(fd, res->ai_addr, res->ai_addrlen) < 0)
 		return failed("connect", errno);
 	freeaddrinfo(res);

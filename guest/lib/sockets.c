@@ -847,7 +847,9 @@ static int connect_host(struct gsock *s, const struct vsock_addr *a)
 		return -1;
 	memset(&req, 0, sizeof(req));
 	req.handle = s->host;
-	req.timeout_ms = -1;
+	/* Like Linux, a connect waits at most SO_SNDTIMEO (the host's own limit
+	 * applies too), handshakes with a proxy or a TLS server included. */
+	req.timeout_ms = s->sndtimeo_ms;
 	req.addr = *a;
 	if (host_call(VSOCK_FN_CONNECT, &req, sizeof(req), &resp, sizeof(resp), NULL) < 0) {
 		if (s->type == SOCK_STREAM) {

@@ -67,7 +67,8 @@ _OPTIONS: dict[tuple[int, int], int] = {
 }
 _READ_ONLY = {(socket.SOL_SOCKET, socket.SO_ERROR), (socket.SOL_SOCKET, socket.SO_TYPE)}
 
-_MAX_CONNECT_S = 75.0
+#: Default of `SocketOutsourcing`'s ``connect_timeout``: Linux's usual SYN retry time.
+CONNECT_TIMEOUT_S = 75.0
 _HANDSHAKE_S = 15.0
 _GAI_S = 10.0
 _CLOSE_WAIT_S = 5.0
@@ -191,6 +192,9 @@ class SocketOutsourcing(HostModule):
         max_sockets: size of the VM's socket table.
         max_host_fds: this VM's budget of host fds (a connected plain TCP socket
             costs 2, others 1); past it the guest gets EMFILE.
+        connect_timeout: the longest a guest's connect may take, in seconds, the TCP
+            connect, the SOCKS5 and the TLS handshakes together; a guest socket's
+            ``SO_SNDTIMEO`` shortens it. Past it the connect fails with ETIMEDOUT.
         fd_reserve: fds of the process's soft ``RLIMIT_NOFILE`` that no guest socket
             may take (default ``max(64, limit / 8)``), so that VMs can still be
             created; past it the guest gets ENFILE. See `fdbudget`.
@@ -210,8 +214,12 @@ class SocketOutsourcing(HostModule):
         *,
         max_sockets: int = 1024,
         max_host_fds: int = 1024,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
         fd_reserve: int | None = None,
     ) -> None:
+        if not 0 < connect_timeout < float("inf"):
+            raise ValueError(f"connect_timeout must be > 0 and finite, got {connect_timeout!r}")
+        self.connect_timeout = float(connect_timeout)
         self.policy = policy if policy is not None else Policy()
         # Name rules resolve here, before any guest runs; later refreshes never block.
         self.policy.resolve_names()
@@ -627,7 +635,8 @@ class SocketOutsourcing(HostModule):
             entry.udp_decisions[(req.addr.host, req.addr.port)] = 0
             return self._local_answer(entry)
         self._record("connect", flow, rule, action)
-        timeout = _MAX_CONNECT_S if req.timeout is None else min(req.timeout, _MAX_CONNECT_S)
+        limit = self.connect_timeout
+        timeout = limit if req.timeout is None else min(req.timeout, limit)
         # From here until the handshakes end no data path may touch the socket.
         entry.state = _State.CONNECTING
         return self._connect_stream(entry, req.addr, (flow, rule, action), timeout)
@@ -655,6 +664,12 @@ class SocketOutsourcing(HostModule):
             if isinstance(action, Proxy):
                 try:
                     await self._socks5(entry, sock, addr, deadline)
+                except BlockingIOError as error:  # the deadline passed (a silent proxy)
+                    detail = f"SOCKS5 proxy did not answer in time: {error}"
+                    self._record(
+                        "proxy-failed", flow, rule, action, err=errno.ETIMEDOUT, detail=detail
+                    )
+                    raise TimeoutError(errno.ETIMEDOUT, detail) from error
                 except OSError as error:
                     self._record(
                         "proxy-failed", flow, rule, action, err=_errno_of(error), detail=str(error)
@@ -753,6 +768,10 @@ class SocketOutsourcing(HostModule):
             hs_deadline = min(deadline, hs_deadline)
         try:
             await self._io(entry, tls.do_handshake, False, hs_deadline)
+        except BlockingIOError as error:  # the deadline passed: a silent server
+            detail = f"TLS handshake with {hostname} timed out"
+            self._record("tls-failed", flow, rule, action, err=errno.ETIMEDOUT, detail=detail)
+            raise TimeoutError(errno.ETIMEDOUT, detail) from error
         except (ssl.SSLError, ssl.CertificateError, OSError) as error:
             self._record("tls-failed", flow, rule, action, err=TLS_ERRNO, detail=str(error))
             raise OSError(TLS_ERRNO, f"TLS handshake with {hostname} failed: {error}") from error
