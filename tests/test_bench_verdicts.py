@@ -12,7 +12,8 @@ from _common import Target, verdicts
 
 def test_upper_bound_is_inclusive_and_strict_beyond() -> None:
     t = Target("x", "<=", 2.0)
-    assert t.met(2.0) and t.met(0.0)
+    assert t.met(2.0)
+    assert t.met(0.0)
     assert not t.met(2.0000001)
     assert t.cell(1.5) == "<= 2: met"
     assert t.cell(2.5) == "<= 2: MISSED"
@@ -20,7 +21,8 @@ def test_upper_bound_is_inclusive_and_strict_beyond() -> None:
 
 def test_lower_bound_is_inclusive_and_strict_below() -> None:
     t = Target("rate", ">=", 0.8)
-    assert t.met(0.8) and t.met(3.0)
+    assert t.met(0.8)
+    assert t.met(3.0)
     assert not t.met(0.79)
 
 
