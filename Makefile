@@ -6,6 +6,7 @@
 #   make test    dev, then Rust and Python lint/type checks (and the _vmm stub against
 #                the built module), cargo test and pytest
 #   make bench   dev, then `python -m vmrpc bench`
+#   make wheel   dist/: the sdist, and a portable (manylinux2014) wheel built from it
 #   make clean   remove everything the build made
 #
 # Nothing installed by hand is assumed: the venv is built from requirements-dev.txt.
@@ -36,7 +37,7 @@ RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) pyproject.toml \
 	$(shell find crates -type f \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'build.rs' \) 2>/dev/null)
 EXT_MODULE := $(wildcard $(PKG)/_vmm*.so)
 
-.PHONY: dev venv guest sdk ext demo test lint test-rust test-python bench clean FORCE
+.PHONY: dev venv guest sdk ext wheel demo test lint test-rust test-python bench clean FORCE
 
 dev: venv sdk ext
 
@@ -55,15 +56,27 @@ $(STAMPS)/venv: requirements-dev.txt
 guest:
 	$(MAKE) -C guest
 
+# Guests shipped to users as built-in images (`vmrpc images`). Every other app is a
+# test or benchmark guest: it goes to _guest/testing/, which wheels leave out.
+EXAMPLE_IMAGES := demo hello fault spin smp http_get tcp_echo_client echo_server udp_echo
+
 # Copy the guest build into the package (generated, gitignored). Built in a scratch
-# directory and swapped in, so a failed copy never leaves half an SDK behind.
+# directory and swapped in, so a failed copy never leaves half an SDK behind. This is
+# also how every package build gets its guests: crates/vmm/build.rs runs `make sdk`.
 sdk: guest
 	rm -rf $(SDK).tmp
-	mkdir -p $(SDK).tmp/images $(SDK).tmp/lib
-	cp guest/build/*.elf $(SDK).tmp/images/
+	mkdir -p $(SDK).tmp/images $(SDK).tmp/testing $(SDK).tmp/lib
+	for elf in guest/build/*.elf; do \
+		name=$$(basename "$$elf" .elf); \
+		if [[ " $(EXAMPLE_IMAGES) " == *" $$name "* ]]; then dest=images; else dest=testing; fi; \
+		cp "$$elf" "$(SDK).tmp/$$dest/"; \
+	done
 	cp -r guest/include $(SDK).tmp/include
 	cp guest/build/libvmrpc.a guest/build/crt0.o guest/rt/guest.ld $(SDK).tmp/lib/
 	$(MAKE) -s -C guest print-cflags > $(SDK).tmp/cflags.txt
+	# build.rs reruns when this stamp is missing (a fresh unpack, a deleted SDK). It
+	# carries existence only: dated 1970 so that cargo never takes it for a change.
+	touch -d @0 $(SDK).tmp/.complete
 	rm -rf $(SDK) && mv $(SDK).tmp $(SDK)
 
 # --- Native extension -----------------------------------------------------------------
@@ -76,6 +89,27 @@ $(STAMPS)/ext: $(STAMPS)/venv $(RUST_SOURCES) $(if $(EXT_MODULE),,FORCE)
 	touch $@
 
 FORCE:
+
+# --- Packages -------------------------------------------------------------------------
+
+# The sdist first, then the wheel built from the unpacked sdist (as pip builds it), so a
+# file the sdist lacks fails here and not on a user's machine. The wheel targets
+# manylinux2014 (glibc 2.17) by linking through zig (the ziglang package), and is
+# stripped (pyproject.toml). Its own target directory keeps the dev build's warm.
+WHEEL_BUILD := target/sdist-build
+
+wheel: venv
+	rm -rf dist $(WHEEL_BUILD)
+	$(VENV)/bin/maturin sdist --out dist
+	mkdir -p $(WHEEL_BUILD)
+	# -m: files dated now. The sdist's fixed dates would make cargo take a warm target
+	# directory's older build of the project's own crates for fresh.
+	tar -xzmf dist/vmrpc-*.tar.gz -C $(WHEEL_BUILD)
+	cd $(WHEEL_BUILD)/vmrpc-* && \
+		PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR="$(abspath target/wheel)" \
+		maturin build --quiet --release --zig --compatibility manylinux2014 \
+		--out "$(abspath dist)"
+	ls -l dist
 
 # --- Entry points ---------------------------------------------------------------------
 

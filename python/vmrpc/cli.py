@@ -29,7 +29,7 @@ from vmrpc.errors import (
     VmrpcError,
 )
 from vmrpc.hostmodule import HostModule, NativeModule
-from vmrpc.images import builtin_images, image_path
+from vmrpc.images import builtin_images, image_path, testing_images
 from vmrpc.vm import VM
 
 __all__ = [
@@ -218,9 +218,10 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_images(ns: argparse.Namespace) -> int:
-    names = builtin_images()
+    names = testing_images() if ns.testing else builtin_images()
     if not names:
-        sys.stderr.write("vmrpc: no built-in images (run `make dev` to build them)\n")
+        what = "test images (they ship in a checkout, not in wheels)" if ns.testing else "images"
+        sys.stderr.write(f"vmrpc: no built-in {what}\n")
         return EXIT_ERROR
     for name in names:
         line = f"{name:<16}{image_path(name)}" if ns.paths else name
@@ -310,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
         "images", help="list the built-in guest images", description="List built-in images."
     )
     images.add_argument("--paths", action="store_true", help="also print each image's path")
+    images.add_argument(
+        "--testing",
+        action="store_true",
+        help="list the project's test and benchmark guests instead of the examples",
+    )
     images.set_defaults(func=_cmd_images)
 
     build_guest = sub.add_parser(

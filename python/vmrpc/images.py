@@ -4,6 +4,8 @@
 ``vmrpc/_guest``:
 
 - ``images/<name>.elf``: the built-in guest programs (``hello``, ``smp``, ...)
+- ``testing/<name>.elf``: the project's test and benchmark guests (``hostile``,
+  ``rpcbench``, ...); present in a checkout, left out of wheels
 - ``include/``: the guest headers (``vmrpc/abi.h`` is the guest-host ABI)
 - ``lib/``: ``libvmrpc.a``, ``crt0.o`` and the linker script ``guest.ld``,
   to link your own guests against the runtime.
@@ -22,6 +24,7 @@ __all__ = [
     "images_dir",
     "sdk_include_dir",
     "sdk_lib_dir",
+    "testing_images",
 ]
 
 _GUEST_DIR = Path(__file__).resolve().parent / "_guest"
@@ -31,6 +34,11 @@ _IMAGE_SUFFIX = ".elf"
 def images_dir() -> Path:
     """Return the directory holding the built-in guest images (it may not exist yet)."""
     return _GUEST_DIR / "images"
+
+
+def testing_images_dir() -> Path:
+    """Return the directory of the test and benchmark guests (absent from wheels)."""
+    return _GUEST_DIR / "testing"
 
 
 def sdk_include_dir() -> Path:
@@ -43,12 +51,20 @@ def sdk_lib_dir() -> Path:
     return _GUEST_DIR / "lib"
 
 
-def builtin_images() -> list[str]:
-    """Return the names of the built-in guest images, sorted."""
-    directory = images_dir()
+def _names_in(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
     return sorted(p.name.removesuffix(_IMAGE_SUFFIX) for p in directory.glob("*" + _IMAGE_SUFFIX))
+
+
+def builtin_images() -> list[str]:
+    """Return the names of the built-in example guest images, sorted."""
+    return _names_in(images_dir())
+
+
+def testing_images() -> list[str]:
+    """Return the names of the test and benchmark guests, sorted (empty in a wheel install)."""
+    return _names_in(testing_images_dir())
 
 
 def _looks_like_name(image: str) -> bool:
@@ -68,9 +84,10 @@ def image_path(image: str | os.PathLike[str]) -> Path:
             message lists the available names.
     """
     if isinstance(image, str) and _looks_like_name(image):
-        candidate = images_dir() / (image + _IMAGE_SUFFIX)
-        if candidate.is_file():
-            return candidate
+        for directory in (images_dir(), testing_images_dir()):
+            candidate = directory / (image + _IMAGE_SUFFIX)
+            if candidate.is_file():
+                return candidate
         if Path(image).is_file():
             # A file of that name in the current directory is a path, not a name.
             return Path(image)
