@@ -675,8 +675,9 @@ class SocketOutsourcing(HostModule):
                         "proxy-failed", flow, rule, action, err=_errno_of(error), detail=str(error)
                     )
                     raise
-            if isinstance(action, TLS):
-                await self._tls(entry, addr, (flow, rule, action), deadline)
+            tls = action.tls if isinstance(action, Proxy) else action
+            if isinstance(tls, TLS):  # TLS, or TLS through the proxy's tunnel
+                await self._tls(entry, tls, (flow, rule, action), deadline)
             entry.peer = addr
             self._ready(entry)
         except BaseException:
@@ -745,15 +746,16 @@ class SocketOutsourcing(HostModule):
             raise OSError(errno.ECONNREFUSED, f"SOCKS5 reply address type {kind}")
 
     async def _tls(
-        self, entry: _Entry, addr: Addr, decision: _Decision, deadline: float | None
+        self, entry: _Entry, config: TLS, decision: _Decision, deadline: float | None
     ) -> None:
+        """Wraps the connected (or tunnelled) socket in TLS as ``config`` says;
+        ``decision`` is what the audit names."""
         flow, rule, action = decision
-        assert isinstance(action, TLS)
         names = self._names.get(str(flow.canonical))
-        hostname = action.server_hostname or (names[-1] if names else str(flow.canonical))
+        hostname = config.server_hostname or (names[-1] if names else str(flow.canonical))
         assert entry.sock is not None
         try:
-            context = ssl.create_default_context(cafile=action.cafile)
+            context = ssl.create_default_context(cafile=config.cafile)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             tls = context.wrap_socket(
                 entry.sock, server_hostname=hostname, do_handshake_on_connect=False

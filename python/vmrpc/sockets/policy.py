@@ -135,9 +135,14 @@ class TLS:
 
 @dataclass(frozen=True)
 class Proxy:
-    """Outbound TCP only: connect through a SOCKS5 proxy, ``"socks5://host:port"``."""
+    """Outbound TCP only: connect through a SOCKS5 proxy, ``"socks5://host:port"``.
+
+    With ``tls``, the host also runs TLS to the destination through the proxy's tunnel
+    (the proxy sees only TLS records), exactly as the `TLS` action does without one.
+    """
 
     url: str
+    tls: TLS | None = None
     host: str = field(init=False)
     port: int = field(init=False)
 
@@ -147,6 +152,8 @@ class Proxy:
             raise ValueError(f"proxy URL must look like socks5://host:port, got {self.url!r}")
         if parts.username or parts.password:
             raise ValueError("SOCKS5 authentication is not supported")
+        if self.tls is not None and not isinstance(self.tls, TLS):
+            raise TypeError(f"Proxy tls must be a TLS action, got {self.tls!r}")
         object.__setattr__(self, "host", parts.hostname)
         object.__setattr__(self, "port", parts.port)
 
