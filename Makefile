@@ -54,7 +54,7 @@ $(STAMPS)/venv: requirements-dev.txt
 
 # The guest Makefile is incremental; always ask it.
 guest:
-	$(MAKE) -C guest
+	$(MAKE) -s -C guest
 
 # Guests shipped to users as built-in images (`vmrpc images`). Every other app is a
 # test or benchmark guest: it goes to _guest/testing/, which wheels leave out.

@@ -9,10 +9,7 @@ benchmarks.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -26,10 +23,12 @@ from vmrpc.errors import (
     GuestError,
     GuestTimeout,
     ImageError,
+    KvmError,
     VmrpcError,
 )
-from vmrpc.hostmodule import HostModule, NativeModule
 from vmrpc.images import builtin_images, image_path, testing_images
+from vmrpc.kvmaccess import kvm_access_problem
+from vmrpc.modspec import ModuleSpecError, load_module
 from vmrpc.vm import VM
 
 __all__ = [
@@ -127,61 +126,6 @@ def stream_run(vm: VM, timeout: float | None, out: TextIO) -> int:
     return result
 
 
-class ModuleSpecError(ValueError):
-    """A ``--module`` specification cannot be turned into a host module."""
-
-
-def _import_source(spec: str) -> object:
-    """Import the Python module named by ``spec``: a dotted name or a ``.py`` path."""
-    if spec.endswith(".py") or "/" in spec or os.sep in spec:
-        path = Path(spec)
-        if not path.is_file():
-            raise ModuleSpecError(f"no such file: {spec}")
-        name = f"_vmrpc_cli_{path.stem}"
-        loader_spec = importlib.util.spec_from_file_location(name, path)
-        if loader_spec is None or loader_spec.loader is None:
-            raise ModuleSpecError(f"cannot import {spec}")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[name] = module
-        loader_spec.loader.exec_module(module)
-        return module
-    # Like `python -m`, find modules in the current directory too.
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(spec)
-    except ImportError as error:
-        raise ModuleSpecError(f"cannot import {spec}: {error}") from error
-
-
-def load_module(spec: str) -> HostModule | NativeModule:
-    """Turn a ``--module`` specification into a host module to register.
-
-    ``native:NAME`` is the native module NAME (``native:echo``). ``pkg.mod:Class`` (or
-    ``path/to/file.py:Class``) imports the module and calls ``Class()``; if the
-    attribute already is a `HostModule` instance, it is used as it is.
-
-    Raises:
-        ModuleSpecError: the specification is malformed, the import fails, or the
-            attribute is neither a `HostModule` subclass nor an instance.
-    """
-    source, sep, attr = spec.rpartition(":")
-    if not sep or not source or not attr:
-        raise ModuleSpecError(f"--module wants pkg.mod:Class or native:NAME, got {spec!r}")
-    if source == "native":
-        return NativeModule(attr)
-    module = _import_source(source)
-    try:
-        obj = getattr(module, attr)
-    except AttributeError:
-        raise ModuleSpecError(f"{source} has no attribute {attr!r}") from None
-    if isinstance(obj, HostModule):
-        return obj
-    if isinstance(obj, type) and issubclass(obj, HostModule):
-        return obj()
-    raise ModuleSpecError(f"{spec} is not a vmrpc.HostModule subclass or instance")
-
-
 def _cmd_run(ns: argparse.Namespace) -> int:
     try:
         modules = [load_module(spec) for spec in ns.module]
@@ -207,14 +151,25 @@ def _cmd_run(ns: argparse.Namespace) -> int:
             if ns.stats:
                 for key, value in sorted(vm.stats.items()):
                     sys.stderr.write(f"{key} {value}\n")
-    except (ConfigError, ImageError) as error:
-        sys.stderr.write(f"vmrpc: {error}\n")
-        return EXIT_USAGE
     except VmrpcError as error:
-        sys.stderr.write(f"vmrpc: {type(error).__name__}: {error}\n")
-        return EXIT_ERROR
+        return _report_vm_error(error, ns.image)
     # A process exit status is one byte; keep it the guest's low byte.
     return code & 0xFF
+
+
+def _report_vm_error(error: VmrpcError, image: str) -> int:
+    """Say what went wrong creating or running a VM, with a hint; return the exit status."""
+    if isinstance(error, ConfigError | ImageError):
+        sys.stderr.write(f"vmrpc: {error}\n")
+        if isinstance(error, ImageError) and Path(image).suffix in (".c", ".S", ".s"):
+            sys.stderr.write(f"vmrpc: compile it first: vmrpc build-guest {image}\n")
+        return EXIT_USAGE
+    sys.stderr.write(f"vmrpc: {type(error).__name__}: {error}\n")
+    problem = kvm_access_problem() if isinstance(error, KvmError) else None
+    if problem is None:
+        return EXIT_ERROR
+    sys.stderr.write(f"vmrpc: {problem}\n")
+    return EXIT_USAGE
 
 
 def _cmd_images(ns: argparse.Namespace) -> int:
@@ -255,8 +210,11 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     if ns.names:
         scripts = [s for s in scripts if s.stem in ns.names]
     if not scripts:
-        print(f"vmrpc: no benchmarks found in {directory}/")
-        return 0
+        sys.stderr.write(
+            f"vmrpc: no benchmarks in {directory}/: they live in the benches/ directory of a "
+            "vmrpc source checkout; run this there or pass --dir\n"
+        )
+        return EXIT_USAGE
     failed = 0
     for script in scripts:
         print(f"== {script.stem} ==", flush=True)
@@ -266,12 +224,19 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else 0
 
 
+def _version() -> str:
+    from vmrpc import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``vmrpc`` command."""
     parser = argparse.ArgumentParser(
         prog="vmrpc",
         description="Boot small KVM virtual machines and talk to them.",
     )
+    parser.add_argument("--version", action="version", version=f"vmrpc {_version()}")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
     )
@@ -288,10 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("image", metavar="IMAGE", help="built-in image name or path of a guest ELF")
     run.add_argument("args", metavar="ARGS", nargs="*", help="arguments passed to the guest")
-    run.add_argument("--vcpus", type=int, default=1, metavar="N", help="virtual CPUs (1-8)")
-    run.add_argument("--memory", type=int, default=64, metavar="MIB", help="guest memory in MiB")
     run.add_argument(
-        "--timeout", type=float, default=None, metavar="S", help="kill the guest after S seconds"
+        "--vcpus", type=int, default=1, metavar="N", help="virtual CPUs, 1-8 (default: %(default)s)"
+    )
+    run.add_argument(
+        "--memory",
+        type=int,
+        default=64,
+        metavar="MIB",
+        help="guest memory in MiB (default: %(default)s)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="kill the guest after S seconds (default: none, since servers and interactive "
+        "guests run until they exit; Ctrl-C kills the VM)",
     )
     run.add_argument("--stats", action="store_true", help="print the VM's counters to stderr")
     run.add_argument(
@@ -358,7 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("names", nargs="*", metavar="NAME", help="only these benchmarks")
     bench.add_argument(
-        "--dir", type=Path, default=Path("benches"), help="benchmark directory (default: benches)"
+        "--dir",
+        type=Path,
+        default=Path("benches"),
+        help="benchmark directory (default: %(default)s, as in a source checkout)",
     )
     bench.set_defaults(func=_cmd_bench)
     return parser

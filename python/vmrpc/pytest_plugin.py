@@ -35,9 +35,8 @@ in seconds given to every VM that does not set its own (default 30), and
 
 from __future__ import annotations
 
-import errno
 import os
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ import pytest
 
 from vmrpc.cli import format_registers
 from vmrpc.errors import GuestError, GuestTimeout
-from vmrpc.hostmodule import HostModule
+from vmrpc.kvmaccess import KVM_DEVICE, kvm_access_problem
 from vmrpc.vm import VM
 
 __all__ = [
@@ -61,7 +60,6 @@ __all__ = [
 ]
 
 #: The KVM device the fixtures need.
-KVM_DEVICE = "/dev/kvm"
 
 #: A VM that runs longer than this is stopped: a safety net, never a measurement.
 DEFAULT_SAFETY_TIMEOUT_S = 30.0
@@ -83,17 +81,7 @@ _MARKER_HELP = (
 
 def kvm_unusable_reason(device: str | None = None) -> str | None:
     """Return why ``device`` (default `KVM_DEVICE`) cannot be used, or ``None`` if it opens."""
-    device = KVM_DEVICE if device is None else device
-    try:
-        fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return f"{device} does not exist: this machine offers no KVM"
-    except PermissionError:
-        return f"{device} exists but cannot be opened (permission denied; join group 'kvm')"
-    except OSError as error:
-        return f"{device} cannot be opened: {errno.errorcode.get(error.errno or 0, error)}"
-    os.close(fd)
-    return None
+    return kvm_access_problem(KVM_DEVICE if device is None else device)
 
 
 class FixtureVM(VM):
@@ -282,11 +270,6 @@ def vm_factory(request: pytest.FixtureRequest) -> Iterator[VmFactory]:
         factory.close_all()
 
 
-def _module_instances(modules: Sequence[Any]) -> list[Any]:
-    """Instantiate `HostModule` classes given in a marker; pass instances through."""
-    return [m() if isinstance(m, type) and issubclass(m, HostModule) else m for m in modules]
-
-
 def _resolve_sources(request: pytest.FixtureRequest, sources: Any) -> Path:
     from vmrpc import guest
 
@@ -322,7 +305,7 @@ def vm(request: pytest.FixtureRequest, vm_factory: VmFactory) -> FixtureVM:
     Marker keywords: ``image`` (built-in name or ELF path, default ``"hello"``),
     ``sources`` (C files relative to the test file, built with `vmrpc.guest.build`
     instead of ``image``), ``vcpus``, ``memory_mib``, ``args``, ``modules``
-    (`HostModule` instances or classes, `NativeModule`) and ``timeout``; any other
+    (any form `VM` takes: instances, classes, ``"pkg.mod:Class"``) and ``timeout``; any other
     keyword goes to `VM`.
     """
     options = vm_options(request)
@@ -330,8 +313,6 @@ def vm(request: pytest.FixtureRequest, vm_factory: VmFactory) -> FixtureVM:
     image = options.pop("image", "hello")
     if sources is not None:
         image = _resolve_sources(request, sources)
-    if "modules" in options:
-        options["modules"] = _module_instances(options["modules"])
     return vm_factory(image, **options)
 
 

@@ -7,22 +7,31 @@ call. State, console and counters live in the native object.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self, TypeAlias, cast
 
 from vmrpc import _vmm
 from vmrpc.errors import ConfigError
 from vmrpc.events import EventQueue
-from vmrpc.hostmodule import HostModule, NativeModule, encode_version, module_functions
+from vmrpc.hostmodule import NativeModule, encode_version, module_functions
 from vmrpc.images import image_path
+from vmrpc.modspec import ModuleLike, resolve_module
 
-__all__ = ["VM"]
+__all__ = ["VM", "VmState"]
 
 log = logging.getLogger("vmrpc")
+
+VmState: TypeAlias = Literal["created", "running", "exited", "crashed", "killed", "closed"]
+"""The life of a VM: `VM.state`."""
+
+#: How often `VM.iter_console` and `VM.aiter_console` look for new console output.
+CONSOLE_POLL_S = 0.02
 
 
 class VM:
@@ -37,7 +46,9 @@ class VM:
         args: the guest's command-line arguments (``arg[1]``, ``arg[2]``, ...).
         timeout: default timeout in seconds for `wait` and `run` (``None``: no limit).
         console_limit: how many bytes of console output are kept.
-        modules: host modules to register right away (see `register_hm`).
+        modules: host modules to register right away, in any form `register_hm`
+            takes: instances, `HostModule` subclasses, ``"pkg.mod:Class"`` or
+            ``"native:NAME"``.
         rpc_spin_us: how long the RPC engine polls idle rings before it sleeps and
             waits for the guest's doorbell (default: the VMM's, 50 µs).
 
@@ -59,7 +70,7 @@ class VM:
         args: Sequence[str] = (),
         timeout: float | None = None,
         console_limit: int = 1 << 20,
-        modules: Sequence[HostModule | NativeModule] = (),
+        modules: Sequence[ModuleLike] = (),
         rpc_spin_us: int | None = None,
     ) -> None:
         if isinstance(args, str):
@@ -155,15 +166,51 @@ class VM:
         """
         return self._vm.console_from(pos)
 
+    def iter_console(self, poll: float = CONSOLE_POLL_S) -> Iterator[str]:
+        """Yield console text as the guest writes it, until the VM stops.
+
+        Every byte is yielded once, the output written just before the guest exits
+        included: after the VM is seen stopped, one last read takes the tail. Start the
+        VM before or while iterating; iteration ends when it exits, crashes, is killed
+        or closed (`wait` then tells how it ended).
+        """
+        for text, last in self._console_reads():
+            if text:
+                yield text
+            if not last:
+                time.sleep(poll)
+
+    async def aiter_console(self, poll: float = CONSOLE_POLL_S) -> AsyncIterator[str]:
+        """`iter_console` for asyncio: the same text, without blocking the event loop."""
+        for text, last in self._console_reads():
+            if text:
+                yield text
+            if not last:
+                await asyncio.sleep(poll)
+
+    def _console_reads(self) -> Iterator[tuple[str, bool]]:
+        """Successive reads of new console text, each with "this was the last read".
+
+        The state is taken *before* each read: a read that follows seeing the VM stopped
+        has everything the guest wrote, so it can be the last.
+        """
+        pos = 0
+        while True:
+            stopped = self.state not in ("created", "running")
+            text, pos = self.console_from(pos)
+            yield text, stopped
+            if stopped:
+                return
+
     @property
     def stats(self) -> dict[str, int]:
         """Counters of this VM: exits by kind (``exits_io``, ``exits_mmio``, ...) and more."""
         return self._vm.stats
 
     @property
-    def state(self) -> str:
+    def state(self) -> VmState:
         """One of ``created``, ``running``, ``exited``, ``crashed``, ``killed``, ``closed``."""
-        return self._vm.state
+        return cast(VmState, self._vm.state)
 
     @property
     def exit_code(self) -> int | None:
@@ -182,17 +229,22 @@ class VM:
 
     # -- VM RPC --------------------------------------------------------------------
 
-    def register_hm(self, module: HostModule | NativeModule) -> None:
+    def register_hm(self, module: ModuleLike) -> None:
         """Register a host module; guests can bind it from now on (before or while running).
 
-        ``module`` is a `HostModule` instance or a `NativeModule`. Raises `ConfigError` if
-        a module with the same name and version is already registered.
+        ``module`` is a `HostModule` or `NativeModule` instance, a `HostModule` subclass
+        (instantiated with no arguments), or a string ``"pkg.mod:Class"``,
+        ``"path/file.py:Class"`` or ``"native:NAME"`` (see `vmrpc.modspec`).
+
+        Raises:
+            ConfigError: a module with the same name and version is already registered.
+            ModuleSpecError: a string names nothing importable.
+            TypeError: ``module`` is none of these forms.
         """
+        module = resolve_module(module)
         if isinstance(module, NativeModule):
             self._vm.register_native(module.name)
             return
-        if not isinstance(module, HostModule):
-            raise TypeError(f"expected a HostModule or NativeModule, got {type(module).__name__}")
         name = getattr(module, "name", None)
         if not isinstance(name, str):
             raise TypeError(f"{type(module).__name__}.name must be a str")
