@@ -204,7 +204,7 @@ class VM:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters of this VM: exits by kind (``exits_io``, ``exits_mmio``, ...) and more."""
+        """Counters of this VM: exits by kind (``exits_mmio``, ...), RPCs, events."""
         return self._vm.stats
 
     @property
