@@ -339,35 +339,191 @@ def near_valid_requests(draw: st.DrawFn) -> tuple[int, bytes]:
     return function, draw(st.sampled_from([head + addr + tail, head + tail, head[:8] + addr]))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(request=near_valid_requests())
+_ADDR_ANSWERS = {
+    proto.FN_BIND,
+    proto.FN_LISTEN,
+    proto.FN_ACCEPT,
+    proto.FN_CONNECT,
+    proto.FN_GETSOCKNAME,
+    proto.FN_GETPEERNAME,
+    proto.FN_RECVFROM,
+}
+
+
+def _waits_without_end(function: int, payload: bytes, answer: object) -> bool:
+    """Answers that legitimately never finish on their own: a POLL over no socket
+    without a timeout sleeps (as poll(NULL, 0, -1) does), a GETADDRINFO would ask DNS."""
+    if isinstance(answer, bytes):
+        return False
+    if function == proto.FN_GETADDRINFO:
+        return True
+    if function == proto.FN_POLL and len(payload) >= proto.POLL_REQ.size:
+        ms, nfds = proto.POLL_REQ.unpack_from(payload)
+        return nfds == 0 and ms != 0
+    return False
+
+
+# The fixed part of each function's request; an address, where there is one, ends it.
+_REQUEST_STRUCTS = {
+    proto.FN_SOCKET: proto.SOCKET_REQ,
+    proto.FN_BIND: proto.LISTEN_REQ,
+    proto.FN_LISTEN: proto.LISTEN_REQ,
+    proto.FN_ACCEPT: proto.WAIT_REQ,
+    proto.FN_CONNECT: proto.CONNECT_REQ,
+    proto.FN_SHUTDOWN: proto.HANDLE_REQ,
+    proto.FN_CLOSE: proto.HANDLE_REQ,
+    proto.FN_SETSOCKOPT: proto.SOCKOPT_REQ,
+    proto.FN_GETSOCKOPT: proto.SOCKOPT_REQ,
+    proto.FN_GETSOCKNAME: proto.HANDLE_REQ,
+    proto.FN_GETPEERNAME: proto.HANDLE_REQ,
+    proto.FN_POLL: proto.POLL_REQ,
+    proto.FN_GETADDRINFO: proto.GAI_REQ,
+    proto.FN_SEND: proto.WAIT_REQ,
+    proto.FN_RECV: proto.WAIT_REQ,
+    proto.FN_SENDTO: proto.SENDTO_REQ,
+    proto.FN_RECVFROM: proto.WAIT_REQ,
+    proto.FN_SEND_BUF: proto.BUF_REQ,
+    proto.FN_RECV_BUF: proto.BUF_REQ,
+}
+# Words near the validators' boundaries, so that both their Ok and Err branches run
+# (uniform u32 values almost never pass a flags or length check).
+_WORDS = st.one_of(
+    st.integers(0, 4),
+    st.sampled_from([0xFFFFFFFF, 0x7FFFFFFF, 10, 64, 65, 1024, 1025, 65536, 65537]),
+    st.integers(0, 2**32 - 1),
+)
+
+
+@st.composite
+def structured_requests(draw: st.DrawFn) -> tuple[int, bytes]:
+    """Requests of exactly the right shape for their function, with boundary values:
+    the fixed part, an address where one belongs, and a tail that agrees with the
+    lengths it announces (POLL's array, SETSOCKOPT's value) or not."""
+    function = draw(st.sampled_from(sorted(_REQUEST_STRUCTS)))
+    fixed = _REQUEST_STRUCTS[function]
+    has_addr = fixed.format.endswith(proto.ADDR.format[1:])
+    words = (fixed.size - (proto.ADDR.size if has_addr else 0)) // 4
+    values = [draw(_WORDS) for _ in range(words)]
+    head = struct.pack(f"<{words}I", *values)
+    if has_addr:
+        family = draw(st.sampled_from([proto.AF_INET, proto.AF_INET6, 0, 7]))
+        raw = draw(st.sampled_from([bytes(16), bytes([127, 0, 0, 1]) + bytes(12)]))
+        head += proto.ADDR.pack(family, draw(st.integers(0, 0xFFFF)), 0, 0, raw)
+    tail = draw(st.binary(max_size=32))
+    if function == proto.FN_POLL and values[1] <= 4 and draw(st.booleans()):
+        entries = [
+            (draw(st.integers(0, 3)), draw(st.integers(-1, 0x7FFF)), 0) for _ in range(values[1])
+        ]
+        tail = b"".join(proto.POLLFD.pack(*e) for e in entries)
+    if function == proto.FN_SETSOCKOPT and values[3] <= 64 and draw(st.booleans()):
+        tail = draw(st.binary(min_size=values[3], max_size=values[3]))
+    if function not in (proto.FN_SEND, proto.FN_SENDTO, proto.FN_POLL, proto.FN_SETSOCKOPT):
+        tail = draw(st.sampled_from([b"", tail]))
+    return function, head + tail
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=st.one_of(near_valid_requests(), structured_requests()))
 def test_module_answers_garbage_with_errno(request: tuple[int, bytes]) -> None:
+    """Every one of the 19 functions, on a table with one fresh socket (handle 1), gets
+    near-valid garbage; the answer must be well formed and its errno a deliberate one
+    (EIO is what an unexpected exception becomes)."""
     function, payload = request
     module = SocketOutsourcing(Policy([Rule(Deny())]))  # never creates a host socket
-    functions = {
-        proto.FN_SOCKET: module.rpc_socket,
-        proto.FN_SETSOCKOPT: module.rpc_setsockopt,
-        proto.FN_GETSOCKOPT: module.rpc_getsockopt,
-        proto.FN_GETSOCKNAME: module.rpc_getsockname,
-        proto.FN_GETPEERNAME: module.rpc_getpeername,
-        proto.FN_SEND: module.rpc_send,
-        proto.FN_RECV: module.rpc_recv,
-        proto.FN_SENDTO: module.rpc_sendto,
-        proto.FN_RECVFROM: module.rpc_recvfrom,
-        proto.FN_SHUTDOWN: module.rpc_shutdown,
-        proto.FN_CONNECT: module.rpc_connect,
-        proto.FN_LISTEN: module.rpc_listen,
-        proto.FN_BIND: module.rpc_bind,
-    }
     module.rpc_socket(proto.SOCKET_REQ.pack(proto.AF_INET, proto.SOCK_STREAM, 0, 0))
-    fn = functions.get(function)
-    if fn is None:
+    name = proto.FUNCTION_NAMES[function]
+    answer = getattr(module, f"rpc_{name}")(payload)
+    if _waits_without_end(function, payload, answer):
+        answer.close()  # type: ignore[union-attr]
         return
-    answer = fn(payload)
     if not isinstance(answer, bytes):
         answer = run_on_loop(answer)
-    assert len(answer) >= proto.RESP.size
+    size = proto.ADDR_RESP.size if function in _ADDR_ANSWERS else proto.RESP.size
+    assert len(answer) >= size, name
+    result, _ = proto.RESP.unpack_from(answer)
+    if result < 0:
+        assert -result in errno.errorcode, (name, result)
+        assert -result != errno.EIO, (name, payload)
     assert module.stats["sockets_created"] == 0
+    module.close()
+
+
+def minimal_request(function: int, handle: int) -> bytes:
+    """The smallest well-formed request of ``function`` on ``handle`` (IPv4)."""
+    addr = proto.ADDR.pack(proto.AF_INET, 9, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
+    wait = proto.WAIT_REQ.pack(handle, 0, 0, 16)
+    special = {
+        proto.FN_SOCKET: proto.SOCKET_REQ.pack(proto.AF_INET, proto.SOCK_STREAM, 0, 0),
+        proto.FN_BIND: struct.pack("<IIII", proto.AF_INET, proto.SOCK_STREAM, 1, 0) + addr,
+        proto.FN_POLL: proto.POLL_REQ.pack(0, 1) + proto.POLLFD.pack(handle, select.POLLIN, 0),
+        proto.FN_GETADDRINFO: proto.GAI_REQ.pack(0, 0, 0, 9) + b"localhost",
+        proto.FN_CONNECT: struct.pack("<Ii", handle, 0) + addr,
+        proto.FN_SENDTO: struct.pack("<IIiI", handle, 0, 0, 0) + addr + b"x",
+        proto.FN_SEND: proto.WAIT_REQ.pack(handle, 0, 0, 0) + b"x",
+        proto.FN_SETSOCKOPT: proto.SOCKOPT_REQ.pack(
+            handle, socket.SOL_SOCKET, socket.SO_KEEPALIVE, 4
+        )
+        + bytes(4),
+        proto.FN_GETSOCKOPT: proto.SOCKOPT_REQ.pack(handle, socket.SOL_SOCKET, socket.SO_TYPE, 4),
+        proto.FN_RECV: wait,
+        proto.FN_RECVFROM: wait,
+        proto.FN_ACCEPT: wait,
+    }
+    special[proto.FN_LISTEN] = special[proto.FN_BIND]
+    if function in special:
+        return special[function]
+    fixed = _REQUEST_STRUCTS[function]  # a handle and zeros
+    return fixed.pack(handle, *([0] * (len(fixed.format) - 2)))
+
+
+@pytest.mark.parametrize("function", sorted(proto.FUNCTION_NAMES))
+@pytest.mark.parametrize("state", ["no socket", "new stream", "new datagram", "closed"])
+def test_each_function_in_each_early_state_answers_a_decoded_errno(
+    function: int, state: str
+) -> None:
+    """Deterministic companion of the garbage test: every function, well formed, on a
+    handle that does not exist, a fresh stream or datagram socket, a closed one."""
+    module = SocketOutsourcing(Policy([Rule(Deny(errno.EACCES))]))
+    kind = proto.SOCK_DGRAM if state == "new datagram" else proto.SOCK_STREAM
+    module.rpc_socket(proto.SOCKET_REQ.pack(proto.AF_INET, kind, 0, 0))
+    if state == "closed":
+        module.rpc_close(proto.HANDLE_REQ.pack(1, 0))
+    handle = 7 if state == "no socket" else 1
+    name = proto.FUNCTION_NAMES[function]
+    answer = getattr(module, f"rpc_{name}")(minimal_request(function, handle))
+    if not isinstance(answer, bytes):
+        answer = run_on_loop(answer)
+    size = proto.ADDR_RESP.size if function in _ADDR_ANSWERS else proto.RESP.size
+    assert len(answer) >= size, name
+    result, _ = proto.RESP.unpack_from(answer)
+    assert result >= 0 or (-result in errno.errorcode and -result != errno.EIO), (name, result)
+    if state in ("no socket", "closed") and function in _HANDLE_FUNCTIONS:
+        assert result == -errno.EBADF, (name, result)
+    assert module.stats["sockets_created"] == 0
+    module.close()
+
+
+_HANDLE_FUNCTIONS = {
+    proto.FN_ACCEPT,
+    proto.FN_CONNECT,
+    proto.FN_SHUTDOWN,
+    proto.FN_CLOSE,
+    proto.FN_SETSOCKOPT,
+    proto.FN_GETSOCKOPT,
+    proto.FN_GETSOCKNAME,
+    proto.FN_GETPEERNAME,
+    proto.FN_SEND,
+    proto.FN_RECV,
+    proto.FN_SENDTO,
+    proto.FN_RECVFROM,
+}
+
+
+def test_every_socket_function_is_reachable_by_name() -> None:
+    module = SocketOutsourcing()
+    assert len(proto.FUNCTION_NAMES) == proto.FN_COUNT == 19
+    for function, name in proto.FUNCTION_NAMES.items():
+        assert callable(getattr(module, f"rpc_{name}")), (function, name)
 
 
 def test_async_answer_from_a_sync_function_is_supported() -> None:
