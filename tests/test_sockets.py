@@ -339,17 +339,6 @@ def near_valid_requests(draw: st.DrawFn) -> tuple[int, bytes]:
     return function, draw(st.sampled_from([head + addr + tail, head + tail, head[:8] + addr]))
 
 
-_ADDR_ANSWERS = {
-    proto.FN_BIND,
-    proto.FN_LISTEN,
-    proto.FN_ACCEPT,
-    proto.FN_CONNECT,
-    proto.FN_GETSOCKNAME,
-    proto.FN_GETPEERNAME,
-    proto.FN_RECVFROM,
-}
-
-
 def _waits_without_end(function: int, payload: bytes, answer: object) -> bool:
     """Answers that legitimately never finish on their own: a POLL over no socket
     without a timeout sleeps (as poll(NULL, 0, -1) does), a GETADDRINFO would ask DNS."""
@@ -438,7 +427,7 @@ def test_module_answers_garbage_with_errno(request: tuple[int, bytes]) -> None:
         return
     if not isinstance(answer, bytes):
         answer = run_on_loop(answer)
-    size = proto.ADDR_RESP.size if function in _ADDR_ANSWERS else proto.RESP.size
+    size = proto.ADDR_RESP.size if function in proto.ADDR_ANSWER_FUNCTIONS else proto.RESP.size
     assert len(answer) >= size, name
     result, _ = proto.RESP.unpack_from(answer)
     if result < 0:
@@ -493,7 +482,7 @@ def test_each_function_in_each_early_state_answers_a_decoded_errno(
     answer = getattr(module, f"rpc_{name}")(minimal_request(function, handle))
     if not isinstance(answer, bytes):
         answer = run_on_loop(answer)
-    size = proto.ADDR_RESP.size if function in _ADDR_ANSWERS else proto.RESP.size
+    size = proto.ADDR_RESP.size if function in proto.ADDR_ANSWER_FUNCTIONS else proto.RESP.size
     assert len(answer) >= size, name
     result, _ = proto.RESP.unpack_from(answer)
     assert result >= 0 or (-result in errno.errorcode and -result != errno.EIO), (name, result)

@@ -311,16 +311,7 @@ class SocketOutsourcing(HostModule):
             self._counts["rpcs"] += 1
             self._counts["rpc." + proto.FUNCTION_NAMES[fn]] += 1
             closed = self._closed
-        addr_answer = fn in (
-            proto.FN_BIND,
-            proto.FN_LISTEN,
-            proto.FN_ACCEPT,
-            proto.FN_CONNECT,
-            proto.FN_GETSOCKNAME,
-            proto.FN_GETPEERNAME,
-            proto.FN_RECVFROM,
-        )
-        fail = proto.error_addr_resp if addr_answer else proto.error_resp
+        fail = proto.error_addr_resp if fn in proto.ADDR_ANSWER_FUNCTIONS else proto.error_resp
         if closed:
             return fail(errno.ESHUTDOWN)
         try:

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 __all__ = [
     "ADDR",
+    "ADDR_ANSWER_FUNCTIONS",
     "ADDR_RESP",
     "RESP",
     "SIZES",
@@ -76,6 +77,18 @@ FUNCTION_NAMES: Final = {
     FN_SEND_BUF: "send_buf",
     FN_RECV_BUF: "recv_buf",
 }
+#: The functions whose answer is a ``struct vsock_addr_resp`` (others: ``vsock_resp``).
+ADDR_ANSWER_FUNCTIONS: Final = frozenset(
+    {
+        FN_BIND,
+        FN_LISTEN,
+        FN_ACCEPT,
+        FN_CONNECT,
+        FN_GETSOCKNAME,
+        FN_GETPEERNAME,
+        FN_RECVFROM,
+    }
+)
 
 MAX_POLL: Final = 1024
 MAX_ADDRS: Final = 16
