@@ -146,6 +146,28 @@ def test_every_spelling_of_an_address_gets_one_decision(
     assert len(set(decisions.values())) == 1, decisions
 
 
+@given(address=addresses, other=addresses, data=st.data())
+def test_every_spelling_of_a_rule_address_gets_one_decision(
+    address: V4 | V6, other: V4 | V6, data: st.DataObject
+) -> None:
+    """The rule side: a rule written with any spelling of an address (or of an IPv4
+    network in mapped form) decides like the plain one, for any flow."""
+    flow_address = data.draw(st.sampled_from([address, other]))
+    flows = [Flow("outbound", "tcp", form, 80) for form in spellings(flow_address)]
+    decisions = set()
+    for form in spellings(address):
+        policy = Policy([Rule(Deny(), dest=form)])
+        decisions.add(tuple(policy.decide(f)[0] for f in flows))
+    assert len(decisions) == 1, decisions
+    if isinstance(address, V4):
+        prefix = data.draw(st.integers(0, 32))
+        net = ipaddress.IPv4Network((int(address), prefix), strict=False)
+        mapped = f"::ffff:{net.network_address}/{prefix + 96}"
+        plain, spelled = Policy([Rule(Deny(), dest=str(net))]), Policy([Rule(Deny(), dest=mapped)])
+        for f in flows:
+            assert plain.decide(f) == spelled.decide(f), (net, mapped, f)
+
+
 def test_v4_rules_match_v4_and_v6_rules_match_v6_after_canonicalization() -> None:
     policy = Policy([Rule(Deny(), dest="::/0"), Rule(Deny(errno.EPERM), dest="0.0.0.0/0")])
     # A mapped address is IPv4: the IPv6-everything rule does not take it.
