@@ -8,11 +8,13 @@ still work while that guest holds everything it got.
 from __future__ import annotations
 
 import errno
+import struct
 import textwrap
 
 import pytest
+from test_sockets import run_on_loop
 
-from vmrpc.sockets import SocketOutsourcing
+from vmrpc.sockets import Expose, Policy, Rule, SocketOutsourcing, proto
 from vmrpc.sockets.fdbudget import FdBudget, ProtoError
 
 from conftest import run_python
@@ -71,3 +73,27 @@ def test_per_vm_budget_is_emfile() -> None:
         FdBudget(0)
     with pytest.raises(ValueError, match="reserve"):
         SocketOutsourcing(fd_reserve=-1)
+
+
+def test_exposed_listener_past_the_budget_is_emfile_and_leaks_no_entry() -> None:
+    module = SocketOutsourcing(Policy([Rule(Expose(port=0))]), max_host_fds=1)
+    addr = proto.ADDR.pack(proto.AF_INET, 7001, 0, 0, bytes(16))
+
+    def listen() -> int:
+        request = struct.pack("<IIII", proto.AF_INET, proto.SOCK_STREAM, 1, 0) + addr
+        answer = module.rpc_listen(request)
+        assert isinstance(answer, bytes)
+        result: int = proto.RESP.unpack_from(answer)[0]
+        return result
+
+    try:
+        first = listen()
+        assert first > 0
+        assert listen() == -errno.EMFILE
+        assert module.audit[-1].errno == errno.EMFILE
+        assert module.stats["sockets_open"] == 1
+        closing = module.rpc_close(proto.HANDLE_REQ.pack(first, 0))
+        run_on_loop(closing)
+        assert listen() > 0  # the refused attempt left no entry behind
+    finally:
+        module.close()

@@ -537,10 +537,11 @@ class SocketOutsourcing(HostModule):
                 entry.state = _State.LISTENING
             else:
                 entry.state = _State.READY  # an exposed UDP socket receives at once
-        except OSError as error:
+        except (OSError, ProtoError) as error:  # ProtoError: the fd budget said no
             self._drop(entry)
-            self._record(event, flow, rule, action, err=_errno_of(error), detail=str(error))
-            return proto.error_addr_resp(_errno_of(error))
+            err = error.errno if isinstance(error, ProtoError) else _errno_of(error)
+            self._record(event, flow, rule, action, err=err, detail=str(error))
+            return proto.error_addr_resp(err)
         where = proto.addr_from_sockaddr(family, sock.getsockname())
         self._record(event, flow, rule, action, detail=f"host {where}")
         entry.exposed_key = (protocol, req.addr.port)
