@@ -31,6 +31,7 @@ static inline struct rt_percpu *rt_this_cpu(void)
 void rt_console_init(void);
 void rt_heap_init(uintptr_t start, uintptr_t end);
 void rt_idt_init(void); /* fills the VMM's IDT page (vCPU 0, once) */
+void rt_time_init(void); /* clock()'s start: the TSC at boot */
 
 /* printf core: formats into a sink; returns the full formatted length. */
 struct rt_sink {

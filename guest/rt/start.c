@@ -96,6 +96,7 @@ static void boot_cpu(const struct vmrpc_boot_info *bi)
 	uintptr_t heap_start, heap_end;
 
 	rt_bootinfo = bi;
+	rt_time_init();
 	rt_console_init();
 	if (!boot_info_ok(bi))
 		exit(125);
