@@ -43,5 +43,7 @@ int rt_vformat(struct rt_sink *sink, const char *fmt, va_list ap);
 void rt_irq_stub_vmrpc(void);
 void rt_irq_stub_spurious(void);
 void rt_ud_stub(void);
+/* Crash-report stubs by exception vector (NULL for #UD, which rt_ud_stub owns). */
+extern void (*const rt_exc_stubs[RT_EXCEPTIONS])(void);
 
 #endif /* RT_INTERNAL_H */

@@ -75,10 +75,35 @@ def format_registers(registers: dict[str, int], per_line: int = 3) -> str:
     return "\n".join(lines)
 
 
+def format_crash(error: GuestError) -> str | None:
+    """Describe the CPU exception of a crash in two lines (what, then where), or None.
+
+    ``exception #PF, address 0x0, error code 0x5`` then ``at main (app.c:12)``; the
+    second line says so when the image has no debug information for the address.
+    """
+    if error.exception is None:
+        return None
+    what = f"exception {error.exception}"
+    if error.address is not None:
+        what += f", address {error.address:#x}"
+    if error.error_code is not None:
+        what += f", error code {error.error_code:#x}"
+    rip = error.registers.get("rip")
+    where = f"rip {rip:#x}" if rip is not None else "rip unknown"
+    if error.function is not None or error.location is not None:
+        where += f" in {error.function or '?'} ({error.location or 'no line information'})"
+    else:
+        where += " (no debug information for it in the image)"
+    return f"{what}\n{where}"
+
+
 def report_guest_error(error: GuestError, out: TextIO) -> None:
-    """Print what a guest failure carries: reason, vCPU and registers."""
+    """Print what a guest failure carries: reason, exception and place, vCPU, registers."""
     kind = "timed out" if isinstance(error, GuestTimeout) else "crashed"
     out.write(f"vmrpc: guest {kind} on vcpu {error.vcpu}: {error.reason}\n")
+    crash = format_crash(error)
+    if crash is not None:
+        out.write(crash + "\n")
     if error.registers:
         out.write(format_registers(error.registers) + "\n")
     out.flush()
