@@ -325,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         "build-guest",
         help="compile and link a C guest against the shipped SDK",
         description="Compile SOURCE files (C or assembly) into a guest ELF image with the "
-        "system C compiler ($CC, gcc or cc), the SDK's headers (#include <vmrpc.h>), runtime "
-        "and linker script, and the same flags as the built-in guests. Results are cached. "
+        "system C compiler ($CC, gcc or cc), the SDK's headers (#include <vmrpc.h>, and "
+        "standard headers such as <stdio.h>, <string.h>, <stdlib.h> from the SDK's own C "
+        "library, never the host's), runtime and linker script, and the flags of the built-in "
+        "guests but -Werror: warnings are printed, not fatal. Results are cached. "
         "Exits 1 with the compiler's messages when the build fails.",
     )
     build_guest.add_argument("sources", nargs="+", metavar="SOURCE", help="C or .S files")
@@ -343,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FLAGS",
-        help="extra compiler flags, e.g. --cflags='-DN=3 -Wno-error' (repeatable)",
+        help="extra compiler flags, e.g. --cflags='-DN=3 -Werror' (repeatable); "
+        "warnings are printed but do not fail the build",
     )
     build_guest.add_argument(
         "--cache-dir",
