@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -80,9 +81,10 @@ def test_run_fault_exits_125_and_prints_cr2() -> None:
 
     assert result.returncode == 125
     assert "touching unmapped memory" in result.stdout
-    # Every register is printed; the faulting address is in one of them (see test_boot).
-    assert "cr2=0x" in result.stderr
-    assert "0x0000dead00000000" in result.stderr
+    # The exception, its address and source line, then every register.
+    assert "exception #PF, address 0xdead0000000, error code 0x6" in result.stderr
+    assert re.search(r"rip 0x[0-9a-f]+ in main \(\S*fault\.c:16\)", result.stderr)
+    assert "cr2=0x00000dead0000000" in result.stderr
 
 
 def _interrupt_after_first_line(command: list[str]) -> tuple[int, str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import re
 import stat
+import string
 import subprocess
 from pathlib import Path
 
@@ -183,21 +186,21 @@ def test_second_build_is_a_cache_hit(
     mtime = first.stat().st_mtime_ns
     second = vmrpc.guest.build(app, cflags=flags, cache_dir=cache)
 
-    assert built == 2  # compile + link
+    assert built == 3  # -print-file-name=include, compile, link
     assert second == first
     assert runs(log) == built  # the compiler did not run again
     assert second.stat().st_mtime_ns == mtime
 
     # Other flags, a changed source or a changed local header each rebuild.
     vmrpc.guest.build(app, cflags=["-DANSWER=2"], cache_dir=cache)
-    assert runs(log) == 4
+    assert runs(log) == 6
     (app.parent / "app.h").write_text('#define GREETING "changed"\n')
     third = vmrpc.guest.build(app, cflags=flags, cache_dir=cache)
-    assert runs(log) == 6
+    assert runs(log) == 9
     assert third == first  # same key (the source did not change), rebuilt in place
     app.write_text(APP_C.replace("malloc(32)", "malloc(64)"))
     assert vmrpc.guest.build(app, cflags=flags, cache_dir=cache) != first
-    assert runs(log) == 8
+    assert runs(log) == 12
 
 
 def test_default_cache_honours_xdg_cache_home(
@@ -233,3 +236,281 @@ def test_build_guest_help() -> None:
     assert result.returncode == 0
     assert "usage: vmrpc build-guest" in result.stdout
     assert "--cflags" in result.stdout
+
+
+# ---- the SDK's C library (tests/guests/libc_check.c), checked against Python ----------
+
+LIBC_CHECK = Path(__file__).with_name("guests") / "libc_check.c"
+LLONG_MIN, LLONG_MAX, ULLONG_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+ERANGE = 34
+C_SPACE = " \t\n\v\f\r"
+
+
+@pytest.fixture(scope="module")
+def libc_elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return vmrpc.guest.build(LIBC_CHECK, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def run_libc(vm_factory: VmFactory, elf: Path, *args: str) -> list[str]:
+    vm = vm_factory(elf, args=list(args))
+    assert vm.run() == 0, vm.console
+    return vm.console.splitlines()
+
+
+def c_strtoll(text: str, base: int) -> tuple[int, bool, int]:
+    """C's strtoll/strtoull parse: (magnitude with sign, any digits, end offset)."""
+    pos = len(text) - len(text.lstrip(C_SPACE))
+    sign = 1
+    if text[pos : pos + 1] in ("+", "-"):
+        sign = -1 if text[pos] == "-" else 1
+        pos += 1
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+    def is_digit(ch: str, b: int) -> bool:
+        return ch != "" and ch.lower() in digits[:b]
+
+    rest = text[pos:]
+    if base in (0, 16) and rest[:2].lower() == "0x" and is_digit(rest[2:3], 16):
+        pos, base = pos + 2, 16
+    elif base == 0:
+        base = 8 if rest[:1] == "0" else 10
+    end = pos
+    while end < len(text) and is_digit(text[end], base):
+        end += 1
+    if end == pos:
+        return 0, False, 0
+    return sign * int(text[pos:end], base), True, end
+
+
+def expected_strtoll(text: str, base: int) -> list[str]:
+    value, _, end = c_strtoll(text, base)
+    signed = min(max(value, LLONG_MIN), LLONG_MAX)
+    magnitude = abs(value)
+    if magnitude > ULLONG_MAX:
+        unsigned, u_errno = ULLONG_MAX, ERANGE
+    else:
+        unsigned, u_errno = value % 2**64, 0  # C negates in unsigned arithmetic
+    return [
+        f"ll {signed} {ERANGE if signed != value else 0} {end}",
+        f"ull {unsigned} {u_errno} {end}",
+    ]
+
+
+def test_user_code_with_standard_headers_builds_and_links(libc_elf: Path) -> None:
+    # libc_check.c includes only standard headers: <string.h>, <stdlib.h>, <errno.h>,
+    # <assert.h>, <ctype.h>, <limits.h>, <time.h>, ... Before the SDK had its own, they
+    # came from the host's glibc and clashed, or failed to link (assert, ctype).
+    assert libc_elf.is_file()
+
+
+def test_qsort_and_bsearch_match_python(vm_factory: VmFactory, libc_elf: Path) -> None:
+    rng = random.Random(1414)
+    values = [rng.randint(-(10**12), 10**12) for _ in range(150)] + [7, 7, -1, 0]
+
+    lines = run_libc(vm_factory, libc_elf, "qsort", *map(str, values))
+
+    assert lines[0] == "sorted " + " ".join(map(str, sorted(values)))
+    assert lines[1:-1] == [f"found {v} yes" for v in sorted(values)]
+    assert lines[-1] == "missing null"
+
+
+@pytest.mark.parametrize("base", [0, 10, 16, 2, 36])
+def test_strtoll_and_strtoull_match_c_semantics(
+    vm_factory: VmFactory, libc_elf: Path, base: int
+) -> None:
+    cases = [
+        "0",
+        "42",
+        "-42",
+        "  \t+17xyz",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-18446744073709551616",
+        "99999999999999999999999999",
+        "0x7fffffffffffffff",
+        "0X8000000000000000",
+        "-0x1",
+        "0x",
+        "0777",
+        "1010",
+        "zz",
+        "",
+        "-",
+        " ",
+    ]
+
+    lines = run_libc(vm_factory, libc_elf, "strtoll", str(base), *cases)
+
+    expected = [line for case in cases for line in expected_strtoll(case, base)]
+    assert lines == expected
+
+
+def test_ctype_matches_the_c_locale(vm_factory: VmFactory, libc_elf: Path) -> None:
+    lines = run_libc(vm_factory, libc_elf, "ctype")
+
+    def classes(c: int) -> int:
+        ch = chr(c) if 0 <= c < 128 else ""
+        tests = [
+            ch.isalnum(),
+            ch.isalpha(),
+            ch in " \t",
+            0 <= c < 0x20 or c == 0x7F,
+            ch in string.digits,
+            0x20 < c < 0x7F,
+            ch in string.ascii_lowercase,
+            0x20 <= c < 0x7F,
+            ch in string.punctuation,
+            ch in C_SPACE,
+            ch in string.ascii_uppercase,
+            ch in string.hexdigits,
+        ]
+        return sum(1 << k for k, hit in enumerate(tests) if ch and hit)
+
+    def lower(c: int) -> int:
+        return ord(chr(c).lower()) if 0 <= c < 128 else c
+
+    def upper(c: int) -> int:
+        return ord(chr(c).upper()) if 0 <= c < 128 else c
+
+    assert lines == [f"{c} {classes(c)} {lower(c)} {upper(c)}" for c in range(-1, 256)]
+
+
+@pytest.mark.parametrize(("a", "b"), [("Hello", "hELp"), ("abc", "ABC"), ("x-ray", "X"), ("", "a")])
+def test_string_functions_match_python(
+    vm_factory: VmFactory, libc_elf: Path, a: str, b: str
+) -> None:
+    lines = run_libc(vm_factory, libc_elf, "strings", a, b)
+
+    def sign(x: str, y: str) -> int:
+        return (x > y) - (x < y)
+
+    expected = [f"strcasecmp {sign(a.lower(), b.lower())}"]
+    expected += [
+        f"strncasecmp {n} {sign(a.lower()[:n], b.lower()[:n])}"
+        for n in range(max(len(a), len(b)) + 2)
+    ]
+    expected += [
+        f"strnlen 0 {min(len(a), 3)} {len(a)}",
+        f"memchr {a.find('x')}",
+        f"strdup [{a}] 1",
+        f"strndup [{b[:2]}]",
+        f"strcat [{a}{b[:3]}]",
+    ]
+    assert lines == expected
+
+
+@pytest.mark.parametrize(
+    ("delims", "text"), [(",; ", "a,,b; c "), (",", ",,,"), ("/", "/usr//local/bin/"), ("x", "")]
+)
+def test_strtok_r_matches_python_split(
+    vm_factory: VmFactory, libc_elf: Path, delims: str, text: str
+) -> None:
+    lines = run_libc(vm_factory, libc_elf, "strtok", delims, text)
+
+    tokens = [t for t in re.split(f"[{re.escape(delims)}]", text) if t]
+    assert lines == [f"token [{t}]" for t in tokens] + ["done"]
+
+
+@pytest.mark.parametrize(("n", "s"), [(-42, "hi"), (123456789, "a longer string"), (0, "z")])
+def test_sprintf_matches_python_formatting(
+    vm_factory: VmFactory, libc_elf: Path, n: int, s: str
+) -> None:
+    lines = run_libc(vm_factory, libc_elf, "sprintf", str(n), s)
+
+    first = "%5d|%-8s|%x|%+d|%08d|%.3d" % (n, s, n % 2**32, n, n, n)  # noqa: UP031 (C's format)
+    second = f"{s}-{s[0]}-{n % 2**64}"
+    assert lines == [f"sprintf {len(first)} [{first}]", f"vsprintf {len(second)} [{second}]"]
+
+
+@pytest.mark.parametrize("n", [0, -5, 5, -2147483647, -(2**40)])
+def test_abs_labs_llabs(vm_factory: VmFactory, libc_elf: Path, n: int) -> None:
+    lines = run_libc(vm_factory, libc_elf, "abs", str(n))
+
+    as_int = (n + 2**31) % 2**32 - 2**31  # C's conversion of the value to int
+    assert lines == [f"abs {abs(as_int)} {abs(n)} {abs(n)}"]
+
+
+def test_rand_is_the_documented_lcg(vm_factory: VmFactory, libc_elf: Path) -> None:
+    lines = run_libc(vm_factory, libc_elf, "rand", "42", "6")
+
+    state, expected = 42, []
+    for _ in range(6):
+        state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+        expected.append(f"rand {state >> 33}")
+    assert lines == [f"RAND_MAX {2**31 - 1}", *expected]
+
+
+def test_usleep_advances_clock(vm_factory: VmFactory, libc_elf: Path) -> None:
+    # usleep spins on the TSC until `us` have passed, so clock() (TSC-based) must have
+    # moved by at least that much: a correctness check, not a timing bound.
+    lines = run_libc(vm_factory, libc_elf, "clock", "20000")
+
+    assert lines == ["CLOCKS_PER_SEC 1000000", "advanced enough"]
+
+
+def test_failed_assert_names_file_line_and_expression(
+    vm_factory: VmFactory, libc_elf: Path
+) -> None:
+    line = next(
+        i
+        for i, text in enumerate(LIBC_CHECK.read_text().splitlines(), 1)
+        if "assert(argc < 0);" in text
+    )
+
+    vm = vm_factory(libc_elf, args=["assert"])
+
+    assert vm.run() == 134
+    assert f"libc_check.c:{line}: main: Assertion `argc < 0' failed." in vm.console
+
+
+# ---- warnings: shown, not errors, for users' code ------------------------------------
+
+WARNING_C = """\
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+	int unused;
+	return (int)strlen("ab");
+}
+"""
+
+
+def test_user_warnings_are_logged_not_fatal(
+    vm_factory: VmFactory, tmp_path: Path, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "warn.c"
+    source.write_text(WARNING_C)
+
+    with caplog.at_level(logging.WARNING, logger="vmrpc.guest"):
+        elf = vmrpc.guest.build(source, cache_dir=cache)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert re.search("unused variable .unused.", warnings[0])  # quotes depend on the locale
+    assert re.search("unused parameter .argc.", warnings[0])
+    assert vm_factory(elf).run() == 2
+
+
+def test_build_guest_command_prints_warnings(tmp_path: Path, cache: Path) -> None:
+    (tmp_path / "warn.c").write_text(WARNING_C)
+
+    result = vmrpc_cli("build-guest", "warn.c", "--cache-dir", str(cache), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "warn.c:5" in result.stderr
+    assert "-Wunused-variable" in result.stderr
+    assert (tmp_path / "warn.elf").is_file()
+
+
+def test_host_headers_are_not_used(tmp_path: Path, cache: Path) -> None:
+    # A header only the host's libc has must not be found (-nostdinc).
+    source = tmp_path / "host.c"
+    source.write_text("#include <sys/mman.h>\nint main(void) { return 0; }\n")
+
+    with pytest.raises(GuestBuildError, match=r"sys/mman\.h"):
+        vmrpc.guest.build(source, cache_dir=cache)

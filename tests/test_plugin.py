@@ -6,6 +6,7 @@ and check the outcome and the printed report.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -156,12 +157,14 @@ def test_failure_report_has_console_counters_and_registers(pytester: pytest.Pyte
             "exits_total *",
         ]
     )
-    # Both crashed guests: reason, console and every register; the faulting address is
-    # in cr2 on hardware KVM, in the register the store used on PVM (see test_boot).
-    assert out.count("guest crashed on vcpu 0: triple fault") == 2
+    # Both crashed guests: reason, exception with its source line, console and every
+    # register, cr2 holding the faulting address.
+    assert out.count("guest crashed on vcpu 0: #PF (page fault) at address 0xdead0000000") == 2
+    assert out.count("vmrpc vm 0 (fault.elf, vcpus=1) exception") == 2
+    assert out.count("exception #PF, address 0xdead0000000, error code 0x6") == 2
+    assert len(re.findall(r"rip 0x[0-9a-f]+ in main \(\S*fault\.c:16\)", out)) == 2
     assert out.count("vmrpc vm 0 (fault.elf, vcpus=1) registers") == 2
-    assert out.count("cr2=0x") == 2
-    assert out.count("=0x0000dead00000000") >= 2
+    assert out.count("cr2=0x00000dead0000000") == 2
     assert "touching unmapped memory" in out
     # A passing test gets no dump.
     assert "_ test_passing _" not in out

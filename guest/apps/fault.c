@@ -1,13 +1,16 @@
 /*
- * Writes far above RAM, where nothing is mapped.  With no exception handlers
- * this ends in a triple fault, which the VMM reports; nothing may be printed
+ * Writes far above RAM, where nothing is mapped: a page fault at
+ * 0xdead0000000, which the runtime reports to the VMM (vmrpc.GuestCrashed
+ * with exception "#PF", address and source line).  Nothing may be printed
  * after the write.
  */
 #include <vmrpc.h>
 
 int main(void)
 {
-	volatile uint64_t *p = (volatile uint64_t *)0x0000dead00000000ull;
+	/* Canonical (bit 47 clear), so the CPU raises #PF with this address in cr2,
+	 * not #GP as for a non-canonical address. */
+	volatile uint64_t *p = (volatile uint64_t *)0x00000dead0000000ull;
 
 	printf("touching unmapped memory\n");
 	*p = 0xbad;

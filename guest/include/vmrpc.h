@@ -12,14 +12,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The SDK's standard headers (include/libc): each function is declared once, there. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <vmrpc/abi.h>
 #include <vmrpc/cpu.h>
 #include <vmrpc/spinlock.h>
 #include <vmrpc/evq.h>
-
-#ifndef NULL
-#define NULL ((void *)0)
-#endif
 
 #define RT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -40,50 +42,13 @@ char **rt_argv(void);
  */
 void ap_main(unsigned cpu);
 
-/* Ends the VM with this exit code (port 0x504); never returns. */
-_Noreturn void exit(int code);
-/* Prints "abort" and exits with 134. */
-_Noreturn void abort(void);
 /* Stops this vCPU only (halted forever, through RT_PARK_VECTOR). */
 _Noreturn void rt_park(void);
 
-/* ---- console (COM1) ---------------------------------------------------------- */
+/* ---- console, heap, strings ------------------------------------------------------ */
 
-/* printf holds the console lock for a whole call, so lines do not interleave. */
-int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-int vprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
-int snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
-int puts(const char *s);
-int putchar(int c);
-
-/* ---- heap ---------------------------------------------------------------------- */
-
-/* All allocations are 16-byte aligned; NULL on exhaustion.  Thread-safe. */
-void *malloc(size_t size);
-void free(void *p);
-void *calloc(size_t n, size_t size);
-void *realloc(void *p, size_t size);
-void *aligned_alloc(size_t align, size_t size);
-
-/* ---- strings --------------------------------------------------------------------- */
-
-void *memcpy(void *dst, const void *src, size_t n);
-void *memmove(void *dst, const void *src, size_t n);
-void *memset(void *dst, int c, size_t n);
-int memcmp(const void *a, const void *b, size_t n);
-size_t strlen(const char *s);
-int strcmp(const char *a, const char *b);
-int strncmp(const char *a, const char *b, size_t n);
-char *strcpy(char *dst, const char *src);
-char *strncpy(char *dst, const char *src, size_t n);
-char *strchr(const char *s, int c);
-char *strrchr(const char *s, int c);
-char *strstr(const char *haystack, const char *needle);
-long strtol(const char *s, char **end, int base);
-unsigned long strtoul(const char *s, char **end, int base);
-int atoi(const char *s);
+/* printf and friends are <stdio.h>'s, malloc and exit <stdlib.h>'s, memcpy and the
+ * string functions <string.h>'s (all included above). */
 
 /* ---- time and randomness -------------------------------------------------------- */
 

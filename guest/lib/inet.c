@@ -168,7 +168,7 @@ const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
 	return dst;
 }
 
-const char *strerror(int err)
+static const char *describe_errno(int err)
 {
 	switch (err) {
 	case 0: return "success";
@@ -211,6 +211,12 @@ const char *strerror(int err)
 	case EINPROGRESS: return "EINPROGRESS (in progress)";
 	default: return "unknown error";
 	}
+}
+
+char *strerror(int err)
+{
+	/* C's strerror returns char *; the text is never written to. */
+	return (char *)describe_errno(err);
 }
 
 const char *gai_strerror(int err)

@@ -28,16 +28,7 @@
 const struct in6_addr in6addr_any = IN6ADDR_ANY_INIT;
 const struct in6_addr in6addr_loopback = IN6ADDR_LOOPBACK_INIT;
 
-/* ---- errno, statistics ------------------------------------------------------------- */
-
-static int errnos[VMRPC_MAX_VCPUS];
-
-int *__errno_location(void)
-{
-	unsigned cpu = rt_cpu_id();
-
-	return &errnos[cpu < VMRPC_MAX_VCPUS ? cpu : 0];
-}
+/* ---- statistics (errno is rt/errno.c's) ------------------------------------------- */
 
 static struct vsock_stats stats;
 

@@ -1,9 +1,9 @@
 /*
- * Interrupt setup.  Three vectors exist: VMRPC_IRQ_VECTOR, which the host uses
- * to end a hlt; the APIC spurious vector; and #UD, which carries the runtime's
- * ring-3 -> ring-0 calls (see vmrpc/cpu.h).  Other exceptions deliberately have
- * no handlers: they escalate to a triple fault, which the VMM reports with the
- * register state.
+ * Interrupt setup: VMRPC_IRQ_VECTOR, which the host uses to end a hlt; the
+ * APIC spurious vector; #UD, which carries the runtime's ring-3 -> ring-0
+ * calls (see vmrpc/cpu.h); and every other exception (0..31), whose handler
+ * reports the crash to the VMM with the faulting registers (irq.S).  Ring-0
+ * code is emulated on PVM, but a crash happens once.
  */
 #include "internal.h"
 
@@ -26,9 +26,6 @@ struct idt_ptr {
 
 #define GATE_KERNEL 0x8E /* P=1, DPL=0, 64-bit interrupt gate */
 #define UD_VECTOR 6
-
-/* The #UD gate's type byte: rt_ud_stub clears it on a real #UD (see irq.S). */
-uint8_t *rt_ud_gate_type;
 
 static void set_gate(struct idt_gate *idt, unsigned vector, void (*handler)(void), uint8_t type)
 {
@@ -58,5 +55,7 @@ void rt_idt_init(void)
 	set_gate(idt, VMRPC_IRQ_VECTOR, rt_irq_stub_vmrpc, GATE_KERNEL);
 	set_gate(idt, RT_SPURIOUS_VECTOR, rt_irq_stub_spurious, GATE_KERNEL);
 	set_gate(idt, UD_VECTOR, rt_ud_stub, GATE_KERNEL);
-	rt_ud_gate_type = &idt[UD_VECTOR].type_attr;
+	for (unsigned v = 0; v < RT_EXCEPTIONS; v++)
+		if (rt_exc_stubs[v])
+			set_gate(idt, v, rt_exc_stubs[v], GATE_KERNEL);
 }

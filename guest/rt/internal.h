@@ -31,6 +31,7 @@ static inline struct rt_percpu *rt_this_cpu(void)
 void rt_console_init(void);
 void rt_heap_init(uintptr_t start, uintptr_t end);
 void rt_idt_init(void); /* fills the VMM's IDT page (vCPU 0, once) */
+void rt_time_init(void); /* clock()'s start: the TSC at boot */
 
 /* printf core: formats into a sink; returns the full formatted length. */
 struct rt_sink {
@@ -42,5 +43,7 @@ int rt_vformat(struct rt_sink *sink, const char *fmt, va_list ap);
 void rt_irq_stub_vmrpc(void);
 void rt_irq_stub_spurious(void);
 void rt_ud_stub(void);
+/* Crash-report stubs by exception vector (NULL for #UD, which rt_ud_stub owns). */
+extern void (*const rt_exc_stubs[RT_EXCEPTIONS])(void);
 
 #endif /* RT_INTERNAL_H */

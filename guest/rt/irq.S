@@ -5,6 +5,8 @@
  * current stack, which is why everything is built with -mno-red-zone.
  */
 
+#include "layout.h"
+
 	.text
 
 /*
@@ -44,10 +46,8 @@ rt_irq_stub_spurious:
  *        shadow) waits for the wakeup, whose handler runs on this same ring-0
  *        stack and returns here; iretq then restores the caller's IF=0.
  *   op 2 (rt_park): halt forever.
- * Any other #UD is a real one: the handler removes its own IDT gate and
- * returns, so the instruction faults again, finds no handler and escalates to
- * a triple fault, which the VMM reports with the registers of the culprit.
- * Kept short because ring-0 code is emulated on PVM.
+ * Any other #UD is a real one: it is reported like every other exception
+ * (rt_exc_common).  Kept short because ring-0 code is emulated on PVM.
  */
 	.globl rt_ud_stub
 	.type rt_ud_stub, @function
@@ -70,10 +70,79 @@ rt_ud_stub:
 4:	cli
 	hlt
 	jmp 4b
-3:	movq rt_ud_gate_type(%rip), %rax
-	movb $0, (%rax)			/* clear P in the #UD gate */
-	popq %rax
-	iretq
+3:	popq %rax
+	pushq $0			/* #UD has no error code */
+	pushq $6
+	jmp rt_exc_common
 	.size rt_ud_stub, . - rt_ud_stub
+
+/*
+ * Exceptions (vectors 0..31 but #UD): a crash.  Each stub makes the stack
+ * look the same (an error code, 0 where the CPU pushes none, then the vector)
+ * and jumps to rt_exc_common, which adds cr2 and the general registers, so
+ * that the stack holds a struct vmrpc_crash_frame (vmrpc/abi.h), and hands its
+ * address to the VMM through VMRPC_MMIO_CRASH.  The VMM ends the VM there;
+ * the loop after the write only guards against a VMM that does not.
+ */
+	.macro exc_stub vector, has_error
+	.type rt_exc_stub_\vector, @function
+rt_exc_stub_\vector:
+	.if \has_error == 0
+	pushq $0
+	.endif
+	pushq $\vector
+	jmp rt_exc_common
+	.size rt_exc_stub_\vector, . - rt_exc_stub_\vector
+	.endm
+
+	/* The CPU pushes an error code for #DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP, #VC, #SX. */
+	.irp v, 0,1,2,3,4,5,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31
+	exc_stub \v, 0
+	.endr
+	.irp v, 8,10,11,12,13,14,17,21,29,30
+	exc_stub \v, 1
+	.endr
+
+	.type rt_exc_common, @function
+rt_exc_common:
+	pushq %rax
+	movq %cr2, %rax
+	xchgq %rax, (%rsp)		/* cr2 in its slot, rax restored */
+	pushq %rax
+	pushq %rbx
+	pushq %rcx
+	pushq %rdx
+	pushq %rsi
+	pushq %rdi
+	pushq %rbp
+	pushq %r8
+	pushq %r9
+	pushq %r10
+	pushq %r11
+	pushq %r12
+	pushq %r13
+	pushq %r14
+	pushq %r15
+	movabsq $RT_MMIO_CRASH, %rax
+	movq %rsp, (%rax)
+1:	cli
+	hlt
+	jmp 1b
+	.size rt_exc_common, . - rt_exc_common
+
+/* The stubs' addresses by vector for rt_idt_init; 0 where there is none (#UD). */
+	.section .rodata
+	.balign 8
+	.globl rt_exc_stubs
+	.type rt_exc_stubs, @object
+rt_exc_stubs:
+	.irp v, 0,1,2,3,4,5
+	.quad rt_exc_stub_\v
+	.endr
+	.quad 0
+	.irp v, 7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+	.quad rt_exc_stub_\v
+	.endr
+	.size rt_exc_stubs, . - rt_exc_stubs
 
 	.section .note.GNU-stack, "", @progbits

@@ -10,4 +10,7 @@
 #define RT_STACK_SHIFT 16        /* 64 KiB per vCPU */
 #define RT_STACK_SIZE (1 << RT_STACK_SHIFT)
 
+#define RT_MMIO_CRASH 0xd0006000 /* == VMRPC_MMIO_CRASH, checked in start.c */
+#define RT_EXCEPTIONS 32         /* vectors 0..31 get crash-report handlers */
+
 #endif

@@ -78,6 +78,7 @@ static int emit_number(struct rt_sink *s, const struct spec *sp, uint64_t v, int
 	/* '0' pads between prefix and digits, unless '-' or a precision is given. */
 	if ((sp->flags & F_ZERO) && !(sp->flags & F_LEFT) && sp->prec < 0) {
 		zeros += fill;
+		total += fill; /* the return value counts the zeros too */
 		fill = 0;
 	}
 
@@ -286,6 +287,23 @@ int snprintf(char *buf, size_t size, const char *fmt, ...)
 
 	va_start(ap, fmt);
 	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+/* No bound: the caller promises the buffer is large enough, as C's sprintf does. */
+int vsprintf(char *buf, const char *fmt, va_list ap)
+{
+	return vsnprintf(buf, (size_t)-1, fmt, ap);
+}
+
+int sprintf(char *buf, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsprintf(buf, fmt, ap);
 	va_end(ap);
 	return n;
 }

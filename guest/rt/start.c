@@ -5,6 +5,8 @@
 #include "internal.h"
 
 _Static_assert(RT_MAX_VCPUS == VMRPC_MAX_VCPUS, "layout.h disagrees with abi.h");
+_Static_assert(RT_MMIO_CRASH == VMRPC_MMIO_CRASH, "layout.h disagrees with abi.h");
+_Static_assert(sizeof(struct vmrpc_crash_frame) == 23 * 8, "irq.S pushes 23 quadwords");
 
 int main(int argc, char **argv);
 void rt_start(const struct vmrpc_boot_info *bi, unsigned cpu);
@@ -96,6 +98,7 @@ static void boot_cpu(const struct vmrpc_boot_info *bi)
 	uintptr_t heap_start, heap_end;
 
 	rt_bootinfo = bi;
+	rt_time_init();
 	rt_console_init();
 	if (!boot_info_ok(bi))
 		exit(125);

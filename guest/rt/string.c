@@ -1,5 +1,5 @@
 /*
- * Memory and string functions.  gcc emits calls to memcpy/memset/memmove/
+ * Memory and string functions (<string.h>, <strings.h>).  gcc emits calls to memcpy/memset/memmove/
  * memcmp on its own, so these must exist even if a guest never names them.
  * This file is built with -fno-tree-loop-distribute-patterns so gcc cannot
  * turn a loop here back into a call to the function being defined.
@@ -126,4 +126,102 @@ char *strstr(const char *h, const char *n)
 		if (*h == *n && !strncmp(h, n, len))
 			return (char *)h;
 	return NULL;
+}
+
+void *memchr(const void *s, int c, size_t n)
+{
+	const unsigned char *p = s;
+
+	for (; n; n--, p++)
+		if (*p == (unsigned char)c)
+			return (void *)p;
+	return NULL;
+}
+
+size_t strnlen(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	while (n < max && s[n])
+		n++;
+	return n;
+}
+
+char *strcat(char *dst, const char *src)
+{
+	strcpy(dst + strlen(dst), src);
+	return dst;
+}
+
+/* Appends at most n bytes of src, then always a NUL. */
+char *strncat(char *dst, const char *src, size_t n)
+{
+	char *d = dst + strlen(dst);
+	size_t len = strnlen(src, n);
+
+	memcpy(d, src, len);
+	d[len] = '\0';
+	return dst;
+}
+
+char *strndup(const char *s, size_t n)
+{
+	size_t len = strnlen(s, n);
+	char *copy = malloc(len + 1);
+
+	if (!copy) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	return copy;
+}
+
+char *strdup(const char *s)
+{
+	return strndup(s, (size_t)-1);
+}
+
+char *strtok_r(char *s, const char *delim, char **save)
+{
+	char *end;
+
+	if (!s)
+		s = *save;
+	while (*s && strchr(delim, *s))
+		s++;
+	if (!*s) {
+		*save = s;
+		return NULL;
+	}
+	for (end = s; *end && !strchr(delim, *end); end++)
+		;
+	if (*end)
+		*end++ = '\0';
+	*save = end;
+	return s;
+}
+
+static int lower_ascii(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+int strncasecmp(const char *a, const char *b, size_t n)
+{
+	for (; n; n--, a++, b++) {
+		int x = lower_ascii((unsigned char)*a), y = lower_ascii((unsigned char)*b);
+
+		if (x != y)
+			return x - y;
+		if (!x)
+			return 0;
+	}
+	return 0;
+}
+
+int strcasecmp(const char *a, const char *b)
+{
+	return strncasecmp(a, b, (size_t)-1);
 }

@@ -1,4 +1,8 @@
-/* Number parsing: strtoul/strtol (bases 0 and 2..36, saturating), atoi. */
+/*
+ * Number parsing: strtol/strtoul/strtoll/strtoull (bases 0 and 2..36;
+ * out-of-range values saturate and set errno to ERANGE), atoi/atol/atoll.
+ * long and long long are both 64 bits here (LP64).
+ */
 #include "internal.h"
 
 static int digit_value(char c)
@@ -65,6 +69,10 @@ unsigned long strtoul(const char *s, char **end, int base)
 	int neg, ovf;
 	unsigned long v = parse(s, end, base, &neg, &ovf);
 
+	if (ovf) {
+		errno = ERANGE;
+		return v; /* ULONG_MAX, whatever the sign (as C says) */
+	}
 	return neg ? 0 - v : v;
 }
 
@@ -74,12 +82,43 @@ long strtol(const char *s, char **end, int base)
 	unsigned long v = parse(s, end, base, &neg, &ovf);
 	const unsigned long lmax = (unsigned long)-1 >> 1;
 
-	if (neg)
-		return (ovf || v > lmax + 1) ? -(long)lmax - 1 : (long)(0 - v);
-	return (ovf || v > lmax) ? (long)lmax : (long)v;
+	if (neg) {
+		if (ovf || v > lmax + 1) {
+			errno = ERANGE;
+			return -(long)lmax - 1;
+		}
+		return (long)(0 - v);
+	}
+	if (ovf || v > lmax) {
+		errno = ERANGE;
+		return (long)lmax;
+	}
+	return (long)v;
+}
+
+_Static_assert(sizeof(long long) == sizeof(long), "LP64: strtoll is strtol");
+
+long long strtoll(const char *s, char **end, int base)
+{
+	return strtol(s, end, base);
+}
+
+unsigned long long strtoull(const char *s, char **end, int base)
+{
+	return strtoul(s, end, base);
 }
 
 int atoi(const char *s)
 {
 	return (int)strtol(s, NULL, 10);
+}
+
+long atol(const char *s)
+{
+	return strtol(s, NULL, 10);
+}
+
+long long atoll(const char *s)
+{
+	return strtol(s, NULL, 10);
 }

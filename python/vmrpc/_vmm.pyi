@@ -49,6 +49,16 @@ class GuestError(VmrpcError):
     registers: dict[str, int]
     vcpu: int
     reason: str
+    exception: str | None
+    """The CPU exception that crashed the guest ("#PF", "#GP", "#UD", "#DE", ...), else None."""
+    error_code: int | None
+    """The exception's error code, for the vectors that have one."""
+    address: int | None
+    """The faulting address (cr2) of a page fault."""
+    function: str | None
+    """The function the faulting instruction is in (DWARF or symbol table), if known."""
+    location: str | None
+    """``file:line`` of the faulting instruction from the image's DWARF, if it has any."""
 
 class GuestCrashed(GuestError):
     """The guest crashed: triple fault, KVM internal error or an unexpected exit."""

@@ -75,10 +75,35 @@ def format_registers(registers: dict[str, int], per_line: int = 3) -> str:
     return "\n".join(lines)
 
 
+def format_crash(error: GuestError) -> str | None:
+    """Describe the CPU exception of a crash in two lines (what, then where), or None.
+
+    ``exception #PF, address 0x0, error code 0x5`` then ``at main (app.c:12)``; the
+    second line says so when the image has no debug information for the address.
+    """
+    if error.exception is None:
+        return None
+    what = f"exception {error.exception}"
+    if error.address is not None:
+        what += f", address {error.address:#x}"
+    if error.error_code is not None:
+        what += f", error code {error.error_code:#x}"
+    rip = error.registers.get("rip")
+    where = f"rip {rip:#x}" if rip is not None else "rip unknown"
+    if error.function is not None or error.location is not None:
+        where += f" in {error.function or '?'} ({error.location or 'no line information'})"
+    else:
+        where += " (no debug information for it in the image)"
+    return f"{what}\n{where}"
+
+
 def report_guest_error(error: GuestError, out: TextIO) -> None:
-    """Print what a guest failure carries: reason, vCPU and registers."""
+    """Print what a guest failure carries: reason, exception and place, vCPU, registers."""
     kind = "timed out" if isinstance(error, GuestTimeout) else "crashed"
     out.write(f"vmrpc: guest {kind} on vcpu {error.vcpu}: {error.reason}\n")
+    crash = format_crash(error)
+    if crash is not None:
+        out.write(crash + "\n")
     if error.registers:
         out.write(format_registers(error.registers) + "\n")
     out.flush()
@@ -300,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         "build-guest",
         help="compile and link a C guest against the shipped SDK",
         description="Compile SOURCE files (C or assembly) into a guest ELF image with the "
-        "system C compiler ($CC, gcc or cc), the SDK's headers (#include <vmrpc.h>), runtime "
-        "and linker script, and the same flags as the built-in guests. Results are cached. "
+        "system C compiler ($CC, gcc or cc), the SDK's headers (#include <vmrpc.h>, and "
+        "standard headers such as <stdio.h>, <string.h>, <stdlib.h> from the SDK's own C "
+        "library, never the host's), runtime and linker script, and the flags of the built-in "
+        "guests but -Werror: warnings are printed, not fatal. Results are cached. "
         "Exits 1 with the compiler's messages when the build fails.",
     )
     build_guest.add_argument("sources", nargs="+", metavar="SOURCE", help="C or .S files")
@@ -318,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FLAGS",
-        help="extra compiler flags, e.g. --cflags='-DN=3 -Wno-error' (repeatable)",
+        help="extra compiler flags, e.g. --cflags='-DN=3 -Werror' (repeatable); "
+        "warnings are printed but do not fail the build",
     )
     build_guest.add_argument(
         "--cache-dir",

@@ -14,7 +14,10 @@ directly) and re-exported from here; this is the one place Python code imports t
     │   └── QueueCorrupt    the guest wrote impossible values into the queue's rings
     ├── GuestBuildError building a guest failed: no C compiler, a compile or link error
     └── GuestError      the guest failed; has .console, .registers, .vcpu, .reason
-        ├── GuestCrashed    triple fault, KVM internal error, unexpected exit
+        │                   and, for a CPU exception, .exception ("#PF"), .error_code,
+        │                   .address (of a page fault), .function and .location
+        │                   ("file:line" from the image's DWARF)
+        ├── GuestCrashed    a CPU exception, triple fault, KVM internal error, unexpected exit
         └── GuestTimeout    did not exit in time; the VM was killed
 """
 

@@ -13,8 +13,12 @@ exit code::
 
 `build` runs the system C compiler (``$CC``, else ``gcc``, else ``cc``) with the flags
 the project's own guests are built with (``-ffreestanding -mgeneral-regs-only
--mno-red-zone ...``, shipped as ``cflags.txt``), the SDK's headers, ``crt0.o``,
-``libvmrpc.a`` and the linker script ``guest.ld``. The same from the shell::
+-mno-red-zone -Wall -Wextra ...``, shipped as ``cflags.txt``; warnings are shown, through
+``logging.warning``, but are not errors), the SDK's headers, ``crt0.o``, ``libvmrpc.a``
+and the linker script ``guest.ld``. Standard headers come from the SDK (``<stdio.h>``,
+``<stdlib.h>``, ``<string.h>``, ``<ctype.h>``, ``<assert.h>``, ``<errno.h>``, ...) and
+the compiler's freestanding ones (``<stdint.h>``, ``<stddef.h>``, ``<stdbool.h>``, ...),
+never from the host's libc (``-nostdinc``). The same from the shell::
 
     python -m vmrpc build-guest app.c more.c -o app.elf
 
@@ -40,12 +44,12 @@ from pathlib import Path
 from vmrpc.errors import GuestBuildError
 from vmrpc.images import sdk_include_dir, sdk_lib_dir
 
-__all__ = ["build", "default_cache_dir", "find_compiler", "sdk_cflags"]
+__all__ = ["build", "default_cache_dir", "find_compiler", "sdk_cflags", "std_include_flags"]
 
 log = logging.getLogger("vmrpc.guest")
 
 # Bump when the build recipe changes, so old cache entries are not reused.
-_RECIPE_VERSION = b"vmrpc-guest-build 1"
+_RECIPE_VERSION = b"vmrpc-guest-build 2"
 _SDK_LIB_FILES = ("crt0.o", "libvmrpc.a", "guest.ld")
 _CFLAGS_FILE = "cflags.txt"
 
@@ -99,6 +103,32 @@ def sdk_cflags() -> list[str]:
             "checkout, or install a vmrpc wheel"
         )
     return shlex.split(path.read_text())
+
+
+def std_include_flags(compiler: Sequence[str]) -> list[str]:
+    """Return the flags that take standard headers from the SDK and the compiler only.
+
+    ``-nostdinc`` drops the host's libc headers (they clash with the SDK's runtime);
+    the SDK's ``include/libc`` provides ``<stdio.h>``, ``<string.h>`` and the rest, and
+    the compiler's own include directory the freestanding ``<stdint.h>``, ``<stdarg.h>``.
+
+    Raises:
+        GuestBuildError: the compiler cannot tell where its headers are.
+    """
+    command = [*compiler, "-print-file-name=include"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as error:
+        raise GuestBuildError(f"cannot run {command[0]}: {error}", command=command) from error
+    cc_include = done.stdout.strip()
+    if done.returncode != 0 or not Path(cc_include).is_dir():
+        raise GuestBuildError(
+            f"{shlex.join(command)} did not name the compiler's header directory "
+            f"(got {cc_include!r}); vmrpc needs gcc or clang",
+            command=command,
+            stderr=done.stderr,
+        )
+    return ["-nostdinc", "-isystem", str(sdk_include_dir() / "libc"), "-isystem", cc_include]
 
 
 def _file_digest(path: Path) -> str:
@@ -177,7 +207,8 @@ def _deps_unchanged(meta: Path) -> bool:
         return False
 
 
-def _run(command: list[str], what: str) -> None:
+def _run(command: list[str], what: str) -> str:
+    """Run one compiler command; return what it wrote to stderr (its warnings)."""
     log.debug("%s: %s", what, shlex.join(command))
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -192,6 +223,7 @@ def _run(command: list[str], what: str) -> None:
             command=command,
             stderr=stderr,
         )
+    return done.stderr.strip()
 
 
 def _compile_and_link(
@@ -200,11 +232,14 @@ def _compile_and_link(
     flags: Sequence[str],
     extra: Sequence[str],
     workdir: Path,
-) -> tuple[Path, dict[str, str]]:
+) -> tuple[Path, dict[str, str], list[str]]:
     include = sdk_include_dir()
     lib = sdk_lib_dir()
+    # Not part of the cache key: the compiler's identity (in the key) decides it.
+    stdinc = std_include_flags(compiler)
     objects: list[Path] = []
     depfiles: list[Path] = []
+    warnings: list[str] = []
     for index, source in enumerate(sources):
         obj = workdir / f"{index}-{source.stem}.o"
         depfile = obj.with_suffix(".d")
@@ -212,6 +247,7 @@ def _compile_and_link(
             *compiler,
             *flags,
             f"-I{include}",
+            *stdinc,
             *extra,
             "-MMD",
             "-MF",
@@ -221,7 +257,7 @@ def _compile_and_link(
             "-o",
             str(obj),
         ]
-        _run(command, f"compiling {source.name}")
+        warnings.append(_run(command, f"compiling {source.name}"))
         objects.append(obj)
         depfiles.append(depfile)
     elf = workdir / "guest.elf"
@@ -237,8 +273,8 @@ def _compile_and_link(
         "-o",
         str(elf),
     ]
-    _run(link, "linking")
-    return elf, _record_deps(depfiles, sources)
+    warnings.append(_run(link, "linking"))
+    return elf, _record_deps(depfiles, sources), [w for w in warnings if w]
 
 
 def _install(src: Path, dst: Path) -> None:
@@ -280,7 +316,9 @@ def build(
         cache_dir: the build cache (default: `default_cache_dir`).
 
     The compiler runs only when no cached image matches the hash of the sources, the
-    flags, the compiler, the SDK and the headers the sources included last time.
+    flags, the compiler, the SDK and the headers the sources included last time. When
+    it runs, its warnings (``-Wall -Wextra``, not errors) are logged with
+    ``logging.warning`` on the ``vmrpc.guest`` logger.
 
     Raises:
         GuestBuildError: no compiler, a missing source, no SDK, or a compile or link
@@ -308,10 +346,13 @@ def build(
     else:
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="vmrpc-guest-") as tmp:
-            elf, deps = _compile_and_link(paths, compiler, flags, extra, Path(tmp))
+            elf, deps, warnings = _compile_and_link(paths, compiler, flags, extra, Path(tmp))
             _install(elf, cached)
             _write_atomic(meta, json.dumps(deps, indent=1, sort_keys=True))
         log.info("built guest %s from %s", cached, ", ".join(p.name for p in paths))
+        if warnings:
+            # Users' guests build without -Werror; the warnings are still worth reading.
+            log.warning("compiler warnings:\n%s", "\n".join(warnings))
     if output is None:
         return cached
     target = Path(output)

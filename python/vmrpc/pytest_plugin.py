@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from vmrpc.cli import format_registers
+from vmrpc.cli import format_crash, format_registers
 from vmrpc.errors import GuestError, GuestTimeout
 from vmrpc.kvmaccess import KVM_DEVICE, kvm_access_problem
 from vmrpc.vm import VM
@@ -177,6 +177,9 @@ def _describe_vm(vm: FixtureVM, label: str, console_tail: int) -> list[tuple[str
         (f"{label} console tail", console or "<empty>"),
         (f"{label} counters", counters or "<none>"),
     ]
+    crash = format_crash(error) if error is not None else None
+    if crash is not None:
+        sections.append((f"{label} exception", crash))
     if error is not None and error.registers:
         sections.append((f"{label} registers", format_registers(error.registers)))
     return sections

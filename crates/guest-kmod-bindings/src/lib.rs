@@ -45,6 +45,36 @@ pub const fn vmrpc_console_write(gpa: u64, len: u64) -> u64 {
     (len << 48) | (gpa & 0xffff_ffff_ffff)
 }
 pub const VMRPC_MMIO_EVQ_DOORBELL: u64 = VMRPC_MMIO_BASE + 0x3000;
+pub const VMRPC_MMIO_CRASH: u64 = VMRPC_MMIO_BASE + 0x6000;
+
+/// `struct vmrpc_crash_frame`: what the runtime's exception handler saw.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CrashFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub cr2: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
 pub const VMRPC_IRQ_VECTOR: u32 = 0x40;
 
 // ---- rings ----------------------------------------------------------------------
@@ -198,6 +228,8 @@ mod byte_valued {
     unsafe impl vm_memory::ByteValued for super::EvqInfo {}
     // SAFETY: as above.
     unsafe impl vm_memory::ByteValued for super::EvSlot {}
+    // SAFETY: as above.
+    unsafe impl vm_memory::ByteValued for super::CrashFrame {}
 }
 
 /// The few items of `guest/include/vmrpc/socket_proto.h` (the socket

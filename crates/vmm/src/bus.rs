@@ -9,6 +9,8 @@ pub enum DeviceAction {
     Continue,
     /// The guest asked to end the VM with this exit code.
     GuestExit(i32),
+    /// The guest runtime reported an exception (`None`: its frame was unreadable).
+    GuestCrash(Option<guest_kmod_bindings::CrashFrame>),
 }
 
 /// A device on the bus. `offset` is relative to the start of its range.

@@ -30,6 +30,11 @@ pub const TSS_START: u64 = 0x2000;
 pub const TSS_STRIDE: u64 = 128;
 pub const TSS_LIMIT: u32 = 103;
 
+/// The page table that maps the first 2 MiB in 4 KiB pages, so that page 0 can
+/// be supervisor-only: the CPU still reads the GDT there, while a NULL pointer
+/// dereference in the (ring-3) guest faults.
+pub const LOW_PT_START: u64 = 0x4000;
+
 /// Per-vCPU pages the GS base points at: the first 8 bytes hold the vCPU index
 /// (the guest reads it with one `%gs:0` load), the rest belongs to the guest.
 pub const PERCPU_START: u64 = 0x10000;
@@ -107,6 +112,7 @@ mod tests {
             (GDT_START, GDT_ENTRIES as u64 * 8),
             (IDT_START, IDT_LIMIT as u64 + 1),
             (TSS_START, max * TSS_STRIDE),
+            (LOW_PT_START, 0x1000),
             (BOOT_INFO_START, BOOT_INFO_END - BOOT_INFO_START),
             (PML4_START, 0x1000),
             (PDPT_START, 0x1000),

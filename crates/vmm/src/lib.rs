@@ -11,12 +11,14 @@ pub mod config;
 pub mod devices;
 pub mod error;
 pub mod evq;
+pub mod exception;
 pub mod image;
 pub mod kick;
 pub mod layout;
 pub mod rpc;
 pub mod sockfast;
 pub mod stats;
+pub mod symbolize;
 pub mod vcpu;
 pub mod vm;
 

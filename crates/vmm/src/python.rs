@@ -58,7 +58,8 @@ create_exception!(
     vmrpc._vmm,
     GuestError,
     VmrpcError,
-    "The guest failed; `reason`, `vcpu`, `registers` and `console` describe how."
+    "The guest failed; `reason`, `vcpu`, `registers`, `console` and, for a CPU exception, \
+     `exception`, `error_code`, `address`, `function` and `location` describe how."
 );
 create_exception!(
     vmrpc._vmm,
@@ -83,6 +84,13 @@ fn guest_error(py: Python<'_>, err: PyErr, f: &GuestFailure) -> PyErr {
         value.setattr("registers", regs)?;
         value.setattr("console", &f.console_tail)?;
         value.setattr("vcpu", f.vcpu)?;
+        let e = f.exception.as_ref();
+        let loc = e.and_then(|e| e.location.as_ref());
+        value.setattr("exception", e.map(|e| e.name()))?;
+        value.setattr("error_code", e.and_then(|e| e.error_code))?;
+        value.setattr("address", e.and_then(|e| e.address))?;
+        value.setattr("function", loc.and_then(|l| l.function.clone()))?;
+        value.setattr("location", loc.and_then(|l| l.file_line()))?;
         value.setattr("reason", &f.reason)
     })();
     match attrs {

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
+use guest_kmod_bindings::CrashFrame;
+
 use crate::bus::{Buses, DeviceAction};
+use crate::exception::GuestException;
 use crate::kick::ImmediateExit;
 use crate::stats::Stats;
 use crate::vm::{GuestFailure, Outcome, VmShared};
@@ -14,6 +17,8 @@ use crate::vm::{GuestFailure, Outcome, VmShared};
 pub enum Crash {
     /// KVM_EXIT_SHUTDOWN: on x86 a triple fault.
     TripleFault,
+    /// The runtime's exception handler reported this frame (`None`: unreadable).
+    Exception(Option<CrashFrame>),
     /// KVM_EXIT_INTERNAL_ERROR (e.g. an instruction PVM cannot emulate).
     InternalError,
     FailEntry(u64),
@@ -28,6 +33,8 @@ impl Crash {
             Crash::TripleFault => {
                 "triple fault: the guest hit an exception it had no handler for".into()
             }
+            Crash::Exception(Some(frame)) => GuestException::from_frame(frame).describe(),
+            Crash::Exception(None) => "exception reported with an unreadable crash frame".into(),
             Crash::InternalError => format!(
                 "KVM internal error (suberror {}); on PVM see `dmesg | grep kvm-pvm`",
                 suberror.map_or("unknown".into(), |s| s.to_string())
@@ -53,6 +60,7 @@ impl From<DeviceAction> for ExitAction {
         match a {
             DeviceAction::Continue => ExitAction::Continue,
             DeviceAction::GuestExit(code) => ExitAction::GuestExit(code),
+            DeviceAction::GuestCrash(frame) => ExitAction::Crash(Crash::Exception(frame)),
         }
     }
 }
@@ -117,6 +125,44 @@ fn read_from(bus: &crate::bus::Bus, addr: u64, data: &mut [u8], stats: &Stats) {
 
 /// Named register values, for error reports.
 pub type Registers = Vec<(&'static str, u64)>;
+
+/// The faulting code's registers from a crash frame, with the control registers
+/// (but cr2, which the frame has) read from the vCPU.
+fn frame_registers(frame: &CrashFrame, vcpu: &VcpuFd) -> Registers {
+    let f = frame;
+    let mut out = vec![
+        ("rip", f.rip),
+        ("rsp", f.rsp),
+        ("rbp", f.rbp),
+        ("rflags", f.rflags),
+        ("rax", f.rax),
+        ("rbx", f.rbx),
+        ("rcx", f.rcx),
+        ("rdx", f.rdx),
+        ("rsi", f.rsi),
+        ("rdi", f.rdi),
+        ("r8", f.r8),
+        ("r9", f.r9),
+        ("r10", f.r10),
+        ("r11", f.r11),
+        ("r12", f.r12),
+        ("r13", f.r13),
+        ("r14", f.r14),
+        ("r15", f.r15),
+        ("cs", f.cs),
+        ("ss", f.ss),
+        ("cr2", f.cr2),
+    ];
+    if let Ok(s) = vcpu.get_sregs() {
+        out.extend([
+            ("cr0", s.cr0),
+            ("cr3", s.cr3),
+            ("cr4", s.cr4),
+            ("efer", s.efer),
+        ]);
+    }
+    out
+}
 
 /// Reads the vCPU's registers (empty if KVM refuses, e.g. after an internal error).
 pub fn registers(vcpu: &VcpuFd) -> Registers {
@@ -185,11 +231,20 @@ pub fn run(mut vcpu: VcpuFd, index: u32, shared: Arc<VmShared>) {
             }
             ExitAction::Crash(crash) => {
                 let sub = (crash == Crash::InternalError).then(|| internal_suberror(&mut vcpu));
+                let (regs, exception) = match &crash {
+                    // The vCPU is in the handler now; the frame has the culprit's state.
+                    Crash::Exception(Some(frame)) => (
+                        frame_registers(frame, &vcpu),
+                        Some(GuestException::from_frame(frame)),
+                    ),
+                    _ => (registers(&vcpu), None),
+                };
                 failure = Some(GuestFailure {
                     vcpu: index,
                     reason: crash.describe(sub),
-                    registers: registers(&vcpu),
+                    registers: regs,
                     console_tail: String::new(),
+                    exception,
                 });
                 break;
             }

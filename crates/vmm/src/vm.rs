@@ -21,9 +21,11 @@ use crate::arch::{cpuid, gdt, paging, vcpu_state};
 use crate::bus::Buses;
 use crate::config::VmConfig;
 use crate::devices::console::{ConsoleBuffer, ConsoleWrite, SerialConsole, SharedConsole};
+use crate::devices::crash_report::CrashReport;
 use crate::devices::debug_exit::DebugExit;
 use crate::error::{kvm, VmError};
 use crate::evq::{EventQueue, EvqHost, VmLink};
+use crate::exception::GuestException;
 use crate::image::Image;
 use crate::kick;
 use crate::rpc::module::HostModule;
@@ -40,6 +42,8 @@ pub struct GuestFailure {
     pub reason: String,
     pub registers: Registers,
     pub console_tail: String,
+    /// The exception the guest runtime reported, if the crash was one.
+    pub exception: Option<GuestException>,
 }
 
 /// What ended the VM. The first one reported wins.
@@ -208,6 +212,8 @@ impl Vm {
         buses
             .mmio
             .insert(abi::VMRPC_MMIO_CONSOLE_WRITE, 8, console_write)?;
+        let crash_report = Arc::new(CrashReport::new(memory.clone()));
+        buses.mmio.insert(abi::VMRPC_MMIO_CRASH, 8, crash_report)?;
         let stats = Arc::new(Stats::default());
         let engine_stop = Arc::new(
             EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Os("creating an eventfd", e))?,
@@ -417,6 +423,7 @@ impl Vm {
             ),
             registers: Vec::new(),
             console_tail: String::new(),
+            exception: None,
         };
         self.shared.finish(Outcome::TimedOut(failure));
         self.wait_stopped(Duration::MAX / 4);
@@ -432,10 +439,21 @@ impl Vm {
         match &lock(&self.shared.run).outcome {
             None => Err(VmError::NotStarted),
             Some(Outcome::Exited(code)) => Ok(*code),
-            Some(Outcome::Crashed(f)) => Err(VmError::GuestCrashed(Box::new(f.clone()))),
+            Some(Outcome::Crashed(f)) => Err(VmError::GuestCrashed(Box::new(self.symbolized(f)))),
             Some(Outcome::TimedOut(f)) => Err(VmError::GuestTimeout(Box::new(f.clone()))),
             Some(Outcome::Killed) => Err(VmError::Killed),
         }
+    }
+
+    /// A crash report with the faulting rip's source location from the image's
+    /// DWARF (looked up here, on the owner's thread, not in the vCPU thread).
+    fn symbolized(&self, f: &GuestFailure) -> GuestFailure {
+        let mut f = f.clone();
+        if let Some(e) = &mut f.exception {
+            e.location = crate::symbolize::locate(&self.config.image, e.rip);
+            f.reason = e.describe();
+        }
+        f
     }
 
     /// Stops every vCPU (idempotent; before `start` it just marks the VM killed).

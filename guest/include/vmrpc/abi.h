@@ -42,6 +42,9 @@
  *                          ioeventfd, so it does not exit to the VMM's user space
  *   VMRPC_MMIO_EVQ_DOORBELL  a 32-bit write of an event queue's queue_id wakes
  *                          the host side of that queue (see "Event queues")
+ *   VMRPC_MMIO_CRASH       a 64-bit write of the guest address of a
+ *                          struct vmrpc_crash_frame: the runtime's exception
+ *                          handlers report a crash; the VMM ends the VM with it
  *
  * VM RPC shared region (at boot_info.shared_base, boot_info.shared_size bytes)
  * ---------------------------------------------------------------------------
@@ -139,6 +142,22 @@ struct vmrpc_boot_info {
 /* Console write command: len (< 65536) in bits 48..63, guest address below. */
 #define VMRPC_CONSOLE_WRITE(gpa, len) (((uint64_t)(len) << 48) | ((uint64_t)(gpa) & 0xffffffffffffull))
 #define VMRPC_MMIO_EVQ_DOORBELL (VMRPC_MMIO_BASE + 0x3000u)
+#define VMRPC_MMIO_CRASH (VMRPC_MMIO_BASE + 0x6000u)
+
+/*
+ * What a ring-0 exception handler of the runtime saw (guest/rt/irq.S builds it
+ * on the ring-0 stack, lowest address first): the general registers of the
+ * faulting code, cr2, the vector, the error code (0 for vectors without one),
+ * then the frame the CPU pushed.  The VMM copies it once and only reports it.
+ */
+struct vmrpc_crash_frame {
+	uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+	uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+	uint64_t cr2;
+	uint64_t vector;
+	uint64_t error_code;
+	uint64_t rip, cs, rflags, rsp, ss;
+};
 
 /* Interrupt vector the host uses to wake a vCPU waiting for a response or event. */
 #define VMRPC_IRQ_VECTOR 0x40u

@@ -26,8 +26,10 @@
 #ifndef VMRPC_SOCKET_H
 #define VMRPC_SOCKET_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- types ------------------------------------------------------------------------ */
 
@@ -193,60 +195,7 @@ extern const struct in6_addr in6addr_loopback;
 #define EAI_MEMORY -10
 #define EAI_SYSTEM -11
 
-/* ---- errno (Linux values; one per vCPU) ------------------------------------------------ */
-
-int *__errno_location(void);
-#define errno (*__errno_location())
-
-#define EPERM 1
-#define ENOENT 2
-#define EINTR 4
-#define EIO 5
-#define EBADF 9
-#define EAGAIN 11
-#define EWOULDBLOCK EAGAIN
-#define ENOMEM 12
-#define EACCES 13
-#define EFAULT 14
-#define EBUSY 16
-#define EINVAL 22
-#define ENFILE 23
-#define EMFILE 24
-#define ENOSPC 28
-#define EPIPE 32
-#define ERANGE 34
-#define ENAMETOOLONG 36
-#define ENOSYS 38
-#define EPROTO 71
-#define EOVERFLOW 75
-#define ENOTSOCK 88
-#define EDESTADDRREQ 89
-#define EMSGSIZE 90
-#define EPROTOTYPE 91
-#define ENOPROTOOPT 92
-#define EPROTONOSUPPORT 93
-#define ESOCKTNOSUPPORT 94
-#define EOPNOTSUPP 95
-#define EPFNOSUPPORT 96
-#define EAFNOSUPPORT 97
-#define EADDRINUSE 98
-#define EADDRNOTAVAIL 99
-#define ENETDOWN 100
-#define ENETUNREACH 101
-#define ECONNABORTED 103
-#define ECONNRESET 104
-#define ENOBUFS 105
-#define EISCONN 106
-#define ENOTCONN 107
-#define ESHUTDOWN 108
-#define ETIMEDOUT 110
-#define ECONNREFUSED 111
-#define EHOSTUNREACH 113
-#define EALREADY 114
-#define EINPROGRESS 115
-
-/* A short description ("ECONNREFUSED (connection refused)"); never NULL. */
-const char *strerror(int err);
+/* errno values are <errno.h>'s; strerror is declared in <string.h>. */
 const char *gai_strerror(int err);
 
 /* ---- byte order ------------------------------------------------------------------------- */

@@ -1,8 +1,11 @@
 //! Identity page tables: GVA == GPA for all of guest RAM, nothing above it.
+//! Page 0 is the exception: supervisor-only, so a NULL dereference faults.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use crate::layout::{LARGE_PAGE_SIZE, MMIO_BASE, MMIO_SIZE, PDPT_START, PD_START, PML4_START};
+use crate::layout::{
+    LARGE_PAGE_SIZE, LOW_PT_START, MMIO_BASE, MMIO_SIZE, PDPT_START, PD_START, PML4_START,
+};
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
@@ -18,9 +21,14 @@ pub type PageTableEntry = (u64, u64);
 /// Page-level write-through and cache disable: the MMIO window is uncached.
 const UNCACHED: u64 = (1 << 3) | (1 << 4);
 
+const PAGE_SIZE: u64 = 0x1000;
+
 /// The entries that identity-map `[0, mem_size)` and the MMIO window with
 /// 2 MiB pages. RAM is a multiple of 2 MiB (the config checks it), so no page
-/// reaches past RAM and any other access above it faults in the guest.
+/// reaches past RAM and any other access above it faults in the guest. The
+/// first 2 MiB use 4 KiB pages instead, the first of them supervisor-only:
+/// the GDT lives there (the CPU reads it with supervisor rights), and a guest
+/// access to `[0, 4096)` from ring 3 (a NULL pointer) takes a page fault.
 pub fn identity_map_entries(mem_size: u64) -> Vec<PageTableEntry> {
     let ram = (0..mem_size / LARGE_PAGE_SIZE).map(|p| (p * LARGE_PAGE_SIZE, 0));
     let mmio =
@@ -35,9 +43,25 @@ pub fn identity_map_entries(mem_size: u64) -> Vec<PageTableEntry> {
             entries.push((PDPT_START + gib * 8, pd | PRESENT | WRITABLE | USER));
         }
         let entry = pd + ((addr % GIB) / LARGE_PAGE_SIZE) * 8;
-        entries.push((entry, addr | PRESENT | WRITABLE | USER | LARGE | extra));
+        if addr == 0 {
+            entries.push((entry, LOW_PT_START | PRESENT | WRITABLE | USER));
+            entries.extend(low_page_entries());
+        } else {
+            entries.push((entry, addr | PRESENT | WRITABLE | USER | LARGE | extra));
+        }
     }
     entries
+}
+
+/// The 4 KiB page table of the first 2 MiB: page 0 without USER.
+fn low_page_entries() -> impl Iterator<Item = PageTableEntry> {
+    (0..LARGE_PAGE_SIZE / PAGE_SIZE).map(|i| {
+        let user = if i == 0 { 0 } else { USER };
+        (
+            LOW_PT_START + i * 8,
+            (i * PAGE_SIZE) | PRESENT | WRITABLE | user,
+        )
+    })
 }
 
 /// Writes the page tables into guest memory; returns the value for CR3.
@@ -53,14 +77,33 @@ pub fn write_identity_map(mem: &GuestMemoryMmap) -> Result<u64, vm_memory::Guest
 mod tests {
     use super::*;
 
-    /// Walks the tables like the MMU does for a 2 MiB page.
-    fn translate(entries: &[PageTableEntry], gva: u64) -> Option<u64> {
+    /// Walks the tables like the MMU does; returns the GPA and whether ring 3
+    /// may access it (USER set at every level).
+    fn walk(entries: &[PageTableEntry], gva: u64) -> Option<(u64, bool)> {
         let lookup = |addr: u64| entries.iter().find(|(a, _)| *a == addr).map(|(_, v)| *v);
         let pml4e = lookup(PML4_START + ((gva >> 39) & 0x1ff) * 8)?;
         let pdpte = lookup((pml4e & !0xfff) + ((gva >> 30) & 0x1ff) * 8)?;
         let pde = lookup((pdpte & !0xfff) + ((gva >> 21) & 0x1ff) * 8)?;
-        assert!(pde & LARGE != 0);
-        Some((pde & !0x1f_ffff & !0xfff) + (gva & 0x1f_ffff))
+        let user = pml4e & pdpte & pde & USER != 0;
+        if pde & LARGE != 0 {
+            return Some(((pde & !0x1f_ffff & !0xfff) + (gva & 0x1f_ffff), user));
+        }
+        let pte = lookup((pde & !0xfff) + ((gva >> 12) & 0x1ff) * 8)?;
+        Some(((pte & !0xfff) + (gva & 0xfff), user && pte & USER != 0))
+    }
+
+    fn translate(entries: &[PageTableEntry], gva: u64) -> Option<u64> {
+        walk(entries, gva).map(|(gpa, _)| gpa)
+    }
+
+    #[test]
+    fn page_zero_is_supervisor_only_and_the_rest_user() {
+        let e = identity_map_entries(64 << 20);
+        assert_eq!(walk(&e, 0), Some((0, false)));
+        assert_eq!(walk(&e, 0xfff), Some((0xfff, false)));
+        for gva in [0x1000, 0x7000, 0x10_0000, 0x1f_ffff, 0x20_0000, 0x3f_ffff] {
+            assert_eq!(walk(&e, gva), Some((gva, true)), "{gva:#x}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Devices on the VM's buses.
 
 pub mod console;
+pub mod crash_report;
 pub mod debug_exit;
