@@ -14,6 +14,7 @@ pub mod evq;
 pub mod image;
 pub mod kick;
 pub mod layout;
+pub mod linux;
 pub mod rpc;
 pub mod sockfast;
 pub mod stats;

@@ -1,0 +1,53 @@
+//! `vmrpc._vmm.linux_setup`: places a Linux program in a created VM.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::setup::{setup, LinuxParams};
+use super::LinuxError;
+use crate::python::{ConfigError, ImageError, PyVm};
+
+fn to_pyerr(e: LinuxError) -> PyErr {
+    match e {
+        LinuxError::Layout(_) | LinuxError::Args(_) | LinuxError::Vm(_) => {
+            ConfigError::new_err(e.to_string())
+        }
+        _ => ImageError::new_err(e.to_string()),
+    }
+}
+
+/// Loads `program` into `vm` (created, not started) and points its vCPUs'
+/// system-call entry at the Linux personality; returns the chosen layout.
+#[pyfunction]
+#[pyo3(signature = (vm, program, argv, envp, execfn, trace = false))]
+fn linux_setup<'py>(
+    py: Python<'py>,
+    vm: &PyVm,
+    program: std::path::PathBuf,
+    argv: Vec<String>,
+    envp: Vec<String>,
+    execfn: String,
+    trace: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let vm = vm.get()?;
+    let params = LinuxParams {
+        program: &program,
+        argv: &argv,
+        envp: &envp,
+        execfn: &execfn,
+        trace,
+    };
+    let placed = py.detach(|| setup(&vm, &params)).map_err(to_pyerr)?;
+    let d = PyDict::new(py);
+    d.set_item("bias", placed.bias)?;
+    d.set_item("entry", placed.info.entry)?;
+    d.set_item("sp", placed.info.sp)?;
+    d.set_item("brk_start", placed.info.brk_start)?;
+    d.set_item("mmap_lo", placed.info.mmap_lo)?;
+    d.set_item("mmap_hi", placed.info.mmap_hi)?;
+    Ok(d)
+}
+
+pub(crate) fn add(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(linux_setup, m)?)
+}
