@@ -36,7 +36,7 @@ RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) pyproject.toml \
 	$(shell find crates -type f \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'build.rs' \) 2>/dev/null)
 EXT_MODULE := $(wildcard $(PKG)/_vmm*.so)
 
-.PHONY: dev venv guest sdk ext demo test lint test-rust test-python bench clean FORCE
+.PHONY: dev venv guest sdk ext demo test lint test-rust test-python bench clean linux-deps FORCE
 
 dev: venv sdk ext
 
@@ -82,7 +82,24 @@ FORCE:
 demo: dev
 	$(VPY) -m vmrpc demo
 
-test: dev
+# Programs nobody here wrote, for the Linux personality's tests (tests/test_linux*.py):
+# Debian's busybox-static, and musl-gcc to build the project's own test programs.
+LINUX_DEPS := /bin/busybox:busybox-static /usr/bin/musl-gcc:musl-tools
+
+linux-deps:
+	@missing=""; for d in $(LINUX_DEPS); do \
+	  [ -x "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; \
+	    apt-get install -y -q $$missing >/dev/null || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
+	  else \
+	    echo "missing:$$missing. Install them: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: dev linux-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings

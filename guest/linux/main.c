@@ -17,6 +17,8 @@ int lx_user_ok(uint64_t addr, uint64_t len)
 {
 	uint64_t end = addr + len;
 
+	if (!len)
+		return 1; /* nothing is accessed (musl passes {NULL, 0} iovecs) */
 	return addr >= LX_PROGRAM_MIN && end >= addr && end <= rt_boot_info()->shared_base;
 }
 

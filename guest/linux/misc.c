@@ -155,6 +155,51 @@ static long do_affinity(int64_t pid, uint64_t len, uint64_t mask)
 	return 8;
 }
 
+/* struct sysinfo: uptime, loads, memory in units of 1 byte, one process. */
+static long do_sysinfo(uint64_t addr)
+{
+	struct {
+		int64_t uptime;
+		uint64_t loads[3], totalram, freeram, sharedram, bufferram, totalswap, freeswap;
+		uint16_t procs, pad;
+		uint64_t totalhigh, freehigh;
+		uint32_t mem_unit;
+		char pad2[4];
+	} si;
+
+	memset(&si, 0, sizeof(si));
+	si.uptime = (int64_t)(rt_ns_from_tsc(rdtsc()) / 1000000000u);
+	si.totalram = lx_info->mmap_hi - lx_info->brk_start;
+	si.freeram = si.totalram / 2;
+	si.procs = 1;
+	si.mem_unit = 1;
+	return copy_out(addr, &si, sizeof(si));
+}
+
+static char task_name[16] = "program";
+
+static long do_prctl(int op, uint64_t arg)
+{
+	switch (op) {
+	case 15: /* PR_SET_NAME */
+		if (!lx_user_ok(arg, 1))
+			return -EFAULT;
+		for (int i = 0; i < 15; i++) {
+			if (!lx_user_ok(arg + (uint64_t)i, 1))
+				return -EFAULT;
+			task_name[i] = *(const char *)(uintptr_t)(arg + (uint64_t)i);
+			if (!task_name[i])
+				break;
+		}
+		task_name[15] = 0;
+		return 0;
+	case 16: /* PR_GET_NAME */
+		return copy_out(arg, task_name, sizeof(task_name));
+	default:
+		return -EINVAL;
+	}
+}
+
 static long kill_self(int64_t pid, int sig)
 {
 	if (pid != LX_PID && pid != 0 && pid != -1)
@@ -239,6 +284,10 @@ long lx_misc_syscall(struct lx_frame *f)
 		if (f->rdi && copy_in(altstack, f->rdi, sizeof(altstack)) < 0)
 			return -EFAULT;
 		return 0;
+	case __NR_sysinfo:
+		return do_sysinfo(f->rdi);
+	case __NR_prctl:
+		return do_prctl((int)f->rdi, f->rsi);
 	case __NR_kill:
 		return kill_self((int64_t)(int32_t)f->rdi, (int)f->rsi);
 	case __NR_tkill:

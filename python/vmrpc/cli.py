@@ -30,6 +30,8 @@ from vmrpc.errors import (
 )
 from vmrpc.hostmodule import HostModule, NativeModule
 from vmrpc.images import builtin_images, image_path
+from vmrpc.linux.cli import add_arguments as add_linux_arguments
+from vmrpc.linux.cli import run_linux
 from vmrpc.vm import VM
 
 __all__ = [
@@ -183,6 +185,8 @@ def load_module(spec: str) -> HostModule | NativeModule:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
+    if ns.linux:
+        return run_linux(ns, EXIT_CRASHED, EXIT_TIMEOUT, EXIT_USAGE)
     try:
         modules = [load_module(spec) for spec in ns.module]
     except ModuleSpecError as error:
@@ -192,7 +196,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         with VM(
             ns.image,
             vcpus=ns.vcpus,
-            memory_mib=ns.memory,
+            memory_mib=ns.memory or 64,
             args=ns.args,
             modules=modules,
         ) as vm:
@@ -288,7 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("image", metavar="IMAGE", help="built-in image name or path of a guest ELF")
     run.add_argument("args", metavar="ARGS", nargs="*", help="arguments passed to the guest")
     run.add_argument("--vcpus", type=int, default=1, metavar="N", help="virtual CPUs (1-8)")
-    run.add_argument("--memory", type=int, default=64, metavar="MIB", help="guest memory in MiB")
+    run.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        metavar="MIB",
+        help="guest memory in MiB (default 64; 256 with --linux)",
+    )
     run.add_argument(
         "--timeout", type=float, default=None, metavar="S", help="kill the guest after S seconds"
     )
@@ -301,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="register a host module: pkg.mod:Class, path/file.py:Class or native:echo "
         "(repeatable)",
     )
+    add_linux_arguments(run)
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="run the demo", description="Run the vmrpc demo.")
