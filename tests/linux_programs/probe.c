@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -181,6 +182,11 @@ int main(int argc, char **argv)
 		return mappings();
 	if (!strcmp(c, "exit"))
 		return argc > 2 ? atoi(argv[2]) : 0;
+	if (!strcmp(c, "enosys")) {
+		long r = syscall(SYS_io_setup, 1, NULL);
+		printf("%ld %d\n", r, errno);
+		return 0;
+	}
 	if (!strcmp(c, "segv"))
 		return *(volatile int *)(uintptr_t)(argc > 2 ? 8 : 16);
 	if (!strcmp(c, "stdin")) {

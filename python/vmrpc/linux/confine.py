@@ -12,7 +12,7 @@ import ctypes
 import errno
 import os
 
-__all__ = ["openat2", "RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS"]
+__all__ = ["RESOLVE_BENEATH", "RESOLVE_NO_MAGICLINKS", "openat2"]
 
 _SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS = 0x02

@@ -102,7 +102,9 @@ class TraceRecord:
 
     def __str__(self) -> str:
         args = ", ".join(hex(a) if a > 0xFFFF else str(a) for a in self.args)
-        res = f"-{errno.errorcode.get(-self.result, self.result)}" if self.result < 0 else self.result
+        res = (
+            f"-{errno.errorcode.get(-self.result, self.result)}" if self.result < 0 else self.result
+        )
         return f"{self.name}({args}) = {res} <{self.ns} ns>"
 
 
@@ -182,7 +184,7 @@ def _pack_statx(st: os.stat_result) -> bytes:
     return (head + times + devs).ljust(_STATX_SIZE, b"\0")
 
 
-def _dtype(entry: os.DirEntry[bytes]) -> int:
+def _dtype(entry: os.DirEntry[str]) -> int:
     try:
         mode = entry.stat(follow_symlinks=False).st_mode
     except OSError:
@@ -295,7 +297,10 @@ class FilesModule(HostModule):
         raise OSError(errno.ENOENT, "no mount")
 
     def _check(self, op: str, guest: str, flags: int, root: _MountRoot, writes: bool) -> None:
-        if self._audit is not None and self._audit(FileAccess(op, guest, flags, root.mount)) is False:
+        if (
+            self._audit is not None
+            and self._audit(FileAccess(op, guest, flags, root.mount)) is False
+        ):
             raise _Denied
         if writes and root.mount.readonly:
             raise OSError(errno.EROFS, "read-only mount")
@@ -332,7 +337,9 @@ class FilesModule(HostModule):
     def _answer(result: int, data: bytes = b"") -> bytes:
         return _RESULT.pack(result) + data
 
-    def _call(self, request: bytes, body: Callable[[tuple[int, ...], bytes], tuple[int, bytes]]) -> bytes:
+    def _call(
+        self, request: bytes, body: Callable[[tuple[int, ...], bytes], tuple[int, bytes]]
+    ) -> bytes:
         try:
             args, data = self._args(request)
             result, out = body(args, data)
@@ -666,4 +673,3 @@ class FilesModule(HostModule):
         if self.on_trace is not None:
             self.on_trace(record)
         return self._answer(0)
-

@@ -67,7 +67,9 @@ pub fn parse(file: &[u8]) -> Result<Program, LinuxError> {
         return Err(LinuxError::NotElf);
     }
     if file[4] != ELFCLASS64 || file[5] != ELFDATA2LSB {
-        return Err(LinuxError::WrongArch("not a 64-bit little-endian ELF".into()));
+        return Err(LinuxError::WrongArch(
+            "not a 64-bit little-endian ELF".into(),
+        ));
     }
     let machine = le16(file, 18);
     if machine != EM_X86_64 {
@@ -137,10 +139,16 @@ pub fn parse(file: &[u8]) -> Result<Program, LinuxError> {
     // A static-PIE has PT_DYNAMIC (for its self-relocation) but no PT_INTERP;
     // an ET_DYN without PT_DYNAMIC is not a program either.
     if pie && !has_dynamic {
-        return Err(bad("ET_DYN without PT_DYNAMIC is not a static-PIE executable"));
+        return Err(bad(
+            "ET_DYN without PT_DYNAMIC is not a static-PIE executable",
+        ));
     }
     let lo = segments.iter().map(|s| s.vaddr).min().unwrap_or(0) & !0xfff;
-    let hi = segments.iter().map(|s| s.vaddr + s.memsz).max().unwrap_or(0);
+    let hi = segments
+        .iter()
+        .map(|s| s.vaddr + s.memsz)
+        .max()
+        .unwrap_or(0);
     // Without PT_PHDR, the headers are wherever the segment holding them maps them.
     let phdr_vaddr = match phdr_vaddr {
         Some(v) => v,
@@ -170,7 +178,12 @@ pub(crate) mod tests {
 
     /// A minimal ELF: header, `phdrs` program headers (type, offset, vaddr,
     /// filesz, memsz), then `body` bytes of zeros.
-    pub fn build(kind: u16, machine: u16, entry: u64, phdrs: &[(u32, u64, u64, u64, u64)]) -> Vec<u8> {
+    pub fn build(
+        kind: u16,
+        machine: u16,
+        entry: u64,
+        phdrs: &[(u32, u64, u64, u64, u64)],
+    ) -> Vec<u8> {
         let mut f = vec![0u8; EHDR_SIZE + phdrs.len() * PHDR_SIZE];
         f[..4].copy_from_slice(ELF_MAGIC);
         f[4] = ELFCLASS64;
@@ -196,7 +209,12 @@ pub(crate) mod tests {
 
     #[test]
     fn accepts_a_static_executable() {
-        let f = build(ET_EXEC, EM_X86_64, 0x401000, &[(PT_LOAD, 0, 0x400000, 0x2000, 0x3000)]);
+        let f = build(
+            ET_EXEC,
+            EM_X86_64,
+            0x401000,
+            &[(PT_LOAD, 0, 0x400000, 0x2000, 0x3000)],
+        );
         let p = parse(&f).unwrap();
         assert!(!p.pie);
         assert_eq!((p.lo, p.hi), (0x400000, 0x403000));
@@ -210,22 +228,55 @@ pub(crate) mod tests {
         assert!(matches!(parse(&[0u8; 10]), Err(LinuxError::NotElf)));
         let arm = build(ET_EXEC, 183, 0x401000, &[load]);
         assert!(matches!(parse(&arm), Err(LinuxError::WrongArch(_))));
-        let dynamic = build(ET_EXEC, EM_X86_64, 0x401000, &[(PT_INTERP, 0, 0, 1, 1), load]);
+        let dynamic = build(
+            ET_EXEC,
+            EM_X86_64,
+            0x401000,
+            &[(PT_INTERP, 0, 0, 1, 1), load],
+        );
         let err = parse(&dynamic).unwrap_err();
         assert!(err.to_string().contains("part 3"), "{err}");
-        let pie_without_dynamic = build(ET_DYN, EM_X86_64, 0x1000, &[(PT_LOAD, 0, 0, 0x2000, 0x2000)]);
-        assert!(matches!(parse(&pie_without_dynamic), Err(LinuxError::BadProgram(_))));
+        let pie_without_dynamic = build(
+            ET_DYN,
+            EM_X86_64,
+            0x1000,
+            &[(PT_LOAD, 0, 0, 0x2000, 0x2000)],
+        );
+        assert!(matches!(
+            parse(&pie_without_dynamic),
+            Err(LinuxError::BadProgram(_))
+        ));
     }
 
     #[test]
     fn refuses_segments_outside_the_file_or_wrapping() {
-        let past = build(ET_EXEC, EM_X86_64, 0x401000, &[(PT_LOAD, 0x1000, 0x400000, 0x5000, 0x5000)]);
+        let past = build(
+            ET_EXEC,
+            EM_X86_64,
+            0x401000,
+            &[(PT_LOAD, 0x1000, 0x400000, 0x5000, 0x5000)],
+        );
         assert!(matches!(parse(&past), Err(LinuxError::BadProgram(_))));
-        let wrap = build(ET_EXEC, EM_X86_64, 0x401000, &[(PT_LOAD, 0, u64::MAX - 10, 0x10, 0x10)]);
+        let wrap = build(
+            ET_EXEC,
+            EM_X86_64,
+            0x401000,
+            &[(PT_LOAD, 0, u64::MAX - 10, 0x10, 0x10)],
+        );
         assert!(matches!(parse(&wrap), Err(LinuxError::BadProgram(_))));
-        let huge_off = build(ET_EXEC, EM_X86_64, 0x401000, &[(PT_LOAD, u64::MAX, 0x400000, 2, 2)]);
+        let huge_off = build(
+            ET_EXEC,
+            EM_X86_64,
+            0x401000,
+            &[(PT_LOAD, u64::MAX, 0x400000, 2, 2)],
+        );
         assert!(matches!(parse(&huge_off), Err(LinuxError::BadProgram(_))));
-        let mut bad_phoff = build(ET_EXEC, EM_X86_64, 0x401000, &[(PT_LOAD, 0, 0x400000, 0x10, 0x10)]);
+        let mut bad_phoff = build(
+            ET_EXEC,
+            EM_X86_64,
+            0x401000,
+            &[(PT_LOAD, 0, 0x400000, 0x10, 0x10)],
+        );
         bad_phoff[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(parse(&bad_phoff), Err(LinuxError::BadProgram(_))));
     }

@@ -62,6 +62,15 @@ pub struct LinuxInfo {
     pub seed: [u8; 32],
 }
 const _: () = assert!(std::mem::size_of::<LinuxInfo>() == 104);
+// The fixed pages sit in holes of the VMM's low-memory layout.
+const _: () = {
+    let max = guest_kmod_bindings::VMRPC_MAX_VCPUS as u64;
+    assert!(layout::TSS_START + max * layout::TSS_STRIDE <= LOW_PT_GPA);
+    assert!(LOW_PT_GPA + PAGE <= layout::BOOT_INFO_START);
+    assert!(layout::BOOT_INFO_END <= INFO_GPA);
+    assert!(INFO_GPA + 104 <= TRAMPOLINE_GPA);
+    assert!(TRAMPOLINE_GPA + 8 <= layout::PML4_START);
+};
 // SAFETY: plain integers and byte arrays, no padding (checked by the size above).
 unsafe impl vm_memory::ByteValued for LinuxInfo {}
 
@@ -124,9 +133,7 @@ fn host_random() -> Result<[u8; 48], LinuxError> {
     let mut got = 0;
     while got < buf.len() {
         // SAFETY: writes at most `len - got` bytes into `buf` past `got`.
-        let n = unsafe {
-            libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0)
-        };
+        let n = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -159,8 +166,11 @@ fn protect_page_zero(mem: &GuestMemoryMmap) -> Result<(), LinuxError> {
     const USER: u64 = 4;
     for i in 0..512u64 {
         let user = if i == 0 { 0 } else { USER };
-        mem.write_obj(i * PAGE | PRESENT | WRITABLE | user, GuestAddress(LOW_PT_GPA + i * 8))
-            .map_err(mem_err)?;
+        mem.write_obj(
+            (i * PAGE) | PRESENT | WRITABLE | user,
+            GuestAddress(LOW_PT_GPA + i * 8),
+        )
+        .map_err(mem_err)?;
     }
     mem.write_obj(
         LOW_PT_GPA | PRESENT | WRITABLE | USER,
@@ -215,7 +225,8 @@ pub fn place(
     info.gid = gid;
     info.seed.copy_from_slice(&random[16..]);
     info.flags = if p.trace { FLAG_TRACE } else { 0 };
-    mem.write_obj(info, GuestAddress(INFO_GPA)).map_err(mem_err)?;
+    mem.write_obj(info, GuestAddress(INFO_GPA))
+        .map_err(mem_err)?;
     mem.write_slice(&trampoline(), GuestAddress(TRAMPOLINE_GPA))
         .map_err(mem_err)?;
     // The personality's own heap must end where the program begins.
@@ -242,13 +253,20 @@ mod tests {
 
     #[test]
     fn plans_exec_and_pie_in_their_places() {
-        let exec = elf::parse(&build(2, 62, 0x401000, &[(1, 0, 0x400000, 0x2000, 0x3000)])).unwrap();
+        let exec =
+            elf::parse(&build(2, 62, 0x401000, &[(1, 0, 0x400000, 0x2000, 0x3000)])).unwrap();
         let (bias, info) = plan(&exec, 256 << 20).unwrap();
         assert_eq!(bias, 0);
         assert_eq!(info.brk_start, 0x403000);
         assert!(info.brk_start < info.brk_max && info.brk_max == info.mmap_lo);
         assert_eq!(info.mmap_hi, (256 << 20) - STACK_SIZE);
-        let pie = elf::parse(&build(3, 62, 0x1000, &[(1, 0, 0, 0x2000, 0x2000), (2, 0, 0, 0, 0)])).unwrap();
+        let pie = elf::parse(&build(
+            3,
+            62,
+            0x1000,
+            &[(1, 0, 0, 0x2000, 0x2000), (2, 0, 0, 0, 0)],
+        ))
+        .unwrap();
         let (bias, info) = plan(&pie, 256 << 20).unwrap();
         assert_eq!(bias, PROGRAM_MIN);
         assert_eq!(info.entry, PROGRAM_MIN + 0x1000);
@@ -258,17 +276,13 @@ mod tests {
     fn refuses_programs_that_do_not_fit() {
         let low = elf::parse(&build(2, 62, 0x101000, &[(1, 0, 0x100000, 0x2000, 0x2000)])).unwrap();
         assert!(matches!(plan(&low, 256 << 20), Err(LinuxError::Layout(_))));
-        let huge = elf::parse(&build(2, 62, 0x401000, &[(1, 0, 0x400000, 0x2000, 1 << 30)])).unwrap();
+        let huge = elf::parse(&build(
+            2,
+            62,
+            0x401000,
+            &[(1, 0, 0x400000, 0x2000, 1 << 30)],
+        ))
+        .unwrap();
         assert!(matches!(plan(&huge, 256 << 20), Err(LinuxError::Layout(_))));
-    }
-
-    #[test]
-    fn fixed_pages_do_not_collide_with_the_vmm_layout() {
-        let max = guest_kmod_bindings::VMRPC_MAX_VCPUS as u64;
-        assert!(layout::TSS_START + max * layout::TSS_STRIDE <= LOW_PT_GPA);
-        assert!(LOW_PT_GPA + PAGE <= layout::BOOT_INFO_START);
-        assert!(layout::BOOT_INFO_END <= INFO_GPA);
-        assert!(TRAMPOLINE_GPA + 8 <= layout::PML4_START);
-        assert!((std::mem::size_of::<LinuxInfo>() as u64) < TRAMPOLINE_GPA - INFO_GPA);
     }
 }

@@ -61,7 +61,9 @@ pub fn build(
 ) -> Result<InitialStack, LinuxError> {
     for s in argv.iter().chain(envp).map(String::as_str).chain([execfn]) {
         if s.contains('\0') {
-            return Err(LinuxError::Args("an argument or variable contains a NUL byte".into()));
+            return Err(LinuxError::Args(
+                "an argument or variable contains a NUL byte".into(),
+            ));
         }
     }
     // Strings and random bytes at the top, in a block we fill from its start.
