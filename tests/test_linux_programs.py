@@ -98,10 +98,14 @@ def test_unsupported_call_is_enosys_and_counted_by_name(probe: Path) -> None:
         assert vm.stats["enosys_io_setup"] == 1
 
 
-def test_segfault_raises_guest_crashed_with_the_faulting_address(probe: Path) -> None:
-    with LinuxVM(probe, ["segv"], timeout=TIMEOUT) as vm, pytest.raises(GuestCrashed) as info:
+@pytest.mark.parametrize("rewrite", [True, False])
+def test_segfault_raises_guest_crashed_with_the_faulting_address(
+    probe: Path, rewrite: bool
+) -> None:
+    vm = LinuxVM(probe, ["segv"], timeout=TIMEOUT, rewrite_syscalls=rewrite)
+    with vm, pytest.raises(GuestCrashed) as info:
         vm.run()
-    # The probe reads address 16: page 0 is supervisor-only in a Linux VM.
+    # The probe writes address 16: page 0 is never writable by the program.
     assert info.value.registers["cr2"] == 16
     assert info.value.registers["rip"] >= 0x400000
 
@@ -127,3 +131,19 @@ def test_not_elf_foreign_and_dynamic_programs_are_refused(tmp_path: Path) -> Non
 def test_a_program_too_big_for_memory_is_a_config_error(probe: Path) -> None:
     with pytest.raises(ConfigError, match="memory"):
         LinuxVM(probe, memory_mib=16)
+
+
+def test_syscall_sites_are_rewritten_and_the_lstar_path_still_serves_the_rest(
+    probe: Path,
+) -> None:
+    with LinuxVM(probe, ["jit"], timeout=TIMEOUT) as vm:
+        assert vm.layout["syscall_sites"] > 10
+        # The run-time site was never rewritten: it reaches the personality via LSTAR.
+        assert (vm.run(), vm.stdout) == (0, b"1\n")
+
+
+@pytest.mark.parametrize("case", ["floats", "malloc", "errno"])
+def test_without_rewriting_every_call_goes_through_lstar(probe: Path, case: str) -> None:
+    with LinuxVM(probe, [case], timeout=TIMEOUT, rewrite_syscalls=False) as vm:
+        assert vm.layout["syscall_sites"] == 0
+        assert (vm.run(), vm.stdout) == native(probe, case)[:2]

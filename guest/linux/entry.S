@@ -45,6 +45,24 @@ lx_syscall_entry:
 	jmp *%rcx
 	.size lx_syscall_entry, . - lx_syscall_entry
 
+/*
+ * Rewritten sites (`syscall` -> `call *%rax`, see crates/vmm/src/linux/
+ * rewrite.rs) arrive here through the nop sled at address 0 and
+ * %gs:LX_GS_ZPOLINE, with the return address on the program's stack.  Recreate
+ * what `syscall` leaves (rcx = return address, r11 = rflags, rsp as before the
+ * call) and share the path above.  The call's push wrote the 8 bytes below the
+ * program's rsp, inside its red zone (zpoline's known cost; the compilers'
+ * syscall wrappers keep nothing there); pushfq reuses that same slot.
+ */
+	.globl lx_zpoline_entry
+	.type lx_zpoline_entry, @function
+lx_zpoline_entry:
+	popq %rcx
+	pushfq
+	popq %r11
+	jmp lx_syscall_entry
+	.size lx_zpoline_entry, . - lx_zpoline_entry
+
 /* Enters the program: rsp at argc, rdx = 0 (no atexit function), rest clear. */
 	.globl lx_enter_program
 	.type lx_enter_program, @function

@@ -16,6 +16,7 @@
 #define LX_GS_USER_RSP 0x10 /* the program's rsp while a syscall runs */
 #define LX_GS_STACK 0x18    /* top of this vCPU's syscall stack */
 #define LX_GS_HANDLER 0x20  /* the host's LSTAR trampoline jumps through this */
+#define LX_GS_ZPOLINE 0x28  /* the page-0 sled of rewritten sites jumps through this */
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

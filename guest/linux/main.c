@@ -8,6 +8,7 @@
 const struct vmrpc_linux_info *lx_info;
 
 void lx_syscall_entry(void);
+void lx_zpoline_entry(void);
 _Noreturn void lx_enter_program(uint64_t entry, uint64_t sp);
 
 /* One syscall stack per vCPU (part 1 runs the program on vCPU 0 only). */
@@ -75,5 +76,6 @@ int main(int argc, char **argv)
 	lx_fd_init();
 	gs_write(LX_GS_STACK, (uint64_t)(uintptr_t)&syscall_stack[rt_cpu_id()][sizeof(syscall_stack[0])]);
 	gs_write(LX_GS_HANDLER, (uint64_t)(uintptr_t)lx_syscall_entry);
+	gs_write(LX_GS_ZPOLINE, (uint64_t)(uintptr_t)lx_zpoline_entry);
 	lx_enter_program(lx_info->entry, lx_info->sp);
 }

@@ -157,6 +157,7 @@ def linux_setup(
     envp: list[str],
     execfn: str,
     trace: bool = False,
+    rewrite: bool = True,
 ) -> dict[str, int]:
     """Load a static Linux program into a created ``linux`` VM (see `vmrpc.LinuxVM`)."""
 

@@ -187,8 +187,21 @@ int main(int argc, char **argv)
 		printf("%ld %d\n", r, errno);
 		return 0;
 	}
+	if (!strcmp(c, "jit")) {
+		/* A syscall site made at run time, which no load-time rewriting sees:
+		 * mov $39, %eax (getpid); syscall; ret */
+		static const unsigned char code[] = {0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xc3};
+		unsigned char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return 1;
+		memcpy(p, code, sizeof(code));
+		long pid = ((long (*)(void))(void *)p)();
+		printf("%d\n", pid == (long)getpid());
+		return 0;
+	}
 	if (!strcmp(c, "segv"))
-		return *(volatile int *)(uintptr_t)(argc > 2 ? 8 : 16);
+		return *(volatile int *)(uintptr_t)(argc > 2 ? 8 : 16) = 1;
 	if (!strcmp(c, "stdin")) {
 		char line[256];
 		while (fgets(line, sizeof(line), stdin))

@@ -37,6 +37,10 @@ class LinuxVM:
         on_stdout / on_stderr: called with each chunk it writes (streaming).
         audit: file access hook; return ``False`` to deny (the program gets EACCES).
         trace: record every system call (`trace`, and `on_trace` as they come).
+        rewrite_syscalls: rewrite the program's ``syscall`` instructions into calls
+            through a nop sled at address 0 (zpoline), the fast path; without it every
+            call traps to ``MSR_LSTAR`` (also the safety net for sites not rewritten).
+            With it, reads of the page at address 0 do not fault (writes still do).
         cwd: its working directory (a guest path).
         timeout: default timeout of `run` and `wait`, in seconds.
         memory_mib: guest memory (the program, its heap and its 8 MiB stack share it).
@@ -58,6 +62,7 @@ class LinuxVM:
         on_trace: Callable[[TraceRecord], object] | None = None,
         audit: Callable[[FileAccess], bool] | None = None,
         trace: bool = False,
+        rewrite_syscalls: bool = True,
         cwd: str = "/",
         timeout: float | None = None,
         memory_mib: int = 256,
@@ -82,7 +87,7 @@ class LinuxVM:
         envp = [f"{k}={v}" for k, v in (env or {}).items()]
         try:
             self.layout: dict[str, int] = _vmm.linux_setup(
-                self.vm._vm, str(self.program), argv, envp, argv[0], trace
+                self.vm._vm, str(self.program), argv, envp, argv[0], trace, rewrite_syscalls
             )
             """Where the program and its memory areas were placed (diagnostics)."""
         except BaseException:

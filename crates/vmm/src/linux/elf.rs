@@ -17,6 +17,7 @@ pub const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
 const PT_PHDR: u32 = 6;
+const PF_X: u32 = 1;
 pub const EHDR_SIZE: usize = 64;
 pub const PHDR_SIZE: usize = 56;
 const MAX_PHDRS: usize = 128;
@@ -28,6 +29,8 @@ pub struct Segment {
     pub vaddr: u64,
     pub filesz: u64,
     pub memsz: u64,
+    /// PF_X: the segment holds code (where `syscall` sites are rewritten).
+    pub exec: bool,
 }
 
 /// A checked static x86-64 executable.
@@ -104,6 +107,7 @@ pub fn parse(file: &[u8]) -> Result<Program, LinuxError> {
     let mut has_dynamic = false;
     for ph in table.chunks_exact(PHDR_SIZE) {
         let p_type = le32(ph, 0);
+        let exec = le32(ph, 4) & PF_X != 0;
         let offset = le64(ph, 8);
         let vaddr = le64(ph, 16);
         let filesz = le64(ph, 32);
@@ -128,6 +132,7 @@ pub fn parse(file: &[u8]) -> Result<Program, LinuxError> {
                     vaddr,
                     filesz,
                     memsz,
+                    exec,
                 });
             }
             _ => {}

@@ -8,6 +8,7 @@
 //! handler. See docs/linux.md.
 
 pub mod elf;
+pub mod rewrite;
 pub mod setup;
 pub mod stack;
 

@@ -19,7 +19,8 @@ fn to_pyerr(e: LinuxError) -> PyErr {
 /// Loads `program` into `vm` (created, not started) and points its vCPUs'
 /// system-call entry at the Linux personality; returns the chosen layout.
 #[pyfunction]
-#[pyo3(signature = (vm, program, argv, envp, execfn, trace = false))]
+#[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments
+#[pyo3(signature = (vm, program, argv, envp, execfn, trace = false, rewrite = true))]
 fn linux_setup<'py>(
     py: Python<'py>,
     vm: &PyVm,
@@ -28,6 +29,7 @@ fn linux_setup<'py>(
     envp: Vec<String>,
     execfn: String,
     trace: bool,
+    rewrite: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let vm = vm.get()?;
     let params = LinuxParams {
@@ -36,6 +38,7 @@ fn linux_setup<'py>(
         envp: &envp,
         execfn: &execfn,
         trace,
+        rewrite,
     };
     let placed = py.detach(|| setup(&vm, &params)).map_err(to_pyerr)?;
     let d = PyDict::new(py);
@@ -45,6 +48,7 @@ fn linux_setup<'py>(
     d.set_item("brk_start", placed.info.brk_start)?;
     d.set_item("mmap_lo", placed.info.mmap_lo)?;
     d.set_item("mmap_hi", placed.info.mmap_hi)?;
+    d.set_item("syscall_sites", placed.syscall_sites)?;
     Ok(d)
 }
 

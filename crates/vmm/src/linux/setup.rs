@@ -18,6 +18,7 @@ use guest_kmod_bindings::BootInfo;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::elf::{self, Program};
+use super::rewrite;
 use super::stack::{self, Auxv};
 use super::LinuxError;
 use crate::layout;
@@ -28,8 +29,13 @@ pub const INFO_GPA: u64 = 0x8000;
 pub const TRAMPOLINE_GPA: u64 = 0x8800;
 /// Offset in the per-vCPU (GS) page where the personality stores its handler.
 pub const TRAMPOLINE_SLOT: u8 = 0x20;
+/// Offset in the per-vCPU page of the rewritten sites' entry (the sled jumps through it).
+pub const ZPOLINE_SLOT: u8 = 0x28;
 /// The 4 KiB page table for the first 2 MiB (a free page after the TSSs).
 pub const LOW_PT_GPA: u64 = 0x3000;
+/// The physical page mapped at virtual page 0 when sites are rewritten: the
+/// nop sled, and a copy of the GDT (the CPU reads it at linear `GDT_START`).
+pub const SLED_GPA: u64 = 0x4000;
 /// Programs start here; the personality lives below.
 pub const PROGRAM_MIN: u64 = 0x40_0000;
 /// Stack size of the program's main thread.
@@ -39,6 +45,10 @@ const ARGS_ROOM: u64 = 256 << 10;
 /// At least this much memory must be left for brk and mmap.
 const MIN_FREE: u64 = 8 << 20;
 const MSR_LSTAR: u32 = 0xc000_0082;
+const MSR_EFER: u32 = 0xc000_0080;
+/// EFER as the VMM sets it (LME, LMA) plus SCE: `syscall` is architecturally
+/// enabled, as hardware KVM requires (PVM delivers it either way).
+const EFER_LINUX: u64 = (1 << 8) | (1 << 10) | 1;
 const PAGE: u64 = 0x1000;
 /// `struct vmrpc_linux_info.magic`: "VMRLINUX".
 pub const INFO_MAGIC: u64 = u64::from_le_bytes(*b"VMRLINUX");
@@ -66,7 +76,9 @@ const _: () = assert!(std::mem::size_of::<LinuxInfo>() == 104);
 const _: () = {
     let max = guest_kmod_bindings::VMRPC_MAX_VCPUS as u64;
     assert!(layout::TSS_START + max * layout::TSS_STRIDE <= LOW_PT_GPA);
-    assert!(LOW_PT_GPA + PAGE <= layout::BOOT_INFO_START);
+    assert!(LOW_PT_GPA + PAGE <= SLED_GPA);
+    assert!(SLED_GPA + PAGE <= layout::BOOT_INFO_START);
+    assert!(super::rewrite::SLED_LEN as u64 + 8 <= layout::GDT_START);
     assert!(layout::BOOT_INFO_END <= INFO_GPA);
     assert!(INFO_GPA + 104 <= TRAMPOLINE_GPA);
     assert!(TRAMPOLINE_GPA + 8 <= layout::PML4_START);
@@ -82,6 +94,8 @@ pub struct LinuxParams<'a> {
     /// AT_EXECFN: the path the program was started by, as the guest sees it.
     pub execfn: &'a str,
     pub trace: bool,
+    /// Rewrite `syscall` sites to calls into the page-0 sled (see `rewrite`).
+    pub rewrite: bool,
 }
 
 /// The flat layout `place` chose; returned for diagnostics and tests.
@@ -89,6 +103,8 @@ pub struct LinuxParams<'a> {
 pub struct Placement {
     pub bias: u64,
     pub info: LinuxInfo,
+    /// `syscall` instructions rewritten to `call *%rax`.
+    pub syscall_sites: usize,
 }
 
 fn page_up(v: u64) -> u64 {
@@ -158,16 +174,34 @@ fn mem_err(e: vm_memory::GuestMemoryError) -> LinuxError {
     LinuxError::Vm(format!("guest memory: {e}"))
 }
 
-/// Splits the first 2 MiB into 4 KiB pages so page 0 can be supervisor-only:
-/// the CPU still reads the GDT there, the program's NULL accesses fault.
-fn protect_page_zero(mem: &GuestMemoryMmap) -> Result<(), LinuxError> {
+/// Splits the first 2 MiB into 4 KiB pages so that page 0 can differ from
+/// the identity map. Without rewriting it is supervisor-only: the CPU still
+/// reads the GDT there, the program's NULL accesses fault. With rewriting it
+/// is the sled page, user read/execute but not writable (CR0.WP is clear, so
+/// the CPU's own GDT accesses are unaffected): NULL writes fault, NULL reads
+/// see the sled, as in zpoline.
+fn map_page_zero(mem: &GuestMemoryMmap, rewrite: bool) -> Result<(), LinuxError> {
     const PRESENT: u64 = 1;
     const WRITABLE: u64 = 2;
     const USER: u64 = 4;
-    for i in 0..512u64 {
-        let user = if i == 0 { 0 } else { USER };
+    let page0 = if rewrite {
+        let gdt_len = layout::GDT_ENTRIES * 8;
+        let mut gdt = vec![0u8; gdt_len];
+        mem.read_slice(&mut gdt, GuestAddress(layout::GDT_START))
+            .map_err(mem_err)?;
+        mem.write_slice(&rewrite::sled_page(ZPOLINE_SLOT), GuestAddress(SLED_GPA))
+            .map_err(mem_err)?;
+        mem.write_slice(&gdt, GuestAddress(SLED_GPA + layout::GDT_START))
+            .map_err(mem_err)?;
+        SLED_GPA | PRESENT | USER
+    } else {
+        PRESENT | WRITABLE
+    };
+    mem.write_obj(page0, GuestAddress(LOW_PT_GPA))
+        .map_err(mem_err)?;
+    for i in 1..512u64 {
         mem.write_obj(
-            (i * PAGE) | PRESENT | WRITABLE | user,
+            (i * PAGE) | PRESENT | WRITABLE | USER,
             GuestAddress(LOW_PT_GPA + i * 8),
         )
         .map_err(mem_err)?;
@@ -194,12 +228,16 @@ pub fn place(
     let file = std::fs::read(p.program)?;
     let prog = elf::parse(&file)?;
     let (bias, mut info) = plan(&prog, shared_base)?;
+    let mut syscall_sites = 0;
     for seg in &prog.segments {
         let at = seg.vaddr + bias;
         let zeros = vec![0u8; seg.memsz as usize];
         mem.write_slice(&zeros, GuestAddress(at)).map_err(mem_err)?;
-        let bytes = &file[seg.offset as usize..(seg.offset + seg.filesz) as usize];
-        mem.write_slice(bytes, GuestAddress(at)).map_err(mem_err)?;
+        let mut bytes = file[seg.offset as usize..(seg.offset + seg.filesz) as usize].to_vec();
+        if p.rewrite && seg.exec {
+            syscall_sites += rewrite::rewrite(&mut bytes, at);
+        }
+        mem.write_slice(&bytes, GuestAddress(at)).map_err(mem_err)?;
     }
     let random = host_random()?;
     // SAFETY: getuid/getgid cannot fail.
@@ -233,16 +271,22 @@ pub fn place(
     let heap_end = layout::BOOT_INFO_START + std::mem::offset_of!(BootInfo, heap_end) as u64;
     mem.write_obj(PROGRAM_MIN, GuestAddress(heap_end))
         .map_err(mem_err)?;
-    protect_page_zero(mem)?;
-    Ok(Placement { bias, info })
+    map_page_zero(mem, p.rewrite)?;
+    Ok(Placement {
+        bias,
+        info,
+        syscall_sites,
+    })
 }
 
 /// Sets up a created VM to run the program: memory, then LSTAR on every vCPU.
 pub fn setup(vm: &crate::Vm, p: &LinuxParams) -> Result<Placement, LinuxError> {
     let (shared_base, _) = layout::shared_region(vm.config().mem_size(), vm.config().vcpus);
     let placement = place(vm.memory(), shared_base, p)?;
-    vm.set_msr_before_start(MSR_LSTAR, TRAMPOLINE_GPA)
-        .map_err(|e| LinuxError::Vm(e.to_string()))?;
+    for (msr, value) in [(MSR_LSTAR, TRAMPOLINE_GPA), (MSR_EFER, EFER_LINUX)] {
+        vm.set_msr_before_start(msr, value)
+            .map_err(|e| LinuxError::Vm(e.to_string()))?;
+    }
     Ok(placement)
 }
 
