@@ -118,7 +118,10 @@ mod tests {
         assert_ne!(s.cr0 & CR0_PG, 0);
         assert_ne!(s.cr0 & CR0_PE, 0);
         assert_ne!(s.cr4 & CR4_PAE, 0);
-        assert_eq!(s.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT), CR4_OSFXSR | CR4_OSXMMEXCPT);
+        assert_eq!(
+            s.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT),
+            CR4_OSFXSR | CR4_OSXMMEXCPT
+        );
         assert_ne!(s.cr0 & CR0_MP, 0);
         assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
         assert_eq!(s.cs.l, 1);
