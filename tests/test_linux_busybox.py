@@ -144,3 +144,9 @@ def test_trace_records_each_system_call() -> None:
     assert [(t.args[0], t.result) for t in writes] == [(1, 3)]
     assert vm.trace[0].name == "brk"
     assert "write(1, " in str(writes[0])
+
+
+@pytest.mark.linux("/bin/busybox", ["printf", "%s-%s", "a", "b"])
+def test_pytest_plugin_marker(linux_vm: LinuxVM) -> None:
+    assert linux_vm.run() == 0
+    assert linux_vm.stdout == b"a-b"
