@@ -226,6 +226,7 @@ pub fn place(
     p: &LinuxParams,
 ) -> Result<Placement, LinuxError> {
     let file = std::fs::read(p.program)?;
+    let modified = std::fs::metadata(p.program)?.modified()?;
     let prog = elf::parse(&file)?;
     let (bias, mut info) = plan(&prog, shared_base)?;
     let mut syscall_sites = 0;
@@ -235,7 +236,13 @@ pub fn place(
         mem.write_slice(&zeros, GuestAddress(at)).map_err(mem_err)?;
         let mut bytes = file[seg.offset as usize..(seg.offset + seg.filesz) as usize].to_vec();
         if p.rewrite && seg.exec {
-            syscall_sites += rewrite::rewrite(&mut bytes, at);
+            let key = (
+                p.program.to_owned(),
+                file.len() as u64,
+                modified,
+                seg.offset,
+            );
+            syscall_sites += rewrite::rewrite(&mut bytes, at, Some(key));
         }
         mem.write_slice(&bytes, GuestAddress(at)).map_err(mem_err)?;
     }
