@@ -6,12 +6,14 @@
 #include "linux.h"
 
 static int files_handle;
+static int data_handle; /* "files_data", or <= 0 if the host has none */
 static uint8_t req_buf[VMRPC_MAX_PAYLOAD] __attribute__((aligned(16)));
 static uint8_t resp_buf[VMRPC_MAX_PAYLOAD] __attribute__((aligned(16)));
 
 int lx_host_init(void)
 {
 	files_handle = bind_module(LX_FILES_MODULE, VMRPC_VERSION(1, 0));
+	data_handle = bind_module(LX_FILES_DATA_MODULE, VMRPC_VERSION(1, 0));
 	return files_handle;
 }
 
@@ -62,4 +64,17 @@ long lx_host_path(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const char *p
 	if (path2)
 		memcpy(both + l1, path2, l2);
 	return lx_host(fn, a0, a1, a2, 0, both, l1 + l2, out, cap, got);
+}
+
+long lx_host_data(int write, int64_t h, void *buf, uint64_t len, int64_t off)
+{
+	struct lx_data_req r = {h, (uint64_t)(uintptr_t)buf, len, off};
+	int64_t result;
+	long n;
+
+	if (data_handle <= 0)
+		return -EOPNOTSUPP;
+	n = perform_rpc(data_handle, write ? LXD_WRITE : LXD_READ, &r, sizeof(r), &result,
+			sizeof(result));
+	return n == (long)sizeof(result) ? (long)result : -EOPNOTSUPP;
 }

@@ -35,6 +35,12 @@ long lx_host(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, int64_t a3, const 
 long lx_host_path(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const char *path,
 		  const char *path2, void *out, size_t cap, size_t *got);
 
+/*
+ * Moves up to len (<= LX_DATA_MAX) bytes between host handle h and guest
+ * memory through the native data plane; -EOPNOTSUPP if it does not serve h.
+ */
+long lx_host_data(int write, int64_t h, void *buf, uint64_t len, int64_t off);
+
 /* ---- families ------------------------------------------------------------ */
 void lx_mem_init(void);
 long lx_brk(uint64_t addr);

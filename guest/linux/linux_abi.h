@@ -67,6 +67,27 @@ enum lx_files_fn {
 	LXF_TRACE = 22,     /* nr, ret, ns, a0, a1, a2 */
 };
 
+/*
+ * The "files_data" host module (crates/vmm/src/linux/dataplane.rs): reads and
+ * writes of regular files straight between the host file and guest memory.
+ * Request: struct lx_data_req; answer: one int64_t (bytes, or -errno;
+ * -EOPNOTSUPP: this handle is not served natively, ask "files").
+ */
+#define LX_FILES_DATA_MODULE "files_data"
+#define LX_DATA_MAX (16u << 20) /* bytes per call */
+enum lx_files_data_fn {
+	LXD_READ = 0,
+	LXD_WRITE = 1,
+};
+
+struct lx_data_req {
+	int64_t handle;
+	uint64_t gpa;
+	uint64_t len;
+	int64_t offset; /* -1: at (and advancing) the file position */
+};
+_Static_assert(sizeof(struct lx_data_req) == 32, "agrees with dataplane.rs");
+
 struct lx_req {
 	int64_t a[6];
 };

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "EventQueue",
     "EventQueueError",
+    "FilesDataPlane",
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",
@@ -149,6 +150,16 @@ class EventQueue:
         self, count: int, size: int, timeout: float | None = None, first_seq: int = 0
     ) -> int: ...
     def ring_state(self) -> dict[str, int]: ...
+
+@final
+class FilesDataPlane:
+    """Reads and writes of a Linux program's regular files, natively (docs/linux.md)."""
+
+    def __init__(self) -> None: ...
+    def register(self, vm: Vm) -> None: ...
+    def attach(self, handle: int, fd: int) -> None: ...
+    def detach(self, handle: int) -> None: ...
+    def stats(self) -> dict[str, int]: ...
 
 def linux_setup(
     vm: Vm,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmrpc import _vmm
 from vmrpc.hostmodule import HostModule, function
 from vmrpc.linux.confine import openat2
 from vmrpc.linux.syscalls import syscall_name
@@ -203,6 +204,8 @@ class FilesModule(HostModule):
         audit: called before each path operation with a `FileAccess`; returning
             ``False`` denies it (the program gets ``EACCES``).
         cwd: the program's initial working directory (a guest path).
+        data_plane: a `_vmm.FilesDataPlane` registered on the same VM: regular files
+            are attached to it on open, so their reads and writes bypass Python.
     """
 
     name = "files"
@@ -217,6 +220,7 @@ class FilesModule(HostModule):
         on_stderr: Callable[[bytes], object] | None = None,
         audit: Callable[[FileAccess], bool] | None = None,
         cwd: str = "/",
+        data_plane: _vmm.FilesDataPlane | None = None,
     ) -> None:
         self._roots: list[_MountRoot] = []
         for m in mounts:
@@ -236,6 +240,7 @@ class FilesModule(HostModule):
         self._out = {1: bytearray(), 2: bytearray()}
         self._sinks = {1: on_stdout, 2: on_stderr}
         self._audit = audit
+        self._plane = data_plane
         self._handles: dict[int, _Handle] = {}
         # stdio is a pipe to the program, as when a shell captures its output.
         r, w = os.pipe()
@@ -380,8 +385,13 @@ class FilesModule(HostModule):
             root, rel, guest = self._locate(dirh, self._paths(data)[0])
             self._check("open", guest, flags, root, bool(flags & _WRITE_FLAGS))
             fd = self._open(root, rel, flags, mode & 0o7777)
-            is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
-            return self._add(_Handle(fd, root.mount, posixpath.normpath(guest), is_dir)), b""
+            mode = os.fstat(fd).st_mode
+            is_dir = stat.S_ISDIR(mode)
+            h = self._add(_Handle(fd, root.mount, posixpath.normpath(guest), is_dir))
+            # Only regular files: a read there never waits for long on the engine.
+            if self._plane is not None and stat.S_ISREG(mode) and not flags & os.O_PATH:
+                self._plane.attach(h, fd)
+            return h, b""
 
         return self._call(request, body)
 
@@ -390,6 +400,8 @@ class FilesModule(HostModule):
         def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
             handle = self._handles.pop(a[0], None)
             if handle is not None:
+                if self._plane is not None:
+                    self._plane.detach(a[0])
                 os.close(handle.fd)
             return 0, b""
 

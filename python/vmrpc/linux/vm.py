@@ -71,6 +71,7 @@ class LinuxVM:
             raise TypeError("args must be a sequence of strings, not a single string")
         self.program = Path(program)
         """Host path of the program."""
+        self._plane = _vmm.FilesDataPlane()
         self.files = FilesModule(
             [m if isinstance(m, Mount) else Mount.parse(m) for m in mounts],
             stdin=stdin,
@@ -78,6 +79,7 @@ class LinuxVM:
             on_stderr=on_stderr,
             audit=audit,
             cwd=cwd,
+            data_plane=self._plane,
         )
         """The program's `FilesModule` (stdout, stderr, trace, unsupported calls)."""
         self.files.on_trace = on_trace
@@ -86,6 +88,7 @@ class LinuxVM:
         argv = [os.fspath(program), *args]
         envp = [f"{k}={v}" for k, v in (env or {}).items()]
         try:
+            self._plane.register(self.vm._vm)
             self.layout: dict[str, int] = _vmm.linux_setup(
                 self.vm._vm, str(self.program), argv, envp, argv[0], trace, rewrite_syscalls
             )
@@ -128,6 +131,7 @@ class LinuxVM:
     def stats(self) -> dict[str, int]:
         """The VM's counters, plus ``enosys_<name>``: unsupported calls by name."""
         stats = dict(self.vm.stats)
+        stats.update(self._plane.stats())
         for name, count in self.files.enosys.items():
             stats[f"enosys_{name}"] = count
         return stats

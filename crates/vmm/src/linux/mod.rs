@@ -7,6 +7,7 @@
 //! vCPU's `MSR_LSTAR` at a trampoline that enters the personality's system-call
 //! handler. See docs/linux.md.
 
+pub mod dataplane;
 pub mod elf;
 pub mod rewrite;
 pub mod setup;
