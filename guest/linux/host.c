@@ -76,9 +76,9 @@ long lx_host_data(int write, int64_t h, void *buf, uint64_t len, int64_t off)
 		return -EOPNOTSUPP;
 	/* The host copies up to 16 MiB in one go: wait for it spinning (the
 	 * halt gate's ring-0 path costs more than the copy of a few MiB). */
-	vmrpc_set_spin_us(len >> 8 > 20 ? (unsigned)(len >> 8) : 20);
+	vmrpc_set_spin_us(len >> 8 > LX_HOST_SPIN_US ? (unsigned)(len >> 8) : LX_HOST_SPIN_US);
 	n = perform_rpc(data_handle, write ? LXD_WRITE : LXD_READ, &r, sizeof(r), &result,
 			sizeof(result));
-	vmrpc_set_spin_us(20);
+	vmrpc_set_spin_us(LX_HOST_SPIN_US);
 	return n == (long)sizeof(result) ? (long)result : -EOPNOTSUPP;
 }

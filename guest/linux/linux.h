@@ -22,6 +22,8 @@ int lx_user_ok(uint64_t addr, uint64_t len);
 long lx_user_str(uint64_t addr, char *buf, size_t cap);
 
 /* ---- host calls (host.c) ------------------------------------------------- */
+/* How long a host call is awaited spinning before the vCPU halts (us). */
+#define LX_HOST_SPIN_US 200u
 #define LX_CHUNK 60000u /* data bytes per files RPC, below VMRPC_MAX_PAYLOAD */
 int lx_host_init(void);
 /*
