@@ -35,12 +35,20 @@ def native(program: Path, *args: str) -> tuple[int, bytes, bytes]:
     return r.returncode, r.stdout, r.stderr
 
 
-@pytest.mark.parametrize("case", ["floats", "qsort", "strtod", "malloc", "errno", "mmap"])
+@pytest.mark.parametrize("case", ["floats", "qsort", "strtod", "malloc", "errno", "mmap", "pipes"])
 def test_same_output_as_native(probe: Path, case: str) -> None:
     got = in_vm(probe, case)
     assert got == native(probe, case)
     assert got[0] == 0
     assert got[1]
+
+
+def test_bad_pointers_get_efault_and_pipes_work(probe: Path) -> None:
+    # write(1, 16, 5), read(0, <personality>, 16), open(NULL): EFAULT (14) each.
+    assert in_vm(probe, "efault")[1] == b"-1 14 -1 14 -1 14\n"
+    # poll: only the write end ready, then the read end; dup2 to 10; EOF once
+    # the write end is closed; O_CLOEXEC recorded.
+    assert in_vm(probe, "pipes")[1] == b"1 1 10 4 ping 0 1\n"
 
 
 def test_floating_point_is_exact(probe: Path) -> None:
