@@ -37,7 +37,7 @@ RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) pyproject.toml \
 	$(shell find crates -type f \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'build.rs' \) 2>/dev/null)
 EXT_MODULE := $(wildcard $(PKG)/_vmm*.so)
 
-.PHONY: dev venv guest sdk ext wheel demo test lint test-rust test-python bench clean FORCE
+.PHONY: dev venv guest sdk ext wheel demo test lint test-rust test-python bench clean linux-deps FORCE
 
 dev: venv sdk ext
 
@@ -56,8 +56,9 @@ $(STAMPS)/venv: requirements-dev.txt
 guest:
 	$(MAKE) -s -C guest
 
-# Guests shipped to users as built-in images (`vmrpc images`). Every other app is a
-# test or benchmark guest: it goes to _guest/testing/, which wheels leave out.
+# Guests shipped to users as built-in images (`vmrpc images`). The Linux personality
+# (linux.elf) goes to _guest/linux/: LinuxVM boots it, it is no example. Every other app
+# is a test or benchmark guest: it goes to _guest/testing/, which wheels leave out.
 EXAMPLE_IMAGES := demo hello fault spin smp http_get tcp_echo_client echo_server udp_echo
 
 # Copy the guest build into the package (generated, gitignored). Built in a scratch
@@ -65,10 +66,11 @@ EXAMPLE_IMAGES := demo hello fault spin smp http_get tcp_echo_client echo_server
 # also how every package build gets its guests: crates/vmm/build.rs runs `make sdk`.
 sdk: guest
 	rm -rf $(SDK).tmp
-	mkdir -p $(SDK).tmp/images $(SDK).tmp/testing $(SDK).tmp/lib
+	mkdir -p $(SDK).tmp/images $(SDK).tmp/testing $(SDK).tmp/linux $(SDK).tmp/lib
 	for elf in guest/build/*.elf; do \
 		name=$$(basename "$$elf" .elf); \
-		if [[ " $(EXAMPLE_IMAGES) " == *" $$name "* ]]; then dest=images; else dest=testing; fi; \
+		if [[ " $(EXAMPLE_IMAGES) " == *" $$name "* ]]; then dest=images; \
+		elif [[ $$name == linux ]]; then dest=linux; else dest=testing; fi; \
 		cp "$$elf" "$(SDK).tmp/$$dest/"; \
 	done
 	cp -r guest/include $(SDK).tmp/include
@@ -116,7 +118,24 @@ wheel: venv
 demo: dev
 	$(VPY) -m vmrpc demo
 
-test: dev
+# Programs nobody here wrote, for the Linux personality's tests (tests/test_linux*.py):
+# Debian's busybox-static, and musl-gcc to build the project's own test programs.
+LINUX_DEPS := /bin/busybox:busybox-static /usr/bin/musl-gcc:musl-tools
+
+linux-deps:
+	@missing=""; for d in $(LINUX_DEPS); do \
+	  [ -x "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; \
+	    apt-get install -y -q $$missing >/dev/null || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
+	  else \
+	    echo "missing:$$missing. Install them: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: dev linux-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings

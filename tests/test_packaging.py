@@ -83,6 +83,7 @@ def test_sdist_holds_what_the_build_needs(dist: tuple[Path, Path]) -> None:
         "guest/rt/guest.ld",
         "guest/include/vmrpc/abi.h",
         "guest/apps/hello.c",
+        "guest/linux/entry.S",
     }
     assert needed <= names, needed - names
     # Nothing built: a build from this sdist makes its own guests and extension.
@@ -102,6 +103,7 @@ def test_wheel_is_portable_stripped_and_ships_examples_only(
         zf.extract(ext, tmp_path)
     assert "vmrpc/_guest/images/hello.elf" in names
     assert "vmrpc/_guest/lib/libvmrpc.a" in names
+    assert "vmrpc/_guest/linux/linux.elf" in names
     assert "vmrpc/_guest/include/vmrpc/abi.h" in names
     assert not [n for n in names if n.startswith("vmrpc/_guest/testing/")]
     assert [n for n in names if n.endswith("licenses/LICENSE")]
@@ -142,3 +144,14 @@ def test_installed_wheel_lists_examples_not_test_guests(installed: Path, tmp_pat
     assert "hostile" not in listed.stdout
     assert testing.returncode != 0
     assert "not in wheels" in testing.stderr
+
+
+@pytest.mark.kvm
+@pytest.mark.skipif(not Path("/bin/busybox").is_file(), reason="needs busybox-static (make)")
+def test_installed_wheel_runs_a_linux_program(installed: Path, tmp_path: Path) -> None:
+    ran = _run(
+        installed, "-m", "vmrpc", "run", "--linux", "/bin/busybox", "echo", "hi", cwd=tmp_path
+    )
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout == "hi\n"

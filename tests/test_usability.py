@@ -159,7 +159,7 @@ def test_cli_run_help_shows_defaults() -> None:
     result = run_python("-m", "vmrpc", "run", "--help")
 
     assert "(default: 1)" in result.stdout
-    assert "(default: 64)" in result.stdout
+    assert "(default: 64;" in result.stdout
 
 
 def test_kvm_problem_for_a_missing_device(tmp_path: Path) -> None:

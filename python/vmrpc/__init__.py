@@ -32,6 +32,7 @@ from vmrpc.errors import (
 from vmrpc.events import EventQueue
 from vmrpc.hostmodule import HostModule, NativeModule, function
 from vmrpc.images import builtin_images, image_path, sdk_include_dir, sdk_lib_dir
+from vmrpc.linux import LinuxVM
 from vmrpc.vm import VM
 
 try:
@@ -54,6 +55,7 @@ __all__ = [
     "HostModule",
     "ImageError",
     "KvmError",
+    "LinuxVM",
     "NativeModule",
     "QueueClosed",
     "QueueCorrupt",

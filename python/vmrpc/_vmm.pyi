@@ -4,6 +4,7 @@ The extension is private: import the public names from `vmrpc` instead. `make te
 checks this stub against the built module with mypy's stubtest.
 """
 
+import os
 from collections.abc import Callable
 from typing import final
 
@@ -13,6 +14,7 @@ __all__ = [
     "ConfigError",
     "EventQueue",
     "EventQueueError",
+    "FilesDataPlane",
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",
@@ -25,6 +27,7 @@ __all__ = [
     "VmKilled",
     "VmrpcError",
     "bench_raw_kvm_cycles",
+    "linux_setup",
 ]
 
 class VmrpcError(Exception):
@@ -157,6 +160,27 @@ class EventQueue:
         self, count: int, size: int, timeout: float | None = None, first_seq: int = 0
     ) -> int: ...
     def ring_state(self) -> dict[str, int]: ...
+
+@final
+class FilesDataPlane:
+    """Reads and writes of a Linux program's regular files, natively (docs/linux.md)."""
+
+    def __init__(self) -> None: ...
+    def register(self, vm: Vm) -> None: ...
+    def attach(self, handle: int, fd: int) -> None: ...
+    def detach(self, handle: int) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+
+def linux_setup(
+    vm: Vm,
+    program: str | os.PathLike[str],
+    argv: list[str],
+    envp: list[str],
+    execfn: str,
+    trace: bool = False,
+    rewrite: bool = True,
+) -> dict[str, int]:
+    """Load a static Linux program into a created ``linux`` VM (see `vmrpc.LinuxVM`)."""
 
 def bench_raw_kvm_cycles(n: int) -> list[int]:
     """Benchmark baseline: ``n`` cycles of raw KVM (create a VM and one vCPU, run to

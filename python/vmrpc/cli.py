@@ -28,6 +28,8 @@ from vmrpc.errors import (
 )
 from vmrpc.images import builtin_images, image_path, testing_images
 from vmrpc.kvmaccess import kvm_access_problem
+from vmrpc.linux.cli import add_arguments as add_linux_arguments
+from vmrpc.linux.cli import run_linux
 from vmrpc.modspec import ModuleSpecError, load_module
 from vmrpc.vm import VM
 
@@ -152,6 +154,8 @@ def stream_run(vm: VM, timeout: float | None, out: TextIO) -> int:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
+    if ns.linux:
+        return run_linux(ns, EXIT_CRASHED, EXIT_TIMEOUT, EXIT_USAGE)
     try:
         modules = [load_module(spec) for spec in ns.module]
     except ModuleSpecError as error:
@@ -161,7 +165,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         with VM(
             ns.image,
             vcpus=ns.vcpus,
-            memory_mib=ns.memory,
+            memory_mib=64 if ns.memory is None else ns.memory,
             args=ns.args,
             modules=modules,
         ) as vm:
@@ -284,9 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--memory",
         type=int,
-        default=64,
+        default=None,
         metavar="MIB",
-        help="guest memory in MiB (default: %(default)s)",
+        help="guest memory in MiB (default: 64; 256 with --linux)",
     )
     run.add_argument(
         "--timeout",
@@ -305,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="register a host module: pkg.mod:Class, path/file.py:Class or native:echo "
         "(repeatable)",
     )
+    add_linux_arguments(run)
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="run the demo", description="Run the vmrpc demo.")

@@ -4,6 +4,7 @@
 ``vmrpc/_guest``:
 
 - ``images/<name>.elf``: the built-in guest programs (``hello``, ``smp``, ...)
+- ``linux/linux.elf``: the Linux system-call personality that `vmrpc.LinuxVM` boots
 - ``testing/<name>.elf``: the project's test and benchmark guests (``hostile``,
   ``rpcbench``, ...); present in a checkout, left out of wheels
 - ``include/``: the guest headers (``vmrpc/abi.h`` is the guest-host ABI)
@@ -22,6 +23,7 @@ __all__ = [
     "builtin_images",
     "image_path",
     "images_dir",
+    "linux_personality_image",
     "sdk_include_dir",
     "sdk_lib_dir",
     "testing_images",
@@ -39,6 +41,18 @@ def images_dir() -> Path:
 def testing_images_dir() -> Path:
     """Return the directory of the test and benchmark guests (absent from wheels)."""
     return _GUEST_DIR / "testing"
+
+
+def linux_personality_image() -> Path:
+    """Return the path of the Linux personality image (``linux.elf``) that LinuxVM boots.
+
+    Raises:
+        ImageError: the package has no personality image (a checkout before ``make dev``).
+    """
+    path = _GUEST_DIR / "linux" / "linux.elf"
+    if not path.is_file():
+        raise ImageError(f"the Linux personality image is missing ({path}); run `make dev`")
+    return path
 
 
 def sdk_include_dir() -> Path:

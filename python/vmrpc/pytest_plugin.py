@@ -55,6 +55,7 @@ __all__ = [
     "VmFactory",
     "booted_vm",
     "kvm_unusable_reason",
+    "linux_vm",
     "vm",
     "vm_factory",
 ]
@@ -68,7 +69,7 @@ DEFAULT_SAFETY_TIMEOUT_S = 30.0
 DEFAULT_CONSOLE_TAIL = 50
 
 # Fixture names whose tests need KVM (the fixture closure contains one of them).
-_KVM_FIXTURES = ("vm_factory", "vm", "booted_vm")
+_KVM_FIXTURES = ("vm_factory", "vm", "booted_vm", "linux_vm")
 
 _KVM_REASON = pytest.StashKey[str | None]()
 _FACTORY = pytest.StashKey["VmFactory"]()
@@ -208,6 +209,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "kvm: needs a usable /dev/kvm (skipped with the reason when it is missing)"
     )
     config.addinivalue_line("markers", _MARKER_HELP)
+    config.addinivalue_line(
+        "markers",
+        "linux(program, args=(), **LinuxVM keywords): configure the `linux_vm` fixture",
+    )
     config.stash[_KVM_REASON] = kvm_unusable_reason()
 
 
@@ -324,3 +329,28 @@ def booted_vm(vm: FixtureVM) -> FixtureVM:
     """The `vm` fixture's VM, started."""
     vm.start()
     return vm
+
+
+@pytest.fixture
+def linux_vm(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A `vmrpc.LinuxVM` configured by ``@pytest.mark.linux(program, args, ...)``,
+    created but not started; closed at teardown::
+
+        @pytest.mark.linux("/bin/busybox", ["echo", "hi"])
+        def test_echo(linux_vm):
+            assert linux_vm.run() == 0 and linux_vm.stdout == b"hi\n"
+    """
+    from vmrpc.linux import LinuxVM
+
+    reason = request.config.stash.get(_KVM_REASON, None)
+    if reason is not None:
+        pytest.skip(f"needs KVM: {reason}")
+    marker = request.node.get_closest_marker("linux")
+    if marker is None or not marker.args:
+        raise pytest.UsageError("linux_vm needs @pytest.mark.linux(program, args, ...)")
+    options = {"timeout": _timeout_ini(request.config), **marker.kwargs}
+    vm = LinuxVM(*marker.args, **options)
+    try:
+        yield vm
+    finally:
+        vm.close()

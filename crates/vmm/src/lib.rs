@@ -15,6 +15,7 @@ pub mod exception;
 pub mod image;
 pub mod kick;
 pub mod layout;
+pub mod linux;
 pub mod rpc;
 pub mod sockfast;
 pub mod stats;

@@ -348,7 +348,7 @@ pub struct PyVm {
 }
 
 impl PyVm {
-    fn get(&self) -> PyResult<Arc<Vm>> {
+    pub(crate) fn get(&self) -> PyResult<Arc<Vm>> {
         self.vm
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -658,6 +658,7 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .call_method1("register", (&stop_all,))?;
     m.add_class::<PySocketDataPlane>()?;
     m.add_function(wrap_pyfunction!(bench_raw_kvm_cycles, m)?)?;
+    crate::linux::python::add(m)?;
     m.add("VmrpcError", py.get_type::<VmrpcError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("ImageError", py.get_type::<ImageError>())?;

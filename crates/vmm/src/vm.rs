@@ -323,6 +323,25 @@ impl Vm {
         &self.shared
     }
 
+    /// Sets one MSR on every vCPU; only before `start` (the Linux personality
+    /// points `MSR_LSTAR` at its system-call entry this way).
+    pub fn set_msr_before_start(&self, index: u32, data: u64) -> Result<(), VmError> {
+        let pending = lock(&self.pending);
+        if pending.is_empty() {
+            return Err(VmError::AlreadyStarted);
+        }
+        let msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        }])
+        .map_err(|e| VmError::Memory(format!("MSR list: {e:?}")))?;
+        for vcpu in pending.iter() {
+            vcpu.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
+        }
+        Ok(())
+    }
+
     /// Starts one thread per vCPU.
     pub fn start(&self) -> Result<(), VmError> {
         let vcpus = {

@@ -6,10 +6,16 @@ use super::gdt;
 use crate::layout;
 
 const CR0_PE: u64 = 1 << 0;
+/// MP with EM clear: x87/SSE instructions run (and honour TS), as architected.
+const CR0_MP: u64 = 1 << 1;
 const CR0_ET: u64 = 1 << 4;
 const CR0_NE: u64 = 1 << 5;
 const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
+/// The OS saves SSE state (fxsave/fxrstor) and handles SIMD exceptions: without
+/// these, SSE instructions raise #UD on hardware KVM (PVM runs them anyway).
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 
@@ -69,9 +75,9 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64, index: u32) -> kvm_sregs 
     sregs.gs = gs;
     sregs.ss = data;
     sregs.tr = tss;
-    sregs.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;
+    sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_PG;
     sregs.cr3 = cr3;
-    sregs.cr4 = CR4_PAE;
+    sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
     sregs.efer = EFER_LME | EFER_LMA;
     sregs
 }
@@ -112,6 +118,11 @@ mod tests {
         assert_ne!(s.cr0 & CR0_PG, 0);
         assert_ne!(s.cr0 & CR0_PE, 0);
         assert_ne!(s.cr4 & CR4_PAE, 0);
+        assert_eq!(
+            s.cr4 & (CR4_OSFXSR | CR4_OSXMMEXCPT),
+            CR4_OSFXSR | CR4_OSXMMEXCPT
+        );
+        assert_ne!(s.cr0 & CR0_MP, 0);
         assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
         assert_eq!(s.cs.l, 1);
         assert_eq!((s.cs.selector, s.cs.dpl), (0x23, 3));

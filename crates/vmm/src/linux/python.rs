@@ -1,0 +1,115 @@
+//! `vmrpc._vmm.linux_setup`: places a Linux program in a created VM.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use guest_kmod_bindings::vmrpc_version;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::dataplane::{FilesDataPlane, FILES_DATA_NAME};
+
+use super::setup::{setup, LinuxParams};
+use super::LinuxError;
+use crate::python::{ConfigError, ImageError, PyVm};
+
+fn to_pyerr(e: LinuxError) -> PyErr {
+    match e {
+        LinuxError::Layout(_) | LinuxError::Args(_) | LinuxError::Vm(_) => {
+            ConfigError::new_err(e.to_string())
+        }
+        _ => ImageError::new_err(e.to_string()),
+    }
+}
+
+/// Loads `program` into `vm` (created, not started) and points its vCPUs'
+/// system-call entry at the Linux personality; returns the chosen layout.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments
+#[pyo3(signature = (vm, program, argv, envp, execfn, trace = false, rewrite = true))]
+fn linux_setup<'py>(
+    py: Python<'py>,
+    vm: &PyVm,
+    program: std::path::PathBuf,
+    argv: Vec<String>,
+    envp: Vec<String>,
+    execfn: String,
+    trace: bool,
+    rewrite: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let vm = vm.get()?;
+    let params = LinuxParams {
+        program: &program,
+        argv: &argv,
+        envp: &envp,
+        execfn: &execfn,
+        trace,
+        rewrite,
+    };
+    let placed = py.detach(|| setup(&vm, &params)).map_err(to_pyerr)?;
+    let d = PyDict::new(py);
+    d.set_item("bias", placed.bias)?;
+    d.set_item("entry", placed.info.entry)?;
+    d.set_item("sp", placed.info.sp)?;
+    d.set_item("brk_start", placed.info.brk_start)?;
+    d.set_item("mmap_lo", placed.info.mmap_lo)?;
+    d.set_item("mmap_hi", placed.info.mmap_hi)?;
+    d.set_item("syscall_sites", placed.syscall_sites)?;
+    Ok(d)
+}
+
+/// The files data plane (`dataplane.rs`) as seen from `vmrpc.linux.FilesModule`.
+#[pyclass(name = "FilesDataPlane", module = "vmrpc._vmm", frozen)]
+pub struct PyFilesDataPlane {
+    inner: Arc<FilesDataPlane>,
+}
+
+#[pymethods]
+impl PyFilesDataPlane {
+    #[new]
+    fn new() -> Self {
+        PyFilesDataPlane {
+            inner: Arc::new(FilesDataPlane::default()),
+        }
+    }
+
+    /// Registers the plane on `vm` as the `files_data` host module.
+    fn register(&self, vm: &PyVm) -> PyResult<()> {
+        vm.get()?
+            .register_module(FILES_DATA_NAME, vmrpc_version(1, 0), self.inner.clone())
+            .map_err(|e| ConfigError::new_err(e.to_string()))
+    }
+
+    /// Serves guest handle `handle` (a regular file) through a duplicate of `fd`.
+    fn attach(&self, handle: i64, fd: i32) -> PyResult<()> {
+        Ok(self.inner.attach(handle, fd)?)
+    }
+
+    /// Stops serving `handle`.
+    fn detach(&self, handle: i64) {
+        self.inner.detach(handle)
+    }
+
+    /// Calls and bytes moved natively.
+    fn stats(&self) -> HashMap<&'static str, u64> {
+        let p = &self.inner;
+        HashMap::from([
+            ("files_native_reads", p.reads.load(Ordering::Relaxed)),
+            (
+                "files_native_bytes_read",
+                p.bytes_read.load(Ordering::Relaxed),
+            ),
+            ("files_native_writes", p.writes.load(Ordering::Relaxed)),
+            (
+                "files_native_bytes_written",
+                p.bytes_written.load(Ordering::Relaxed),
+            ),
+        ])
+    }
+}
+
+pub(crate) fn add(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyFilesDataPlane>()?;
+    m.add_function(wrap_pyfunction!(linux_setup, m)?)
+}

@@ -1,0 +1,635 @@
+/*
+ * The fd table.  A guest fd points at an open file (shared by dup), which is
+ * either a host handle of the files module or one end of an in-guest pipe.
+ * Data of host files goes through the files module in LX_CHUNK pieces.
+ */
+#include "linux.h"
+
+/* POLL*, O_NONBLOCK, F_GETFL/F_SETFL and struct pollfd come from vmrpc/socket.h (Linux values). */
+#define MAX_FDS 256
+#define MAX_OFILES 256
+#define MAX_PIPES 8
+#define PIPE_SIZE 65536u
+
+#define O_ACCMODE 3
+#define O_WRONLY 1
+#define O_RDWR 2
+#define O_CLOEXEC 02000000
+#define F_DUPFD 0
+#define F_GETFD 1
+#define F_SETFD 2
+#define F_DUPFD_CLOEXEC 1030
+#define FD_CLOEXEC 1
+#define TCGETS 0x5401
+#define TIOCGWINSZ 0x5413
+#define FIONBIO 0x5421
+#define FIOCLEX 0x5451
+#define FIONCLEX 0x5450
+#define SIGPIPE 13
+
+enum { OF_FREE, OF_HOST, OF_PIPE_R, OF_PIPE_W };
+
+struct pipe {
+	int used;
+	uint32_t head, tail; /* free-running byte counters */
+	int readers, writers;
+	uint8_t buf[PIPE_SIZE];
+};
+
+struct ofile {
+	int kind;
+	int refs;
+	int64_t host;
+	int flags; /* status flags (O_NONBLOCK, access mode) */
+	struct pipe *pipe;
+};
+
+struct fdent {
+	struct ofile *of;
+	int cloexec;
+};
+
+static struct fdent fds[MAX_FDS];
+static struct ofile ofiles[MAX_OFILES];
+static struct pipe pipes[MAX_PIPES];
+static uint8_t bounce[LX_CHUNK];
+
+static struct ofile *of_new(int kind)
+{
+	for (int i = 0; i < MAX_OFILES; i++) {
+		if (ofiles[i].kind == OF_FREE) {
+			memset(&ofiles[i], 0, sizeof(ofiles[i]));
+			ofiles[i].kind = kind;
+			return &ofiles[i];
+		}
+	}
+	return NULL;
+}
+
+static void of_put(struct ofile *of)
+{
+	if (--of->refs > 0)
+		return;
+	if (of->kind == OF_HOST)
+		lx_host(LXF_CLOSE, of->host, 0, 0, 0, NULL, 0, NULL, 0, NULL);
+	else if (of->kind == OF_PIPE_R && --of->pipe->readers == 0 && !of->pipe->writers)
+		of->pipe->used = 0;
+	else if (of->kind == OF_PIPE_W && --of->pipe->writers == 0 && !of->pipe->readers)
+		of->pipe->used = 0;
+	of->kind = OF_FREE;
+}
+
+static struct ofile *get(int64_t fd)
+{
+	if (fd < 0 || fd >= MAX_FDS)
+		return NULL;
+	return fds[fd].of;
+}
+
+static long install(struct ofile *of, int min, int cloexec)
+{
+	for (int fd = min; fd < MAX_FDS; fd++) {
+		if (!fds[fd].of) {
+			fds[fd].of = of;
+			fds[fd].cloexec = cloexec;
+			of->refs++;
+			return fd;
+		}
+	}
+	return -EMFILE;
+}
+
+void lx_fd_init(void)
+{
+	/* fds 0, 1, 2: the host's stdin, stdout and stderr handles. */
+	for (int fd = 0; fd < 3; fd++) {
+		struct ofile *of = of_new(OF_HOST);
+		of->host = fd;
+		of->flags = fd == 0 ? 0 : O_WRONLY;
+		install(of, fd, 0);
+	}
+}
+
+int64_t lx_fd_host(int fd)
+{
+	struct ofile *of = get(fd);
+
+	if (!of)
+		return -EBADF;
+	return of->kind == OF_HOST ? of->host : -EINVAL;
+}
+
+int64_t lx_fd_dir_handle(int64_t fd)
+{
+	struct ofile *of;
+
+	if (fd == LX_AT_FDCWD)
+		return LX_AT_FDCWD;
+	of = get(fd);
+	if (!of)
+		return -EBADF;
+	return of->kind == OF_HOST ? of->host : -ENOTDIR;
+}
+
+long lx_fd_install_host(int64_t h, int flags)
+{
+	struct ofile *of = of_new(OF_HOST);
+	long fd;
+
+	if (!of) {
+		lx_host(LXF_CLOSE, h, 0, 0, 0, NULL, 0, NULL, 0, NULL);
+		return -ENFILE;
+	}
+	of->host = h;
+	of->flags = flags & ~O_CLOEXEC;
+	fd = install(of, 0, !!(flags & O_CLOEXEC));
+	if (fd < 0) {
+		of->refs = 1;
+		of_put(of);
+	}
+	return fd;
+}
+
+static long do_close(int64_t fd)
+{
+	struct ofile *of = get(fd);
+
+	if (!of)
+		return -EBADF;
+	fds[fd].of = NULL;
+	of_put(of);
+	return 0;
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+/*
+ * Regular files go through the native data plane in big pieces; what it does
+ * not serve (stdio, directories) goes to the files module in LX_CHUNK pieces.
+ * Returns -EOPNOTSUPP, having moved nothing, when the plane does not serve it.
+ */
+static long plane_io(int write, struct ofile *of, uint8_t *buf, uint64_t len, int64_t off)
+{
+	uint64_t done = 0;
+
+	if (of->host < 3)
+		return -EOPNOTSUPP;
+	while (done < len) {
+		uint64_t n = len - done < LX_DATA_MAX ? len - done : LX_DATA_MAX;
+		long r = lx_host_data(write, of->host, buf + done, n, off < 0 ? -1 : off + (int64_t)done);
+		if (r == -EOPNOTSUPP && !done)
+			return r;
+		if (r < 0)
+			return done ? (long)done : r;
+		done += (uint64_t)r;
+		if ((uint64_t)r < n)
+			break;
+	}
+	return (long)done;
+}
+
+static long host_read(struct ofile *of, uint8_t *dst, uint64_t len, int64_t off)
+{
+	uint64_t done = 0;
+	long fast = plane_io(0, of, dst, len, off);
+
+	if (fast != -EOPNOTSUPP)
+		return fast;
+
+	while (done < len) {
+		uint64_t want = len - done < LX_CHUNK ? len - done : LX_CHUNK;
+		size_t got;
+		long r = off < 0 ? lx_host(LXF_READ, of->host, (int64_t)want, 0, 0, NULL, 0,
+					   dst + done, want, &got)
+				 : lx_host(LXF_PREAD, of->host, (int64_t)want, off + (int64_t)done,
+					   0, NULL, 0, dst + done, want, &got);
+		if (r < 0)
+			return done ? (long)done : r;
+		done += got;
+		if (got < want)
+			break; /* end of file, or a terminal/pipe with less ready */
+	}
+	return (long)done;
+}
+
+static long host_write(struct ofile *of, const uint8_t *src, uint64_t len, int64_t off)
+{
+	uint64_t done = 0;
+	long fast = plane_io(1, of, (uint8_t *)(uintptr_t)src, len, off);
+
+	if (fast != -EOPNOTSUPP)
+		return fast;
+
+	while (done < len) {
+		uint64_t n = len - done < LX_CHUNK ? len - done : LX_CHUNK;
+		long r = off < 0 ? lx_host(LXF_WRITE, of->host, 0, 0, 0, src + done, n, NULL, 0, NULL)
+				 : lx_host(LXF_PWRITE, of->host, off + (int64_t)done, 0, 0, src + done,
+					   n, NULL, 0, NULL);
+		if (r < 0)
+			return done ? (long)done : r;
+		done += (uint64_t)r;
+		if ((uint64_t)r < n)
+			break;
+	}
+	return (long)done;
+}
+
+static long pipe_read(struct ofile *of, uint8_t *dst, uint64_t len)
+{
+	struct pipe *p = of->pipe;
+	uint64_t n = 0;
+
+	if (p->head == p->tail) {
+		if (!p->writers)
+			return 0;
+		/* One program, one thread: nobody else can fill it. */
+		return (of->flags & O_NONBLOCK) ? -EAGAIN : -EDEADLK;
+	}
+	while (n < len && p->tail != p->head)
+		dst[n++] = p->buf[p->tail++ % PIPE_SIZE];
+	return (long)n;
+}
+
+static long pipe_write(struct ofile *of, const uint8_t *src, uint64_t len)
+{
+	struct pipe *p = of->pipe;
+	uint64_t n = 0;
+
+	if (!p->readers)
+		return -EPIPE; /* SIGPIPE is not delivered in part 1 */
+	while (n < len && p->head - p->tail < PIPE_SIZE)
+		p->buf[p->head++ % PIPE_SIZE] = src[n++];
+	if (!n && len)
+		return (of->flags & O_NONBLOCK) ? -EAGAIN : -EDEADLK;
+	return (long)n;
+}
+
+static long do_read(int64_t fd, uint64_t buf, uint64_t len, int64_t off)
+{
+	struct ofile *of = get(fd);
+
+	if (!of)
+		return -EBADF;
+	if (!lx_user_ok(buf, len))
+		return -EFAULT;
+	if ((of->flags & O_ACCMODE) == O_WRONLY && of->kind == OF_HOST)
+		return -EBADF;
+	if (of->kind == OF_HOST)
+		return host_read(of, (uint8_t *)(uintptr_t)buf, len, off);
+	if (off >= 0)
+		return -ESPIPE;
+	if (of->kind == OF_PIPE_R)
+		return pipe_read(of, (uint8_t *)(uintptr_t)buf, len);
+	return -EBADF;
+}
+
+static long do_write(int64_t fd, uint64_t buf, uint64_t len, int64_t off)
+{
+	struct ofile *of = get(fd);
+
+	if (!of)
+		return -EBADF;
+	if (!lx_user_ok(buf, len))
+		return -EFAULT;
+	if (of->kind == OF_HOST)
+		return host_write(of, (const uint8_t *)(uintptr_t)buf, len, off);
+	if (off >= 0)
+		return -ESPIPE;
+	if (of->kind == OF_PIPE_W)
+		return pipe_write(of, (const uint8_t *)(uintptr_t)buf, len);
+	return -EBADF;
+}
+
+long lx_fd_pread_into(int fd, void *dst, uint64_t len, int64_t off)
+{
+	struct ofile *of = get(fd);
+
+	if (!of || of->kind != OF_HOST)
+		return -EBADF;
+	return host_read(of, dst, len, off);
+}
+
+struct iovec {
+	uint64_t base, len;
+};
+
+/* writev gathers small pieces into one host call (musl's stdio writes two). */
+static long do_writev(int64_t fd, uint64_t iov_addr, uint64_t cnt, int64_t off)
+{
+	const struct iovec *iov = (const struct iovec *)(uintptr_t)iov_addr;
+	struct ofile *of = get(fd);
+	uint64_t fill = 0, total = 0;
+
+	if (!of)
+		return -EBADF;
+	if (cnt > 1024)
+		return -EINVAL;
+	if (!lx_user_ok(iov_addr, cnt * sizeof(*iov)))
+		return -EFAULT;
+	for (uint64_t i = 0; i < cnt; i++) {
+		struct iovec v = iov[i];
+		if (!lx_user_ok(v.base, v.len))
+			return total ? (long)total : -EFAULT;
+		if (of->kind != OF_HOST || v.len > LX_CHUNK - fill) {
+			long r;
+			if (fill) {
+				r = host_write(of, bounce, fill, off < 0 ? off : off + (int64_t)total);
+				if (r < 0)
+					return total ? (long)total : r;
+				total += (uint64_t)r;
+				if ((uint64_t)r < fill)
+					return (long)total;
+				fill = 0;
+			}
+			r = do_write(fd, v.base, v.len, off < 0 ? off : off + (int64_t)total);
+			if (r < 0)
+				return total ? (long)total : r;
+			total += (uint64_t)r;
+			if ((uint64_t)r < v.len)
+				return (long)total;
+			continue;
+		}
+		memcpy(bounce + fill, (void *)(uintptr_t)v.base, v.len);
+		fill += v.len;
+	}
+	if (fill) {
+		long r = host_write(of, bounce, fill, off < 0 ? off : off + (int64_t)total);
+		if (r < 0)
+			return total ? (long)total : r;
+		total += (uint64_t)r;
+	}
+	return (long)total;
+}
+
+static long do_readv(int64_t fd, uint64_t iov_addr, uint64_t cnt, int64_t off)
+{
+	const struct iovec *iov = (const struct iovec *)(uintptr_t)iov_addr;
+	uint64_t total = 0;
+
+	if (cnt > 1024)
+		return -EINVAL;
+	if (!lx_user_ok(iov_addr, cnt * sizeof(*iov)))
+		return -EFAULT;
+	for (uint64_t i = 0; i < cnt; i++) {
+		struct iovec v = iov[i];
+		long r = do_read(fd, v.base, v.len, off < 0 ? off : off + (int64_t)total);
+		if (r < 0)
+			return total ? (long)total : r;
+		total += (uint64_t)r;
+		if ((uint64_t)r < v.len)
+			break;
+	}
+	return (long)total;
+}
+
+/* ---- fd management ----------------------------------------------------------- */
+
+static long do_dup3(int64_t oldfd, int64_t newfd, int flags)
+{
+	struct ofile *of = get(oldfd);
+
+	if (!of || newfd < 0 || newfd >= MAX_FDS)
+		return -EBADF;
+	if (flags & ~O_CLOEXEC)
+		return -EINVAL;
+	if (oldfd == newfd)
+		return -EINVAL;
+	if (fds[newfd].of)
+		do_close(newfd);
+	return install(of, (int)newfd, !!(flags & O_CLOEXEC));
+}
+
+static long do_fcntl(int64_t fd, int cmd, uint64_t arg)
+{
+	struct ofile *of = get(fd);
+
+	if (!of)
+		return -EBADF;
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC:
+		if (arg >= MAX_FDS)
+			return -EINVAL;
+		return install(of, (int)arg, cmd == F_DUPFD_CLOEXEC);
+	case F_GETFD:
+		return fds[fd].cloexec ? FD_CLOEXEC : 0;
+	case F_SETFD:
+		fds[fd].cloexec = !!(arg & FD_CLOEXEC);
+		return 0;
+	case F_GETFL:
+		return of->flags;
+	case F_SETFL:
+		of->flags = (of->flags & O_ACCMODE) | ((int)arg & O_NONBLOCK);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static long do_pipe2(uint64_t out, int flags)
+{
+	int *fdp = (int *)(uintptr_t)out;
+	struct pipe *p = NULL;
+	struct ofile *r, *w;
+	long a, b;
+
+	if (!lx_user_ok(out, 2 * sizeof(int)))
+		return -EFAULT;
+	if (flags & ~(O_CLOEXEC | O_NONBLOCK))
+		return -EINVAL;
+	for (int i = 0; i < MAX_PIPES && !p; i++)
+		if (!pipes[i].used)
+			p = &pipes[i];
+	if (!p)
+		return -ENFILE;
+	for (int fd = 0, free_fds = 0; free_fds < 2; fd++) {
+		if (fd == MAX_FDS)
+			return -EMFILE;
+		free_fds += !fds[fd].of;
+	}
+	r = of_new(OF_PIPE_R);
+	w = r ? of_new(OF_PIPE_W) : NULL;
+	if (!w) {
+		if (r)
+			r->kind = OF_FREE;
+		return -ENFILE;
+	}
+	p->used = 1;
+	p->head = p->tail = 0;
+	p->readers = p->writers = 1;
+	r->pipe = w->pipe = p;
+	r->flags = flags & O_NONBLOCK;
+	w->flags = O_WRONLY | (flags & O_NONBLOCK);
+	/* Two free slots were counted above, so neither install can fail. */
+	a = install(r, 0, !!(flags & O_CLOEXEC));
+	b = install(w, 0, !!(flags & O_CLOEXEC));
+	fdp[0] = (int)a;
+	fdp[1] = (int)b;
+	return 0;
+}
+
+/* ---- readiness ----------------------------------------------------------------- */
+
+/* Host files (regular files, the captured stdio) are always ready. */
+static int ready(int64_t fd, int events)
+{
+	struct ofile *of = get(fd);
+	struct pipe *p;
+
+	if (!of)
+		return POLLNVAL;
+	if (of->kind == OF_HOST)
+		return events & (POLLIN | POLLOUT);
+	p = of->pipe;
+	if (of->kind == OF_PIPE_R)
+		return (p->head != p->tail ? (events & POLLIN) : 0) | (p->writers ? 0 : POLLHUP);
+	return (p->head - p->tail < PIPE_SIZE ? (events & POLLOUT) : 0) | (p->readers ? 0 : POLLERR);
+}
+
+static long no_event_wait(int64_t timeout_ms)
+{
+	uint64_t until;
+
+	if (timeout_ms < 0)
+		return -EDEADLK; /* nothing else runs that could make an fd ready */
+	until = rdtsc() + rt_tsc_khz() * (uint64_t)timeout_ms;
+	while (rdtsc() < until)
+		cpu_relax();
+	return 0;
+}
+
+static long do_poll(uint64_t addr, uint64_t n, int64_t timeout_ms)
+{
+	struct pollfd *p = (struct pollfd *)(uintptr_t)addr;
+	long count = 0;
+
+	if (n > MAX_FDS * 4)
+		return -EINVAL;
+	if (!lx_user_ok(addr, n * sizeof(*p)))
+		return -EFAULT;
+	for (uint64_t i = 0; i < n; i++) {
+		p[i].revents = p[i].fd < 0 ? 0 : (short)ready(p[i].fd, p[i].events);
+		count += p[i].revents != 0;
+	}
+	return count ? count : no_event_wait(timeout_ms);
+}
+
+static int64_t ts_ms(uint64_t addr, int64_t unit_div)
+{
+	const int64_t *t = (const int64_t *)(uintptr_t)addr;
+
+	if (!addr)
+		return -1;
+	if (!lx_user_ok(addr, 16))
+		return 0;
+	return t[0] * 1000 + t[1] / unit_div;
+}
+
+static long do_select(int64_t n, uint64_t rd, uint64_t wr, uint64_t ex, int64_t timeout_ms)
+{
+	uint64_t *sets[3] = {(uint64_t *)(uintptr_t)rd, (uint64_t *)(uintptr_t)wr,
+			     (uint64_t *)(uintptr_t)ex};
+	uint64_t out[3][MAX_FDS / 64] = {{0}};
+	long count = 0;
+
+	if (n < 0 || n > MAX_FDS)
+		return -EINVAL;
+	for (int s = 0; s < 3; s++)
+		if (sets[s] && !lx_user_ok((uint64_t)(uintptr_t)sets[s], (uint64_t)(n + 63) / 64 * 8))
+			return -EFAULT;
+	for (int64_t fd = 0; fd < n; fd++) {
+		for (int s = 0; s < 2; s++) {
+			if (!sets[s] || !((sets[s][fd / 64] >> (fd % 64)) & 1))
+				continue;
+			int r = ready(fd, s ? POLLOUT : POLLIN);
+			if (r & POLLNVAL)
+				return -EBADF;
+			if (r) {
+				out[s][fd / 64] |= 1ull << (fd % 64);
+				count++;
+			}
+		}
+	}
+	for (int s = 0; s < 3; s++)
+		if (sets[s])
+			memcpy(sets[s], out[s], (uint64_t)(n + 63) / 64 * 8);
+	return count ? count : no_event_wait(timeout_ms);
+}
+
+static long do_ioctl(int64_t fd, uint64_t req, uint64_t arg)
+{
+	struct ofile *of = get(fd);
+
+	if (!of)
+		return -EBADF;
+	switch (req) {
+	case TCGETS:
+	case TIOCGWINSZ:
+		return -ENOTTY; /* stdio is captured by the host, not a terminal */
+	case FIONBIO:
+		if (!lx_user_ok(arg, 4))
+			return -EFAULT;
+		of->flags = *(int *)(uintptr_t)arg ? of->flags | O_NONBLOCK : of->flags & ~O_NONBLOCK;
+		return 0;
+	case FIOCLEX:
+	case FIONCLEX:
+		fds[fd].cloexec = req == FIOCLEX;
+		return 0;
+	default:
+		return -ENOTTY;
+	}
+}
+
+long lx_fd_syscall(struct lx_frame *f)
+{
+	int64_t fd = (int64_t)(int32_t)f->rdi;
+
+	switch (f->nr) {
+	case __NR_read:
+		return do_read(fd, f->rsi, f->rdx, -1);
+	case __NR_write:
+		return do_write(fd, f->rsi, f->rdx, -1);
+	case __NR_pread64:
+		return (int64_t)f->r10 < 0 ? -EINVAL : do_read(fd, f->rsi, f->rdx, (int64_t)f->r10);
+	case __NR_pwrite64:
+		return (int64_t)f->r10 < 0 ? -EINVAL : do_write(fd, f->rsi, f->rdx, (int64_t)f->r10);
+	case __NR_readv:
+		return do_readv(fd, f->rsi, f->rdx, -1);
+	case __NR_writev:
+		return do_writev(fd, f->rsi, f->rdx, -1);
+	case __NR_preadv:
+		return do_readv(fd, f->rsi, f->rdx, (int64_t)f->r10);
+	case __NR_pwritev:
+		return do_writev(fd, f->rsi, f->rdx, (int64_t)f->r10);
+	case __NR_close:
+		return do_close(fd);
+	case __NR_dup: {
+		struct ofile *of = get(fd);
+		return of ? install(of, 0, 0) : -EBADF;
+	}
+	case __NR_dup2:
+		if (!get(fd))
+			return -EBADF;
+		return fd == (int64_t)(int32_t)f->rsi ? fd : do_dup3(fd, (int32_t)f->rsi, 0);
+	case __NR_dup3:
+		return do_dup3(fd, (int32_t)f->rsi, (int)f->rdx);
+	case __NR_fcntl:
+		return do_fcntl(fd, (int)f->rsi, f->rdx);
+	case __NR_pipe:
+		return do_pipe2(f->rdi, 0);
+	case __NR_pipe2:
+		return do_pipe2(f->rdi, (int)f->rsi);
+	case __NR_poll:
+		return do_poll(f->rdi, f->rsi, (int32_t)f->rdx);
+	case __NR_ppoll:
+		return do_poll(f->rdi, f->rsi, ts_ms(f->rdx, 1000000));
+	case __NR_select:
+		return do_select(fd, f->rsi, f->rdx, f->r10, ts_ms(f->r8, 1000));
+	case __NR_pselect6:
+		return do_select(fd, f->rsi, f->rdx, f->r10, ts_ms(f->r8, 1000000));
+	case __NR_ioctl:
+		return do_ioctl(fd, f->rsi, f->rdx);
+	default:
+		return LX_ENOSYS_MARK;
+	}
+}

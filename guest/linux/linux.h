@@ -1,0 +1,80 @@
+/* The Linux personality's internal declarations (one file per family). */
+#ifndef LX_LINUX_H
+#define LX_LINUX_H
+
+#include <vmrpc.h>
+#include <asm/unistd_64.h>
+#include <asm-generic/errno.h>
+
+#include "linux_abi.h"
+
+/* The registers lx_syscall_entry saves, in push order reversed. */
+struct lx_frame {
+	uint64_t rdi, rsi, rdx, r10, r8, r9, nr, rflags, rip, rsp;
+};
+
+extern const struct vmrpc_linux_info *lx_info;
+
+/* ---- user memory --------------------------------------------------------- */
+/* 1 if [addr, addr + len) lies in the program's part of guest memory. */
+int lx_user_ok(uint64_t addr, uint64_t len);
+/* Copies a NUL-terminated user string; 0 or -EFAULT / -ENAMETOOLONG. */
+long lx_user_str(uint64_t addr, char *buf, size_t cap);
+
+/* ---- host calls (host.c) ------------------------------------------------- */
+/* How long a host call is awaited spinning before the vCPU halts (us). */
+#define LX_HOST_SPIN_US 200u
+#define LX_CHUNK 60000u /* data bytes per files RPC, below VMRPC_MAX_PAYLOAD */
+int lx_host_init(void);
+/*
+ * Calls files function fn with six arguments and `len` bytes of data; copies up
+ * to `cap` response bytes to `out` and their count to *got.  Returns the host's
+ * result (>= 0 or -errno), or -EIO if the RPC itself failed.
+ */
+long lx_host(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, int64_t a3, const void *data,
+	     size_t len, void *out, size_t cap, size_t *got);
+/* Same with a path (and optional second path after its NUL). */
+long lx_host_path(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const char *path,
+		  const char *path2, void *out, size_t cap, size_t *got);
+
+/*
+ * Moves up to len (<= LX_DATA_MAX) bytes between host handle h and guest
+ * memory through the native data plane; -EOPNOTSUPP if it does not serve h.
+ */
+long lx_host_data(int write, int64_t h, void *buf, uint64_t len, int64_t off);
+
+/* ---- families ------------------------------------------------------------ */
+void lx_mem_init(void);
+long lx_brk(uint64_t addr);
+long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t off);
+long lx_munmap(uint64_t addr, uint64_t len);
+long lx_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags, uint64_t new_addr);
+long lx_madvise(uint64_t addr, uint64_t len, int advice);
+
+void lx_time_init(int64_t wall_ns);
+long lx_time_syscall(struct lx_frame *f);
+
+void lx_rand_init(const uint8_t seed[32]);
+long lx_getrandom(uint64_t buf, uint64_t len, unsigned flags);
+
+void lx_fd_init(void);
+long lx_fd_syscall(struct lx_frame *f);
+/* Reads `len` bytes at `off` of guest fd `fd` into guest memory (file mmap). */
+long lx_fd_pread_into(int fd, void *dst, uint64_t len, int64_t off);
+long lx_fs_syscall(struct lx_frame *f);
+long lx_misc_syscall(struct lx_frame *f);
+
+/* Ends the program (and the VM) with this status. */
+_Noreturn void lx_exit(int status);
+
+#define LX_ENOSYS_MARK (-100000) /* a family's "not mine" answer */
+
+#endif
+
+/* fd table helpers shared by fd.c and fs.c */
+#define LX_AT_FDCWD (-100)
+/* The host handle behind guest fd `fd`, LX_AT_FDCWD for it, or -EBADF/-ENOTDIR. */
+int64_t lx_fd_dir_handle(int64_t fd);
+int64_t lx_fd_host(int fd);
+/* Installs a new guest fd for host handle h (open flags: O_CLOEXEC etc.). */
+long lx_fd_install_host(int64_t h, int flags);

@@ -1,0 +1,84 @@
+/*
+ * The Linux personality: a vmrpc guest image that runs one unmodified static
+ * Linux program in ring 3 and serves its system calls.  The host loaded the
+ * program and described it in struct vmrpc_linux_info (see linux_abi.h).
+ */
+#include "linux.h"
+
+const struct vmrpc_linux_info *lx_info;
+
+void lx_syscall_entry(void);
+void lx_zpoline_entry(void);
+_Noreturn void lx_enter_program(uint64_t entry, uint64_t sp);
+
+/* One syscall stack per vCPU (part 1 runs the program on vCPU 0 only). */
+static uint8_t syscall_stack[VMRPC_MAX_VCPUS][32768] __attribute__((aligned(16)));
+
+int lx_user_ok(uint64_t addr, uint64_t len)
+{
+	uint64_t end = addr + len;
+
+	if (!len)
+		return 1; /* nothing is accessed (musl passes {NULL, 0} iovecs) */
+	return addr >= LX_PROGRAM_MIN && end >= addr && end <= rt_boot_info()->shared_base;
+}
+
+long lx_user_str(uint64_t addr, char *buf, size_t cap)
+{
+	size_t i;
+
+	for (i = 0; i < cap; i++) {
+		if (!lx_user_ok(addr + i, 1))
+			return -EFAULT;
+		buf[i] = *(const char *)(uintptr_t)(addr + i);
+		if (!buf[i])
+			return 0;
+	}
+	return -ENAMETOOLONG;
+}
+
+_Noreturn void lx_exit(int status)
+{
+	exit(status & 0xff);
+}
+
+static void gs_write(unsigned off, uint64_t v)
+{
+	__asm__ volatile("movq %0, %%gs:(%1)" : : "r"(v), "r"((uint64_t)off) : "memory");
+}
+
+int main(int argc, char **argv)
+{
+	extern char _end[];
+	int64_t wall = 0;
+	long h;
+
+	(void)argc;
+	(void)argv;
+	lx_info = (const struct vmrpc_linux_info *)(uintptr_t)LX_INFO_GPA;
+	if (lx_info->magic != LX_INFO_MAGIC) {
+		printf("linux: no program was loaded (run it with vmrpc.LinuxVM)\n");
+		return 125;
+	}
+	if ((uint64_t)(uintptr_t)_end > LX_PROGRAM_MIN) {
+		printf("linux: the personality image reaches the program area\n");
+		return 125;
+	}
+	/* A file call costs the host tens of microseconds of Python: wait for it
+	 * spinning rather than through the halt gate (ring 0, emulated by PVM). */
+	vmrpc_set_spin_us(LX_HOST_SPIN_US);
+	h = lx_host_init();
+	if (h <= 0) {
+		printf("linux: cannot bind the files host module: %s\n", vmrpc_strerror((int)h));
+		return 125;
+	}
+	wall = lx_host(LXF_HELLO, 0, 0, 0, 0, NULL, 0, NULL, 0, NULL);
+	lx_time_init(wall > 0 ? wall : 0);
+	lx_rand_init(lx_info->seed);
+	lx_mem_init();
+	lx_fd_init();
+	gs_write(LX_GS_STACK, (uint64_t)(uintptr_t)&syscall_stack[rt_cpu_id()][sizeof(syscall_stack[0])]);
+	gs_write(LX_GS_HANDLER, (uint64_t)(uintptr_t)lx_syscall_entry);
+	gs_write(LX_GS_ZPOLINE, (uint64_t)(uintptr_t)lx_zpoline_entry);
+	lx_enter_program(lx_info->entry, lx_info->sp);
+}

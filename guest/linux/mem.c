@@ -1,0 +1,217 @@
+/*
+ * Memory: brk and mmap over the flat, identity-mapped guest memory the host
+ * set aside ([brk_start, brk_max) and [mmap_lo, mmap_hi)).  Page protections
+ * are recorded nowhere and not enforced: RAM is mapped with 2 MiB pages
+ * (see docs/linux.md).  Memory handed out again is zeroed; memory never handed
+ * out is still zero from the host.
+ */
+#include "linux.h"
+
+#define PAGE 4096ull
+#define MAX_PAGES ((3ull << 30) / PAGE)
+#define PROT_WRITE 2
+#define MAP_SHARED 0x01
+#define MAP_PRIVATE 0x02
+#define MAP_FIXED 0x10
+#define MAP_ANONYMOUS 0x20
+#define MAP_FIXED_NOREPLACE 0x100000
+#define MREMAP_MAYMOVE 1
+#define MREMAP_FIXED 2
+#define MADV_DONTNEED 4
+
+static uint64_t used[MAX_PAGES / 64]; /* bit set: page of the mmap area in use */
+static uint64_t area_lo, npages;
+static uint64_t clean_lo;            /* pages at or above it were handed out before */
+static uint64_t brk_cur, brk_high;
+
+static uint64_t page_up(uint64_t v)
+{
+	return (v + PAGE - 1) & ~(PAGE - 1);
+}
+
+void lx_mem_init(void)
+{
+	area_lo = lx_info->mmap_lo;
+	npages = (lx_info->mmap_hi - area_lo) / PAGE;
+	if (npages > MAX_PAGES)
+		npages = MAX_PAGES;
+	clean_lo = area_lo + npages * PAGE;
+	brk_cur = brk_high = lx_info->brk_start;
+}
+
+static int test(uint64_t p)
+{
+	return (used[p / 64] >> (p % 64)) & 1;
+}
+
+static void mark(uint64_t first, uint64_t n, int on)
+{
+	for (uint64_t p = first; p < first + n; p++) {
+		if (on)
+			used[p / 64] |= 1ull << (p % 64);
+		else
+			used[p / 64] &= ~(1ull << (p % 64));
+	}
+}
+
+static int range_free(uint64_t first, uint64_t n)
+{
+	for (uint64_t p = first; p < first + n; p++)
+		if (test(p))
+			return 0;
+	return 1;
+}
+
+/* Zeroes the part of [addr, addr + len) that was handed out before. */
+static void zero_reused(uint64_t addr, uint64_t len)
+{
+	uint64_t end = addr + len;
+
+	if (end > clean_lo) {
+		uint64_t from = addr > clean_lo ? addr : clean_lo;
+		memset((void *)(uintptr_t)from, 0, end - from);
+	}
+	if (addr < clean_lo)
+		clean_lo = addr;
+}
+
+/* Highest free run of n pages (mappings grow down from the stack, like Linux). */
+static int64_t find_free(uint64_t n)
+{
+	uint64_t run = 0;
+
+	for (uint64_t p = npages; p-- > 0;) {
+		if (p % 64 == 63 && used[p / 64] == ~0ull) {
+			run = 0;
+			p -= 63;
+			continue;
+		}
+		if (test(p)) {
+			run = 0;
+			continue;
+		}
+		if (++run == n)
+			return (int64_t)p;
+	}
+	return -1;
+}
+
+static int in_area(uint64_t addr, uint64_t len)
+{
+	return addr >= area_lo && len <= npages * PAGE && addr - area_lo <= npages * PAGE - len;
+}
+
+long lx_brk(uint64_t addr)
+{
+	if (addr < lx_info->brk_start || addr > lx_info->brk_max)
+		return (long)brk_cur; /* Linux answers the current break on failure */
+	if (addr > brk_cur && brk_cur < brk_high) {
+		uint64_t end = addr < brk_high ? addr : brk_high;
+		memset((void *)(uintptr_t)brk_cur, 0, end - brk_cur);
+	}
+	brk_cur = addr;
+	if (addr > brk_high)
+		brk_high = page_up(addr);
+	return (long)brk_cur;
+}
+
+long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t off)
+{
+	uint64_t n, first;
+	int64_t p;
+
+	if (!len || (addr & (PAGE - 1)) || (off & (int64_t)(PAGE - 1)) || off < 0)
+		return -EINVAL;
+	if (!(flags & (MAP_SHARED | MAP_PRIVATE)))
+		return -EINVAL;
+	if (!(flags & MAP_ANONYMOUS) && (flags & MAP_SHARED) && (prot & PROT_WRITE))
+		return -ENODEV; /* shared writable file mappings: not in part 1 */
+	len = page_up(len);
+	if (len > npages * PAGE)
+		return -ENOMEM;
+	n = len / PAGE;
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		if (!in_area(addr, len))
+			return -ENOMEM;
+		first = (addr - area_lo) / PAGE;
+		if ((flags & MAP_FIXED_NOREPLACE) && !range_free(first, n))
+			return -EEXIST;
+		/* MAP_FIXED replaces: the old contents go. */
+		memset((void *)(uintptr_t)addr, 0, len);
+		if (addr < clean_lo)
+			clean_lo = addr;
+	} else {
+		p = find_free(n);
+		if (p < 0)
+			return -ENOMEM;
+		first = (uint64_t)p;
+		addr = area_lo + first * PAGE;
+		zero_reused(addr, len);
+	}
+	mark(first, n, 1);
+	if (!(flags & MAP_ANONYMOUS)) {
+		long r = lx_fd_pread_into(fd, (void *)(uintptr_t)addr, len, off);
+		if (r < 0) {
+			mark(first, n, 0);
+			return r;
+		}
+	}
+	return (long)addr;
+}
+
+long lx_munmap(uint64_t addr, uint64_t len)
+{
+	if ((addr & (PAGE - 1)) || !len)
+		return -EINVAL;
+	len = page_up(len);
+	if (!in_area(addr, len))
+		return 0; /* nothing of ours is mapped there */
+	mark((addr - area_lo) / PAGE, len / PAGE, 0);
+	return 0;
+}
+
+long lx_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags, uint64_t new_addr)
+{
+	uint64_t first, on, nn;
+	long moved;
+
+	(void)new_addr;
+	if ((old & (PAGE - 1)) || !new_len || (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED)))
+		return -EINVAL;
+	if (flags & MREMAP_FIXED)
+		return -EINVAL; /* not needed by static programs seen so far */
+	old_len = page_up(old_len);
+	new_len = page_up(new_len);
+	if (!old_len || !in_area(old, old_len))
+		return -EFAULT;
+	first = (old - area_lo) / PAGE;
+	on = old_len / PAGE;
+	nn = new_len / PAGE;
+	if (nn <= on) {
+		mark(first + nn, on - nn, 0);
+		return (long)old;
+	}
+	if (first + nn <= npages && range_free(first + on, nn - on)) {
+		zero_reused(old + old_len, new_len - old_len);
+		mark(first + on, nn - on, 1);
+		return (long)old;
+	}
+	if (!(flags & MREMAP_MAYMOVE))
+		return -ENOMEM;
+	moved = lx_mmap(0, new_len, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (moved < 0)
+		return moved;
+	memcpy((void *)(uintptr_t)moved, (void *)(uintptr_t)old, old_len);
+	mark(first, on, 0);
+	return moved;
+}
+
+long lx_madvise(uint64_t addr, uint64_t len, int advice)
+{
+	if (addr & (PAGE - 1))
+		return -EINVAL;
+	/* DONTNEED on private anonymous memory means "reads return zeros now". */
+	if (advice == MADV_DONTNEED && in_area(addr, page_up(len)))
+		memset((void *)(uintptr_t)addr, 0, page_up(len));
+	return 0;
+}

@@ -1,0 +1,158 @@
+/*
+ * Time from the TSC: monotonic = TSC since the personality started (never goes
+ * back: the TSC is invariant), realtime = the host's wall clock read once at
+ * start (LXF_HELLO) plus the monotonic time since.  Sleeps spin on the TSC: the
+ * program is the only thing this vCPU runs in part 1.
+ */
+#include "linux.h"
+
+#define CLOCK_REALTIME 0
+#define CLOCK_MONOTONIC 1
+#define CLOCK_PROCESS_CPUTIME_ID 2
+#define CLOCK_THREAD_CPUTIME_ID 3
+#define CLOCK_MONOTONIC_RAW 4
+#define CLOCK_REALTIME_COARSE 5
+#define CLOCK_MONOTONIC_COARSE 6
+#define CLOCK_BOOTTIME 7
+#define TIMER_ABSTIME 1
+#define NS 1000000000ll
+
+struct lx_timespec {
+	int64_t sec, nsec;
+};
+struct lx_timeval {
+	int64_t sec, usec;
+};
+
+static uint64_t tsc0;
+static int64_t wall0;
+/* ns = cycles * mult >> 32: one multiply on the hot path instead of divisions. */
+static uint64_t mult;
+
+void lx_time_init(int64_t wall_ns)
+{
+	uint64_t khz = rt_tsc_khz();
+
+	tsc0 = rdtsc();
+	wall0 = wall_ns;
+	mult = khz ? (1000000ull << 32) / khz : 0;
+}
+
+static int64_t mono_ns(void)
+{
+	uint32_t lo, hi;
+
+	/* rdtscp waits for earlier instructions, like the runtime's lfence; rdtsc. */
+	__asm__ volatile("rdtscp" : "=a"(lo), "=d"(hi) : : "rcx");
+	return (int64_t)(((unsigned __int128)((((uint64_t)hi << 32) | lo) - tsc0) * mult) >> 32);
+}
+
+static long clock_ns(int64_t clk, int64_t *ns)
+{
+	switch (clk) {
+	case CLOCK_REALTIME:
+	case CLOCK_REALTIME_COARSE:
+		*ns = wall0 + mono_ns();
+		return 0;
+	case CLOCK_MONOTONIC:
+	case CLOCK_MONOTONIC_RAW:
+	case CLOCK_MONOTONIC_COARSE:
+	case CLOCK_BOOTTIME:
+	case CLOCK_PROCESS_CPUTIME_ID:
+	case CLOCK_THREAD_CPUTIME_ID:
+		*ns = mono_ns();
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static long put_ts(uint64_t addr, int64_t ns)
+{
+	struct lx_timespec *ts = (struct lx_timespec *)(uintptr_t)addr;
+
+	if (!lx_user_ok(addr, sizeof(*ts)))
+		return -EFAULT;
+	ts->sec = ns / NS;
+	ts->nsec = ns % NS;
+	return 0;
+}
+
+static long get_ts(uint64_t addr, int64_t *ns)
+{
+	struct lx_timespec ts;
+
+	if (!lx_user_ok(addr, sizeof(ts)))
+		return -EFAULT;
+	memcpy(&ts, (void *)(uintptr_t)addr, sizeof(ts));
+	if (ts.sec < 0 || ts.nsec < 0 || ts.nsec >= NS)
+		return -EINVAL;
+	*ns = ts.sec > INT64_MAX / NS - 1 ? INT64_MAX / 2 : ts.sec * NS + ts.nsec;
+	return 0;
+}
+
+static long sleep_until(int64_t clk, int64_t deadline)
+{
+	int64_t now;
+
+	for (;;) {
+		if (clock_ns(clk, &now) < 0)
+			return -EINVAL;
+		if (now >= deadline)
+			return 0;
+		cpu_relax();
+	}
+}
+
+static long nanosleep_common(int64_t clk, int flags, uint64_t req)
+{
+	int64_t ns, now;
+	long r = get_ts(req, &ns);
+
+	if (r < 0)
+		return r;
+	if (flags & TIMER_ABSTIME)
+		return sleep_until(clk, ns);
+	r = clock_ns(clk, &now);
+	return r < 0 ? r : sleep_until(clk, now + ns);
+}
+
+long lx_time_syscall(struct lx_frame *f)
+{
+	int64_t ns;
+	long r;
+
+	switch (f->nr) {
+	case __NR_clock_gettime:
+		r = clock_ns((int64_t)f->rdi, &ns);
+		return r < 0 ? r : put_ts(f->rsi, ns);
+	case __NR_clock_getres:
+		if (clock_ns((int64_t)f->rdi, &ns) < 0)
+			return -EINVAL;
+		return f->rsi ? put_ts(f->rsi, 1) : 0;
+	case __NR_gettimeofday:
+		if (f->rdi) {
+			struct lx_timeval *tv = (struct lx_timeval *)(uintptr_t)f->rdi;
+			if (!lx_user_ok(f->rdi, sizeof(*tv)))
+				return -EFAULT;
+			clock_ns(CLOCK_REALTIME, &ns);
+			tv->sec = ns / NS;
+			tv->usec = ns % NS / 1000;
+		}
+		return 0;
+	case __NR_time:
+		clock_ns(CLOCK_REALTIME, &ns);
+		if (f->rdi) {
+			if (!lx_user_ok(f->rdi, 8))
+				return -EFAULT;
+			*(int64_t *)(uintptr_t)f->rdi = ns / NS;
+		}
+		return ns / NS;
+	case __NR_nanosleep:
+		return nanosleep_common(CLOCK_MONOTONIC, 0, f->rdi);
+	case __NR_clock_nanosleep:
+		return nanosleep_common((int64_t)f->rdi, (int)f->rsi, f->rdx);
+	default:
+		return LX_ENOSYS_MARK;
+	}
+}

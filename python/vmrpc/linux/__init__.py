@@ -1,0 +1,7 @@
+"""Linux programs in a VM: unmodified static x86-64 executables (docs/linux.md)."""
+
+from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
+from vmrpc.linux.syscalls import syscall_name
+from vmrpc.linux.vm import LinuxVM
+
+__all__ = ["FileAccess", "FilesModule", "LinuxVM", "Mount", "TraceRecord", "syscall_name"]

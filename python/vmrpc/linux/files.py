@@ -1,0 +1,687 @@
+"""The ``files`` host module: a Linux program's file system calls, on the host.
+
+The guest personality (``guest/linux/fs.c``) forwards every file call here over VM
+RPC. Host directories are *mounted* at guest paths, read-only or read-write; a guest
+path is mapped to the mount whose guest path is its longest leading match, and the
+rest of it is opened with ``openat2(RESOLVE_BENEATH)`` below the mount's root (see
+`vmrpc.linux.confine`). fds 0, 1 and 2 are the host's stdin (bytes or a file),
+stdout and stderr (captured separately, and streamed to callbacks if given).
+
+Wire format (``guest/linux/linux_abi.h``): a request is six little-endian signed
+64-bit arguments followed by bytes (NUL-terminated paths, or data); the answer is one
+signed 64-bit result (``>= 0``, or ``-errno``) followed by bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import stat
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmrpc import _vmm
+from vmrpc.hostmodule import HostModule, function
+from vmrpc.linux.confine import openat2
+from vmrpc.linux.syscalls import syscall_name
+
+__all__ = ["FileAccess", "FilesModule", "Mount", "TraceRecord"]
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_REMOVEDIR = 0x200
+AT_EMPTY_PATH = 0x1000
+RENAME_NOREPLACE = 1
+_REQ = struct.Struct("<6q")
+_RESULT = struct.Struct("<q")
+_STAT = struct.Struct("<QQQIIIiQqqqqqqqqq24x")
+_STATX_HEAD = struct.Struct("<IIQIIIHxxQQQQ")
+_STATX_TS = struct.Struct("<qIi")
+_STATX_SIZE = 256
+_STATX_BASIC_STATS = 0x7FF
+_DIRENT = struct.Struct("<QqHB")
+# Open flags a guest may pass through (the host adds O_CLOEXEC itself).
+_OPEN_FLAGS = (
+    os.O_ACCMODE
+    | os.O_CREAT
+    | os.O_EXCL
+    | os.O_TRUNC
+    | os.O_APPEND
+    | os.O_NONBLOCK
+    | os.O_DIRECTORY
+    | os.O_NOFOLLOW
+    | os.O_NOCTTY
+    | os.O_DSYNC
+    | os.O_SYNC
+    | os.O_PATH
+)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+@dataclass(frozen=True)
+class Mount:
+    """Host directory ``host`` seen by the guest at ``guest`` (absolute), maybe read-only."""
+
+    host: Path
+    guest: str
+    readonly: bool = False
+
+    @staticmethod
+    def parse(spec: str) -> Mount:
+        """``HOST:GUEST`` or ``HOST:GUEST:ro`` (``rw`` is the default)."""
+        parts = spec.split(":")
+        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+            return Mount(Path(parts[0]), parts[1], parts[2] == "ro")
+        if len(parts) == 2:
+            return Mount(Path(parts[0]), parts[1])
+        raise ValueError(f"mount must be HOST:GUEST[:ro], got {spec!r}")
+
+
+@dataclass(frozen=True)
+class FileAccess:
+    """What the audit hook sees: the operation, the guest path, flags, the mount."""
+
+    op: str
+    path: str
+    flags: int
+    mount: Mount | None
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One system call of the program (``trace=True``)."""
+
+    name: str
+    args: tuple[int, int, int]
+    result: int
+    ns: int
+
+    def __str__(self) -> str:
+        args = ", ".join(hex(a) if a > 0xFFFF else str(a) for a in self.args)
+        res = (
+            f"-{errno.errorcode.get(-self.result, self.result)}" if self.result < 0 else self.result
+        )
+        return f"{self.name}({args}) = {res} <{self.ns} ns>"
+
+
+@dataclass
+class _Handle:
+    fd: int
+    mount: Mount | None
+    guest_path: str
+    is_dir: bool = False
+    dirents: list[bytes] | None = None
+    dirpos: int = 0
+
+
+@dataclass
+class _MountRoot:
+    mount: Mount
+    parts: tuple[str, ...]
+    fd: int
+
+
+class _Denied(Exception):
+    pass
+
+
+def _split(path: str) -> tuple[str, ...]:
+    return tuple(p for p in path.split("/") if p and p != ".")
+
+
+def _pack_stat(st: os.stat_result) -> bytes:
+    return _STAT.pack(
+        st.st_dev,
+        st.st_ino,
+        st.st_nlink,
+        st.st_mode,
+        st.st_uid,
+        st.st_gid,
+        0,
+        st.st_rdev,
+        st.st_size,
+        st.st_blksize,
+        st.st_blocks,
+        int(st.st_atime),
+        st.st_atime_ns % 1_000_000_000,
+        int(st.st_mtime),
+        st.st_mtime_ns % 1_000_000_000,
+        int(st.st_ctime),
+        st.st_ctime_ns % 1_000_000_000,
+    )
+
+
+def _pack_statx(st: os.stat_result) -> bytes:
+    head = _STATX_HEAD.pack(
+        _STATX_BASIC_STATS,
+        st.st_blksize,
+        0,
+        st.st_nlink,
+        st.st_uid,
+        st.st_gid,
+        st.st_mode,
+        st.st_ino,
+        st.st_size,
+        st.st_blocks,
+        0,
+    )
+
+    def ts(ns: int) -> bytes:
+        return _STATX_TS.pack(ns // 1_000_000_000, ns % 1_000_000_000, 0)
+
+    times = ts(st.st_atime_ns) + ts(st.st_ctime_ns) + ts(st.st_ctime_ns) + ts(st.st_mtime_ns)
+    devs = struct.pack(
+        "<IIII",
+        os.major(st.st_rdev),
+        os.minor(st.st_rdev),
+        os.major(st.st_dev),
+        os.minor(st.st_dev),
+    )
+    return (head + times + devs).ljust(_STATX_SIZE, b"\0")
+
+
+def _dtype(entry: os.DirEntry[str]) -> int:
+    try:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError:
+        return 0
+    return stat.S_IFMT(mode) >> 12
+
+
+class FilesModule(HostModule):
+    """The host side of a Linux program's files (see the module documentation).
+
+    Args:
+        mounts: host directories and where the guest sees them.
+        stdin: the program's standard input: bytes, or a host file path.
+        on_stdout / on_stderr: called with each chunk the program writes (streaming);
+            the chunks are also kept in `stdout` / `stderr`.
+        audit: called before each path operation with a `FileAccess`; returning
+            ``False`` denies it (the program gets ``EACCES``).
+        cwd: the program's initial working directory (a guest path).
+        data_plane: a `_vmm.FilesDataPlane` registered on the same VM: regular files
+            are attached to it on open, so their reads and writes bypass Python.
+    """
+
+    name = "files"
+    version = 1
+
+    def __init__(
+        self,
+        mounts: Sequence[Mount] = (),
+        *,
+        stdin: bytes | os.PathLike[str] | None = None,
+        on_stdout: Callable[[bytes], object] | None = None,
+        on_stderr: Callable[[bytes], object] | None = None,
+        audit: Callable[[FileAccess], bool] | None = None,
+        cwd: str = "/",
+        data_plane: _vmm.FilesDataPlane | None = None,
+    ) -> None:
+        self._roots: list[_MountRoot] = []
+        for m in mounts:
+            if not m.guest.startswith("/"):
+                raise ValueError(f"guest mount point must be absolute: {m.guest!r}")
+            fd = os.open(m.host, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._roots.append(_MountRoot(m, _split(m.guest), fd))
+        # Longest guest path first: the most specific mount wins.
+        self._roots.sort(key=lambda r: len(r.parts), reverse=True)
+        if stdin is None:
+            self._stdin = b""
+        elif isinstance(stdin, bytes | bytearray):
+            self._stdin = bytes(stdin)
+        else:
+            self._stdin = Path(stdin).read_bytes()
+        self._stdin_pos = 0
+        self._out = {1: bytearray(), 2: bytearray()}
+        self._sinks = {1: on_stdout, 2: on_stderr}
+        self._audit = audit
+        self._plane = data_plane
+        self._handles: dict[int, _Handle] = {}
+        # stdio is a pipe to the program, as when a shell captures its output.
+        r, w = os.pipe()
+        self._fifo_stat = os.fstat(r)
+        os.close(r)
+        os.close(w)
+        self._next = 3
+        self.cwd = cwd
+        """The program's working directory (a guest path)."""
+        self.enosys: Counter[str] = Counter()
+        """Unsupported system calls the program made, by name."""
+        self.trace: list[TraceRecord] = []
+        """The system calls the program made, when traced."""
+        self.on_trace: Callable[[TraceRecord], object] | None = None
+        """Called with each `TraceRecord` as it arrives, when traced."""
+
+    @property
+    def stdout(self) -> bytes:
+        """Everything the program wrote to fd 1."""
+        return bytes(self._out[1])
+
+    @property
+    def stderr(self) -> bytes:
+        """Everything the program wrote to fd 2."""
+        return bytes(self._out[2])
+
+    def close(self) -> None:
+        """Close every host fd this module holds."""
+        for h in self._handles.values():
+            os.close(h.fd)
+        self._handles.clear()
+        for r in self._roots:
+            os.close(r.fd)
+        self._roots.clear()
+
+    # -- path resolution -------------------------------------------------------------
+
+    def _absolute(self, dirh: int, path: str) -> str:
+        if path.startswith("/"):
+            return path
+        if dirh == AT_FDCWD:
+            return posixpath.join(self.cwd, path)
+        h = self._handles.get(dirh)
+        if h is None:
+            raise OSError(errno.EBADF, "bad dir handle")
+        if not h.is_dir:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        return posixpath.join(h.guest_path, path)
+
+    def _locate(self, dirh: int, path: str) -> tuple[_MountRoot, bytes, str]:
+        """The mount a guest path falls in, the path below its root, the guest path."""
+        guest = self._absolute(dirh, path)
+        parts = _split(guest)
+        for root in self._roots:
+            n = len(root.parts)
+            if parts[:n] == root.parts:
+                rest = "/".join(parts[n:]) or "."
+                return root, os.fsencode(rest), guest
+        raise OSError(errno.ENOENT, "no mount")
+
+    def _check(self, op: str, guest: str, flags: int, root: _MountRoot, writes: bool) -> None:
+        if (
+            self._audit is not None
+            and self._audit(FileAccess(op, guest, flags, root.mount)) is False
+        ):
+            raise _Denied
+        if writes and root.mount.readonly:
+            raise OSError(errno.EROFS, "read-only mount")
+
+    def _open(self, root: _MountRoot, rel: bytes, flags: int, mode: int = 0) -> int:
+        try:
+            return openat2(root.fd, rel, flags, mode)
+        except OSError as e:
+            # RESOLVE_BENEATH refused to leave the mount: to the guest, not allowed.
+            if e.errno == errno.EXDEV:
+                raise OSError(errno.EACCES, "outside the mount") from None
+            raise
+
+    def _parent(self, root: _MountRoot, rel: bytes) -> tuple[int, bytes]:
+        """An O_PATH fd of ``rel``'s parent (inside the mount) and the last name."""
+        head, _, name = rel.rstrip(b"/").rpartition(b"/")
+        if name in (b"", b".", b".."):
+            raise OSError(errno.EBUSY if name != b".." else errno.ENOTEMPTY, "bad name")
+        return self._open(root, head or b".", os.O_PATH | os.O_DIRECTORY), name
+
+    # -- wire helpers ----------------------------------------------------------------
+
+    @staticmethod
+    def _args(request: bytes) -> tuple[tuple[int, ...], bytes]:
+        if len(request) < _REQ.size:
+            raise OSError(errno.EINVAL, "short request")
+        return _REQ.unpack_from(request), request[_REQ.size :]
+
+    @staticmethod
+    def _paths(data: bytes) -> list[str]:
+        return [os.fsdecode(p) for p in data.split(b"\0")]
+
+    @staticmethod
+    def _answer(result: int, data: bytes = b"") -> bytes:
+        return _RESULT.pack(result) + data
+
+    def _call(
+        self, request: bytes, body: Callable[[tuple[int, ...], bytes], tuple[int, bytes]]
+    ) -> bytes:
+        try:
+            args, data = self._args(request)
+            result, out = body(args, data)
+            return self._answer(result, out)
+        except _Denied:
+            return self._answer(-errno.EACCES)
+        except OSError as e:
+            return self._answer(-(e.errno or errno.EIO))
+
+    def _handle(self, h: int) -> _Handle:
+        handle = self._handles.get(h)
+        if handle is None:
+            raise OSError(errno.EBADF, "bad handle")
+        return handle
+
+    def _add(self, handle: _Handle) -> int:
+        h = self._next
+        self._next += 1
+        self._handles[h] = handle
+        return h
+
+    def _emit(self, fd: int, data: bytes) -> None:
+        self._out[fd] += data
+        sink = self._sinks[fd]
+        if sink is not None:
+            sink(data)
+
+    # -- functions -------------------------------------------------------------------
+
+    @function(0)
+    def hello(self, request: bytes) -> bytes:
+        return self._answer(time.time_ns())
+
+    @function(1)
+    def openat(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            dirh, flags, mode = a[0], a[1] & _OPEN_FLAGS, a[2]
+            root, rel, guest = self._locate(dirh, self._paths(data)[0])
+            self._check("open", guest, flags, root, bool(flags & _WRITE_FLAGS))
+            fd = self._open(root, rel, flags, mode & 0o7777)
+            mode = os.fstat(fd).st_mode
+            is_dir = stat.S_ISDIR(mode)
+            h = self._add(_Handle(fd, root.mount, posixpath.normpath(guest), is_dir))
+            # Only regular files: a read there never waits for long on the engine.
+            if self._plane is not None and stat.S_ISREG(mode) and not flags & os.O_PATH:
+                self._plane.attach(h, fd)
+            return h, b""
+
+        return self._call(request, body)
+
+    @function(2)
+    def close_handle(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            handle = self._handles.pop(a[0], None)
+            if handle is not None:
+                if self._plane is not None:
+                    self._plane.detach(a[0])
+                os.close(handle.fd)
+            return 0, b""
+
+        return self._call(request, body)
+
+    def _read(self, h: int, count: int, offset: int | None) -> bytes:
+        count = max(0, min(count, 65536))
+        if h == 0 and offset is None:
+            chunk = self._stdin[self._stdin_pos : self._stdin_pos + count]
+            self._stdin_pos += len(chunk)
+            return chunk
+        if h in (0, 1, 2):
+            raise OSError(errno.ESPIPE if offset is not None else errno.EBADF, "stdio")
+        handle = self._handle(h)
+        if handle.is_dir:
+            raise OSError(errno.EISDIR, "is a directory")
+        if offset is None:
+            return os.read(handle.fd, count)
+        return os.pread(handle.fd, count, offset)
+
+    def _write(self, h: int, data: bytes, offset: int | None) -> int:
+        if h in (1, 2) and offset is None:
+            self._emit(h, data)
+            return len(data)
+        if h in (0, 1, 2):
+            raise OSError(errno.ESPIPE if offset is not None else errno.EBADF, "stdio")
+        handle = self._handle(h)
+        if offset is None:
+            return os.write(handle.fd, data)
+        return os.pwrite(handle.fd, data, offset)
+
+    @function(3)
+    def read(self, request: bytes) -> bytes:
+        return self._call(request, lambda a, d: (0, self._read(a[0], a[1], None)))
+
+    @function(4)
+    def write(self, request: bytes) -> bytes:
+        return self._call(request, lambda a, d: (self._write(a[0], d, None), b""))
+
+    @function(5)
+    def pread(self, request: bytes) -> bytes:
+        return self._call(request, lambda a, d: (0, self._read(a[0], a[1], a[2])))
+
+    @function(6)
+    def pwrite(self, request: bytes) -> bytes:
+        return self._call(request, lambda a, d: (self._write(a[0], d, a[1]), b""))
+
+    @function(7)
+    def lseek(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            if a[0] in (0, 1, 2):
+                raise OSError(errno.ESPIPE, "stdio")
+            handle = self._handle(a[0])
+            if handle.is_dir:
+                # Only rewinding is meaningful for our directory positions.
+                handle.dirpos = a[1] if a[2] == os.SEEK_SET and a[1] >= 0 else handle.dirpos
+                return handle.dirpos, b""
+            return os.lseek(handle.fd, a[1], a[2]), b""
+
+        return self._call(request, body)
+
+    def _stat_handle(self, h: int) -> os.stat_result:
+        if h in (0, 1, 2):
+            return self._fifo_stat
+        return os.fstat(self._handle(h).fd)
+
+    def _stat_path(self, dirh: int, path: str, flags: int) -> os.stat_result:
+        if path == "" and flags & AT_EMPTY_PATH:
+            return self._stat_handle(dirh)
+        root, rel, guest = self._locate(dirh, path)
+        self._check("stat", guest, flags, root, False)
+        nofollow = os.O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0
+        fd = self._open(root, rel, os.O_PATH | nofollow)
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    @function(8)
+    def fstat(self, request: bytes) -> bytes:
+        return self._call(request, lambda a, d: (0, _pack_stat(self._stat_handle(a[0]))))
+
+    @function(9)
+    def fstatat(self, request: bytes) -> bytes:
+        return self._call(
+            request,
+            lambda a, d: (0, _pack_stat(self._stat_path(a[0], self._paths(d)[0], a[1]))),
+        )
+
+    @function(20)
+    def statx(self, request: bytes) -> bytes:
+        return self._call(
+            request,
+            lambda a, d: (0, _pack_statx(self._stat_path(a[0], self._paths(d)[0], a[1]))),
+        )
+
+    def _dirents(self, handle: _Handle) -> list[bytes]:
+        if handle.dirents is None:
+            st = os.fstat(handle.fd)
+            records = [(st.st_ino, 4, b"."), (st.st_ino, 4, b"..")]
+            with os.scandir(handle.fd) as it:
+                for entry in it:
+                    records.append((entry.inode(), _dtype(entry), os.fsencode(entry.name)))
+            packed = []
+            for i, (ino, dtype, name) in enumerate(records):
+                size = (_DIRENT.size + len(name) + 1 + 7) & ~7
+                rec = _DIRENT.pack(ino, i + 1, size, dtype) + name
+                packed.append(rec.ljust(size, b"\0"))
+            handle.dirents = packed
+        return handle.dirents
+
+    @function(10)
+    def getdents(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            handle = self._handle(a[0])
+            if not handle.is_dir:
+                raise OSError(errno.ENOTDIR, "not a directory")
+            entries = self._dirents(handle)
+            out = bytearray()
+            while handle.dirpos < len(entries):
+                rec = entries[handle.dirpos]
+                if len(out) + len(rec) > a[1]:
+                    if not out:
+                        raise OSError(errno.EINVAL, "buffer too small")
+                    break
+                out += rec
+                handle.dirpos += 1
+            return len(out), bytes(out)
+
+        return self._call(request, body)
+
+    @function(11)
+    def readlinkat(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            root, rel, guest = self._locate(a[0], self._paths(data)[0])
+            self._check("readlink", guest, 0, root, False)
+            fd = self._open(root, rel, os.O_PATH | os.O_NOFOLLOW)
+            try:
+                target = os.readlink(b"", dir_fd=fd)
+            finally:
+                os.close(fd)
+            target = target[: max(0, a[1])]
+            return len(target), target
+
+        return self._call(request, body)
+
+    @function(12)
+    def faccessat(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            mode, flags = a[1], a[2]
+            root, rel, guest = self._locate(a[0], self._paths(data)[0])
+            self._check("access", guest, mode, root, bool(mode & os.W_OK))
+            nofollow = os.O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0
+            fd = self._open(root, rel, os.O_PATH | nofollow)
+            try:
+                if not os.access(f"/proc/self/fd/{fd}", mode):
+                    raise OSError(errno.EACCES, "access")
+            finally:
+                os.close(fd)
+            return 0, b""
+
+        return self._call(request, body)
+
+    @function(13)
+    def unlinkat(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            root, rel, guest = self._locate(a[0], self._paths(data)[0])
+            self._check("unlink", guest, a[1], root, True)
+            parent, name = self._parent(root, rel)
+            try:
+                if a[1] & AT_REMOVEDIR:
+                    os.rmdir(name, dir_fd=parent)
+                else:
+                    os.unlink(name, dir_fd=parent)
+            finally:
+                os.close(parent)
+            return 0, b""
+
+        return self._call(request, body)
+
+    @function(14)
+    def mkdirat(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            root, rel, guest = self._locate(a[0], self._paths(data)[0])
+            self._check("mkdir", guest, a[1], root, True)
+            parent, name = self._parent(root, rel)
+            try:
+                os.mkdir(name, a[1] & 0o7777, dir_fd=parent)
+            finally:
+                os.close(parent)
+            return 0, b""
+
+        return self._call(request, body)
+
+    @function(15)
+    def renameat(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            paths = self._paths(data)
+            if len(paths) < 2:
+                raise OSError(errno.EINVAL, "two paths expected")
+            old_root, old_rel, old_guest = self._locate(a[0], paths[0])
+            new_root, new_rel, new_guest = self._locate(a[1], paths[1])
+            if old_root is not new_root:
+                raise OSError(errno.EXDEV, "across mounts")
+            self._check("rename", old_guest, a[2], old_root, True)
+            self._check("rename", new_guest, a[2], new_root, True)
+            if a[2] & ~RENAME_NOREPLACE:
+                raise OSError(errno.EINVAL, "rename flags")
+            old_parent, old_name = self._parent(old_root, old_rel)
+            try:
+                new_parent, new_name = self._parent(new_root, new_rel)
+                try:
+                    if a[2] & RENAME_NOREPLACE:
+                        os.link(old_name, new_name, src_dir_fd=old_parent, dst_dir_fd=new_parent)
+                        os.unlink(old_name, dir_fd=old_parent)
+                    else:
+                        os.rename(old_name, new_name, src_dir_fd=old_parent, dst_dir_fd=new_parent)
+                finally:
+                    os.close(new_parent)
+            finally:
+                os.close(old_parent)
+            return 0, b""
+
+        return self._call(request, body)
+
+    @function(16)
+    def ftruncate(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            handle = self._handle(a[0])
+            if handle.mount is not None and handle.mount.readonly:
+                raise OSError(errno.EROFS, "read-only mount")
+            os.ftruncate(handle.fd, a[1])
+            return 0, b""
+
+        return self._call(request, body)
+
+    @function(17)
+    def fsync(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            if a[0] not in (0, 1, 2):
+                os.fsync(self._handle(a[0]).fd)
+            return 0, b""
+
+        return self._call(request, body)
+
+    @function(18)
+    def getcwd(self, request: bytes) -> bytes:
+        cwd = os.fsencode(self.cwd)
+        return self._answer(len(cwd), cwd)
+
+    @function(19)
+    def chdir(self, request: bytes) -> bytes:
+        def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            path = self._paths(data)[0]
+            if path == "" and a[0] >= 0:
+                handle = self._handle(a[0])
+                if not handle.is_dir:
+                    raise OSError(errno.ENOTDIR, "not a directory")
+                self.cwd = handle.guest_path
+                return 0, b""
+            root, rel, guest = self._locate(AT_FDCWD, path)
+            self._check("chdir", guest, 0, root, False)
+            os.close(self._open(root, rel, os.O_PATH | os.O_DIRECTORY))
+            self.cwd = posixpath.normpath(guest)
+            return 0, b""
+
+        return self._call(request, body)
+
+    @function(21)
+    def enosys_call(self, request: bytes) -> bytes:
+        args, _ = self._args(request)
+        self.enosys[syscall_name(args[0])] += 1
+        return self._answer(0)
+
+    @function(22)
+    def trace_call(self, request: bytes) -> bytes:
+        (nr, result, ns, a0, _, _), data = self._args(request)
+        a1, a2 = struct.unpack_from("<qq", data) if len(data) >= 16 else (0, 0)
+        record = TraceRecord(syscall_name(nr), (a0, a1, a2), result, ns)
+        self.trace.append(record)
+        if self.on_trace is not None:
+            self.on_trace(record)
+        return self._answer(0)

@@ -1,0 +1,153 @@
+"""`LinuxVM`: one unmodified static Linux program in its own VM.
+
+The VM runs the built-in ``linux`` image, vmrpc's Linux system-call personality
+(``guest/linux/``). The VMM loads the program next to it (``_vmm.linux_setup``), and
+the program's file calls go to a `FilesModule` registered on the VM::
+
+    with vmrpc.LinuxVM("/bin/busybox", ["sha256sum", "/data/f"],
+                       mounts=[Mount(Path("host_dir"), "/data", readonly=True)]) as vm:
+        code = vm.run(timeout=30)
+        print(vm.stdout.decode())
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from vmrpc import _vmm
+from vmrpc.images import linux_personality_image
+from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
+from vmrpc.vm import VM
+
+__all__ = ["LinuxVM"]
+
+
+class LinuxVM:
+    """A VM running one static x86-64 Linux program.
+
+    Args:
+        program: host path of the program (a static ELF executable).
+        args: its arguments (``argv[1:]``; ``argv[0]`` is ``program`` as given).
+        mounts: host directories the program sees (`Mount`, or ``"HOST:GUEST[:ro]"``).
+        env: its environment.
+        stdin: bytes or a host file path for its standard input (default: empty).
+        on_stdout / on_stderr: called with each chunk it writes (streaming).
+        audit: file access hook; return ``False`` to deny (the program gets EACCES).
+        trace: record every system call (`trace`, and `on_trace` as they come).
+        rewrite_syscalls: rewrite the program's ``syscall`` instructions into calls
+            through a nop sled at address 0 (zpoline), the fast path; without it every
+            call traps to ``MSR_LSTAR`` (also the safety net for sites not rewritten).
+            With it, reads of the page at address 0 do not fault (writes still do).
+        cwd: its working directory (a guest path).
+        timeout: default timeout of `run` and `wait`, in seconds.
+        memory_mib: guest memory (the program, its heap and its 8 MiB stack share it).
+
+    Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
+    dynamically linked), `ConfigError` for one that does not fit.
+    """
+
+    def __init__(
+        self,
+        program: str | os.PathLike[str],
+        args: Sequence[str] = (),
+        *,
+        mounts: Sequence[Mount | str] = (),
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | os.PathLike[str] | None = None,
+        on_stdout: Callable[[bytes], object] | None = None,
+        on_stderr: Callable[[bytes], object] | None = None,
+        on_trace: Callable[[TraceRecord], object] | None = None,
+        audit: Callable[[FileAccess], bool] | None = None,
+        trace: bool = False,
+        rewrite_syscalls: bool = True,
+        cwd: str = "/",
+        timeout: float | None = None,
+        memory_mib: int = 256,
+    ) -> None:
+        if isinstance(args, str):
+            raise TypeError("args must be a sequence of strings, not a single string")
+        self.program = Path(program)
+        """Host path of the program."""
+        self._plane = _vmm.FilesDataPlane()
+        self.files = FilesModule(
+            [m if isinstance(m, Mount) else Mount.parse(m) for m in mounts],
+            stdin=stdin,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            audit=audit,
+            cwd=cwd,
+            data_plane=self._plane,
+        )
+        """The program's `FilesModule` (stdout, stderr, trace, unsupported calls)."""
+        self.files.on_trace = on_trace
+        self.vm = VM(linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=[self.files])
+        """The underlying `VM`."""
+        argv = [os.fspath(program), *args]
+        envp = [f"{k}={v}" for k, v in (env or {}).items()]
+        try:
+            self._plane.register(self.vm._vm)
+            self.layout: dict[str, int] = _vmm.linux_setup(
+                self.vm._vm, str(self.program), argv, envp, argv[0], trace, rewrite_syscalls
+            )
+            """Where the program and its memory areas were placed (diagnostics)."""
+        except BaseException:
+            self.vm.close()
+            raise
+
+    def run(self, timeout: float | None = None) -> int:
+        """Start the program and wait for it; return its exit status (0..255).
+
+        Raises `GuestCrashed` if it faults (registers attached), `GuestTimeout`.
+        """
+        return self.vm.run(timeout)
+
+    def start(self) -> None:
+        """Start the program without waiting (see `wait`)."""
+        self.vm.start()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the program's exit status."""
+        return self.vm.wait(timeout)
+
+    @property
+    def stdout(self) -> bytes:
+        """What the program wrote to its standard output."""
+        return self.files.stdout
+
+    @property
+    def stderr(self) -> bytes:
+        """What the program wrote to its standard error."""
+        return self.files.stderr
+
+    @property
+    def trace(self) -> list[TraceRecord]:
+        """Its system calls (with ``trace=True``)."""
+        return self.files.trace
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The VM's counters, plus ``enosys_<name>``: unsupported calls by name."""
+        stats = dict(self.vm.stats)
+        stats.update(self._plane.stats())
+        for name, count in self.files.enosys.items():
+            stats[f"enosys_{name}"] = count
+        return stats
+
+    def close(self) -> None:
+        """Stop the VM and release it and the program's host files. Idempotent."""
+        self.vm.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
