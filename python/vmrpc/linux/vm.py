@@ -84,7 +84,9 @@ class LinuxVM:
         )
         """The program's `FilesModule` (stdout, stderr, trace, unsupported calls)."""
         self.files.on_trace = on_trace
-        self.vm = VM(linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=[self.files])
+        self.vm = VM(
+            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=[self.files]
+        )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]
         envp = [f"{k}={v}" for k, v in (env or {}).items()]
