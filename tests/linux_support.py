@@ -24,12 +24,17 @@ def require_busybox() -> Path:
 
 def build_probe(libc: str, out_dir: Path) -> Path:
     """tests/linux_programs/probe.c built static against ``libc`` ("glibc" or "musl")."""
+    return build_static(PROBE_SOURCE, libc, out_dir)
+
+
+def build_static(source: Path, libc: str, out_dir: Path) -> Path:
+    """A C program of tests/linux_programs/ built static against ``libc`` ("glibc" or "musl")."""
     compiler = {"glibc": "gcc", "musl": "musl-gcc"}[libc]
     if shutil.which(compiler) is None:
         pytest.fail(f"{compiler} is missing: {INSTALL_HINT}")
-    out = out_dir / f"probe-{libc}"
+    out = out_dir / f"{source.stem}-{libc}"
     subprocess.run(
-        [compiler, "-O2", "-static", "-o", str(out), str(PROBE_SOURCE)],
+        [compiler, "-O2", "-static", "-o", str(out), str(source)],
         check=True,
         capture_output=True,
     )

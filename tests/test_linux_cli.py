@@ -35,7 +35,11 @@ def test_trace_goes_to_stderr() -> None:
     assert "[trace] write(1, " in result.stderr
 
 
-def test_dynamic_program_is_a_usage_error() -> None:
-    result = run_python("-m", "vmrpc", "run", "--linux", "/bin/ls")
+def test_dynamic_program_runs_and_a_missing_interpreter_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    result = run_python("-m", "vmrpc", "run", "--linux", "--timeout", "60", "/bin/echo", "hi")
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+    result = run_python("-m", "vmrpc", "run", "--linux", "--sysroot", str(tmp_path), "/bin/ls")
     assert result.returncode == 2
-    assert "part 3" in result.stderr
+    assert "interpreter /lib64/ld-linux-x86-64.so.2" in result.stderr

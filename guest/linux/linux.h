@@ -50,6 +50,20 @@ long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t o
 long lx_munmap(uint64_t addr, uint64_t len);
 long lx_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags, uint64_t new_addr);
 long lx_madvise(uint64_t addr, uint64_t len, int advice);
+long lx_mprotect(uint64_t addr, uint64_t len, int prot);
+
+/* ---- page protections (prot.c) and code mapped at run time (code.c) ------- */
+#define LX_PROT_READ 1
+#define LX_PROT_WRITE 2
+#define LX_PROT_EXEC 4
+/* Gives [addr, addr + len) (page aligned, user memory) these PROT_* rights. */
+long lx_prot_set(uint64_t addr, uint64_t len, int prot);
+/* Gives the program's (and its interpreter's) segments their p_flags rights. */
+void lx_prot_init_program(void);
+/* 1 if the page holding addr is present and writable. */
+int lx_prot_writable(uint64_t addr);
+/* Asks the host to rewrite the syscall sites of code just mapped; their count. */
+long lx_code_rewrite(uint64_t addr, uint64_t len);
 
 void lx_time_init(int64_t wall_ns);
 long lx_time_syscall(struct lx_frame *f);

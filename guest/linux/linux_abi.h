@@ -9,6 +9,7 @@
 #define LX_INFO_GPA 0x8000ull
 #define LX_INFO_MAGIC 0x58554e494c524d56ull /* "VMRLINUX" little-endian */
 #define LX_FLAG_TRACE 1ull
+#define LX_FLAG_REWRITE 2ull /* the host rewrites syscall sites (also of code mapped later) */
 /* Programs load at or above this address; the personality lives below. */
 #define LX_PROGRAM_MIN 0x400000ull
 
@@ -87,6 +88,23 @@ struct lx_data_req {
 	int64_t offset; /* -1: at (and advancing) the file position */
 };
 _Static_assert(sizeof(struct lx_data_req) == 32, "agrees with dataplane.rs");
+
+/*
+ * The "linux_code" host module (crates/vmm/src/linux/code.rs): rewrites the
+ * syscall sites of code the program maps executable at run time (ld.so
+ * loading shared libraries).  Request: struct lx_code_req; answer: one
+ * int64_t (sites rewritten, or -errno).
+ */
+#define LX_CODE_MODULE "linux_code"
+enum lx_code_fn {
+	LXC_REWRITE = 0,
+};
+
+struct lx_code_req {
+	uint64_t gva; /* identity-mapped: also the guest-physical address */
+	uint64_t len;
+};
+_Static_assert(sizeof(struct lx_code_req) == 16, "agrees with code.rs");
 
 struct lx_req {
 	int64_t a[6];

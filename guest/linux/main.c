@@ -76,6 +76,7 @@ int main(int argc, char **argv)
 	lx_time_init(wall > 0 ? wall : 0);
 	lx_rand_init(lx_info->seed);
 	lx_mem_init();
+	lx_prot_init_program();
 	lx_fd_init();
 	gs_write(LX_GS_STACK, (uint64_t)(uintptr_t)&syscall_stack[rt_cpu_id()][sizeof(syscall_stack[0])]);
 	gs_write(LX_GS_HANDLER, (uint64_t)(uintptr_t)lx_syscall_entry);

@@ -1,9 +1,9 @@
 /*
  * Memory: brk and mmap over the flat, identity-mapped guest memory the host
- * set aside ([brk_start, brk_max) and [mmap_lo, mmap_hi)).  Page protections
- * are recorded nowhere and not enforced: RAM is mapped with 2 MiB pages
- * (see docs/linux.md).  Memory handed out again is zeroed; memory never handed
- * out is still zero from the host.
+ * set aside ([brk_start, brk_max) and [mmap_lo, mmap_hi)).  Protections live
+ * in the page tables (prot.c): a mapping gets its PROT_* rights, an unmapped
+ * page PROT_NONE.  Memory handed out again is zeroed; memory never handed out
+ * is still zero from the host.
  */
 #include "linux.h"
 
@@ -20,6 +20,7 @@
 #define MADV_DONTNEED 4
 
 static uint64_t used[MAX_PAGES / 64]; /* bit set: page of the mmap area in use */
+static uint64_t shared[MAX_PAGES / 64]; /* bit set: a MAP_SHARED file page (no PROT_WRITE) */
 static uint64_t area_lo, npages;
 static uint64_t clean_lo;            /* pages at or above it were handed out before */
 static uint64_t brk_cur, brk_high;
@@ -44,14 +45,21 @@ static int test(uint64_t p)
 	return (used[p / 64] >> (p % 64)) & 1;
 }
 
-static void mark(uint64_t first, uint64_t n, int on)
+static void mark_bits(uint64_t *bits, uint64_t first, uint64_t n, int on)
 {
 	for (uint64_t p = first; p < first + n; p++) {
 		if (on)
-			used[p / 64] |= 1ull << (p % 64);
+			bits[p / 64] |= 1ull << (p % 64);
 		else
-			used[p / 64] &= ~(1ull << (p % 64));
+			bits[p / 64] &= ~(1ull << (p % 64));
 	}
+}
+
+static void mark(uint64_t first, uint64_t n, int on)
+{
+	mark_bits(used, first, n, on);
+	if (!on)
+		mark_bits(shared, first, n, 0);
 }
 
 static int range_free(uint64_t first, uint64_t n)
@@ -119,13 +127,14 @@ long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t o
 {
 	uint64_t n, first;
 	int64_t p;
+	long r;
 
 	if (!len || (addr & (PAGE - 1)) || (off & (int64_t)(PAGE - 1)) || off < 0)
 		return -EINVAL;
 	if (!(flags & (MAP_SHARED | MAP_PRIVATE)))
 		return -EINVAL;
 	if (!(flags & MAP_ANONYMOUS) && (flags & MAP_SHARED) && (prot & PROT_WRITE))
-		return -ENODEV; /* shared writable file mappings: not in part 1 */
+		return -ENODEV; /* shared writable file mappings: not served (docs/linux.md) */
 	len = page_up(len);
 	if (len > npages * PAGE)
 		return -ENOMEM;
@@ -137,6 +146,7 @@ long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t o
 		if ((flags & MAP_FIXED_NOREPLACE) && !range_free(first, n))
 			return -EEXIST;
 		/* MAP_FIXED replaces: the old contents go. */
+		lx_prot_set(addr, len, LX_PROT_READ | LX_PROT_WRITE);
 		memset((void *)(uintptr_t)addr, 0, len);
 		if (addr < clean_lo)
 			clean_lo = addr;
@@ -146,15 +156,26 @@ long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t o
 			return -ENOMEM;
 		first = (uint64_t)p;
 		addr = area_lo + first * PAGE;
+		lx_prot_set(addr, len, LX_PROT_READ | LX_PROT_WRITE);
 		zero_reused(addr, len);
 	}
 	mark(first, n, 1);
 	if (!(flags & MAP_ANONYMOUS)) {
-		long r = lx_fd_pread_into(fd, (void *)(uintptr_t)addr, len, off);
+		/* A private copy of the file (MAP_SHARED only read-only: the same). */
+		r = lx_fd_pread_into(fd, (void *)(uintptr_t)addr, len, off);
 		if (r < 0) {
 			mark(first, n, 0);
+			lx_prot_set(addr, len, 0);
 			return r;
 		}
+		mark_bits(shared, first, n, flags & MAP_SHARED);
+		if (prot & LX_PROT_EXEC)
+			lx_code_rewrite(addr, (uint64_t)r);
+	}
+	r = lx_prot_set(addr, len, prot);
+	if (r < 0) {
+		mark(first, n, 0);
+		return r;
 	}
 	return (long)addr;
 }
@@ -167,7 +188,27 @@ long lx_munmap(uint64_t addr, uint64_t len)
 	if (!in_area(addr, len))
 		return 0; /* nothing of ours is mapped there */
 	mark((addr - area_lo) / PAGE, len / PAGE, 0);
+	/* Best effort: with the table pool used up, unmapped pages stay accessible. */
+	lx_prot_set(addr, len, 0);
 	return 0;
+}
+
+long lx_mprotect(uint64_t addr, uint64_t len, int prot)
+{
+	if ((addr & (PAGE - 1)) || (prot & ~(LX_PROT_READ | LX_PROT_WRITE | LX_PROT_EXEC)))
+		return -EINVAL;
+	len = page_up(len);
+	if (!len)
+		return 0;
+	if (!lx_user_ok(addr, len))
+		return -ENOMEM;
+	if ((prot & LX_PROT_WRITE) && in_area(addr, len)) {
+		uint64_t first = (addr - area_lo) / PAGE;
+		for (uint64_t p = first; p < first + len / PAGE; p++)
+			if ((shared[p / 64] >> (p % 64)) & 1)
+				return -EACCES; /* a shared file mapping cannot become writable */
+	}
+	return lx_prot_set(addr, len, prot);
 }
 
 long lx_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags, uint64_t new_addr)
@@ -189,9 +230,11 @@ long lx_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags, uint
 	nn = new_len / PAGE;
 	if (nn <= on) {
 		mark(first + nn, on - nn, 0);
+		lx_prot_set(old + new_len, old_len - new_len, 0);
 		return (long)old;
 	}
 	if (first + nn <= npages && range_free(first + on, nn - on)) {
+		lx_prot_set(old + old_len, new_len - old_len, LX_PROT_READ | LX_PROT_WRITE);
 		zero_reused(old + old_len, new_len - old_len);
 		mark(first + on, nn - on, 1);
 		return (long)old;
@@ -203,6 +246,7 @@ long lx_mremap(uint64_t old, uint64_t old_len, uint64_t new_len, int flags, uint
 		return moved;
 	memcpy((void *)(uintptr_t)moved, (void *)(uintptr_t)old, old_len);
 	mark(first, on, 0);
+	lx_prot_set(old, old_len, 0);
 	return moved;
 }
 
@@ -210,8 +254,11 @@ long lx_madvise(uint64_t addr, uint64_t len, int advice)
 {
 	if (addr & (PAGE - 1))
 		return -EINVAL;
-	/* DONTNEED on private anonymous memory means "reads return zeros now". */
+	/* DONTNEED on private anonymous memory means "reads return zeros now";
+	 * pages the program cannot write are left as they are. */
 	if (advice == MADV_DONTNEED && in_area(addr, page_up(len)))
-		memset((void *)(uintptr_t)addr, 0, page_up(len));
+		for (uint64_t va = addr; va < addr + page_up(len); va += PAGE)
+			if (lx_prot_writable(va))
+				memset((void *)(uintptr_t)va, 0, PAGE);
 	return 0;
 }

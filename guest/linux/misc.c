@@ -225,7 +225,7 @@ long lx_misc_syscall(struct lx_frame *f)
 	case __NR_mremap:
 		return lx_mremap(f->rdi, f->rsi, f->rdx, (int)f->r10, f->r8);
 	case __NR_mprotect:
-		return (f->rdi & 4095) ? -EINVAL : 0; /* not enforced (docs/linux.md) */
+		return lx_mprotect(f->rdi, f->rsi, (int)f->rdx);
 	case __NR_madvise:
 		return lx_madvise(f->rdi, f->rsi, (int)f->rdx);
 	case __NR_arch_prctl:

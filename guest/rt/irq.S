@@ -46,6 +46,8 @@ rt_irq_stub_spurious:
  *        shadow) waits for the wakeup, whose handler runs on this same ring-0
  *        stack and returns here; iretq then restores the caller's IF=0.
  *   op 2 (rt_park): halt forever.
+ *   op 3 (rt_flush_tlb): reload CR3, so page-table entries the ring-3 guest
+ *        changed (narrowed protections) take effect on this vCPU.
  * Any other #UD is a real one: it is reported like every other exception
  * (rt_exc_common).  Kept short because ring-0 code is emulated on PVM.
  */
@@ -65,7 +67,14 @@ rt_ud_stub:
 	sti
 	hlt
 1:	iretq
-2:	cmpb $2, 2(%rax)
+2:	cmpb $3, 2(%rax)
+	jne 5f
+	addq $3, 8(%rsp)		/* resume after "ud2; .byte 3" */
+	movq %cr3, %rax
+	movq %rax, %cr3
+	popq %rax
+	iretq
+5:	cmpb $2, 2(%rax)
 	jne 3f
 4:	cli
 	hlt

@@ -11,6 +11,7 @@ from typing import final
 __all__ = [
     "MAX_PAYLOAD",
     "MAX_VCPUS",
+    "CodeRewriter",
     "ConfigError",
     "EventQueue",
     "EventQueueError",
@@ -171,6 +172,18 @@ class FilesDataPlane:
     def detach(self, handle: int) -> None: ...
     def stats(self) -> dict[str, int]: ...
 
+@final
+class CodeRewriter:
+    """The ``linux_code`` host module: rewrites the ``syscall`` sites of code a Linux
+    program maps executable at run time (shared libraries)."""
+
+    def __init__(self) -> None: ...
+    def register(self, vm: Vm) -> None:
+        """Register it on ``vm`` (created, not started) as ``linux_code``."""
+
+    def stats(self) -> dict[str, int]:
+        """``code_mappings_rewritten`` and ``code_syscall_sites``."""
+
 def linux_setup(
     vm: Vm,
     program: str | os.PathLike[str],
@@ -179,8 +192,10 @@ def linux_setup(
     execfn: str,
     trace: bool = False,
     rewrite: bool = True,
+    sysroot: str | os.PathLike[str] | None = None,
 ) -> dict[str, int]:
-    """Load a static Linux program into a created ``linux`` VM (see `vmrpc.LinuxVM`)."""
+    """Load a Linux program (and its ELF interpreter, found under ``sysroot``) into a
+    created ``linux`` VM (see `vmrpc.LinuxVM`)."""
 
 def bench_raw_kvm_cycles(n: int) -> list[int]:
     """Benchmark baseline: ``n`` cycles of raw KVM (create a VM and one vCPU, run to

@@ -69,6 +69,7 @@ static inline void rt_barrier(void)
  */
 #define RT_CALL_HALT 1 /* halt until an interrupt if *rdi == esi */
 #define RT_CALL_PARK 2 /* halt forever */
+#define RT_CALL_FLUSH_TLB 3 /* reload CR3 */
 
 /*
  * Sleeps until an interrupt, but only if *word still equals `seen` when
@@ -82,6 +83,16 @@ static inline void rt_barrier(void)
 static inline void rt_halt_if_equal(const volatile uint32_t *word, uint32_t seen)
 {
 	__asm__ volatile("ud2; .byte 1" : : "D"(word), "S"(seen) : "memory");
+}
+
+/*
+ * Flushes this vCPU's TLB (CR3 reload in ring 0): a ring-3 guest that edits
+ * its page tables (the Linux personality's mprotect) calls it after removing
+ * rights, which stale TLB entries would otherwise keep granting.
+ */
+static inline void rt_flush_tlb(void)
+{
+	__asm__ volatile("ud2; .byte 3" : : : "memory");
 }
 
 #endif /* VMRPC_CPU_H */

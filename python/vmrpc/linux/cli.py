@@ -26,7 +26,8 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--linux",
         action="store_true",
-        help="IMAGE is an unmodified static x86-64 Linux program (see docs/linux.md)",
+        help="IMAGE is an unmodified x86-64 Linux program, static or dynamically linked "
+        "(see docs/linux.md)",
     )
     run.add_argument(
         "--mount",
@@ -40,6 +41,12 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--trace", action="store_true", help="with --linux: print each system call to stderr"
+    )
+    run.add_argument(
+        "--sysroot",
+        metavar="DIR",
+        help="with --linux: take a dynamically linked program's interpreter and libraries "
+        "from DIR (default: the host's /usr, /lib, /lib64, read-only)",
     )
 
 
@@ -77,6 +84,7 @@ def run_linux(ns: argparse.Namespace, exit_crashed: int, exit_timeout: int, exit
             trace=ns.trace,
             timeout=ns.timeout,
             memory_mib=DEFAULT_MEMORY_MIB if ns.memory is None else ns.memory,
+            sysroot=ns.sysroot,
         ) as vm:
             try:
                 code = vm.run()

@@ -28,6 +28,7 @@ from pathlib import Path
 from vmrpc import _vmm
 from vmrpc.hostmodule import HostModule, function
 from vmrpc.linux.confine import openat2
+from vmrpc.linux.synth import Synthetic
 from vmrpc.linux.syscalls import syscall_name
 
 __all__ = ["FileAccess", "FilesModule", "Mount", "TraceRecord"]
@@ -206,6 +207,8 @@ class FilesModule(HostModule):
         cwd: the program's initial working directory (a guest path).
         data_plane: a `_vmm.FilesDataPlane` registered on the same VM: regular files
             are attached to it on open, so their reads and writes bypass Python.
+        synthetic: the ``/dev`` and ``/proc/self`` entries served without a mount
+            (`Synthetic`; by default the devices only).
     """
 
     name = "files"
@@ -221,7 +224,9 @@ class FilesModule(HostModule):
         audit: Callable[[FileAccess], bool] | None = None,
         cwd: str = "/",
         data_plane: _vmm.FilesDataPlane | None = None,
+        synthetic: Synthetic | None = None,
     ) -> None:
+        self._synth = synthetic if synthetic is not None else Synthetic()
         self._roots: list[_MountRoot] = []
         for m in mounts:
             if not m.guest.startswith("/"):
@@ -319,6 +324,19 @@ class FilesModule(HostModule):
                 raise OSError(errno.EACCES, "outside the mount") from None
             raise
 
+    def _device(self, op: str, dirh: int, path: str, flags: int) -> str | None:
+        """The host device a synthesized ``/dev`` path stands for (audited), or None."""
+        guest = self._absolute(dirh, path)
+        dev = self._synth.device(guest)
+        audit = self._audit
+        if (
+            dev is not None
+            and audit is not None
+            and audit(FileAccess(op, guest, flags, None)) is False
+        ):
+            raise _Denied
+        return dev
+
     def _parent(self, root: _MountRoot, rel: bytes) -> tuple[int, bytes]:
         """An O_PATH fd of ``rel``'s parent (inside the mount) and the last name."""
         head, _, name = rel.rstrip(b"/").rpartition(b"/")
@@ -382,6 +400,11 @@ class FilesModule(HostModule):
     def openat(self, request: bytes) -> bytes:
         def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
             dirh, flags, mode = a[0], a[1] & _OPEN_FLAGS, a[2]
+            dev = self._device("open", dirh, self._paths(data)[0], flags)
+            if dev is not None:
+                keep = os.O_ACCMODE | os.O_NONBLOCK | os.O_APPEND
+                fd = os.open(dev, (flags & keep) | os.O_CLOEXEC | os.O_NOCTTY)
+                return self._add(_Handle(fd, None, dev)), b""
             root, rel, guest = self._locate(dirh, self._paths(data)[0])
             self._check("open", guest, flags, root, bool(flags & _WRITE_FLAGS))
             fd = self._open(root, rel, flags, mode & 0o7777)
@@ -471,6 +494,9 @@ class FilesModule(HostModule):
     def _stat_path(self, dirh: int, path: str, flags: int) -> os.stat_result:
         if path == "" and flags & AT_EMPTY_PATH:
             return self._stat_handle(dirh)
+        dev = self._device("stat", dirh, path, flags)
+        if dev is not None:
+            return os.stat(dev)
         root, rel, guest = self._locate(dirh, path)
         self._check("stat", guest, flags, root, False)
         nofollow = os.O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0
@@ -536,6 +562,10 @@ class FilesModule(HostModule):
     @function(11)
     def readlinkat(self, request: bytes) -> bytes:
         def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
+            link = self._synth.link(self._absolute(a[0], self._paths(data)[0]))
+            if link is not None:
+                target = os.fsencode(link)[: max(0, a[1])]
+                return len(target), target
             root, rel, guest = self._locate(a[0], self._paths(data)[0])
             self._check("readlink", guest, 0, root, False)
             fd = self._open(root, rel, os.O_PATH | os.O_NOFOLLOW)

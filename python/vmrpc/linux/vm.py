@@ -20,17 +20,22 @@ from typing import Self
 
 from vmrpc import _vmm
 from vmrpc.images import linux_personality_image
+from vmrpc.linux.dynamic import interpreter, system_mounts
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
+from vmrpc.linux.synth import Synthetic
 from vmrpc.vm import VM
 
 __all__ = ["LinuxVM"]
 
 
 class LinuxVM:
-    """A VM running one static x86-64 Linux program.
+    """A VM running one x86-64 Linux program, static or dynamically linked.
 
     Args:
-        program: host path of the program (a static ELF executable).
+        program: host path of the program (an ELF executable). A dynamically linked
+            one (``PT_INTERP``) is loaded with its interpreter from ``sysroot``, and the
+            sysroot's ``/usr``, ``/lib``, ``/lib64`` are mounted read-only at those paths
+            (after ``mounts``, which win where they overlap; see `vmrpc.linux.dynamic`).
         args: its arguments (``argv[1:]``; ``argv[0]`` is ``program`` as given).
         mounts: host directories the program sees (`Mount`, or ``"HOST:GUEST[:ro]"``).
         env: its environment.
@@ -45,9 +50,11 @@ class LinuxVM:
         cwd: its working directory (a guest path).
         timeout: default timeout of `run` and `wait`, in seconds.
         memory_mib: guest memory (the program, its heap and its 8 MiB stack share it).
+        sysroot: host directory holding the interpreter and libraries of a dynamically
+            linked program (default: the host's ``/``).
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
-    dynamically linked), `ConfigError` for one that does not fit.
+    an interpreter that cannot be loaded), `ConfigError` for one that does not fit.
     """
 
     def __init__(
@@ -67,20 +74,26 @@ class LinuxVM:
         cwd: str = "/",
         timeout: float | None = None,
         memory_mib: int = 256,
+        sysroot: str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
         self.program = Path(program)
         """Host path of the program."""
         self._plane = _vmm.FilesDataPlane()
+        self._code = _vmm.CodeRewriter()
+        all_mounts = [m if isinstance(m, Mount) else Mount.parse(m) for m in mounts]
+        if interpreter(self.program) is not None:
+            all_mounts += system_mounts(sysroot)
         self.files = FilesModule(
-            [m if isinstance(m, Mount) else Mount.parse(m) for m in mounts],
+            all_mounts,
             stdin=stdin,
             on_stdout=on_stdout,
             on_stderr=on_stderr,
             audit=audit,
             cwd=cwd,
             data_plane=self._plane,
+            synthetic=Synthetic(exe=os.fspath(program)),
         )
         """The program's `FilesModule` (stdout, stderr, trace, unsupported calls)."""
         self.files.on_trace = on_trace
@@ -92,8 +105,17 @@ class LinuxVM:
         envp = [f"{k}={v}" for k, v in (env or {}).items()]
         try:
             self._plane.register(self.vm._vm)
+            if rewrite_syscalls:
+                self._code.register(self.vm._vm)
             self.layout: dict[str, int] = _vmm.linux_setup(
-                self.vm._vm, str(self.program), argv, envp, argv[0], trace, rewrite_syscalls
+                self.vm._vm,
+                str(self.program),
+                argv,
+                envp,
+                argv[0],
+                trace,
+                rewrite_syscalls,
+                None if sysroot is None else os.fspath(sysroot),
             )
             """Where the program and its memory areas were placed (diagnostics)."""
         except BaseException:
@@ -132,9 +154,11 @@ class LinuxVM:
 
     @property
     def stats(self) -> dict[str, int]:
-        """The VM's counters, plus ``enosys_<name>``: unsupported calls by name."""
+        """The VM's counters, the files data plane's, code rewritten at run time
+        (``code_syscall_sites``), plus ``enosys_<name>``: unsupported calls by name."""
         stats = dict(self.vm.stats)
         stats.update(self._plane.stats())
+        stats.update(self._code.stats())
         for name, count in self.files.enosys.items():
             stats[f"enosys_{name}"] = count
         return stats

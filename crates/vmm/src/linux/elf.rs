@@ -46,6 +46,28 @@ pub struct Program {
     /// Lowest and highest (exclusive) virtual address of the segments.
     pub lo: u64,
     pub hi: u64,
+    /// PT_INTERP: the dynamic loader's path (as the program names it).
+    pub interp: Option<String>,
+}
+
+/// Longest PT_INTERP path accepted (Linux: PATH_MAX).
+const MAX_INTERP: u64 = 4096;
+
+/// The PT_INTERP string at `offset`, `size` bytes with its NUL, checked against the file.
+fn interp_path(file: &[u8], offset: u64, size: u64) -> Result<String, LinuxError> {
+    if !(2..=MAX_INTERP).contains(&size) {
+        return Err(bad(format!("PT_INTERP of {size} bytes")));
+    }
+    let end = offset
+        .checked_add(size)
+        .filter(|&e| e <= file.len() as u64)
+        .ok_or_else(|| bad("PT_INTERP lies outside the file"))?;
+    let raw = &file[offset as usize..end as usize];
+    let path = raw.strip_suffix(b"\0").unwrap_or(raw);
+    match std::str::from_utf8(path) {
+        Ok(p) if p.starts_with('/') && !p.contains('\0') => Ok(p.to_owned()),
+        _ => Err(bad("PT_INTERP is not an absolute path")),
+    }
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -105,6 +127,7 @@ pub fn parse(file: &[u8]) -> Result<Program, LinuxError> {
     let mut segments = Vec::new();
     let mut phdr_vaddr = None;
     let mut has_dynamic = false;
+    let mut interp = None;
     for ph in table.chunks_exact(PHDR_SIZE) {
         let p_type = le32(ph, 0);
         let exec = le32(ph, 4) & PF_X != 0;
@@ -113,7 +136,7 @@ pub fn parse(file: &[u8]) -> Result<Program, LinuxError> {
         let filesz = le64(ph, 32);
         let memsz = le64(ph, 40);
         match p_type {
-            PT_INTERP => return Err(LinuxError::Dynamic),
+            PT_INTERP => interp = Some(interp_path(file, offset, filesz)?),
             PT_DYNAMIC => has_dynamic = true,
             PT_PHDR => phdr_vaddr = Some(vaddr),
             PT_LOAD => {
@@ -174,6 +197,7 @@ pub fn parse(file: &[u8]) -> Result<Program, LinuxError> {
         phnum,
         lo,
         hi,
+        interp,
     })
 }
 
@@ -233,6 +257,7 @@ pub(crate) mod tests {
         assert!(matches!(parse(&[0u8; 10]), Err(LinuxError::NotElf)));
         let arm = build(ET_EXEC, 183, 0x401000, &[load]);
         assert!(matches!(parse(&arm), Err(LinuxError::WrongArch(_))));
+        // PT_INTERP must be an absolute path inside the file.
         let dynamic = build(
             ET_EXEC,
             EM_X86_64,
@@ -240,7 +265,14 @@ pub(crate) mod tests {
             &[(PT_INTERP, 0, 0, 1, 1), load],
         );
         let err = parse(&dynamic).unwrap_err();
-        assert!(err.to_string().contains("part 3"), "{err}");
+        assert!(err.to_string().contains("PT_INTERP"), "{err}");
+        let outside = build(
+            ET_EXEC,
+            EM_X86_64,
+            0x401000,
+            &[(PT_INTERP, 1 << 20, 0, 16, 16), load],
+        );
+        assert!(matches!(parse(&outside), Err(LinuxError::BadProgram(_))));
         let pie_without_dynamic = build(
             ET_DYN,
             EM_X86_64,

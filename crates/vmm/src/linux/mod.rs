@@ -7,6 +7,7 @@
 //! vCPU's `MSR_LSTAR` at a trampoline that enters the personality's system-call
 //! handler. See docs/linux.md.
 
+pub mod code;
 pub mod dataplane;
 pub mod elf;
 pub mod rewrite;
@@ -28,12 +29,9 @@ pub enum LinuxError {
     /// an ELF for another machine
     #[error("not an x86-64 program: {0}")]
     WrongArch(String),
-    /// dynamically linked (needs an ELF interpreter)
-    #[error(
-        "dynamically linked programs (PT_INTERP) are not supported yet (part 3); \
-         link it statically (gcc -static, musl-gcc -static)"
-    )]
-    Dynamic,
+    /// the ELF interpreter (PT_INTERP) named by a dynamically linked program is unusable
+    #[error("the program's interpreter {0}")]
+    Interpreter(String),
     /// a malformed or unsupported ELF
     #[error("unusable ELF: {0}")]
     BadProgram(String),

@@ -8,6 +8,7 @@ use guest_kmod_bindings::vmrpc_version;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::code::{CodeRewriter, CODE_NAME};
 use super::dataplane::{FilesDataPlane, FILES_DATA_NAME};
 
 use super::setup::{setup, LinuxParams};
@@ -27,7 +28,7 @@ fn to_pyerr(e: LinuxError) -> PyErr {
 /// system-call entry at the Linux personality; returns the chosen layout.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments
-#[pyo3(signature = (vm, program, argv, envp, execfn, trace = false, rewrite = true))]
+#[pyo3(signature = (vm, program, argv, envp, execfn, trace = false, rewrite = true, sysroot = None))]
 fn linux_setup<'py>(
     py: Python<'py>,
     vm: &PyVm,
@@ -37,6 +38,7 @@ fn linux_setup<'py>(
     execfn: String,
     trace: bool,
     rewrite: bool,
+    sysroot: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let vm = vm.get()?;
     let params = LinuxParams {
@@ -45,11 +47,14 @@ fn linux_setup<'py>(
         envp: &envp,
         execfn: &execfn,
         trace,
+        sysroot: sysroot.as_deref(),
         rewrite,
     };
+
     let placed = py.detach(|| setup(&vm, &params)).map_err(to_pyerr)?;
     let d = PyDict::new(py);
     d.set_item("bias", placed.bias)?;
+    d.set_item("interp_bias", placed.interp_bias)?;
     d.set_item("entry", placed.info.entry)?;
     d.set_item("sp", placed.info.sp)?;
     d.set_item("brk_start", placed.info.brk_start)?;
@@ -109,7 +114,45 @@ impl PyFilesDataPlane {
     }
 }
 
+/// The `linux_code` module (`code.rs`): rewrites code mapped at run time.
+#[pyclass(name = "CodeRewriter", module = "vmrpc._vmm", frozen)]
+pub struct PyCodeRewriter {
+    inner: Arc<CodeRewriter>,
+}
+
+#[pymethods]
+impl PyCodeRewriter {
+    #[new]
+    fn new() -> Self {
+        PyCodeRewriter {
+            inner: Arc::new(CodeRewriter::default()),
+        }
+    }
+
+    /// Registers it on `vm` as the `linux_code` host module.
+    fn register(&self, vm: &PyVm) -> PyResult<()> {
+        vm.get()?
+            .register_module(CODE_NAME, vmrpc_version(1, 0), self.inner.clone())
+            .map_err(|e| ConfigError::new_err(e.to_string()))
+    }
+
+    /// Mappings rewritten and `syscall` sites rewritten in them.
+    fn stats(&self) -> HashMap<&'static str, u64> {
+        HashMap::from([
+            (
+                "code_mappings_rewritten",
+                self.inner.calls.load(Ordering::Relaxed),
+            ),
+            (
+                "code_syscall_sites",
+                self.inner.sites.load(Ordering::Relaxed),
+            ),
+        ])
+    }
+}
+
 pub(crate) fn add(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFilesDataPlane>()?;
+    m.add_class::<PyCodeRewriter>()?;
     m.add_function(wrap_pyfunction!(linux_setup, m)?)
 }

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use iced_x86::{Code, Decoder, DecoderOptions};
 
 /// `call *%rax`
-const CALL_RAX: [u8; 2] = [0xff, 0xd0];
+pub const CALL_RAX: [u8; 2] = [0xff, 0xd0];
 /// `syscall`
 const SYSCALL: [u8; 2] = [0x0f, 0x05];
 /// Bytes of nops at address 0: above every x86-64 system-call number (462 in

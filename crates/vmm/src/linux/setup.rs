@@ -9,7 +9,8 @@
 //! | `0x8000` | `LinuxInfo`, then the LSTAR trampoline at `0x8800` |
 //! | `0x100000..0x400000` | the personality image and its heap |
 //! | `0x400000..` | the program (static-PIE programs are placed at `0x400000`) |
-//! | after it | brk area (a quarter of what is free), then the mmap area |
+//! | after it | its ELF interpreter (ld.so) if it names one (PT_INTERP) |
+//! | then | brk area (a quarter of what is free), then the mmap area |
 //! | 8 MiB below the shared region | the program's stack |
 
 use std::path::Path;
@@ -54,6 +55,8 @@ const PAGE: u64 = 0x1000;
 pub const INFO_MAGIC: u64 = u64::from_le_bytes(*b"VMRLINUX");
 /// `flags` bit: send every system call to the host's trace.
 pub const FLAG_TRACE: u64 = 1;
+/// `flags` bit: `syscall` sites are rewritten (code mapped later too, `code.rs`).
+pub const FLAG_REWRITE: u64 = 2;
 
 /// The info block at `INFO_GPA` (`struct vmrpc_linux_info` in guest/linux/linux_abi.h).
 #[repr(C)]
@@ -94,6 +97,9 @@ pub struct LinuxParams<'a> {
     /// AT_EXECFN: the path the program was started by, as the guest sees it.
     pub execfn: &'a str,
     pub trace: bool,
+    /// Where the interpreter of a dynamically linked program is looked up on
+    /// the host (its PT_INTERP path below this directory); `None`: the host's `/`.
+    pub sysroot: Option<&'a Path>,
     /// Rewrite `syscall` sites to calls into the page-0 sled (see `rewrite`).
     pub rewrite: bool,
 }
@@ -102,6 +108,8 @@ pub struct LinuxParams<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Placement {
     pub bias: u64,
+    /// Load bias of the ELF interpreter (AT_BASE), 0 without one.
+    pub interp_bias: u64,
     pub info: LinuxInfo,
     /// `syscall` instructions rewritten to `call *%rax`.
     pub syscall_sites: usize,
@@ -111,11 +119,29 @@ fn page_up(v: u64) -> u64 {
     v.next_multiple_of(PAGE)
 }
 
-/// Chooses addresses for `prog` in a VM whose shared region starts at `shared_base`.
-pub fn plan(prog: &Program, shared_base: u64) -> Result<(u64, LinuxInfo), LinuxError> {
+/// Chooses addresses for `prog` (and its interpreter, placed right after it)
+/// in a VM whose shared region starts at `shared_base`: the program's bias,
+/// the interpreter's, and the info block.
+pub fn plan(
+    prog: &Program,
+    interp: Option<&Program>,
+    shared_base: u64,
+) -> Result<(u64, u64, LinuxInfo), LinuxError> {
     let bias = if prog.pie { PROGRAM_MIN - prog.lo } else { 0 };
     let lo = prog.lo + bias;
-    let hi = prog.hi + bias;
+    let mut hi = prog.hi + bias;
+    let mut interp_bias = 0;
+    let mut entry = prog.entry + bias;
+    if let Some(i) = interp {
+        if !i.pie || i.interp.is_some() {
+            return Err(LinuxError::Interpreter(
+                "is not a position-independent, self-contained loader".into(),
+            ));
+        }
+        interp_bias = page_up(hi) - i.lo;
+        hi = i.hi + interp_bias;
+        entry = i.entry + interp_bias;
+    }
     let stack_lo = shared_base.saturating_sub(STACK_SIZE);
     if lo < PROGRAM_MIN {
         return Err(LinuxError::Layout(format!(
@@ -131,9 +157,10 @@ pub fn plan(prog: &Program, shared_base: u64) -> Result<(u64, LinuxInfo), LinuxE
     let brk_max = page_up(brk_start + (stack_lo - brk_start) / 4);
     Ok((
         bias,
+        interp_bias,
         LinuxInfo {
             magic: INFO_MAGIC,
-            entry: prog.entry + bias,
+            entry,
             sp: 0,
             brk_start,
             brk_max,
@@ -219,32 +246,78 @@ pub fn trampoline() -> [u8; 8] {
     [0x65, 0xff, 0x24, 0x25, TRAMPOLINE_SLOT, 0, 0, 0]
 }
 
-/// Loads the program into `mem` and writes the info block; returns the placement.
+/// A program file read and checked.
+struct Loaded {
+    path: std::path::PathBuf,
+    file: Vec<u8>,
+    modified: std::time::SystemTime,
+    prog: Program,
+}
+
+fn load_file(path: &Path) -> Result<Loaded, LinuxError> {
+    let file = std::fs::read(path)?;
+    let modified = std::fs::metadata(path)?.modified()?;
+    let prog = elf::parse(&file)?;
+    Ok(Loaded {
+        path: path.to_owned(),
+        file,
+        modified,
+        prog,
+    })
+}
+
+/// The host path of interpreter `interp` (a guest path) under `sysroot`.
+fn interp_host_path(interp: &str, sysroot: Option<&Path>) -> std::path::PathBuf {
+    match sysroot {
+        Some(root) => root.join(interp.trim_start_matches('/')),
+        None => Path::new(interp).to_owned(),
+    }
+}
+
+/// Copies `l`'s segments at `bias`, rewriting code if asked; returns the sites rewritten.
+fn load_segments(
+    mem: &GuestMemoryMmap,
+    l: &Loaded,
+    bias: u64,
+    rewrite_code: bool,
+) -> Result<usize, LinuxError> {
+    let mut syscall_sites = 0;
+    for seg in &l.prog.segments {
+        let at = seg.vaddr + bias;
+        let zeros = vec![0u8; seg.memsz as usize];
+        mem.write_slice(&zeros, GuestAddress(at)).map_err(mem_err)?;
+        let mut bytes = l.file[seg.offset as usize..(seg.offset + seg.filesz) as usize].to_vec();
+        if rewrite_code && seg.exec {
+            let key = (l.path.clone(), l.file.len() as u64, l.modified, seg.offset);
+            syscall_sites += rewrite::rewrite(&mut bytes, at, Some(key));
+        }
+        mem.write_slice(&bytes, GuestAddress(at)).map_err(mem_err)?;
+    }
+    Ok(syscall_sites)
+}
+
+/// Loads the program (and its interpreter) into `mem` and writes the info
+/// block; returns the placement.
 pub fn place(
     mem: &GuestMemoryMmap,
     shared_base: u64,
     p: &LinuxParams,
 ) -> Result<Placement, LinuxError> {
-    let file = std::fs::read(p.program)?;
-    let modified = std::fs::metadata(p.program)?.modified()?;
-    let prog = elf::parse(&file)?;
-    let (bias, mut info) = plan(&prog, shared_base)?;
-    let mut syscall_sites = 0;
-    for seg in &prog.segments {
-        let at = seg.vaddr + bias;
-        let zeros = vec![0u8; seg.memsz as usize];
-        mem.write_slice(&zeros, GuestAddress(at)).map_err(mem_err)?;
-        let mut bytes = file[seg.offset as usize..(seg.offset + seg.filesz) as usize].to_vec();
-        if p.rewrite && seg.exec {
-            let key = (
-                p.program.to_owned(),
-                file.len() as u64,
-                modified,
-                seg.offset,
-            );
-            syscall_sites += rewrite::rewrite(&mut bytes, at, Some(key));
+    let exe = load_file(p.program)?;
+    let interp = match &exe.prog.interp {
+        Some(path) => {
+            let host = interp_host_path(path, p.sysroot);
+            Some(load_file(&host).map_err(|e| {
+                LinuxError::Interpreter(format!("{path} ({}): {e}", host.display()))
+            })?)
         }
-        mem.write_slice(&bytes, GuestAddress(at)).map_err(mem_err)?;
+        None => None,
+    };
+    let prog = &exe.prog;
+    let (bias, interp_bias, mut info) = plan(prog, interp.as_ref().map(|l| &l.prog), shared_base)?;
+    let mut syscall_sites = load_segments(mem, &exe, bias, p.rewrite)?;
+    if let Some(l) = &interp {
+        syscall_sites += load_segments(mem, l, interp_bias, p.rewrite)?;
     }
     let random = host_random()?;
     // SAFETY: getuid/getgid cannot fail.
@@ -255,7 +328,8 @@ pub fn place(
         phdr: prog.phdr_vaddr + bias,
         phent: elf::PHDR_SIZE as u64,
         phnum: prog.phnum.into(),
-        entry: info.entry,
+        entry: prog.entry + bias,
+        base: interp_bias,
         uid,
         gid,
         hwcap: hwcap(),
@@ -269,7 +343,7 @@ pub fn place(
     info.uid = uid;
     info.gid = gid;
     info.seed.copy_from_slice(&random[16..]);
-    info.flags = if p.trace { FLAG_TRACE } else { 0 };
+    info.flags = if p.trace { FLAG_TRACE } else { 0 } | if p.rewrite { FLAG_REWRITE } else { 0 };
     mem.write_obj(info, GuestAddress(INFO_GPA))
         .map_err(mem_err)?;
     mem.write_slice(&trampoline(), GuestAddress(TRAMPOLINE_GPA))
@@ -281,6 +355,7 @@ pub fn place(
     map_page_zero(mem, p.rewrite)?;
     Ok(Placement {
         bias,
+        interp_bias,
         info,
         syscall_sites,
     })
@@ -306,7 +381,7 @@ mod tests {
     fn plans_exec_and_pie_in_their_places() {
         let exec =
             elf::parse(&build(2, 62, 0x401000, &[(1, 0, 0x400000, 0x2000, 0x3000)])).unwrap();
-        let (bias, info) = plan(&exec, 256 << 20).unwrap();
+        let (bias, _, info) = plan(&exec, None, 256 << 20).unwrap();
         assert_eq!(bias, 0);
         assert_eq!(info.brk_start, 0x403000);
         assert!(info.brk_start < info.brk_max && info.brk_max == info.mmap_lo);
@@ -318,15 +393,52 @@ mod tests {
             &[(1, 0, 0, 0x2000, 0x2000), (2, 0, 0, 0, 0)],
         ))
         .unwrap();
-        let (bias, info) = plan(&pie, 256 << 20).unwrap();
+        let (bias, _, info) = plan(&pie, None, 256 << 20).unwrap();
         assert_eq!(bias, PROGRAM_MIN);
         assert_eq!(info.entry, PROGRAM_MIN + 0x1000);
     }
 
     #[test]
+    fn places_the_interpreter_after_the_program_and_starts_there() {
+        let pie = elf::parse(&build(
+            3,
+            62,
+            0x1000,
+            &[(1, 0, 0, 0x2000, 0x2800), (2, 0, 0, 0, 0)],
+        ))
+        .unwrap();
+        let ld = elf::parse(&build(
+            3,
+            62,
+            0x1100,
+            &[(1, 0, 0, 0x2000, 0x3000), (2, 0, 0, 0, 0)],
+        ))
+        .unwrap();
+        let (bias, interp_bias, info) = plan(&pie, Some(&ld), 256 << 20).unwrap();
+        assert_eq!(bias, PROGRAM_MIN);
+        assert_eq!(
+            interp_bias,
+            PROGRAM_MIN + 0x3000,
+            "the next page after the program"
+        );
+        assert_eq!(info.entry, interp_bias + 0x1100, "ld.so runs first");
+        assert_eq!(info.brk_start, interp_bias + 0x3000);
+        // An interpreter that itself wants one, or is not position independent: refused.
+        let exec =
+            elf::parse(&build(2, 62, 0x401000, &[(1, 0, 0x400000, 0x2000, 0x3000)])).unwrap();
+        assert!(matches!(
+            plan(&pie, Some(&exec), 256 << 20),
+            Err(LinuxError::Interpreter(_))
+        ));
+    }
+
+    #[test]
     fn refuses_programs_that_do_not_fit() {
         let low = elf::parse(&build(2, 62, 0x101000, &[(1, 0, 0x100000, 0x2000, 0x2000)])).unwrap();
-        assert!(matches!(plan(&low, 256 << 20), Err(LinuxError::Layout(_))));
+        assert!(matches!(
+            plan(&low, None, 256 << 20),
+            Err(LinuxError::Layout(_))
+        ));
         let huge = elf::parse(&build(
             2,
             62,
@@ -334,6 +446,9 @@ mod tests {
             &[(1, 0, 0x400000, 0x2000, 1 << 30)],
         ))
         .unwrap();
-        assert!(matches!(plan(&huge, 256 << 20), Err(LinuxError::Layout(_))));
+        assert!(matches!(
+            plan(&huge, None, 256 << 20),
+            Err(LinuxError::Layout(_))
+        ));
     }
 }

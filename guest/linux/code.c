@@ -1,0 +1,28 @@
+/*
+ * Code the program maps executable at run time (ld.so mapping a shared
+ * library): its syscall sites are rewritten by the host like the program's own
+ * at load time (the "linux_code" module, iced-x86), so they take the page-0
+ * sled; any site missed still traps to MSR_LSTAR.
+ */
+#include "linux.h"
+
+static int code_handle; /* 0: not bound yet; < 0: the host has no such module */
+
+long lx_code_rewrite(uint64_t addr, uint64_t len)
+{
+	struct lx_code_req r = {addr, len};
+	int64_t result;
+	long n;
+
+	if (!(lx_info->flags & LX_FLAG_REWRITE) || !len)
+		return 0;
+	if (!code_handle) {
+		code_handle = bind_module(LX_CODE_MODULE, VMRPC_VERSION(1, 0));
+		if (code_handle <= 0)
+			code_handle = -1;
+	}
+	if (code_handle < 0)
+		return 0;
+	n = perform_rpc(code_handle, LXC_REWRITE, &r, sizeof(r), &result, sizeof(result));
+	return n == (long)sizeof(result) ? (long)result : -EIO;
+}
