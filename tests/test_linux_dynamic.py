@@ -102,3 +102,23 @@ def test_a_sysroot_supplies_the_interpreter_and_libraries(tmp_path: Path) -> Non
     (empty / "lib64").mkdir()
     with pytest.raises(ImageError, match="interpreter"):
         run("/bin/echo", "x", sysroot=empty)
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no /usr/bin/python3 on the host")
+def test_debians_python3_runs_unmodified() -> None:
+    # Before the single-threaded futex, glibc aborted it ("The futex facility returned
+    # an unexpected error code", status 134).
+    code, out, err, stats = run("/usr/bin/python3", "-c", "print(sum(range(10**6)))")
+    assert (code, out, err) == (0, b"499999500000\n", b"")
+    assert stats["code_mappings_rewritten"] >= 2  # libc, libm, ... as mapped
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no /usr/bin/python3 on the host")
+def test_python3_imports_extension_modules() -> None:
+    program = (
+        "import json, hashlib, math\n"
+        "print(json.dumps({'r': math.sqrt(2)}), hashlib.sha256(b'vmrpc').hexdigest())\n"
+    )
+    code, out, _, _ = run("/usr/bin/python3", "-c", program)
+    want = f'{{"r": {2**0.5!r}}} {hashlib.sha256(b"vmrpc").hexdigest()}\n'
+    assert (code, out.decode()) == (0, want)
