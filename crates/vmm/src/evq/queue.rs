@@ -174,6 +174,20 @@ pub struct EventQueue {
     producer: Mutex<Side>,
     waiters: Mutex<Waiters>,
     woken: Condvar,
+    /// Test hooks that stop one side inside the wakeup protocol's windows.
+    #[cfg(test)]
+    hooks: Mutex<TestHooks>,
+}
+
+#[cfg(test)]
+#[derive(Default)]
+struct TestHooks {
+    /// In `put`, after the head is published, before the guest's flag is read.
+    after_publish: Option<Box<dyn FnMut() + Send>>,
+    /// In `wait`, after the last poll, before the host's flag is raised.
+    before_flag: Option<Box<dyn FnMut() + Send>>,
+    /// In `wait`, when it is about to block.
+    before_block: Option<Box<dyn FnMut() + Send>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -254,6 +268,8 @@ impl EventQueue {
             }),
             waiters: Mutex::new(Waiters::default()),
             woken: Condvar::new(),
+            #[cfg(test)]
+            hooks: Mutex::new(TestHooks::default()),
         };
         // Both rings must be reachable as one slice each, or the queue is unusable.
         q.ring(g2h)?;
@@ -536,6 +552,10 @@ impl EventQueue {
             ring.store(head, ring_off::HEAD as usize, Ordering::Release)
                 .map_err(mem_err)?;
             self.link.stats.events_host_to_guest.add(n as u64);
+            #[cfg(test)]
+            if let Some(hook) = &mut lock(&self.hooks).after_publish {
+                hook();
+            }
             // The guest consumer sleeps only on an empty ring.
             let empty = |tail: u32| tail == head;
             self.wake_guest(
@@ -603,6 +623,10 @@ impl EventQueue {
                 return Ok(true);
             }
         }
+        #[cfg(test)]
+        if let Some(hook) = &mut lock(&self.hooks).before_flag {
+            hook();
+        }
         let _flag = WaitFlag::raise(self, what)?;
         loop {
             // Dekker: the flag is visible before we look at the ring again.
@@ -618,6 +642,10 @@ impl EventQueue {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
+            }
+            #[cfg(test)]
+            if let Some(hook) = &mut lock(&self.hooks).before_block {
+                hook();
             }
             self.block(deadline);
         }
@@ -783,6 +811,7 @@ mod tests {
     use super::*;
     use crate::evq::wire::RING_HDR;
     use proptest::prelude::*;
+    use std::sync::atomic::AtomicBool;
 
     const BASE: u64 = 0x1000;
     const MEM: usize = 64 << 10;
@@ -1140,6 +1169,109 @@ mod tests {
             "{err}"
         );
         assert_eq!(f.load(f.g2h(ring_off::TAIL)), 1, "the bad event stays");
+    }
+
+    /// The host waiter's side of "no lost wakeup", on the real `wait`: the
+    /// guest publishes an event after the host's last poll and before it
+    /// raises `consumer_waiting`, so the guest sees no flag and rings no
+    /// doorbell. Only the re-check after raising the flag can find it.
+    ///
+    /// Mutant killed (applied by hand, seen to fail): the re-check moved
+    /// after `block` (the host blocks with the event already there; it would
+    /// wake only at its deadline, or never without one).
+    #[test]
+    fn an_event_published_before_the_host_flag_is_found_by_the_recheck() {
+        let f = fixture(4, 8, Duration::ZERO);
+        let (mem, g2h) = (f.mem.clone(), f.q.g2h);
+        let slot = g2h.0 + f.q.geo.slot_offset(0);
+        let rang = Arc::new(AtomicBool::new(false));
+        let guest_rang = rang.clone();
+        lock(&f.q.hooks).before_flag = Some(Box::new(move || {
+            // Plays the guest producer: publish, full barrier, read the flag.
+            mem.write_obj(1u32, GuestAddress(slot)).unwrap();
+            mem.store(
+                1u32,
+                GuestAddress(g2h.0 + ring_off::HEAD),
+                Ordering::Release,
+            )
+            .unwrap();
+            fence(Ordering::SeqCst);
+            let flag: u32 = mem
+                .load(
+                    GuestAddress(g2h.0 + ring_off::CONSUMER_WAITING),
+                    Ordering::SeqCst,
+                )
+                .unwrap();
+            guest_rang.store(flag != 0, Ordering::SeqCst);
+        }));
+        lock(&f.q.hooks).before_block = Some(Box::new(|| {
+            panic!("lost wakeup: the host blocks although the event is there")
+        }));
+        // Empty at the first poll; the deadline only bounds a broken wait.
+        let deadline = Instant::now() + Duration::from_millis(300);
+        assert!(f.q.wait(Wait::Readable, Some(deadline)).unwrap());
+        assert!(
+            !rang.load(Ordering::SeqCst),
+            "no flag was up: the guest did not ring"
+        );
+        assert_eq!(f.link.stats.evq_doorbells.get(), 0);
+        assert_eq!(f.load(f.g2h(ring_off::CONSUMER_WAITING)), 0, "flag lowered");
+    }
+
+    /// One interrupt per guest sleep, on the real `put`, with the guest
+    /// stopped inside the host's window (after the head is published, before
+    /// the host reads the guest's flag and tail).
+    ///
+    /// Mutants killed (applied by hand, each seen to fail):
+    /// - no skip rule at all (`skip` passed as `None` in `put`): an interrupt
+    ///   per event while the guest has not run, 3 instead of 1;
+    /// - the skip rule without `may_sleep_at` (the tail is always remembered):
+    ///   the guest that took everything inside the window and then slept gets
+    ///   no interrupt for the next event, a lost wakeup.
+    #[test]
+    fn exactly_one_interrupt_per_guest_sleep_on_the_real_put() {
+        let f = fixture(8, 8, Duration::ZERO);
+        let irqs = || f.link.stats.interrupts.get();
+        // The guest consumer sleeps on an empty ring (flag up, vCPU 0).
+        f.mem
+            .store(1u32, f.h2g(ring_off::CONSUMER_WAITING), Ordering::SeqCst)
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(f.q.put(&[b"a"]).unwrap(), 1);
+        }
+        assert_eq!(
+            irqs(),
+            1,
+            "the guest has not run: one interrupt for its one sleep"
+        );
+        // It wakes, takes all three and sleeps again on the empty ring.
+        for i in 0..3 {
+            f.guest_get(i);
+        }
+        assert_eq!(f.q.put(&[b"b"]).unwrap(), 1);
+        assert_eq!(irqs(), 2, "a new sleep, a new interrupt");
+
+        // Inside the window of the next put, the guest takes everything (so
+        // the host reads a tail equal to its head), then sleeps right there.
+        f.guest_get(3);
+        let (mem, h2g, slot_len) = (f.mem.clone(), f.q.h2g, f.q.geo.slot_offset(4));
+        let mut once = true;
+        lock(&f.q.hooks).after_publish = Some(Box::new(move || {
+            if std::mem::take(&mut once) {
+                let _len: u32 = mem.read_obj(GuestAddress(h2g.0 + slot_len)).unwrap();
+                mem.store(5u32, GuestAddress(h2g.0 + ring_off::TAIL), Ordering::SeqCst)
+                    .unwrap();
+            }
+        }));
+        assert_eq!(f.q.put(&[b"c"]).unwrap(), 1);
+        let after_window = irqs();
+        // The guest is asleep at tail 5 == head 5; the next event must wake it.
+        assert_eq!(f.q.put(&[b"d"]).unwrap(), 1);
+        assert_eq!(
+            irqs(),
+            after_window + 1,
+            "lost wakeup: the sleeping guest got no interrupt"
+        );
     }
 
     /// A slot with a huge length after valid events, on every path that
