@@ -19,19 +19,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use guest_kmod_bindings::{
-    ring_off, vmrpc_version, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_RESP_RING_OFFSET, VMRPC_MAX_PAYLOAD,
+    ring_off, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_RESP_RING_OFFSET, VMRPC_MAX_PAYLOAD,
 };
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::evq::wire::Geometry;
-use crate::evq::{EventQueue, EvqHost, VmLink, Wait};
+use crate::evq::{EventQueue, VmLink, Wait};
 use crate::layout;
 use crate::rpc::channel::{Channel, Completion};
-use crate::rpc::engine::Engine;
-use crate::rpc::module::{Echo, ECHO_NAME};
-use crate::rpc::registry::Registry;
+use crate::rpc::engine::Rig;
 use crate::sockfast::SocketDataPlane;
 use crate::stats::Stats;
 
@@ -138,40 +136,7 @@ pub fn rpc_engine(data: &[u8]) {
     )
     .expect("tail");
 
-    let stats = Arc::new(Stats::default());
-    let irq = EventFd::new(EFD_NONBLOCK).expect("eventfd");
-    let chan = Arc::new(Channel::new(0, mem.clone(), chan_base, irq, stats.clone()));
-    let registry = Arc::new(Registry::default());
-    registry
-        .register(ECHO_NAME, vmrpc_version(1, 0), Arc::new(Echo))
-        .expect("register");
-    let _ = registry.bind(ECHO_NAME.as_bytes(), vmrpc_version(1, 0));
-    let stop = Arc::new(EventFd::new(EFD_NONBLOCK).expect("eventfd"));
-    let link = VmLink::new(
-        mem.clone(),
-        Vec::new(),
-        stats.clone(),
-        stop.clone(),
-        Duration::ZERO,
-    );
-    let queues = Arc::new(EvqHost::new(
-        f.vm_fd.clone(),
-        link,
-        SHARED,
-        (0x20_0000, 0x1000),
-    ));
-    let mut engine = Engine::new(
-        std::slice::from_ref(&chan),
-        registry,
-        queues,
-        mem.clone(),
-        SHARED,
-        Arc::new(EventFd::new(EFD_NONBLOCK).expect("eventfd")),
-        stop,
-        stats,
-        Duration::ZERO,
-        Arc::default(),
-    );
+    let mut engine = Rig::new(mem, SHARED, f.vm_fd.clone()).engine;
     for round in 0..3 {
         engine.poll();
         if consume >> round & 1 == 1 {

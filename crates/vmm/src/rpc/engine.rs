@@ -281,6 +281,73 @@ fn system_call(
     }
 }
 
+/// An engine over one vCPU channel in plain memory, without a VM: for the
+/// unit tests and the fuzz harness. The built-in echo module is registered
+/// and bound (`echo_handle`); KVM is needed only for the `VmFd` that event
+/// queues keep.
+#[cfg(any(test, feature = "fuzzing"))]
+pub struct Rig {
+    pub engine: Engine,
+    pub chan: Arc<Channel>,
+    pub echo_handle: u32,
+    pub doorbell: Arc<EventFd>,
+    pub stop: Arc<EventFd>,
+    pub stats: Arc<Stats>,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl Rig {
+    /// The shared region at `shared`, its channel right after the header.
+    pub fn new(mem: &GuestMemoryMmap, shared: u64, vm_fd: Arc<kvm_ioctls::VmFd>) -> Self {
+        use crate::rpc::module::{Echo, ECHO_NAME};
+        use guest_kmod_bindings::vmrpc_version;
+        use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+        let efd = || Arc::new(EventFd::new(EFD_NONBLOCK).expect("eventfd"));
+        let stats = Arc::new(Stats::default());
+        let base = shared + crate::layout::CHAN_OFFSET;
+        let irq = EventFd::new(EFD_NONBLOCK).expect("eventfd");
+        let chan = Arc::new(Channel::new(0, mem.clone(), base, irq, stats.clone()));
+        let registry = Arc::new(Registry::default());
+        registry
+            .register(ECHO_NAME, vmrpc_version(1, 0), Arc::new(Echo))
+            .expect("register echo");
+        let echo_handle = registry
+            .bind(ECHO_NAME.as_bytes(), vmrpc_version(1, 0))
+            .expect("bind echo");
+        let (doorbell, stop) = (efd(), efd());
+        let link = crate::evq::VmLink::new(
+            mem.clone(),
+            Vec::new(),
+            stats.clone(),
+            stop.clone(),
+            Duration::ZERO,
+        );
+        // An arena past the memory: no queue is made here.
+        let queues = Arc::new(EvqHost::new(vm_fd, link, shared, (0x20_0000, 0x1000)));
+        let engine = Engine::new(
+            std::slice::from_ref(&chan),
+            registry,
+            queues,
+            mem.clone(),
+            shared,
+            doorbell.clone(),
+            stop.clone(),
+            stats.clone(),
+            Duration::ZERO,
+            Arc::default(),
+        );
+        Rig {
+            engine,
+            chan,
+            echo_handle,
+            doorbell,
+            stop,
+            stats,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The engine's side of "no lost wakeup", on the real `Engine::run`. The
@@ -295,12 +362,9 @@ mod tests {
     //!   guest never rings. (Dropping a fence cannot be seen on x86 here;
     //!   `tests/wakeup_model.rs` covers the orderings.)
     use super::*;
-    use crate::evq::VmLink;
-    use crate::rpc::module::{Echo, ECHO_NAME};
-    use guest_kmod_bindings::{vmrpc_version, RespDesc, VMRPC_CHAN_DATA_OFFSET};
+    use guest_kmod_bindings::{RespDesc, VMRPC_CHAN_DATA_OFFSET};
     use std::sync::atomic::AtomicBool;
     use std::sync::mpsc;
-    use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
     const SHARED: u64 = 0x10_0000;
     const MEM: usize = 0x40_0000;
@@ -365,39 +429,14 @@ mod tests {
         };
         let vm_fd = Arc::new(kvm.create_vm().unwrap());
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
-        let stats = Arc::new(Stats::default());
-        let base = SHARED + crate::layout::CHAN_OFFSET;
-        let irq = EventFd::new(EFD_NONBLOCK).unwrap();
-        let chan = Arc::new(Channel::new(0, mem.clone(), base, irq, stats.clone()));
-        let registry = Arc::new(Registry::default());
-        registry
-            .register(ECHO_NAME, vmrpc_version(1, 0), Arc::new(Echo))
-            .unwrap();
-        let handle = registry
-            .bind(ECHO_NAME.as_bytes(), vmrpc_version(1, 0))
-            .unwrap();
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
-        let link = VmLink::new(
-            mem.clone(),
-            Vec::new(),
-            stats.clone(),
-            stop.clone(),
-            Duration::ZERO,
-        );
-        let queues = Arc::new(EvqHost::new(vm_fd, link, SHARED, (0x20_0000, 0x1000)));
-        let doorbell = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
-        let mut engine = Engine::new(
-            std::slice::from_ref(&chan),
-            registry,
-            queues,
-            mem.clone(),
-            SHARED,
-            doorbell.clone(),
-            stop.clone(),
-            stats.clone(),
-            Duration::ZERO,
-            Arc::new(super::super::EngineLife::default()),
-        );
+        let Rig {
+            mut engine,
+            chan,
+            echo_handle: handle,
+            doorbell,
+            stop,
+            stats,
+        } = Rig::new(&mem, SHARED, vm_fd);
         // The engine stops in the window on its first way to sleep, until
         // the guest has published.
         let (at_window, in_window) = mpsc::channel::<()>();
