@@ -89,6 +89,16 @@ def test_out_of_range_and_bool_settings_are_config_errors(setting: str, value: i
         vmrpc.VM("hello", **{setting: value})
 
 
+def test_an_endless_spin_setting_ends_at_the_timeout(vm_factory: VmFactory) -> None:
+    # Host waiters spin for rpc_spin_us before they block; the deadline still ends it.
+    with pytest.raises(ConfigError, match="rpc_spin_us"):
+        vmrpc.VM("hello", rpc_spin_us=2**64 - 1)
+    vm = vm_factory("hello", rpc_spin_us=2**63 - 1)
+    q = vm.make_ev_queue("q", capacity=1, max_event_size=8)
+    with pytest.raises(TimeoutError):
+        q.get_event(timeout=0.01)
+
+
 def test_a_setting_of_the_wrong_type_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         vmrpc.VM("hello", vcpus="2")  # type: ignore[arg-type]

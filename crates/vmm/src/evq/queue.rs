@@ -613,7 +613,13 @@ impl EventQueue {
         if self.ready(what)? {
             return Ok(true);
         }
-        let spin_end = Instant::now() + self.link.spin;
+        // rpc_spin_us comes from the user: a spin too long for an Instant
+        // (u64::MAX µs) spins until the deadline, it must not panic.
+        let now = Instant::now();
+        let spin_end = now
+            .checked_add(self.link.spin)
+            .or_else(|| now.checked_add(Duration::from_secs(1 << 32)))
+            .unwrap_or(now);
         let spin_end = deadline.map_or(spin_end, |d| d.min(spin_end));
         while Instant::now() < spin_end {
             // Yield rather than spin hard: a vCPU thread that shares this core
@@ -1077,6 +1083,13 @@ mod tests {
         assert!(f.q.wait(Wait::Readable, None).unwrap());
         guest.join().unwrap();
         assert_eq!(f.take_all().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_spin_too_long_for_an_instant_ends_at_the_deadline() {
+        let f = fixture(4, 8, Duration::MAX);
+        let deadline = Instant::now() + Duration::from_millis(5);
+        assert!(!f.q.wait(Wait::Readable, Some(deadline)).unwrap());
     }
 
     #[test]
