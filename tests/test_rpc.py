@@ -98,6 +98,9 @@ def test_every_error_code_reaches_the_guest(
     # The traceback of the raising host function went to logging, and the VM went on.
     raised = [r for r in caplog.records if r.exc_info and "raised on purpose" in str(r.exc_info[1])]
     assert raised, caplog.text
+    # ... with the traceback down to the raising line, not only the message.
+    assert "Traceback (most recent call last)" in caplog.text
+    assert 'raise RuntimeError("raised on purpose by the test")' in caplog.text
 
 
 class WrongType(HostModule):

@@ -158,7 +158,8 @@ impl PyHostModule {
                 .import("logging")?
                 .call_method1("getLogger", ("vmrpc.rpc",))?;
             let kwargs = PyDict::new(py);
-            kwargs.set_item("exc_info", err.value(py))?;
+            // into_value attaches the traceback; value() alone would log the message only.
+            kwargs.set_item("exc_info", err.into_value(py))?;
             let msg = "host function %s.%d raised; the guest gets VMRPC_EHOSTFN";
             logger.call_method("error", (msg, module, function), Some(&kwargs))?;
             Ok(())
