@@ -140,12 +140,20 @@ class VmFactory:
         """Report sections ``(title, text)`` for every VM: state, console, counters, registers."""
         sections: list[tuple[str, str]] = []
         for index, vm in enumerate(self.vms):
-            label = f"vmrpc vm {index} ({vm.image.name}, vcpus={vm.vcpus})"
+            label = f"vmrpc vm {index} ({_guest_name(vm)}, vcpus={vm.vcpus})"
             try:
                 sections.extend(_describe_vm(vm, label, console_tail))
             except Exception as error:  # a dump must never hide the real failure
                 sections.append((label, f"<could not describe the VM: {error!r}>"))
         return sections
+
+
+def _guest_name(vm: FixtureVM) -> str:
+    """The guest's source files when vmrpc.guest.build made it, else the image's name."""
+    from vmrpc.guest import sources_of
+
+    sources = sources_of(vm.image)
+    return ", ".join(p.name for p in sources) if sources else vm.image.name
 
 
 def _guest_error(vm: FixtureVM) -> GuestError | None:
