@@ -21,8 +21,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// CFS period used for every VM (the kernel's default).
-pub const PERIOD_US: u64 = 100_000;
+/// Shortest CFS period used. A short period keeps a limited VM's bursts short
+/// (it runs at most its quota, then waits for the next period), so other VMs
+/// wait less for a core; below ~10 ms the accounting overhead grows.
+pub const MIN_PERIOD_US: u64 = 10_000;
+/// Longest CFS period: the kernel's default.
+pub const MAX_PERIOD_US: u64 = 100_000;
 /// The kernel refuses quotas below 1 ms.
 pub const MIN_QUOTA_US: u64 = 1_000;
 /// Test hook: `v1:/dir` or `v2:/dir` names the directory VM cgroups are made in,
@@ -198,9 +202,12 @@ fn write(what: &'static str, path: &Path, value: &str) -> Result<(), CgroupError
     })
 }
 
-/// The quota for `limit` host CPUs per `PERIOD_US`.
-pub fn quota_us(limit: f64) -> u64 {
-    ((limit * PERIOD_US as f64).round() as u64).max(MIN_QUOTA_US)
+/// (quota, period) in µs for `limit` host CPUs: the shortest period in which
+/// the quota is still at least the kernel's minimum.
+pub fn bandwidth_us(limit: f64) -> (u64, u64) {
+    let period = ((MIN_QUOTA_US as f64 / limit).ceil() as u64).clamp(MIN_PERIOD_US, MAX_PERIOD_US);
+    let quota = ((limit * period as f64).round() as u64).max(MIN_QUOTA_US);
+    (quota, period)
 }
 
 /// One VM's cgroup. Removed on drop; by then its threads must have exited.
@@ -230,13 +237,13 @@ impl VmCgroup {
             version: parent.version,
             dir,
         };
-        let quota = quota_us(limit);
+        let (quota, period) = bandwidth_us(limit);
         match parent.version {
             Version::V1 => {
                 write(
                     "set the CFS period",
                     &cgroup.dir.join("cpu.cfs_period_us"),
-                    &PERIOD_US.to_string(),
+                    &period.to_string(),
                 )?;
                 write(
                     "set the CFS quota",
@@ -258,7 +265,7 @@ impl VmCgroup {
                 write(
                     "set cpu.max",
                     &cgroup.dir.join("cpu.max"),
-                    &format!("{quota} {PERIOD_US}"),
+                    &format!("{quota} {period}"),
                 )?;
             }
         }
@@ -367,10 +374,12 @@ mod tests {
     }
 
     #[test]
-    fn quota_is_a_fraction_of_the_period_at_least_the_kernel_minimum() {
-        assert_eq!(quota_us(0.5), 50_000);
-        assert_eq!(quota_us(2.0), 200_000);
-        assert_eq!(quota_us(0.001), MIN_QUOTA_US);
+    fn bandwidth_is_the_limit_over_the_shortest_period_with_a_legal_quota() {
+        assert_eq!(bandwidth_us(0.5), (5_000, 10_000));
+        assert_eq!(bandwidth_us(2.0), (20_000, 10_000));
+        assert_eq!(bandwidth_us(0.05), (1_000, 20_000));
+        assert_eq!(bandwidth_us(0.01), (1_000, 100_000));
+        assert_eq!(bandwidth_us(0.001), (MIN_QUOTA_US, MAX_PERIOD_US));
     }
 
     /// A plain directory stands in for cgroupfs: the files the code writes are
@@ -387,7 +396,7 @@ mod tests {
         let cg = VmCgroup::create(&p, 0.25).unwrap();
         let file = |n: &str| fs::read_to_string(cg.path().join(n)).unwrap();
         assert_eq!(file("cgroup.type"), "threaded");
-        assert_eq!(file("cpu.max"), "25000 100000");
+        assert_eq!(file("cpu.max"), "2500 10000");
         let control = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap();
         assert_eq!(control, "+cpu");
         cg.enter_current_thread().unwrap();
