@@ -45,6 +45,8 @@ pub const fn vmrpc_console_write(gpa: u64, len: u64) -> u64 {
     (len << 48) | (gpa & 0xffff_ffff_ffff)
 }
 pub const VMRPC_MMIO_EVQ_DOORBELL: u64 = VMRPC_MMIO_BASE + 0x3000;
+pub const VMRPC_MMIO_YIELD: u64 = VMRPC_MMIO_BASE + 0x8000;
+pub const VMRPC_YIELD_MAX_US: u32 = 4000;
 pub const VMRPC_IRQ_VECTOR: u32 = 0x40;
 
 // ---- rings ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ use crate::cgroup::{self, VmCgroup};
 use crate::config::VmConfig;
 use crate::devices::console::{ConsoleBuffer, ConsoleWrite, SerialConsole, SharedConsole};
 use crate::devices::debug_exit::DebugExit;
+use crate::devices::yield_cpu::YieldCpu;
 use crate::error::{kvm, VmError};
 use crate::evq::{EventQueue, EvqHost, VmLink};
 use crate::image::Image;
@@ -216,11 +217,13 @@ impl Vm {
         buses
             .mmio
             .insert(abi::VMRPC_MMIO_DEBUG_EXIT, 4, Arc::new(DebugExit))?;
+        let stats = Arc::new(Stats::default());
+        let yield_dev = Arc::new(YieldCpu::new(stats.clone()));
+        buses.mmio.insert(abi::VMRPC_MMIO_YIELD, 4, yield_dev)?;
         let console_write = Arc::new(ConsoleWrite::new(console.clone(), memory.clone()));
         buses
             .mmio
             .insert(abi::VMRPC_MMIO_CONSOLE_WRITE, 8, console_write)?;
-        let stats = Arc::new(Stats::default());
         let engine_stop = Arc::new(
             EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Os("creating an eventfd", e))?,
         );

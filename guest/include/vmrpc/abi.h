@@ -42,6 +42,10 @@
  *                          ioeventfd, so it does not exit to the VMM's user space
  *   VMRPC_MMIO_EVQ_DOORBELL  a 32-bit write of an event queue's queue_id wakes
  *                          the host side of that queue (see "Event queues")
+ *   VMRPC_MMIO_YIELD       a 32-bit write of N gives the host CPU away: the
+ *                          vCPU sleeps N microseconds (at most
+ *                          VMRPC_YIELD_MAX_US; 0: just yields the host CPU).
+ *                          For waits no interrupt can end (see vmrpc/backoff.h)
  *
  * VM RPC shared region (at boot_info.shared_base, boot_info.shared_size bytes)
  * ---------------------------------------------------------------------------
@@ -139,6 +143,8 @@ struct vmrpc_boot_info {
 /* Console write command: len (< 65536) in bits 48..63, guest address below. */
 #define VMRPC_CONSOLE_WRITE(gpa, len) (((uint64_t)(len) << 48) | ((uint64_t)(gpa) & 0xffffffffffffull))
 #define VMRPC_MMIO_EVQ_DOORBELL (VMRPC_MMIO_BASE + 0x3000u)
+#define VMRPC_MMIO_YIELD (VMRPC_MMIO_BASE + 0x8000u)
+#define VMRPC_YIELD_MAX_US 4000u
 
 /* Interrupt vector the host uses to wake a vCPU waiting for a response or event. */
 #define VMRPC_IRQ_VECTOR 0x40u

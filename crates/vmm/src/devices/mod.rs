@@ -2,3 +2,4 @@
 
 pub mod console;
 pub mod debug_exit;
+pub mod yield_cpu;
