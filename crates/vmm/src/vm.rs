@@ -379,8 +379,13 @@ impl Vm {
                     use std::os::unix::thread::JoinHandleExt;
                     lock(&self.shared.threads).push(h.as_pthread_t());
                     handles.push(h);
-                    // Returns only once every vCPU thread is in its cgroup.
-                    if let Ok(Err(e)) = placed_rx.recv() {
+                    // With a cgroup, returns only once every vCPU thread is in
+                    // it; without one, does not wait for the threads at all.
+                    let placed = match self.cgroup {
+                        Some(_) => placed_rx.recv().unwrap_or(Ok(())),
+                        None => Ok(()),
+                    };
+                    if let Err(e) = placed {
                         let missing = self.config.vcpus - index as u32 - 1;
                         lock(&self.shared.run).live -= missing;
                         drop(handles);
