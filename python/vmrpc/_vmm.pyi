@@ -19,6 +19,8 @@ __all__ = [
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",
+    "HostAbort",
+    "HostFunctionTimeout",
     "ImageError",
     "KvmError",
     "QueueClosed",
@@ -79,6 +81,12 @@ class QueueCorrupt(EventQueueError):
 class GuestTimeout(GuestError):
     """The guest did not exit within the timeout; the VM has been killed."""
 
+class HostFunctionTimeout(VmrpcError):
+    """A host function ran past its time limit; the guest got VMRPC_ETIMEDOUT."""
+
+class HostAbort(VmrpcError):
+    """Carries a SystemExit or KeyboardInterrupt out of an async host function (args[0])."""
+
 MAX_VCPUS: int
 """The most vCPUs one VM may have."""
 
@@ -98,7 +106,11 @@ class Vm:
         args: list[str] = ...,
         console_limit: int = 1 << 20,
         rpc_spin_us: int = ...,
+        cpu_limit: float | None = None,
     ) -> Vm: ...
+    @property
+    def cgroup(self) -> str | None:
+        """The cgroup directory holding the vCPU threads (``cpu_limit``), or None."""
     def start(self) -> None: ...
     def wait(self, timeout: float | None = None) -> int: ...
     def kill(self) -> None: ...

@@ -42,7 +42,8 @@ class VM:
             ``"smp"``, ...; see `vmrpc.builtin_images`).
         vcpus: number of virtual CPUs, 1 to 8.
         memory_mib: guest memory in MiB, an even number within the VMM's limits
-            (a `ConfigError` names them).
+            (a `ConfigError` names them). Integer settings out of range, and bools,
+            raise `ConfigError`.
         args: the guest's command-line arguments (``arg[1]``, ``arg[2]``, ...).
         timeout: default timeout in seconds for `wait` and `run` (``None``: no limit).
         console_limit: how many bytes of console output are kept.
@@ -51,6 +52,11 @@ class VM:
             ``"native:NAME"``.
         rpc_spin_us: how long the RPC engine polls idle rings before it sleeps and
             waits for the guest's doorbell (default: the VMM's, 50 µs).
+        cpu_limit: CPU budget of all the VM's vCPUs together, in host CPUs (``0.5``: half
+            of one host CPU; at least 0.01, at most the host's CPU count), enforced by
+            the kernel with a cgroup made for this VM and holding only its vCPU threads
+            (cgroup v2 ``cpu.max`` or v1 CFS quota). ``None``: no limit. Needs root or a
+            delegated cgroup; otherwise `ConfigError` says what is missing.
 
     The configuration and the image are checked before any KVM object is created:
     `ConfigError` or `ImageError` come from the constructor. Use it as a context manager
@@ -72,6 +78,7 @@ class VM:
         console_limit: int = 1 << 20,
         modules: Sequence[ModuleLike] = (),
         rpc_spin_us: int | None = None,
+        cpu_limit: float | None = None,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -88,6 +95,7 @@ class VM:
             memory_mib=memory_mib,
             args=list(self.args),
             console_limit=console_limit,
+            cpu_limit=cpu_limit,
             **spin,
         )
         self._closers: list[Callable[[], object]] = []
@@ -106,15 +114,17 @@ class VM:
     def wait(self, timeout: float | None = None) -> int:
         """Block until the guest exits and return its exit code.
 
-        ``timeout`` defaults to the VM's `timeout`. The GIL is released while waiting
-        and Ctrl-C interrupts the wait.
+        ``timeout`` defaults to the VM's `timeout`; ``None``, ``float("inf")`` and values
+        too large to represent mean no timeout. The GIL is released while waiting and
+        Ctrl-C interrupts the wait. A `SystemExit` or `KeyboardInterrupt` that a host
+        function raised (and that stopped the VM) is raised here, once.
 
         Raises:
             GuestCrashed: the guest crashed (the exception carries registers and console).
             GuestTimeout: the timeout elapsed; the VM has been killed.
             VmKilled: the VM was killed (`kill`) before the guest exited.
             ConfigError: the VM was not started, or is closed.
-            ValueError: ``timeout`` is negative.
+            ValueError: ``timeout`` is negative or NaN.
         """
         return self._vm.wait(self.timeout if timeout is None else timeout)
 
@@ -156,7 +166,10 @@ class VM:
 
     @property
     def console(self) -> str:
-        """Console output so far (the last ``console_limit`` bytes, decoded as UTF-8)."""
+        """Console output so far (the last ``console_limit`` bytes, decoded as UTF-8).
+
+        Still readable after `close`.
+        """
         return self._vm.console
 
     def console_from(self, pos: int) -> tuple[str, int]:
@@ -226,6 +239,14 @@ class VM:
     def memory_mib(self) -> int:
         """Guest memory in MiB."""
         return self._vm.memory_mib
+
+    @property
+    def cgroup(self) -> str | None:
+        """The cgroup directory holding the vCPU threads when ``cpu_limit`` is set.
+
+        ``None`` without a limit, and once the VM is closed (the cgroup is removed).
+        """
+        return self._vm.cgroup
 
     # -- VM RPC --------------------------------------------------------------------
 

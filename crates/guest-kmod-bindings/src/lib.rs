@@ -75,6 +75,8 @@ pub struct CrashFrame {
     pub rsp: u64,
     pub ss: u64,
 }
+pub const VMRPC_MMIO_YIELD: u64 = VMRPC_MMIO_BASE + 0x8000;
+pub const VMRPC_YIELD_MAX_US: u32 = 4000;
 pub const VMRPC_IRQ_VECTOR: u32 = 0x40;
 
 // ---- rings ----------------------------------------------------------------------
@@ -181,6 +183,8 @@ pub const VMRPC_ENODEV: i32 = -10;
 pub const VMRPC_EFULL: i32 = -11;
 pub const VMRPC_EEMPTY: i32 = -12;
 pub const VMRPC_ENOQUEUE: i32 = -13;
+pub const VMRPC_ELIMIT: i32 = -14;
+pub const VMRPC_ETIMEDOUT: i32 = -15;
 
 // ---- event queues ---------------------------------------------------------------------
 

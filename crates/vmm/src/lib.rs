@@ -7,6 +7,7 @@ pub mod arch;
 pub mod baseline;
 pub mod bootinfo;
 pub mod bus;
+pub mod cgroup;
 pub mod config;
 pub mod devices;
 pub mod error;
@@ -25,6 +26,9 @@ pub mod vm;
 
 #[cfg(feature = "python")]
 mod python;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 
 pub use config::VmConfig;
 pub use error::VmError;
