@@ -128,6 +128,7 @@ long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t o
 	uint64_t n, first;
 	int64_t p;
 	long r;
+	int file = !(flags & MAP_ANONYMOUS);
 
 	if (!len || (addr & (PAGE - 1)) || (off & (int64_t)(PAGE - 1)) || off < 0)
 		return -EINVAL;
@@ -145,9 +146,12 @@ long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t o
 		first = (addr - area_lo) / PAGE;
 		if ((flags & MAP_FIXED_NOREPLACE) && !range_free(first, n))
 			return -EEXIST;
-		/* MAP_FIXED replaces: the old contents go. */
+		/* MAP_FIXED replaces: the old contents go (a file's bytes overwrite
+		 * them below, so only the part past its end is zeroed: touching
+		 * pages from the guest costs a PVM fault each). */
 		lx_prot_set(addr, len, LX_PROT_READ | LX_PROT_WRITE);
-		memset((void *)(uintptr_t)addr, 0, len);
+		if (!file)
+			memset((void *)(uintptr_t)addr, 0, len);
 		if (addr < clean_lo)
 			clean_lo = addr;
 	} else {
@@ -157,17 +161,22 @@ long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t o
 		first = (uint64_t)p;
 		addr = area_lo + first * PAGE;
 		lx_prot_set(addr, len, LX_PROT_READ | LX_PROT_WRITE);
-		zero_reused(addr, len);
+		if (!file)
+			zero_reused(addr, len);
+		else if (addr < clean_lo)
+			clean_lo = addr;
 	}
 	mark(first, n, 1);
-	if (!(flags & MAP_ANONYMOUS)) {
-		/* A private copy of the file (MAP_SHARED only read-only: the same). */
+	if (file) {
+		/* A private copy of the file (MAP_SHARED only read-only: the same),
+		 * written by the host; zeros after the file's end. */
 		r = lx_fd_pread_into(fd, (void *)(uintptr_t)addr, len, off);
 		if (r < 0) {
 			mark(first, n, 0);
 			lx_prot_set(addr, len, 0);
 			return r;
 		}
+		memset((void *)(uintptr_t)(addr + (uint64_t)r), 0, len - (uint64_t)r);
 		mark_bits(shared, first, n, flags & MAP_SHARED);
 		if (prot & LX_PROT_EXEC)
 			lx_code_rewrite(addr, (uint64_t)r);

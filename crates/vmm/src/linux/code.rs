@@ -5,7 +5,10 @@
 //! PROT_EXEC into guest memory and before it drops PROT_WRITE. A site the sweep
 //! misses still works through `MSR_LSTAR`.
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use vm_memory::{Bytes, GuestAddress};
 
@@ -19,7 +22,42 @@ pub const CODE_NAME: &str = "linux_code";
 /// `struct lx_code_req`: guest address, length.
 const REQ_SIZE: usize = 16;
 /// Bytes one call may rewrite: more than any shared library's text.
-pub const MAX_CODE: u64 = 256 << 20;
+pub const MAX_CODE: u64 = 64 << 20;
+/// Code mappings whose sites are remembered (libc's text takes ~15 ms to decode;
+/// the same libraries are mapped by every program started in this process).
+const CACHE_ENTRIES: usize = 256;
+
+/// Decoded sites by (length, hash of the bytes), for the life of the process.
+/// A guest that forged a collision would only get its own bytes rewritten
+/// wrongly; a listed site is still only rewritten where it says `syscall`.
+static SITES_BY_CONTENT: Mutex<Option<SiteCache>> = Mutex::new(None);
+/// (length, hash of the bytes) -> offsets of `syscall`.
+type SiteCache = HashMap<(usize, u64), Vec<usize>>;
+
+/// The `syscall` sites of `code`, decoded once per distinct content.
+fn sites_of(code: &[u8], gva: u64) -> Vec<usize> {
+    let mut h = DefaultHasher::new();
+    h.write(code);
+    let key = (code.len(), h.finish());
+    let cached = SITES_BY_CONTENT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|c| c.get(&key).cloned());
+    if let Some(sites) = cached {
+        return sites;
+    }
+    let sites = rewrite::syscall_sites(code, gva);
+    let mut cache = SITES_BY_CONTENT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if cache.len() >= CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(key, sites.clone());
+    sites
+}
 const FN_REWRITE: u32 = 0;
 
 #[derive(Default)]
@@ -47,8 +85,11 @@ impl CodeRewriter {
         if done.mem().read_slice(&mut code, GuestAddress(gva)).is_err() {
             return -i64::from(libc::EFAULT);
         }
-        let sites = rewrite::syscall_sites(&code, gva);
+        let sites = sites_of(&code, gva);
         for &at in &sites {
+            if code.get(at..at + 2) != Some(&rewrite::SYSCALL[..]) {
+                continue;
+            }
             if done
                 .mem()
                 .write_slice(&rewrite::CALL_RAX, GuestAddress(gva + at as u64))
@@ -58,8 +99,12 @@ impl CodeRewriter {
             }
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
-        self.sites.fetch_add(sites.len() as u64, Ordering::Relaxed);
-        sites.len() as i64
+        let n = sites
+            .iter()
+            .filter(|&&at| code.get(at..at + 2) == Some(&rewrite::SYSCALL[..]))
+            .count();
+        self.sites.fetch_add(n as u64, Ordering::Relaxed);
+        n as i64
     }
 }
 
@@ -71,5 +116,24 @@ impl HostModule for CodeRewriter {
     fn call(&self, _function: u32, request: &[u8], done: Completion) {
         let result = self.rewrite(request, &done);
         done.ok(&result.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_are_decoded_once_per_content() {
+        // mov $0x050f, %eax; syscall; ret — and the same bytes once more.
+        let code = [0xb8, 0x0f, 0x05, 0x00, 0x00, 0x0f, 0x05, 0xc3];
+        assert_eq!(sites_of(&code, 0x40_0000), vec![5]);
+        assert_eq!(sites_of(&code, 0x80_0000), vec![5], "from the cache");
+        let mut other = code;
+        other[5] = 0x90;
+        assert!(
+            sites_of(&other, 0x40_0000).is_empty(),
+            "other bytes, other entry"
+        );
     }
 }

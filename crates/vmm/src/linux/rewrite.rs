@@ -19,7 +19,7 @@ use iced_x86::{Code, Decoder, DecoderOptions};
 /// `call *%rax`
 pub const CALL_RAX: [u8; 2] = [0xff, 0xd0];
 /// `syscall`
-const SYSCALL: [u8; 2] = [0x0f, 0x05];
+pub const SYSCALL: [u8; 2] = [0x0f, 0x05];
 /// Bytes of nops at address 0: above every x86-64 system-call number (462 in
 /// Linux 6.x); the jump to the entry follows.
 pub const SLED_LEN: usize = 0x200;
