@@ -19,8 +19,8 @@ from vmrpc.linux import LinuxVM, Mount
 pytestmark = pytest.mark.kvm
 
 SOURCE = Path(__file__).parent / "linux_programs" / "prot.c"
-#: #PF error code bits: present, write, user.
-PF_PRESENT, PF_WRITE, PF_USER = 1, 2, 4
+#: #PF error code bits: present, write, user, instruction fetch.
+PF_PRESENT, PF_WRITE, PF_USER, PF_FETCH = 1, 2, 4, 0x10
 
 
 @pytest.fixture(scope="module", params=["glibc", "musl"])
@@ -65,6 +65,13 @@ def test_the_programs_own_code_is_not_writable(prot: Path) -> None:
     assert out.startswith("code 7\n")
     assert (error.exception, error.address) == ("#PF", touched(out))
     assert error.error_code == PF_PRESENT | PF_WRITE | PF_USER
+
+
+def test_code_runs_only_with_prot_exec(prot: Path) -> None:
+    error, out = crash(prot, "exec")
+    assert out.startswith("ran 7\n")  # PROT_READ|PROT_EXEC: it ran
+    assert (error.exception, error.address) == ("#PF", touched(out))
+    assert error.error_code == PF_PRESENT | PF_USER | PF_FETCH  # NX page
 
 
 @pytest.mark.parametrize("case", ["restore", "errors"])

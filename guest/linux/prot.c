@@ -7,10 +7,13 @@
  * entries are narrowed.  Rights removed only take effect after a TLB flush,
  * which needs ring 0: the runtime's `ud2; .byte 3` call (rt_flush_tlb).
  *
- * Without EFER.NXE (the VMM does not set it) PROT_EXEC cannot be withheld:
- * every present page is executable.  What is enforced: writes to pages
- * without PROT_WRITE, and any access to PROT_NONE pages, fault (#PF, which
- * ends the VM with GuestCrashed, the personality's SIGSEGV).
+ * What is enforced: writes to pages without PROT_WRITE, any access to
+ * PROT_NONE pages, and (the VMM sets EFER.NXE) instruction fetches from pages
+ * in 4 KiB tables without PROT_EXEC fault (#PF, which ends the VM with
+ * GuestCrashed, the personality's SIGSEGV).  Memory still mapped by a 2 MiB
+ * page is read-write-execute: read-write requests leave such pages large (a
+ * split costs a table and a PVM fault per 4 KiB page touched), so anonymous
+ * read-write memory there stays executable.
  */
 #include "linux.h"
 
@@ -19,6 +22,7 @@
 #define PTE_W 2ull
 #define PTE_U 4ull
 #define PTE_PS 0x80ull
+#define PTE_NX (1ull << 63)
 #define PTE_ADDR 0x000ffffffffff000ull
 #define LARGE (2ull << 20)
 #define PAGE 4096ull
@@ -57,12 +61,14 @@ static uint64_t rights(int prot)
 {
 	if (!(prot & (LX_PROT_READ | LX_PROT_WRITE | LX_PROT_EXEC)))
 		return 0;
-	return PTE_P | PTE_U | ((prot & LX_PROT_WRITE) ? PTE_W : 0);
+	return PTE_P | PTE_U | ((prot & LX_PROT_WRITE) ? PTE_W : 0) |
+	       ((prot & LX_PROT_EXEC) ? 0 : PTE_NX);
 }
 
 long lx_prot_set(uint64_t addr, uint64_t len, int prot)
 {
-	uint64_t want = rights(prot), mask = PTE_P | PTE_W | PTE_U;
+	uint64_t want = rights(prot), mask = PTE_P | PTE_W | PTE_U | PTE_NX;
+	int rw = (prot & (LX_PROT_READ | LX_PROT_WRITE)) == (LX_PROT_READ | LX_PROT_WRITE);
 	int narrowed = 0;
 	long r = 0;
 
@@ -73,7 +79,7 @@ long lx_prot_set(uint64_t addr, uint64_t len, int prot)
 		uint64_t old;
 
 		/* A whole large page already read-write stays large when asked for that. */
-		if (want == mask && (*pde_of(va) & (PTE_PS | PTE_W)) == (PTE_PS | PTE_W))
+		if (rw && (*pde_of(va) & (PTE_PS | PTE_W)) == (PTE_PS | PTE_W))
 			continue;
 		pte = pte_of(va, 1);
 		if (!pte) {
@@ -83,7 +89,7 @@ long lx_prot_set(uint64_t addr, uint64_t len, int prot)
 		old = *pte;
 		if ((old & mask) == want)
 			continue;
-		if ((old & mask) & ~want)
+		if (((old & mask) & ~want & ~PTE_NX) || (want & PTE_NX & ~old))
 			narrowed = 1;
 		*pte = (old & ~mask) | want;
 	}

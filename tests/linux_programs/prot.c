@@ -87,6 +87,21 @@ int main(int argc, char **argv)
 		t[0] = 0xc3;
 		return 0;
 	}
+	if (!strcmp(c, "exec")) {
+		/* Code in a mapping runs with PROT_EXEC and faults without it. */
+		unsigned char *p = (unsigned char *)anon(PAGE, PROT_READ | PROT_WRITE);
+		p[0] = 0xb8; /* mov $7, %eax; ret */
+		p[1] = 7;
+		p[2] = p[3] = p[4] = 0;
+		p[5] = 0xc3;
+		if (mprotect(p, PAGE, PROT_READ | PROT_EXEC))
+			return 3;
+		printf("ran %d\n", ((int (*)(void))(void *)p)());
+		if (mprotect(p, PAGE, PROT_READ))
+			return 3;
+		about_to("exec", p);
+		return ((int (*)(void))(void *)p)();
+	}
 	if (!strcmp(c, "errors")) {
 		char *p = anon(PAGE, PROT_READ | PROT_WRITE);
 		int a = mprotect(p + 1, PAGE, PROT_READ) == -1 ? errno : 0;

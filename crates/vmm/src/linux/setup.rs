@@ -48,8 +48,9 @@ const MIN_FREE: u64 = 8 << 20;
 const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_EFER: u32 = 0xc000_0080;
 /// EFER as the VMM sets it (LME, LMA) plus SCE: `syscall` is architecturally
-/// enabled, as hardware KVM requires (PVM delivers it either way).
-const EFER_LINUX: u64 = (1 << 8) | (1 << 10) | 1;
+/// enabled, as hardware KVM requires (PVM delivers it either way); and NXE, so
+/// the personality can withhold PROT_EXEC (bit 63 of its 4 KiB entries).
+const EFER_LINUX: u64 = (1 << 8) | (1 << 10) | (1 << 11) | 1;
 const PAGE: u64 = 0x1000;
 /// `struct vmrpc_linux_info.magic`: "VMRLINUX".
 pub const INFO_MAGIC: u64 = u64::from_le_bytes(*b"VMRLINUX");
