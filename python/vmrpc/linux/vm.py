@@ -19,7 +19,9 @@ from types import TracebackType
 from typing import Self
 
 from vmrpc import _vmm
+from vmrpc.hostmodule import HostModule
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
+from vmrpc.sockets import SocketOutsourcing
 from vmrpc.vm import VM
 
 __all__ = ["LinuxVM"]
@@ -44,6 +46,10 @@ class LinuxVM:
         cwd: its working directory (a guest path).
         timeout: default timeout of `run` and `wait`, in seconds.
         memory_mib: guest memory (the program, its heap and its 8 MiB stack share it).
+        sockets: the program's network (docs/linux.md): a `SocketOutsourcing` whose
+            policy, audit and counters apply to its sockets as to a bare guest's.
+            Without one the program has no network: every socket it connects, binds
+            or exposes to the host fails (guest-local connections still work).
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     dynamically linked), `ConfigError` for one that does not fit.
@@ -66,6 +72,7 @@ class LinuxVM:
         cwd: str = "/",
         timeout: float | None = None,
         memory_mib: int = 256,
+        sockets: SocketOutsourcing | None = None,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -83,7 +90,12 @@ class LinuxVM:
         )
         """The program's `FilesModule` (stdout, stderr, trace, unsupported calls)."""
         self.files.on_trace = on_trace
-        self.vm = VM("linux", memory_mib=memory_mib, timeout=timeout, modules=[self.files])
+        self.sockets = sockets
+        """The program's `SocketOutsourcing` (audit, stats), or None."""
+        modules: list[HostModule] = [self.files]
+        if sockets is not None:
+            modules.append(sockets)
+        self.vm = VM("linux", memory_mib=memory_mib, timeout=timeout, modules=modules)
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]
         envp = [f"{k}={v}" for k, v in (env or {}).items()]
