@@ -150,3 +150,15 @@ def test_trace_records_each_system_call() -> None:
 def test_pytest_plugin_marker(linux_vm: LinuxVM) -> None:
     assert linux_vm.run() == 0
     assert linux_vm.stdout == b"a-b"
+
+
+def test_file_data_moves_natively_not_through_python(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    mounts = [Mount(data, "/data", readonly=True), Mount(out, "/w")]
+    with LinuxVM(require_busybox(), ["cp", "/data/blob.bin", "/w/copy"], mounts=mounts) as vm:
+        assert vm.run(timeout=TIMEOUT) == 0, vm.stderr
+        stats = vm.stats
+    assert (out / "copy").read_bytes() == (data / "blob.bin").read_bytes()
+    assert stats["files_native_bytes_read"] == 200_000
+    assert stats["files_native_bytes_written"] == 200_000

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from linux_support import TIMEOUT, build_probe
+from linux_support import TIMEOUT, build_probe, needs_pvm_lstar
 
 from vmrpc import ConfigError, GuestCrashed, ImageError
 from vmrpc.linux import LinuxVM, Mount
@@ -35,12 +35,20 @@ def native(program: Path, *args: str) -> tuple[int, bytes, bytes]:
     return r.returncode, r.stdout, r.stderr
 
 
-@pytest.mark.parametrize("case", ["floats", "qsort", "strtod", "malloc", "errno", "mmap"])
+@pytest.mark.parametrize("case", ["floats", "qsort", "strtod", "malloc", "errno", "mmap", "pipes"])
 def test_same_output_as_native(probe: Path, case: str) -> None:
     got = in_vm(probe, case)
     assert got == native(probe, case)
     assert got[0] == 0
     assert got[1]
+
+
+def test_bad_pointers_get_efault_and_pipes_work(probe: Path) -> None:
+    # write(1, 16, 5), read(0, <personality>, 16), open(NULL): EFAULT (14) each.
+    assert in_vm(probe, "efault")[1] == b"-1 14 -1 14 -1 14\n"
+    # poll: only the write end ready, then the read end; dup2 to 10; EOF once
+    # the write end is closed; O_CLOEXEC recorded.
+    assert in_vm(probe, "pipes")[1] == b"1 1 10 4 ping 0 1\n"
 
 
 def test_floating_point_is_exact(probe: Path) -> None:
@@ -98,7 +106,7 @@ def test_unsupported_call_is_enosys_and_counted_by_name(probe: Path) -> None:
         assert vm.stats["enosys_io_setup"] == 1
 
 
-@pytest.mark.parametrize("rewrite", [True, False])
+@pytest.mark.parametrize("rewrite", [True, pytest.param(False, marks=needs_pvm_lstar)])
 def test_segfault_raises_guest_crashed_with_the_faulting_address(
     probe: Path, rewrite: bool
 ) -> None:
@@ -133,6 +141,7 @@ def test_a_program_too_big_for_memory_is_a_config_error(probe: Path) -> None:
         LinuxVM(probe, memory_mib=16)
 
 
+@needs_pvm_lstar
 def test_syscall_sites_are_rewritten_and_the_lstar_path_still_serves_the_rest(
     probe: Path,
 ) -> None:
@@ -142,6 +151,7 @@ def test_syscall_sites_are_rewritten_and_the_lstar_path_still_serves_the_rest(
         assert (vm.run(), vm.stdout) == (0, b"1\n")
 
 
+@needs_pvm_lstar
 @pytest.mark.parametrize("case", ["floats", "malloc", "errno"])
 def test_without_rewriting_every_call_goes_through_lstar(probe: Path, case: str) -> None:
     with LinuxVM(probe, [case], timeout=TIMEOUT, rewrite_syscalls=False) as vm:

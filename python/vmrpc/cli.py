@@ -196,7 +196,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         with VM(
             ns.image,
             vcpus=ns.vcpus,
-            memory_mib=ns.memory or 64,
+            memory_mib=64 if ns.memory is None else ns.memory,
             args=ns.args,
             modules=modules,
         ) as vm:

@@ -3,8 +3,10 @@
  * `gcc -static` (glibc) and `musl-gcc -static`.  `probe CASE [ARG]` runs one
  * case and prints what the test compares; the exit status is the case's.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +187,35 @@ int main(int argc, char **argv)
 	if (!strcmp(c, "enosys")) {
 		long r = syscall(SYS_io_setup, 1, NULL);
 		printf("%ld %d\n", r, errno);
+		return 0;
+	}
+	if (!strcmp(c, "efault")) {
+		/* Bad pointers get EFAULT, also one into the personality (below 4 MiB). */
+		long r1 = write(1, (void *)16, 5);
+		int e1 = errno;
+		long r2 = read(0, (void *)0x200000, 16);
+		int e2 = errno;
+		const char *volatile no_path = NULL;
+		int r3 = open(no_path, O_RDONLY);
+		int e3 = errno;
+		printf("%ld %d %ld %d %d %d\n", r1, e1, r2, e2, r3, e3);
+		return 0;
+	}
+	if (!strcmp(c, "pipes")) {
+		int p[2];
+		char buf[16] = {0};
+		if (pipe2(p, O_CLOEXEC) < 0)
+			return 1;
+		struct pollfd pf[2] = {{p[0], POLLIN, 0}, {p[1], POLLOUT, 0}};
+		int ready0 = poll(pf, 2, 0);
+		write(p[1], "ping", 4);
+		int ready1 = poll(pf, 1, 0);
+		int d = dup2(p[0], 10);
+		long n = read(d, buf, sizeof(buf) - 1);
+		close(p[1]);
+		long eof = read(p[0], buf + 8, 4);
+		printf("%d %d %d %ld %s %ld %d\n", ready0, ready1, d, n, buf, eof,
+		       fcntl(p[0], F_GETFD) & FD_CLOEXEC);
 		return 0;
 	}
 	if (!strcmp(c, "jit")) {

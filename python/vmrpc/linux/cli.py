@@ -76,7 +76,7 @@ def run_linux(ns: argparse.Namespace, exit_crashed: int, exit_timeout: int, exit
             on_trace=trace if ns.trace else None,
             trace=ns.trace,
             timeout=ns.timeout,
-            memory_mib=ns.memory or DEFAULT_MEMORY_MIB,
+            memory_mib=DEFAULT_MEMORY_MIB if ns.memory is None else ns.memory,
         ) as vm:
             try:
                 code = vm.run()
