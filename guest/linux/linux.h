@@ -105,3 +105,7 @@ int lx_sig_caught(int sig);
 long lx_net_syscall(struct lx_frame *f);
 long lx_wait_syscall(struct lx_frame *f);
 long lx_epoll_syscall(struct lx_frame *f);
+long lx_futex_syscall(struct lx_frame *f);
+/* The VM's DNS resolver (dns.c): set up before the first datagram socket; answers queued queries. */
+void lx_dns_init(void);
+void lx_dns_pump(void);

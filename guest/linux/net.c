@@ -151,6 +151,8 @@ static long do_socket(int domain, int type, int protocol)
 
 	if (domain == AF_UNIX)
 		return -EAFNOSUPPORT; /* no local sockets: glibc's nscd probe fails cleanly */
+	if ((type & 0xf) == SOCK_DGRAM)
+		lx_dns_init(); /* before the program can send its first query */
 	s = socket(domain, type & ~SOCK_CLOEXEC, protocol);
 	if (s < 0)
 		return -errno;
@@ -333,14 +335,17 @@ static long send_to(int64_t s, const uint8_t *buf, uint64_t len, int flags, int 
 		    const struct sockaddr_storage *to, socklen_t tolen)
 {
 	int f = (flags & PASS_FLAGS) | (nb ? MSG_DONTWAIT : 0);
+	int dgram = sock_type(s) == SOCK_DGRAM;
 	long r;
 
 	if (len > 0x7ffff000)
 		len = 0x7ffff000; /* Linux's largest single transfer */
-	if (to && sock_type(s) == SOCK_DGRAM)
+	if (to && dgram)
 		r = sendto((int)s, buf, len, f, (const struct sockaddr *)to, tolen);
 	else
 		r = send((int)s, buf, len, f);
+	if (dgram && r >= 0)
+		lx_dns_pump(); /* it may have been a query to the VM's resolver */
 	return epipe(lib(r), flags);
 }
 
@@ -554,6 +559,29 @@ static long do_recvmsg(int64_t fd, uint64_t umsg, int flags)
 	return r;
 }
 
+/* sendmmsg / recvmmsg: one message at a time; after the first, only what is ready. */
+static long do_mmsg(int64_t fd, uint64_t uvec, uint64_t vlen, int flags, int send)
+{
+	const uint64_t size = sizeof(struct user_msghdr) + 8; /* struct mmsghdr */
+	uint64_t i;
+
+	if (vlen > UIO_MAXIOV)
+		vlen = UIO_MAXIOV;
+	if (!lx_user_ok(uvec, vlen * size))
+		return -EFAULT;
+	for (i = 0; i < vlen; i++) {
+		uint64_t msg = uvec + i * size;
+		int f = flags | (i && !send ? MSG_DONTWAIT : 0);
+		long r = send ? do_sendmsg(fd, msg, f) : do_recvmsg(fd, msg, f);
+		uint32_t n = (uint32_t)r;
+
+		if (r < 0)
+			return i ? (long)i : r;
+		memcpy((void *)(uintptr_t)(msg + sizeof(struct user_msghdr)), &n, sizeof(n));
+	}
+	return (long)i;
+}
+
 /* read/write/readv/writev on a socket fd; LX_ENOSYS_MARK for other fds (fd.c's). */
 static long sock_rw(struct lx_frame *f)
 {
@@ -624,6 +652,11 @@ long lx_net_syscall(struct lx_frame *f)
 		return do_sendmsg(fd, f->rsi, (int)f->rdx);
 	case __NR_recvmsg:
 		return do_recvmsg(fd, f->rsi, (int)f->rdx);
+	case __NR_sendmmsg:
+		return do_mmsg(fd, f->rsi, (uint32_t)f->rdx, (int)f->r10, 1);
+	case __NR_recvmmsg:
+		/* The timeout (r8) bounds the whole batch on Linux; only the first waits here. */
+		return do_mmsg(fd, f->rsi, (uint32_t)f->rdx, (int)f->r10, 0);
 	default:
 		return LX_ENOSYS_MARK;
 	}
