@@ -502,6 +502,8 @@ static long msg_in(uint64_t umsg, struct user_msghdr *m)
 	if (!lx_user_ok(umsg, sizeof(*m)) || !umsg)
 		return -EFAULT;
 	memcpy(m, (const void *)(uintptr_t)umsg, sizeof(*m));
+	if (m->iovlen > UIO_MAXIOV)
+		return -EMSGSIZE; /* Linux's answer for a message (readv/writev: EINVAL) */
 	return iov_in(m->iov, m->iovlen);
 }
 
