@@ -55,6 +55,7 @@ def tcp_echo() -> Iterator[int]:
     thread.start()
     yield srv.getsockname()[1]
     stop.set()
+    srv.shutdown(socket.SHUT_RDWR)  # wakes the accept (close alone does not)
     srv.close()
     thread.join(5)
 
@@ -63,20 +64,23 @@ def tcp_echo() -> Iterator[int]:
 def udp_echo() -> Iterator[int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
+    stop = threading.Event()
 
     def serve() -> None:
         while True:
-            try:
-                data, peer = sock.recvfrom(65536)
-            except OSError:
+            data, peer = sock.recvfrom(65536)
+            if stop.is_set():
                 return
             sock.sendto(data, peer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield sock.getsockname()[1]
-    sock.close()
+    stop.set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+        waker.sendto(b"", sock.getsockname())  # ends the recvfrom (close alone does not)
     thread.join(5)
+    sock.close()
 
 
 @pytest.fixture
@@ -130,6 +134,24 @@ def test_output_buffers_are_checked_before_waiting(netprobe: Path, tcp_echo: int
 def test_unix_sockets_fail_cleanly(netprobe: Path) -> None:
     # glibc's nscd probe takes this answer and goes on without nscd.
     assert in_vm(netprobe, "unix") == (0, "unix socket EAFNOSUPPORT\n")
+
+
+def test_resolver_answers_queries_and_rejects_malformed_ones(netprobe: Path) -> None:
+    module = SocketOutsourcing()
+    code, out = in_vm(netprobe, "dns", sockets=module)
+    assert code == 0
+    assert out.splitlines() == [
+        "short: no answer",  # no id to answer
+        "A localhost: id 1234 qr 1 rcode 0 answers 1 127.0.0.1",
+        "MX localhost: id 1234 qr 1 rcode 4 answers 0",  # NOTIMP
+        "pointer: id 1234 qr 1 rcode 1 answers 0",  # FORMERR: no compression in a question
+        "label past end: id 1234 qr 1 rcode 1 answers 0",
+        "two questions: id 1234 qr 1 rcode 1 answers 0",
+        "an answer: no answer",  # QR set: never answered (no loops)
+        "A nxdomain: id 1234 qr 1 rcode 3 answers 0",
+    ]
+    # Only well-formed questions reached the host's resolver.
+    assert module.stats["rpc.getaddrinfo"] == 3  # localhost; invalid, then its NXDOMAIN check
 
 
 def test_policy_and_audit_apply_as_for_bare_guests(netprobe: Path, tcp_echo: int) -> None:

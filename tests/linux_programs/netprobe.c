@@ -10,6 +10,7 @@
  *   netprobe hostile TCP_ECHO_PORT
  *   netprobe sigpipe TCP_ECHO_PORT       (a send after the peer closed, without MSG_NOSIGNAL)
  *   netprobe efault TCP_ECHO_PORT        (output buffers checked up front)
+ *   netprobe dns                         (raw queries to the VM's resolver, in the VM only)
  *   netprobe unix                        (an AF_UNIX socket: the personality has none)
  */
 #define _GNU_SOURCE
@@ -386,6 +387,50 @@ static int early_efault(int port)
 	return 0;
 }
 
+/* Raw queries to the VM's resolver; prints each answer's rcode and answer count. */
+static int dns(void)
+{
+	static const struct {
+		const char *what;
+		const char *msg;
+		int len;
+	} cases[] = {
+		{ "short", "\x12\x34\x01", 3 },
+		{ "A localhost", "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+				 "\x09localhost\x00\x00\x01\x00\x01", 29 },
+		{ "MX localhost", "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+				  "\x09localhost\x00\x00\x0f\x00\x01", 29 },
+		{ "pointer", "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+			     "\xc0\x0c\x00\x01\x00\x01", 18 },
+		{ "label past end", "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+				    "\x3fabc", 16 },
+		{ "two questions", "\x12\x34\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00"
+				   "\x01a\x00\x00\x01\x00\x01", 19 },
+		{ "an answer", "\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00"
+			       "\x01a\x00\x00\x01\x00\x01", 19 },
+		{ "A nxdomain", "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+				"\x07invalid\x00\x00\x01\x00\x01", 27 },
+	};
+	struct sockaddr_in ns = loop_addr(53);
+	unsigned char buf[512];
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+
+	ns.sin_addr.s_addr = inet_addr("127.0.0.53");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ssize_t n;
+
+		sendto(s, cases[i].msg, (size_t)cases[i].len, 0, (struct sockaddr *)&ns, sizeof(ns));
+		n = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 12)
+			printf("%s: no answer\n", cases[i].what);
+		else
+			printf("%s: id %02x%02x qr %d rcode %d answers %d%s\n", cases[i].what, buf[0],
+			       buf[1], buf[2] >> 7, buf[3] & 15, buf[6] << 8 | buf[7],
+			       n >= 40 && !memcmp(buf + n - 4, "\x7f\x00\x00\x01", 4) ? " 127.0.0.1" : "");
+	}
+	return 0;
+}
+
 static int sigpipe(int port)
 {
 	char buf[8];
@@ -416,6 +461,8 @@ int main(int argc, char **argv)
 		return udp(atoi(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "hostile"))
 		return hostile(atoi(argv[2]));
+	if (argc >= 2 && !strcmp(argv[1], "dns"))
+		return dns();
 	if (argc >= 2 && !strcmp(argv[1], "unix")) {
 		int u = socket(AF_UNIX, SOCK_STREAM, 0);
 		printf("unix socket %s\n", u < 0 ? en(errno) : "ok");
