@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from linux_support import TIMEOUT, build_probe
 
-from vmrpc.linux import LinuxVM
+from vmrpc.linux import LinuxVM, Mount
 from vmrpc.sockets import SocketOutsourcing
 
 pytestmark = pytest.mark.kvm
@@ -152,6 +152,27 @@ def test_resolver_answers_queries_and_rejects_malformed_ones(netprobe: Path) -> 
     ]
     # Only well-formed questions reached the host's resolver.
     assert module.stats["rpc.getaddrinfo"] == 3  # localhost; invalid, then its NXDOMAIN check
+
+
+def test_getaddrinfo_through_the_vms_resolver(netprobe: Path, tmp_path: Path) -> None:
+    """Static glibc and musl resolve through resolv.conf's nameserver: the VM's resolver."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "hosts").write_text("10.9.8.7\tfrom-hosts.test\n")
+    (etc / "resolv.conf").write_text("nameserver 127.0.0.53\n")
+    (etc / "nsswitch.conf").write_text("hosts: files dns\n")
+    mount = Mount(etc, "/etc", readonly=True)
+    for name, expected, code, host_lookup in [
+        ("from-hosts.test", "from-hosts.test: 10.9.8.7 port 80\n", 0, False),
+        ("localhost", "localhost: 127.0.0.1 port 80\n", 0, True),  # not in hosts: DNS
+        ("no-such-name.invalid", "no-such-name.invalid: EAI_NONAME\n", 1, True),
+    ]:
+        module = SocketOutsourcing()  # one per VM
+        with LinuxVM(netprobe, ["resolve", name], sockets=module, mounts=[mount]) as vm:
+            assert (vm.run(TIMEOUT), vm.stdout.decode()) == (code, expected)
+        assert ("rpc.getaddrinfo" in module.stats) == host_lookup
+        # The query and its answer stayed in the guest: no host UDP socket.
+        assert module.stats["sockets_created"] == 0
 
 
 def test_policy_and_audit_apply_as_for_bare_guests(netprobe: Path, tcp_echo: int) -> None:

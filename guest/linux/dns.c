@@ -179,6 +179,26 @@ static size_t answer(const uint8_t *q, size_t qlen, uint8_t *r)
 	return len;
 }
 
+/*
+ * A program's socket bound to the wildcard (musl binds its resolver socket so)
+ * is named by the library as 0.0.0.0 / ::; the answer goes to its loopback name,
+ * where the library finds it inside the guest, never to the host.
+ */
+static void loopback_if_any(struct sockaddr_storage *a)
+{
+	static const uint8_t any6[16];
+
+	if (a->ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)a;
+		if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+			in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else if (a->ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)a;
+		if (!memcmp(&in6->sin6_addr, any6, sizeof(any6)))
+			in6->sin6_addr = in6addr_loopback;
+	}
+}
+
 void lx_dns_pump(void)
 {
 	static uint8_t q[MAX_MSG], r[MAX_MSG];
@@ -195,7 +215,9 @@ void lx_dns_pump(void)
 		if (n < 0)
 			return;
 		len = answer(q, (size_t)n, r);
-		if (len)
+		if (len) {
+			loopback_if_any(&from);
 			sendto(resolver, r, len, MSG_DONTWAIT, (struct sockaddr *)&from, flen);
+		}
 	}
 }

@@ -10,7 +10,9 @@
  *   netprobe hostile TCP_ECHO_PORT
  *   netprobe sigpipe TCP_ECHO_PORT       (a send after the peer closed, without MSG_NOSIGNAL)
  *   netprobe efault TCP_ECHO_PORT        (output buffers checked up front)
+ *   netprobe resolve NAME                (getaddrinfo, AF_INET)
  *   netprobe dns                         (raw queries to the VM's resolver, in the VM only)
+ *   netprobe pingpong PORT N | drain PORT 0 (measurements, not tests)
  *   netprobe unix                        (an AF_UNIX socket: the personality has none)
  */
 #define _GNU_SOURCE
@@ -26,9 +28,11 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 
 static const char *en(int e)
 {
@@ -403,7 +407,7 @@ static int dns(void)
 		{ "pointer", "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
 			     "\xc0\x0c\x00\x01\x00\x01", 18 },
 		{ "label past end", "\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
-				    "\x3fabc", 16 },
+				    "\x3f" "abc", 16 },
 		{ "two questions", "\x12\x34\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00"
 				   "\x01a\x00\x00\x01\x00\x01", 19 },
 		{ "an answer", "\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00"
@@ -427,6 +431,59 @@ static int dns(void)
 			printf("%s: id %02x%02x qr %d rcode %d answers %d%s\n", cases[i].what, buf[0],
 			       buf[1], buf[2] >> 7, buf[3] & 15, buf[6] << 8 | buf[7],
 			       n >= 40 && !memcmp(buf + n - 4, "\x7f\x00\x00\x01", 4) ? " 127.0.0.1" : "");
+	}
+	return 0;
+}
+
+/* getaddrinfo as the program's libc does it (files, then DNS per nsswitch.conf). */
+static int resolve(const char *name)
+{
+	struct addrinfo hints, *res;
+	char text[64];
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_INET;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(name, "80", &hints, &res);
+	if (rc != 0) {
+		printf("%s: %s\n", name, rc == EAI_NONAME ? "EAI_NONAME" : gai_strerror(rc));
+		return 1;
+	}
+	inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, text, sizeof(text));
+	printf("%s: %s port %d\n", name, text, ntohs(((struct sockaddr_in *)res->ai_addr)->sin_port));
+	freeaddrinfo(res);
+	return 0;
+}
+
+static long long now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Measurements for benchmarks (no test asserts them): 1-byte round trips, bulk reads. */
+static int measure(int port, const char *what, long n)
+{
+	static char buf[1 << 16];
+	long long t0, total = 0;
+	int s = connected(port), one = 1;
+
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	t0 = now_ns();
+	if (!strcmp(what, "pingpong")) {
+		for (long i = 0; i < n; i++)
+			if (send(s, "x", 1, 0) != 1 || read_n(s, buf, 1) != 1)
+				return 2;
+		printf("pingpong %ld rtt_ns %lld\n", n, (now_ns() - t0) / n);
+	} else {
+		ssize_t r;
+		while ((r = read(s, buf, sizeof(buf))) > 0)
+			total += r;
+		printf("read %lld bytes MiB/s %lld\n", total,
+		       total * 1000000000LL / (1 << 20) / (now_ns() - t0 + 1));
 	}
 	return 0;
 }
@@ -461,6 +518,8 @@ int main(int argc, char **argv)
 		return udp(atoi(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "hostile"))
 		return hostile(atoi(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "resolve"))
+		return resolve(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "dns"))
 		return dns();
 	if (argc >= 2 && !strcmp(argv[1], "unix")) {
@@ -468,6 +527,8 @@ int main(int argc, char **argv)
 		printf("unix socket %s\n", u < 0 ? en(errno) : "ok");
 		return 0;
 	}
+	if (argc >= 4 && (!strcmp(argv[1], "pingpong") || !strcmp(argv[1], "drain")))
+		return measure(atoi(argv[2]), argv[1], atol(argv[3]));
 	if (argc >= 3 && !strcmp(argv[1], "efault"))
 		return early_efault(atoi(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "sigpipe"))
