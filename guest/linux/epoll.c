@@ -11,7 +11,7 @@
 
 #define MAX_EPOLL 16
 #define MAX_INTEREST 256
-#define MAX_EVENTS 1024
+#define MAX_EVENTS MAX_INTEREST /* events one wait can report */
 #define EPOLL_CTL_ADD 1
 #define EPOLL_CTL_DEL 2
 #define EPOLL_CTL_MOD 3
@@ -139,8 +139,10 @@ static long do_wait(int64_t epfd, uint64_t uevents, int64_t max, int64_t timeout
 
 	if (!in)
 		return lx_fd_epoll((int)epfd) == -EBADF ? -EBADF : -EINVAL;
-	if (max <= 0 || max > MAX_EVENTS)
-		return -EINVAL;
+	if (max <= 0 || max > 0x7fffffff / (int64_t)sizeof(*out))
+		return -EINVAL; /* Linux's limits */
+	if (max > MAX_EVENTS)
+		max = MAX_EVENTS; /* more than a wait can report: room for what it can */
 	if (!lx_user_ok(uevents, (uint64_t)max * sizeof(*out)))
 		return -EFAULT;
 	for (int i = 0; i < in->count; i++) {
