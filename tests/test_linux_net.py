@@ -175,6 +175,17 @@ def test_getaddrinfo_through_the_vms_resolver(netprobe: Path, tmp_path: Path) ->
         assert module.stats["sockets_created"] == 0
 
 
+def test_connection_inside_the_program_is_specialized_in_the_guest(netprobe: Path) -> None:
+    module = SocketOutsourcing()
+    got = in_vm(netprobe, "self", sockets=module)
+    assert got == native(netprobe, "self")
+    assert "accept4 ok cloexec 1 nonblock 1" in got[1]
+    assert "recv 10" in got[1]
+    assert module.stats["sockets_created"] == 0  # no host socket: guest-local pipes
+    [listen] = [r for r in module.audit if r.event == "listen"]
+    assert listen.action == "stay-in-guest"
+
+
 def test_policy_and_audit_apply_as_for_bare_guests(netprobe: Path, tcp_echo: int) -> None:
     module = SocketOutsourcing()
     assert in_vm(netprobe, "basics", str(tcp_echo), sockets=module)[0] == 0

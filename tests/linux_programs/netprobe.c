@@ -10,6 +10,7 @@
  *   netprobe hostile TCP_ECHO_PORT
  *   netprobe sigpipe TCP_ECHO_PORT       (a send after the peer closed, without MSG_NOSIGNAL)
  *   netprobe efault TCP_ECHO_PORT        (output buffers checked up front)
+ *   netprobe self                        (a listener and a client in one program)
  *   netprobe resolve NAME                (getaddrinfo, AF_INET)
  *   netprobe dns                         (raw queries to the VM's resolver, in the VM only)
  *   netprobe pingpong PORT N | drain PORT 0 (measurements, not tests)
@@ -456,6 +457,37 @@ static int resolve(const char *name)
 	return 0;
 }
 
+/* A listener and a client in the same program: in the VM, a guest-local connection. */
+static int self_connect(void)
+{
+	struct sockaddr_in a = loop_addr(0), peer, self;
+	socklen_t alen = sizeof(a), plen = sizeof(peer), slen = sizeof(self);
+	char buf[16];
+	int l = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0), s, one = 1;
+	struct pollfd p;
+
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	CHECK("bind", bind(l, (struct sockaddr *)&a, sizeof(a)));
+	CHECK("listen", listen(l, 4));
+	CHECK("getsockname", getsockname(l, (struct sockaddr *)&a, &alen));
+	printf("port assigned %d\n", ntohs(a.sin_port) != 0);
+	CHECK("connect", connect(c, (struct sockaddr *)&a, sizeof(a)));
+	p.fd = l;
+	p.events = POLLIN;
+	printf("listener readable %d\n", poll(&p, 1, 5000));
+	s = accept4(l, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	printf("accept4 %s cloexec %d nonblock %d\n", s < 0 ? en(errno) : "ok",
+	       (fcntl(s, F_GETFD) & FD_CLOEXEC) != 0, (fcntl(s, F_GETFL) & O_NONBLOCK) != 0);
+	getsockname(c, (struct sockaddr *)&self, &slen);
+	printf("peer is the client %d\n", peer.sin_port == self.sin_port);
+	printf("empty read %s\n", read(s, buf, sizeof(buf)) < 0 ? en(errno) : "data");
+	printf("send %zd\n", send(c, "over local", 10, 0));
+	printf("recv %zd\n", recv(s, buf, sizeof(buf), 0));
+	close(c);
+	printf("eof %zd\n", read(s, buf, sizeof(buf)));
+	return 0;
+}
+
 static long long now_ns(void)
 {
 	struct timespec t;
@@ -518,6 +550,8 @@ int main(int argc, char **argv)
 		return udp(atoi(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "hostile"))
 		return hostile(atoi(argv[2]));
+	if (argc >= 2 && !strcmp(argv[1], "self"))
+		return self_connect();
 	if (argc >= 3 && !strcmp(argv[1], "resolve"))
 		return resolve(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "dns"))
