@@ -224,6 +224,7 @@ def test_udp(netprobe: Path, udp_echo: int) -> None:
     assert got == native(netprobe, "udp", str(udp_echo))
     assert got[1].splitlines() == [
         "sendto 5",
+        "FIONREAD ok 5",
         "recvfrom 5 hello from port ok 1 len 16",
         "sendmsg 8",
         "recvmsg 8 data|gram namelen 16 port ok 1",

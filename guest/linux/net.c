@@ -20,6 +20,7 @@
 #define MAX_OPT 64u
 #define MAX_DGRAM 65536u
 #define MAX_LIB_FDS 1100 /* above the library's FD_BASE + MAX_FDS */
+#define FIONREAD 0x541b
 #define PASS_FLAGS (MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL)
 
 struct user_msghdr {
@@ -584,6 +585,30 @@ static long do_mmsg(int64_t fd, uint64_t uvec, uint64_t vlen, int flags, int sen
 	return (long)i;
 }
 
+/*
+ * FIONREAD on a socket: what a peek finds now (a datagram's size; for a stream,
+ * up to MAX_DGRAM bytes).  Other requests and other fds are fd.c's.
+ */
+static long do_fionread(int64_t fd, uint64_t uarg)
+{
+	int64_t s = sock_of(fd, NULL);
+	long r;
+	int32_t n;
+
+	if (s < 0)
+		return LX_ENOSYS_MARK;
+	if (!uarg || !lx_user_ok(uarg, sizeof(n)))
+		return -EFAULT;
+	r = lib(recv((int)s, dgram_bounce, MAX_DGRAM, MSG_PEEK | MSG_DONTWAIT));
+	if (r == -EAGAIN)
+		r = 0;
+	if (r < 0)
+		return r;
+	n = (int32_t)r;
+	memcpy((void *)(uintptr_t)uarg, &n, sizeof(n));
+	return 0;
+}
+
 /* read/write/readv/writev on a socket fd; LX_ENOSYS_MARK for other fds (fd.c's). */
 static long sock_rw(struct lx_frame *f)
 {
@@ -621,6 +646,8 @@ long lx_net_syscall(struct lx_frame *f)
 	case __NR_readv:
 	case __NR_writev:
 		return sock_rw(f);
+	case __NR_ioctl:
+		return f->rsi == FIONREAD ? do_fionread(fd, f->rdx) : LX_ENOSYS_MARK;
 	case __NR_socket:
 		return do_socket((int)f->rdi, (int)f->rsi, (int)f->rdx);
 	case __NR_socketpair:

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -308,6 +309,14 @@ static int udp(int port)
 
 	n = sendto(s, "hello", 5, 0, (struct sockaddr *)&a, sizeof(a));
 	printf("sendto %zd\n", n);
+	{
+		struct pollfd p = { s, POLLIN, 0 };
+		int avail = -1, r;
+
+		poll(&p, 1, 5000);
+		r = ioctl(s, FIONREAD, &avail);
+		printf("FIONREAD %s %d\n", r < 0 ? en(errno) : "ok", avail);
+	}
 	n = recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
 	printf("recvfrom %zd %.*s from port ok %d len %u\n", n, (int)(n > 0 ? n : 0), buf,
 	       ntohs(from.sin_port) == port, flen);
