@@ -22,13 +22,8 @@ def require_busybox() -> Path:
     return BUSYBOX
 
 
-def build_probe(libc: str, out_dir: Path) -> Path:
-    """tests/linux_programs/probe.c built static against ``libc`` ("glibc" or "musl")."""
-    return build_static(PROBE_SOURCE, libc, out_dir)
-
-
-def build_static(source: Path, libc: str, out_dir: Path) -> Path:
-    """A C program of tests/linux_programs/ built static against ``libc`` ("glibc" or "musl")."""
+def build_probe(libc: str, out_dir: Path, source: Path = PROBE_SOURCE) -> Path:
+    """A test program (tests/linux_programs/probe.c) built static against ``libc``."""
     compiler = {"glibc": "gcc", "musl": "musl-gcc"}[libc]
     if shutil.which(compiler) is None:
         pytest.fail(f"{compiler} is missing: {INSTALL_HINT}")

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from linux_support import TIMEOUT, build_static
+from linux_support import TIMEOUT, build_probe
 
 from vmrpc.linux import LinuxVM
 
@@ -23,7 +23,7 @@ SOURCE = Path(__file__).parent / "linux_programs" / "futex.c"
 
 @pytest.fixture(scope="module", params=["glibc", "musl"])
 def program(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_static(SOURCE, request.param, tmp_path_factory.mktemp(request.param))
+    return build_probe(request.param, tmp_path_factory.mktemp(request.param), SOURCE)
 
 
 def test_futex_answers_like_linux_for_one_thread(program: Path) -> None:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from linux_support import TIMEOUT, build_static
+from linux_support import TIMEOUT, build_probe
 
 from vmrpc import GuestCrashed
 from vmrpc.linux import LinuxVM, Mount
@@ -25,7 +25,7 @@ PF_PRESENT, PF_WRITE, PF_USER, PF_FETCH = 1, 2, 4, 0x10
 
 @pytest.fixture(scope="module", params=["glibc", "musl"])
 def prot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_static(SOURCE, request.param, tmp_path_factory.mktemp(request.param))
+    return build_probe(request.param, tmp_path_factory.mktemp(request.param), SOURCE)
 
 
 def crash(program: Path, *args: str, **kwargs: object) -> tuple[GuestCrashed, str]:

@@ -13,16 +13,20 @@ the program's file calls go to a `FilesModule` registered on the VM::
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from vmrpc import _vmm
+from vmrpc.hostmodule import HostModule
 from vmrpc.images import linux_personality_image
 from vmrpc.linux.dynamic import interpreter, system_mounts
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
+from vmrpc.linux.netconf import write_etc
 from vmrpc.linux.synth import Synthetic
+from vmrpc.sockets import SocketOutsourcing
 from vmrpc.vm import VM
 
 __all__ = ["LinuxVM"]
@@ -52,6 +56,14 @@ class LinuxVM:
         memory_mib: guest memory (the program, its heap and its 8 MiB stack share it).
         sysroot: host directory holding the interpreter and libraries of a dynamically
             linked program (default: the host's ``/``).
+        sockets: the program's network (docs/linux.md): a `SocketOutsourcing` whose
+            policy, audit and counters apply to its sockets as to a bare guest's.
+            Without one the program has no network: every socket it connects, binds
+            or exposes to the host fails (guest-local connections still work).
+            With one, the program also gets a read-only ``/etc`` with ``hosts``,
+            ``resolv.conf`` (the VM's resolver) and ``nsswitch.conf``
+            (`vmrpc.linux.netconf`), unless ``mounts`` has ``/etc``.
+        hosts: extra ``/etc/hosts`` entries (name -> address), with ``sockets``.
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     an interpreter that cannot be loaded), `ConfigError` for one that does not fit.
@@ -75,6 +87,8 @@ class LinuxVM:
         timeout: float | None = None,
         memory_mib: int = 256,
         sysroot: str | os.PathLike[str] | None = None,
+        sockets: SocketOutsourcing | None = None,
+        hosts: Mapping[str, str] | None = None,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -83,6 +97,11 @@ class LinuxVM:
         self._plane = _vmm.FilesDataPlane()
         self._code = _vmm.CodeRewriter()
         all_mounts = [m if isinstance(m, Mount) else Mount.parse(m) for m in mounts]
+        self._etc: tempfile.TemporaryDirectory[str] | None = None
+        if sockets is not None and not any(m.guest == "/etc" for m in all_mounts):
+            self._etc = tempfile.TemporaryDirectory(prefix="vmrpc-etc-")
+            write_etc(Path(self._etc.name), hosts)
+            all_mounts.append(Mount(Path(self._etc.name), "/etc", readonly=True))
         if interpreter(self.program) is not None:
             all_mounts += system_mounts(sysroot)
         self.files = FilesModule(
@@ -97,8 +116,13 @@ class LinuxVM:
         )
         """The program's `FilesModule` (stdout, stderr, trace, unsupported calls)."""
         self.files.on_trace = on_trace
+        self.sockets = sockets
+        """The program's `SocketOutsourcing` (audit, stats), or None."""
+        modules: list[HostModule] = [self.files]
+        if sockets is not None:
+            modules.append(sockets)
         self.vm = VM(
-            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=[self.files]
+            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=modules
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]
@@ -119,7 +143,7 @@ class LinuxVM:
             )
             """Where the program and its memory areas were placed (diagnostics)."""
         except BaseException:
-            self.vm.close()
+            self.close()
             raise
 
     def run(self, timeout: float | None = None) -> int:
@@ -166,6 +190,9 @@ class LinuxVM:
     def close(self) -> None:
         """Stop the VM and release it and the program's host files. Idempotent."""
         self.vm.close()
+        if self._etc is not None:
+            self._etc.cleanup()
+            self._etc = None
 
     def __enter__(self) -> Self:
         return self
