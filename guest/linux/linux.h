@@ -63,6 +63,8 @@ long lx_fd_syscall(struct lx_frame *f);
 long lx_fd_pread_into(int fd, void *dst, uint64_t len, int64_t off);
 long lx_fs_syscall(struct lx_frame *f);
 long lx_misc_syscall(struct lx_frame *f);
+/* VM RPC for the program (rpc.c, sdk/include/vmrpc/linux_calls.h). */
+long lx_rpc_syscall(struct lx_frame *f);
 
 /* Ends the program (and the VM) with this status. */
 _Noreturn void lx_exit(int status);

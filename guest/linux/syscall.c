@@ -12,6 +12,7 @@ static const lx_family_fn families[] = {
 	lx_fs_syscall,
 	lx_time_syscall,
 	lx_misc_syscall,
+	lx_rpc_syscall,
 };
 
 long lx_syscall(struct lx_frame *f);

@@ -21,6 +21,7 @@ from typing import Self
 from vmrpc import _vmm
 from vmrpc.images import linux_personality_image
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
+from vmrpc.modspec import ModuleLike
 from vmrpc.vm import VM
 
 __all__ = ["LinuxVM"]
@@ -45,6 +46,8 @@ class LinuxVM:
         cwd: its working directory (a guest path).
         timeout: default timeout of `run` and `wait`, in seconds.
         memory_mib: guest memory (the program, its heap and its 8 MiB stack share it).
+        modules: host modules the program may call through VM RPC (`vmrpc.linux.sdk`),
+            in any form `VM.register_hm` takes; event queues: ``vm.vm.make_ev_queue``.
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     dynamically linked), `ConfigError` for one that does not fit.
@@ -67,6 +70,7 @@ class LinuxVM:
         cwd: str = "/",
         timeout: float | None = None,
         memory_mib: int = 256,
+        modules: Sequence[ModuleLike] = (),
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -85,7 +89,10 @@ class LinuxVM:
         """The program's `FilesModule` (stdout, stderr, trace, unsupported calls)."""
         self.files.on_trace = on_trace
         self.vm = VM(
-            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=[self.files]
+            linux_personality_image(),
+            memory_mib=memory_mib,
+            timeout=timeout,
+            modules=[self.files, *modules],
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]
