@@ -9,6 +9,7 @@
 
 pub mod dataplane;
 pub mod elf;
+pub mod pathops;
 pub mod rewrite;
 pub mod setup;
 pub mod stack;
