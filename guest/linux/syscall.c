@@ -40,7 +40,6 @@ long lx_syscall(struct lx_frame *f)
 		return f->nr == __NR_clock_gettime ? lx_time_syscall(f) : dispatch(f);
 	t0 = rdtsc();
 	r = dispatch(f);
-	lx_host(LXF_TRACE, (int64_t)f->nr, r, (int64_t)rt_ns_from_tsc(rdtsc() - t0),
-		(int64_t)f->rdi, &f->rsi, 2 * sizeof(uint64_t), NULL, 0, NULL);
+	lx_trace(f, r, rt_ns_from_tsc(rdtsc() - t0));
 	return r;
 }
