@@ -235,7 +235,12 @@ def test_delete_in_use_fails_guest_and_host_waiters(vm_factory: VmFactory) -> No
 
     waiter = threading.Thread(target=host_waiter)
     waiter.start()
-    time.sleep(0.1)  # both sides are (most likely) blocked now; either way they must fail
+    # Delete only once both sides really wait: their "notify me" flags are up (the guest
+    # consumer for host-to-guest events, the host waiter for guest-to-host ones).
+    while not ((state := q.ring_state())["h2g_consumer_waiting"] and state["g2h_consumer_waiting"]):
+        assert waiter.is_alive(), host_error
+        assert vm.state == "running", vm.console
+        time.sleep(0.001)
     vm.del_ev_queue(q)
     waiter.join(timeout=10)
 
@@ -327,29 +332,45 @@ def test_async_for_consumes_without_blocking_the_loop(vm_factory: VmFactory) -> 
     n = 20_000
     vm = vm_factory("evq_produce", args=["q", str(n), "16"])
     q = vm.make_ev_queue("q", capacity=256, max_event_size=16)
+    # Only a blocked loop lets this fire: deleting the queue then ends the iteration
+    # (empty-handed) instead of hanging the test.
+    watchdog = threading.Timer(20, vm.del_ev_queue, args=("q",))
 
-    async def main() -> tuple[list[bytes], int]:
-        ticks = 0
+    async def main() -> tuple[list[bytes], list[str]]:
+        progress: list[str] = []
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.001)
+        async def starter() -> None:
+            # The guest that produces the events starts only from the loop, and only
+            # once the consumer really waits for an event (its flag in the ring is up):
+            # so the events come only if the loop runs while the consumer waits.
+            while not q.ring_state()["g2h_consumer_waiting"]:
+                if q.closed:  # the watchdog fired
+                    return
+                await asyncio.sleep(0)
+            progress.append("the loop ran while the consumer waited")
+            vm.start()
 
-        tick_task = asyncio.create_task(ticker())
-        await asyncio.sleep(0.05)  # the queue is empty: the loop must keep running
-        vm.start()
-        received = []
-        async for ev in q:
-            received.append(ev)
-            if len(received) == n:
-                break
-        tick_task.cancel()
-        return received, ticks
+        async def consume() -> list[bytes]:
+            received = []
+            async for ev in q:
+                received.append(ev)
+                if len(received) == n:
+                    break
+            return received
 
-    received, ticks = asyncio.run(main())
-    assert ticks > 0, "the event loop ran while the consumer waited"
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0)  # the consumer starts waiting first
+        start = asyncio.create_task(starter())
+        received = await consumer
+        await start
+        return received, progress
+
+    watchdog.start()
+    try:
+        received, progress = asyncio.run(main())
+    finally:
+        watchdog.cancel()
+    assert progress == ["the loop ran while the consumer waited"]
     assert received == [event(k) for k in range(n)]
     assert vm.wait() == 0
 

@@ -514,3 +514,16 @@ def test_host_headers_are_not_used(tmp_path: Path, cache: Path) -> None:
 
     with pytest.raises(GuestBuildError, match=r"sys/mman\.h"):
         vmrpc.guest.build(source, cache_dir=cache)
+
+
+def test_failure_report_names_a_built_guest_by_its_source(
+    vm_factory: VmFactory, app: Path, cache: Path
+) -> None:
+    elf = vmrpc.guest.build(app, cflags=["-DANSWER=0"], cache_dir=cache)  # hash-named
+
+    vm_factory(elf, args=["ping"], modules=[NativeModule("echo")])
+    titles = [title for title, _ in vm_factory.describe()]
+
+    assert vmrpc.guest.sources_of(elf) == (app.resolve(),)
+    assert elf.name != "app.elf"
+    assert titles[0].startswith("vmrpc vm 0 (app.c, vcpus=1)")

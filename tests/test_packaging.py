@@ -19,6 +19,9 @@ DIST = ROOT / "dist"
 #: A full wheel build of the project's crates on 2 cores, with margin.
 BUILD_TIMEOUT_S = 900
 
+# The first test here waits for the wheel build: the suite's 120 s limit is too short.
+pytestmark = pytest.mark.timeout(BUILD_TIMEOUT_S + 120)
+
 USER_GUEST = """\
 #include <vmrpc.h>
 

@@ -241,6 +241,7 @@ def test_tests_are_skipped_with_the_reason_without_kvm(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pytest_plugin, "KVM_DEVICE", str(pytester.path / "no-kvm"))
+    monkeypatch.delenv("CI", raising=False)
     pytester.makepyfile(
         """
         import pytest
@@ -260,3 +261,25 @@ def test_tests_are_skipped_with_the_reason_without_kvm(
 
     result.assert_outcomes(skipped=2, passed=1)
     result.stdout.fnmatch_lines(["*needs KVM: *no-kvm does not exist*"])
+
+
+def test_an_unusable_kvm_fails_the_run_under_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pytest_plugin, "KVM_DEVICE", str(pytester.path / "no-kvm"))
+    monkeypatch.setenv("CI", "true")
+    pytester.makepyfile(
+        """
+        def test_fixture(vm):
+            pass
+
+        def test_no_kvm_needed():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*CI=true and KVM is unusable: *no-kvm does not exist*"])
+    # Tests that need no KVM do not make the check fail a run.
+    pytester.makepyfile("def test_no_kvm_needed():\n    pass\n")
+    assert pytester.runpytest().ret == pytest.ExitCode.OK

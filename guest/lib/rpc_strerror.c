@@ -22,6 +22,8 @@ const char *vmrpc_strerror(int err)
 	case VMRPC_EFULL: return "EFULL (event queue full)";
 	case VMRPC_EEMPTY: return "EEMPTY (event queue empty)";
 	case VMRPC_ENOQUEUE: return "ENOQUEUE (no such event queue)";
+	case VMRPC_ELIMIT: return "ELIMIT (per-VM limit reached)";
+	case VMRPC_ETIMEDOUT: return "ETIMEDOUT (host function time limit)";
 	default: return err >= 0 ? "ok" : "unknown error";
 	}
 }

@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
+from vmrpc import _vmm
+
 __all__ = ["loop", "submit"]
 
 
@@ -49,7 +51,19 @@ def loop() -> asyncio.AbstractEventLoop:
     return _runner.loop()
 
 
+async def _carry_exits(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coroutine``; a SystemExit or KeyboardInterrupt leaves as `HostAbort`.
+
+    asyncio re-raises those two out of the loop itself, which would end the shared loop
+    (and every async host function of the process) instead of reaching the VM's owner.
+    """
+    try:
+        return await coroutine
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _vmm.HostAbort(exc) from exc
+
+
 def submit(coroutine: Coroutine[Any, Any, Any], on_done: Callable[[Future[Any]], object]) -> None:
     """Run ``coroutine`` on the shared loop and call ``on_done(future)`` when it ends."""
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop())
+    future = asyncio.run_coroutine_threadsafe(_carry_exits(coroutine), loop())
     future.add_done_callback(on_done)

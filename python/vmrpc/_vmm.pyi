@@ -18,6 +18,8 @@ __all__ = [
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",
+    "HostAbort",
+    "HostFunctionTimeout",
     "ImageError",
     "KvmError",
     "QueueClosed",
@@ -77,6 +79,12 @@ class QueueCorrupt(EventQueueError):
 
 class GuestTimeout(GuestError):
     """The guest did not exit within the timeout; the VM has been killed."""
+
+class HostFunctionTimeout(VmrpcError):
+    """A host function ran past its time limit; the guest got VMRPC_ETIMEDOUT."""
+
+class HostAbort(VmrpcError):
+    """Carries a SystemExit or KeyboardInterrupt out of an async host function (args[0])."""
 
 MAX_VCPUS: int
 """The most vCPUs one VM may have."""

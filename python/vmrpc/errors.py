@@ -13,6 +13,7 @@ directly) and re-exported from here; this is the one place Python code imports t
     │   ├── QueueClosed     the queue was deleted, its VM closed, or a wait outlived the VM
     │   └── QueueCorrupt    the guest wrote impossible values into the queue's rings
     ├── GuestBuildError building a guest failed: no C compiler, a compile or link error
+    ├── HostFunctionTimeout  a host function passed its ``time_limit`` (guest: ETIMEDOUT)
     └── GuestError      the guest failed; has .console, .registers, .vcpu, .reason
         │                   and, for a CPU exception, .exception ("#PF"), .error_code,
         │                   .address (of a page fault), .function and .location
@@ -27,6 +28,7 @@ from vmrpc._vmm import (
     GuestCrashed,
     GuestError,
     GuestTimeout,
+    HostFunctionTimeout,
     ImageError,
     KvmError,
     QueueClosed,
@@ -42,6 +44,7 @@ __all__ = [
     "GuestCrashed",
     "GuestError",
     "GuestTimeout",
+    "HostFunctionTimeout",
     "ImageError",
     "KvmError",
     "QueueClosed",

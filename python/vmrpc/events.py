@@ -8,7 +8,8 @@ other for a notification and sleeps. The counters in `VM.stats` show it
 (``events_guest_to_host``, ``events_host_to_guest``, ``evq_doorbells``, ``interrupts``).
 
 Blocking calls release the GIL and can be interrupted with Ctrl-C; ``timeout`` is in
-seconds (``None``: wait forever) and an expired one raises `TimeoutError`. Events larger
+seconds (``None``, ``inf`` or too large to represent: wait forever; NaN or negative:
+`ValueError`) and an expired one raises `TimeoutError`. Events larger
 than `max_event_size` raise `ValueError`. Once the queue is deleted (`VM.del_ev_queue`) or
 its VM closed, every call raises `QueueClosed`; so does a call that would wait for a VM
 that has stopped (events already queued can still be taken).

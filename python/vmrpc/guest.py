@@ -354,7 +354,21 @@ def build(
             # Users' guests build without -Werror; the warnings are still worth reading.
             log.warning("compiler warnings:\n%s", "\n".join(warnings))
     if output is None:
+        _BUILT_FROM[cached.resolve()] = tuple(paths)
         return cached
     target = Path(output)
     _install(cached, target)
+    _BUILT_FROM[target.resolve()] = tuple(paths)
     return target
+
+
+#: The sources of every image `build` returned in this process, by resolved path.
+_BUILT_FROM: dict[Path, tuple[Path, ...]] = {}
+
+
+def sources_of(image: Source) -> tuple[Path, ...]:
+    """The C sources `build` made ``image`` from in this process (empty if it did not).
+
+    Reports name a guest by its sources rather than by its cache file's hash name.
+    """
+    return _BUILT_FROM.get(Path(image).resolve(), ())

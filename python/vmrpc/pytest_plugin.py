@@ -140,12 +140,20 @@ class VmFactory:
         """Report sections ``(title, text)`` for every VM: state, console, counters, registers."""
         sections: list[tuple[str, str]] = []
         for index, vm in enumerate(self.vms):
-            label = f"vmrpc vm {index} ({vm.image.name}, vcpus={vm.vcpus})"
+            label = f"vmrpc vm {index} ({_guest_name(vm)}, vcpus={vm.vcpus})"
             try:
                 sections.extend(_describe_vm(vm, label, console_tail))
             except Exception as error:  # a dump must never hide the real failure
                 sections.append((label, f"<could not describe the VM: {error!r}>"))
         return sections
+
+
+def _guest_name(vm: FixtureVM) -> str:
+    """The guest's source files when vmrpc.guest.build made it, else the image's name."""
+    from vmrpc.guest import sources_of
+
+    sources = sources_of(vm.image)
+    return ", ".join(p.name for p in sources) if sources else vm.image.name
 
 
 def _guest_error(vm: FixtureVM) -> GuestError | None:
@@ -222,16 +230,31 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"vmrpc kvm: {'usable' if reason is None else reason}"
 
 
+def _in_ci() -> bool:
+    """``CI=true`` (GitHub Actions, GitLab and most CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests that need KVM, with the reason, when it cannot be used."""
+    """Skip tests that need KVM, with the reason, when it cannot be used.
+
+    Under ``CI=true`` an unusable KVM fails the run instead: a CI machine without KVM
+    would otherwise skip most of the suite and still pass.
+    """
     reason = config.stash.get(_KVM_REASON, None)
     if reason is None:
         return
+    if _in_ci() and any(_needs_kvm(item) for item in items):
+        raise pytest.UsageError(f"CI=true and KVM is unusable: {reason}")
     skip = pytest.mark.skip(reason=f"needs KVM: {reason}")
     for item in items:
-        names = getattr(item, "fixturenames", ())
-        if "kvm" in item.keywords or any(name in names for name in _KVM_FIXTURES):
+        if _needs_kvm(item):
             item.add_marker(skip)
+
+
+def _needs_kvm(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return "kvm" in item.keywords or any(name in names for name in _KVM_FIXTURES)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -269,6 +292,8 @@ def vm_factory(request: pytest.FixtureRequest) -> Iterator[VmFactory]:
     """Build VMs: ``vm_factory("hello", vcpus=2, args=[...])``; all are closed at teardown."""
     reason = request.config.stash.get(_KVM_REASON, None)
     if reason is not None:
+        if _in_ci():
+            pytest.fail(f"CI=true and KVM is unusable: {reason}")
         pytest.skip(f"needs KVM: {reason}")
     factory = VmFactory(default_timeout=_timeout_ini(request.config))
     request.node.stash[_FACTORY] = factory

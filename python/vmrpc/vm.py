@@ -42,7 +42,8 @@ class VM:
             ``"smp"``, ...; see `vmrpc.builtin_images`).
         vcpus: number of virtual CPUs, 1 to 8.
         memory_mib: guest memory in MiB, an even number within the VMM's limits
-            (a `ConfigError` names them).
+            (a `ConfigError` names them). Integer settings out of range, and bools,
+            raise `ConfigError`.
         args: the guest's command-line arguments (``arg[1]``, ``arg[2]``, ...).
         timeout: default timeout in seconds for `wait` and `run` (``None``: no limit).
         console_limit: how many bytes of console output are kept.
@@ -106,15 +107,17 @@ class VM:
     def wait(self, timeout: float | None = None) -> int:
         """Block until the guest exits and return its exit code.
 
-        ``timeout`` defaults to the VM's `timeout`. The GIL is released while waiting
-        and Ctrl-C interrupts the wait.
+        ``timeout`` defaults to the VM's `timeout`; ``None``, ``float("inf")`` and values
+        too large to represent mean no timeout. The GIL is released while waiting and
+        Ctrl-C interrupts the wait. A `SystemExit` or `KeyboardInterrupt` that a host
+        function raised (and that stopped the VM) is raised here, once.
 
         Raises:
             GuestCrashed: the guest crashed (the exception carries registers and console).
             GuestTimeout: the timeout elapsed; the VM has been killed.
             VmKilled: the VM was killed (`kill`) before the guest exited.
             ConfigError: the VM was not started, or is closed.
-            ValueError: ``timeout`` is negative.
+            ValueError: ``timeout`` is negative or NaN.
         """
         return self._vm.wait(self.timeout if timeout is None else timeout)
 
@@ -156,7 +159,10 @@ class VM:
 
     @property
     def console(self) -> str:
-        """Console output so far (the last ``console_limit`` bytes, decoded as UTF-8)."""
+        """Console output so far (the last ``console_limit`` bytes, decoded as UTF-8).
+
+        Still readable after `close`.
+        """
         return self._vm.console
 
     def console_from(self, pos: int) -> tuple[str, int]:

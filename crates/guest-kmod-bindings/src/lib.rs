@@ -181,6 +181,8 @@ pub const VMRPC_ENODEV: i32 = -10;
 pub const VMRPC_EFULL: i32 = -11;
 pub const VMRPC_EEMPTY: i32 = -12;
 pub const VMRPC_ENOQUEUE: i32 = -13;
+pub const VMRPC_ELIMIT: i32 = -14;
+pub const VMRPC_ETIMEDOUT: i32 = -15;
 
 // ---- event queues ---------------------------------------------------------------------
 

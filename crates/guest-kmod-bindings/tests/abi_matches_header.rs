@@ -194,6 +194,8 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         constant!(VMRPC_EFULL, VMRPC_EFULL),
         constant!(VMRPC_EEMPTY, VMRPC_EEMPTY),
         constant!(VMRPC_ENOQUEUE, VMRPC_ENOQUEUE),
+        constant!(VMRPC_ELIMIT, VMRPC_ELIMIT),
+        constant!(VMRPC_ETIMEDOUT, VMRPC_ETIMEDOUT),
         // socket_proto.h: what the native socket data plane reads
         (
             "sizeof vsock_wait_req",

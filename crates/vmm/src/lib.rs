@@ -26,6 +26,9 @@ pub mod vm;
 #[cfg(feature = "python")]
 mod python;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 pub use config::VmConfig;
 pub use error::VmError;
 pub use vm::{Vm, VmState};

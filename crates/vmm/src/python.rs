@@ -6,15 +6,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use guest_kmod_bindings::{vmrpc_version, VMRPC_EHOSTFN};
+use guest_kmod_bindings::{vmrpc_version, VMRPC_EHOSTFN, VMRPC_ESHUTDOWN, VMRPC_ETIMEDOUT};
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::exceptions::PyException;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
 
+mod config_int;
 mod evq;
+mod host_exit;
+mod timeout;
+
+use config_int::config_int;
+use host_exit::{classify, Failure, HostExit};
 
 use crate::rpc::channel::Completion;
 use crate::rpc::module::{Echo, HostModule, ECHO_NAME};
@@ -66,6 +72,18 @@ create_exception!(
     GuestCrashed,
     GuestError,
     "The guest crashed (triple fault, KVM error, ...)."
+);
+create_exception!(
+    vmrpc._vmm,
+    HostFunctionTimeout,
+    VmrpcError,
+    "A host function ran past its time limit; the guest got VMRPC_ETIMEDOUT."
+);
+create_exception!(
+    vmrpc._vmm,
+    HostAbort,
+    VmrpcError,
+    "Carries a SystemExit or KeyboardInterrupt out of an async host function (args[0])."
 );
 create_exception!(
     vmrpc._vmm,
@@ -128,6 +146,8 @@ struct PyHostModule {
     submit: Py<PyAny>,
     /// The native socket data plane, for the socket outsourcing module only.
     data_plane: Option<Py<PySocketDataPlane>>,
+    /// Where SystemExit and KeyboardInterrupt go (see `host_exit`).
+    exit: Arc<HostExit>,
 }
 
 impl PyHostModule {
@@ -138,13 +158,40 @@ impl PyHostModule {
                 .import("logging")?
                 .call_method1("getLogger", ("vmrpc.rpc",))?;
             let kwargs = PyDict::new(py);
-            kwargs.set_item("exc_info", err.value(py))?;
+            // into_value attaches the traceback; value() alone would log the message only.
+            kwargs.set_item("exc_info", err.into_value(py))?;
             let msg = "host function %s.%d raised; the guest gets VMRPC_EHOSTFN";
             logger.call_method("error", (msg, module, function), Some(&kwargs))?;
             Ok(())
         })();
         if let Err(e) = logged {
             e.print(py);
+        }
+    }
+
+    /// Answers a call whose host function raised (see `host_exit` for the rules).
+    fn fail(
+        py: Python<'_>,
+        exit: &HostExit,
+        (name, function): (&str, u32),
+        err: PyErr,
+        done: Completion,
+    ) {
+        match classify(py, err) {
+            Failure::Raised(e) => {
+                Self::report(py, name, function, e);
+                done.err(VMRPC_EHOSTFN);
+            }
+            Failure::TimedOut(e) => {
+                log::warn!(target: "vmrpc::rpc", "host function {name}.{function}: {e}; the guest gets VMRPC_ETIMEDOUT");
+                done.err(VMRPC_ETIMEDOUT);
+            }
+            Failure::Exit(e) => {
+                // Stop first: answered first, the guest could exit on its own
+                // and the VM would look like it ended normally.
+                exit.exit(e);
+                done.err(VMRPC_ESHUTDOWN);
+            }
         }
     }
 
@@ -216,10 +263,7 @@ impl PyHostModule {
     ) {
         let result = match result {
             Ok(r) => r,
-            Err(e) => {
-                Self::report(py, &self.name, function, e);
-                return done.err(VMRPC_EHOSTFN);
-            }
+            Err(e) => return Self::fail(py, &self.exit, (&self.name, function), e, done),
         };
         if !result.hasattr(intern!(py, "__await__")).unwrap_or(false) {
             return Self::answer(py, &self.name, function, &result, done);
@@ -229,6 +273,7 @@ impl PyHostModule {
         // VMRPC_EHOSTFN: the guest is never left waiting.
         let pending = Mutex::new(Some(done));
         let name = self.name.clone();
+        let exit = self.exit.clone();
         let on_done =
             move |args: &Bound<'_, PyTuple>, _kw: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
                 let py = args.py();
@@ -241,10 +286,7 @@ impl PyHostModule {
                 };
                 match args.get_item(0)?.call_method0(intern!(py, "result")) {
                     Ok(v) => Self::answer(py, &name, function, &v, done),
-                    Err(e) => {
-                        Self::report(py, &name, function, e);
-                        done.err(VMRPC_EHOSTFN);
-                    }
+                    Err(e) => Self::fail(py, &exit, (&name, function), e, done),
                 }
                 Ok(())
             };
@@ -345,6 +387,8 @@ pub struct PyVm {
     final_stats: Mutex<Vec<(&'static str, u64)>>,
     vcpus: u32,
     memory_mib: u64,
+    /// SystemExit / KeyboardInterrupt from a host function, for `wait`.
+    host_exit: Arc<HostExit>,
 }
 
 impl PyVm {
@@ -360,20 +404,40 @@ impl PyVm {
 #[pymethods]
 impl PyVm {
     #[new]
-    #[pyo3(signature = (
-        image, *, vcpus = 1, memory_mib = 64, args = Vec::new(), console_limit = 1 << 20,
-        rpc_spin_us = crate::config::DEFAULT_RPC_SPIN_US,
-    ))]
+    #[pyo3(
+        signature = (
+            image, *, vcpus = None, memory_mib = None, args = Vec::new(), console_limit = None,
+            rpc_spin_us = None,
+        ),
+        text_signature = "(image, *, vcpus=1, memory_mib=64, args=..., console_limit=..., rpc_spin_us=...)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         image: std::path::PathBuf,
-        vcpus: u32,
-        memory_mib: u64,
+        vcpus: Option<&Bound<'_, PyAny>>,
+        memory_mib: Option<&Bound<'_, PyAny>>,
         args: Vec<String>,
-        console_limit: usize,
-        rpc_spin_us: u64,
+        console_limit: Option<&Bound<'_, PyAny>>,
+        rpc_spin_us: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        // Integers are checked here rather than by PyO3 (see `config_int`).
+        let max_mib = crate::layout::MAX_MEM_SIZE >> 20;
+        let vcpus: u32 = config_int("vcpus", vcpus, 1, "between 1 and MAX_VCPUS")?;
+        let memory_mib: u64 = config_int(
+            "memory_mib",
+            memory_mib,
+            64,
+            &format!("an even number of MiB up to {max_mib}"),
+        )?;
+        let console_limit: usize =
+            config_int("console_limit", console_limit, 1 << 20, "a byte count >= 0")?;
+        let rpc_spin_us: u64 = config_int(
+            "rpc_spin_us",
+            rpc_spin_us,
+            crate::config::DEFAULT_RPC_SPIN_US,
+            "microseconds >= 0",
+        )?;
         let config = VmConfig {
             image,
             vcpus,
@@ -385,6 +449,7 @@ impl PyVm {
         let vm = Arc::new(py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?);
         track_live_vm(&vm);
         Ok(PyVm {
+            host_exit: Arc::new(HostExit::new(Arc::downgrade(vm.shared()))),
             console: vm.shared().console.clone(),
             vm: Mutex::new(Some(vm)),
             final_stats: Mutex::new(Vec::new()),
@@ -403,18 +468,11 @@ impl PyVm {
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<i32> {
         let vm = self.get()?;
-        let timeout = match timeout {
-            Some(t) if !(t >= 0.0 && t.is_finite()) => {
-                return Err(PyValueError::new_err(format!(
-                    "timeout must be >= 0, got {t}"
-                )))
-            }
-            t => t.map(Duration::from_secs_f64),
-        };
+        let timeout = timeout::duration(timeout)?;
         if vm.state() == VmState::Created {
             return Err(to_pyerr(py, VmError::NotStarted));
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let slice = deadline.map_or(SIGNAL_CHECK, |d| {
                 d.saturating_duration_since(Instant::now())
@@ -430,6 +488,9 @@ impl PyVm {
                     break;
                 }
             }
+        }
+        if let Some(raised) = self.host_exit.take() {
+            return Err(raised);
         }
         vm.result().map_err(|e| to_pyerr(py, e))
     }
@@ -476,6 +537,7 @@ impl PyVm {
             functions,
             submit,
             data_plane,
+            exit: self.host_exit.clone(),
         };
         vm.register_module(name, version, Arc::new(module))
             .map_err(|e| to_pyerr(py, e))?;
@@ -667,6 +729,8 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GuestError", py.get_type::<GuestError>())?;
     m.add("GuestCrashed", py.get_type::<GuestCrashed>())?;
     m.add("GuestTimeout", py.get_type::<GuestTimeout>())?;
+    m.add("HostFunctionTimeout", py.get_type::<HostFunctionTimeout>())?;
+    m.add("HostAbort", py.get_type::<HostAbort>())?;
     evq::add_exceptions(m)?;
     m.add("MAX_VCPUS", crate::config::MAX_VCPUS)?;
     m.add("MAX_PAYLOAD", guest_kmod_bindings::VMRPC_MAX_PAYLOAD)?;

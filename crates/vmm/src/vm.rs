@@ -591,13 +591,13 @@ fn new_evq_host(
                 .map_err(|e| VmError::Os("duplicating an irqfd", e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let link = VmLink {
-        mem: memory.clone(),
+    let link = VmLink::new(
+        memory.clone(),
         irqs,
-        stats: stats.clone(),
-        vm_stop: stop.clone(),
-        spin: Duration::from_micros(config.rpc_spin_us),
-    };
+        stats.clone(),
+        stop.clone(),
+        Duration::from_micros(config.rpc_spin_us),
+    );
     Ok(EvqHost::new(
         vm_fd.clone(),
         link,

@@ -14,6 +14,7 @@ fn console(vm: &Vm) -> String {
 
 #[test]
 fn hello_prints_and_exits_zero() {
+    require_kvm!();
     let mut cfg = VmConfig::new(image("hello"));
     cfg.args = vec!["one".into(), "two words".into()];
     let vm = Vm::new(cfg).unwrap();
@@ -33,6 +34,7 @@ fn hello_prints_and_exits_zero() {
 
 #[test]
 fn double_start_and_wait_before_start_are_errors() {
+    require_kvm!();
     let vm = Vm::new(VmConfig::new(image("hello"))).unwrap();
     assert!(matches!(
         vm.wait(Some(Duration::from_millis(1))),
@@ -45,6 +47,7 @@ fn double_start_and_wait_before_start_are_errors() {
 
 #[test]
 fn smp_every_vcpu_checks_in() {
+    require_kvm!();
     for n in [2, 4, 8] {
         let mut cfg = VmConfig::new(image("smp"));
         cfg.vcpus = n;

@@ -54,6 +54,7 @@ fn take_until(q: &EventQueue, n: usize, out: &mut Vec<Vec<u8>>) {
 
 #[test]
 fn guest_to_host_in_order_both_spinning_and_sleeping() {
+    require_kvm!();
     for spin_us in [0, 200] {
         let vm = new_vm("evq_produce", &["q", "20000", "40"], spin_us);
         let q = vm.make_ev_queue("q", 16, 64).unwrap();
@@ -80,6 +81,7 @@ fn guest_to_host_in_order_both_spinning_and_sleeping() {
 /// hangs the test (and fails it at the timeout).
 #[test]
 fn no_lost_wakeups_when_both_sides_sleep_at_once() {
+    require_kvm!();
     let vm = new_vm("evq_produce", &["q", "30000", "16", "0"], 0);
     let q = vm.make_ev_queue("q", 2, 16).unwrap();
     vm.start().unwrap();
@@ -116,6 +118,7 @@ fn no_lost_wakeups_when_both_sides_sleep_at_once() {
 
 #[test]
 fn host_to_guest_in_order() {
+    require_kvm!();
     let vm = new_vm("evq_consume", &["q", "20000"], 50);
     let q = vm.make_ev_queue("q", 8, 100).unwrap();
     vm.start().unwrap();
@@ -133,6 +136,7 @@ fn host_to_guest_in_order() {
 
 #[test]
 fn echo_round_trips_and_unknown_queues_are_enoqueue() {
+    require_kvm!();
     let vm = new_vm("evq_echo", &["q"], 50);
     let q = vm.make_ev_queue("q", 4, 16).unwrap();
     vm.start().unwrap();
@@ -163,6 +167,7 @@ fn echo_round_trips_and_unknown_queues_are_enoqueue() {
 
 #[test]
 fn deleting_a_queue_in_use_fails_both_sides() {
+    require_kvm!();
     let vm = new_vm("evq_consume", &["q", "5"], 50);
     let q = vm.make_ev_queue("q", 4, 16).unwrap();
     vm.start().unwrap();
@@ -197,6 +202,7 @@ fn deleting_a_queue_in_use_fails_both_sides() {
 
 #[test]
 fn the_arena_is_never_reused() {
+    require_kvm!();
     let vm = new_vm("hello", &[], 50);
     let a = vm.make_ev_queue("a", 1024, 256).unwrap();
     let info_a = a.info();
@@ -223,6 +229,7 @@ fn the_arena_is_never_reused() {
 
 #[test]
 fn queues_outlive_their_vm_as_closed() {
+    require_kvm!();
     let q: Arc<EventQueue>;
     {
         let vm = new_vm("hello", &[], 50);

@@ -33,6 +33,7 @@ fn run(
 
 #[test]
 fn echo_round_trips_with_spinning_engine() {
+    require_kvm!();
     let (code, out, stats) = run("rpc_echo", 1, &["echo", "2000", "100"], 1_000_000);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("rpc_echo ok calls=2000"), "{out}");
@@ -41,6 +42,7 @@ fn echo_round_trips_with_spinning_engine() {
 
 #[test]
 fn echo_round_trips_with_sleeping_engine() {
+    require_kvm!();
     let (code, out, stats) = run("rpc_echo", 1, &["echo", "300", "4096"], 0);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -51,6 +53,7 @@ fn echo_round_trips_with_sleeping_engine() {
 
 #[test]
 fn four_vcpus_get_their_own_answers() {
+    require_kvm!();
     let (code, out, _) = run("rpc_smp", 4, &["300"], 50);
     assert_eq!(code, 0, "{out}");
     for cpu in 0..4 {

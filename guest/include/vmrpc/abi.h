@@ -261,6 +261,8 @@ struct vmrpc_resp_desc {
 #define VMRPC_EFULL -11      /* event queue full (non-blocking put) */
 #define VMRPC_EEMPTY -12     /* event queue empty (non-blocking get) */
 #define VMRPC_ENOQUEUE -13   /* no event queue of that name, or it was deleted */
+#define VMRPC_ELIMIT -14     /* a per-VM limit is reached (bound module handles: 4096) */
+#define VMRPC_ETIMEDOUT -15  /* the host function exceeded its time limit */
 
 /* ---- event queues (host-created, in the event queue arena) ------------------- */
 

@@ -46,6 +46,9 @@ pub enum EvqError {
     /// a queue name that is empty or too long
     #[error("event queue name must be 1 to 255 bytes, got {0}")]
     BadName(usize),
+    /// a name with a NUL byte: C guests pass names as strings and cannot name it
+    #[error("event queue name {0:?} contains a NUL byte")]
+    NulInName(String),
     /// make_ev_queue with the name of a live queue
     #[error("an event queue named {0:?} already exists")]
     Exists(String),
@@ -152,6 +155,9 @@ impl EvqHost {
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(EvqError::BadName(name.len()));
         }
+        if name.contains('\0') {
+            return Err(EvqError::NulInName(name.to_owned()));
+        }
         let geo = Geometry::new(capacity, max_event_size)?;
         let mut inner = self.lock();
         if inner.by_name.contains_key(name) {
@@ -186,12 +192,12 @@ impl EvqHost {
             self.shared_base,
             self.link.clone(),
         )?);
-        self.vm_fd
-            .register_ioevent(
-                queue.notify_fd(),
-                &IoEventAddress::Mmio(VMRPC_MMIO_EVQ_DOORBELL),
-                id,
-            )
+        queue
+            .with_notify_fd(|fd| {
+                self.vm_fd
+                    .register_ioevent(fd, &IoEventAddress::Mmio(VMRPC_MMIO_EVQ_DOORBELL), id)
+            })
+            .ok_or_else(|| EvqError::Memory("a new queue has no eventfds".into()))?
             .map_err(|source| EvqError::Kvm {
                 op: "KVM_IOEVENTFD (event queue doorbell)",
                 source,
@@ -218,13 +224,17 @@ impl EvqHost {
             q
         };
         queue.close(CloseReason::Deleted);
-        if let Err(e) = self.vm_fd.unregister_ioevent(
-            queue.notify_fd(),
-            &IoEventAddress::Mmio(VMRPC_MMIO_EVQ_DOORBELL),
-            queue.id(),
-        ) {
+        let unregistered = queue.with_notify_fd(|fd| {
+            self.vm_fd.unregister_ioevent(
+                fd,
+                &IoEventAddress::Mmio(VMRPC_MMIO_EVQ_DOORBELL),
+                queue.id(),
+            )
+        });
+        if let Some(Err(e)) = unregistered {
             log::warn!(target: "vmrpc::evq", "queue {name:?}: unregistering its doorbell failed: {e}");
         }
+        queue.release_fds();
         Ok(())
     }
 
@@ -256,7 +266,11 @@ impl EvqHost {
         };
         for q in queues {
             q.close(CloseReason::VmClosed);
+            // The VM's fd goes next, and its ioeventfds with it: the queue's
+            // own descriptors are of no more use (see `EventQueue::release_fds`).
+            q.release_fds();
         }
+        self.link.release_fds();
     }
 
     /// Bytes of the arena still free.
@@ -273,7 +287,7 @@ impl EvqHost {
         let queue = self.lock().by_id.get(&id).cloned();
         if let Some(q) = queue {
             self.link.stats.evq_doorbells.inc();
-            let _ = q.notify_fd().write(1);
+            let _ = q.with_notify_fd(|fd| fd.write(1));
         }
     }
 }

@@ -108,11 +108,19 @@ mod tests {
             prop_assert!(g.ring_stride().is_multiple_of(RING_ALIGN) && g.ring_stride() >= g.ring_bytes());
         }
 
+        /// Lengths around the limit (and anywhere): exactly those up to
+        /// max_event_size are valid, the limit itself included.
         #[test]
-        fn hostile_lengths_are_bounded(size in 1u64..=65528, len: u32) {
+        fn hostile_lengths_are_bounded(
+            size in 1u64..=65528,
+            delta in -64i64..=64,
+            wild: u32,
+            near in any::<bool>(),
+        ) {
             let g = Geometry::new(8, size).unwrap();
+            let len = if near { (size as i64 + delta).clamp(0, u32::MAX as i64) as u32 } else { wild };
             match g.valid_len(len) {
-                Some(n) => prop_assert!(n as u64 <= size),
+                Some(n) => prop_assert!(n as u64 <= size && n as u32 == len),
                 None => prop_assert!(len as u64 > size),
             }
         }

@@ -16,6 +16,7 @@ use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
+use super::timeout::deadline;
 use super::{ConfigError, KvmError, VmrpcError, SIGNAL_CHECK};
 use crate::evq::{EventQueue, EvqError, Wait};
 
@@ -53,6 +54,7 @@ pub(super) fn to_pyerr(e: EvqError) -> PyErr {
         EvqError::BadCapacity(_)
         | EvqError::BadEventSize(_)
         | EvqError::BadName(_)
+        | EvqError::NulInName(_)
         | EvqError::TooBig { .. } => PyValueError::new_err(msg),
         EvqError::Exists(_) | EvqError::NotFound(_) => ConfigError::new_err(msg),
         EvqError::Closed { .. } | EvqError::VmStopped { .. } => QueueClosed::new_err(msg),
@@ -76,18 +78,6 @@ pub(super) fn shape(capacity: i64, max_event_size: i64) -> PyResult<(u64, u64)> 
         ))
     })?;
     Ok((capacity, size))
-}
-
-fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
-    match timeout {
-        None => Ok(None),
-        Some(t) if t >= 0.0 && t.is_finite() => {
-            Ok(Some(Instant::now() + std::time::Duration::from_secs_f64(t)))
-        }
-        Some(t) => Err(PyValueError::new_err(format!(
-            "timeout must be >= 0, got {t}"
-        ))),
-    }
 }
 
 /// An event's bytes, borrowed from a `bytes` object or copied out of any other

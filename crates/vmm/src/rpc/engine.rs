@@ -49,6 +49,12 @@ pub struct Engine {
     spin: Duration,
     /// Request bytes, copied out of guest memory once.
     buf: Vec<u8>,
+    /// `in_call` is raised while a host module runs (see `RpcHost::join`).
+    life: Arc<super::EngineLife>,
+    /// Test hook: runs after the last poll of a spin, before `host_sleeping`
+    /// is raised, so a test can publish a request in exactly that window.
+    #[cfg(test)]
+    before_sleep_flag: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl Engine {
@@ -63,6 +69,7 @@ impl Engine {
         stop: Arc<EventFd>,
         stats: Arc<Stats>,
         spin: Duration,
+        life: Arc<super::EngineLife>,
     ) -> Self {
         Engine {
             chans: chans
@@ -81,6 +88,9 @@ impl Engine {
             stats,
             spin,
             buf: vec![0; guest_kmod_bindings::VMRPC_MAX_PAYLOAD as usize],
+            life,
+            #[cfg(test)]
+            before_sleep_flag: None,
         }
     }
 
@@ -88,9 +98,13 @@ impl Engine {
         let _ = self.mem.store(v, self.host_sleeping, Ordering::Release);
     }
 
-    pub fn run(mut self, vm: Arc<VmShared>) {
+    pub fn run(self, vm: Arc<VmShared>) {
+        self.run_until(|| vm.stopping());
+    }
+
+    fn run_until(mut self, stopping: impl Fn() -> bool) {
         let mut idle_since: Option<Instant> = None;
-        while !vm.stopping() {
+        while !stopping() {
             if self.poll() {
                 idle_since = None;
                 continue;
@@ -102,9 +116,15 @@ impl Engine {
                 std::thread::yield_now();
                 continue;
             }
+            #[cfg(test)]
+            if let Some(hook) = &mut self.before_sleep_flag {
+                hook();
+            }
             self.set_sleeping(1);
             fence(Ordering::SeqCst);
-            if self.poll() || vm.stopping() {
+            // The re-check: a request published before the flag was visible
+            // came without a doorbell (the guest saw host_sleeping == 0).
+            if self.poll() || stopping() {
                 self.set_sleeping(0);
                 idle_since = None;
                 continue;
@@ -214,7 +234,11 @@ impl Engine {
         match self.registry.lookup(req.handle) {
             Err(code) => done.err(code),
             Ok(reg) if !reg.module.has_function(req.function) => done.err(VMRPC_ENOFUNC),
-            Ok(reg) => reg.module.call(req.function, payload, done),
+            Ok(reg) => {
+                self.life.in_call.store(true, Ordering::Release);
+                reg.module.call(req.function, payload, done);
+                self.life.in_call.store(false, Ordering::Release);
+            }
         }
     }
 }
@@ -254,5 +278,225 @@ fn system_call(
             Err(code) => done.err(code),
         },
         _ => done.err(VMRPC_ENOFUNC),
+    }
+}
+
+/// An engine over one vCPU channel in plain memory, without a VM: for the
+/// unit tests and the fuzz harness. The built-in echo module is registered
+/// and bound (`echo_handle`); KVM is needed only for the `VmFd` that event
+/// queues keep.
+#[cfg(any(test, feature = "fuzzing"))]
+pub struct Rig {
+    pub engine: Engine,
+    pub chan: Arc<Channel>,
+    pub echo_handle: u32,
+    pub doorbell: Arc<EventFd>,
+    pub stop: Arc<EventFd>,
+    pub stats: Arc<Stats>,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl Rig {
+    /// The shared region at `shared`, its channel right after the header.
+    pub fn new(mem: &GuestMemoryMmap, shared: u64, vm_fd: Arc<kvm_ioctls::VmFd>) -> Self {
+        use crate::rpc::module::{Echo, ECHO_NAME};
+        use guest_kmod_bindings::vmrpc_version;
+        use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+        let efd = || Arc::new(EventFd::new(EFD_NONBLOCK).expect("eventfd"));
+        let stats = Arc::new(Stats::default());
+        let base = shared + crate::layout::CHAN_OFFSET;
+        let irq = EventFd::new(EFD_NONBLOCK).expect("eventfd");
+        let chan = Arc::new(Channel::new(0, mem.clone(), base, irq, stats.clone()));
+        let registry = Arc::new(Registry::default());
+        registry
+            .register(ECHO_NAME, vmrpc_version(1, 0), Arc::new(Echo))
+            .expect("register echo");
+        let echo_handle = registry
+            .bind(ECHO_NAME.as_bytes(), vmrpc_version(1, 0))
+            .expect("bind echo");
+        let (doorbell, stop) = (efd(), efd());
+        let link = crate::evq::VmLink::new(
+            mem.clone(),
+            Vec::new(),
+            stats.clone(),
+            stop.clone(),
+            Duration::ZERO,
+        );
+        // An arena past the memory: no queue is made here.
+        let queues = Arc::new(EvqHost::new(vm_fd, link, shared, (0x20_0000, 0x1000)));
+        let engine = Engine::new(
+            std::slice::from_ref(&chan),
+            registry,
+            queues,
+            mem.clone(),
+            shared,
+            doorbell.clone(),
+            stop.clone(),
+            stats.clone(),
+            Duration::ZERO,
+            Arc::default(),
+        );
+        Rig {
+            engine,
+            chan,
+            echo_handle,
+            doorbell,
+            stop,
+            stats,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine's side of "no lost wakeup", on the real `Engine::run`. The
+    //! guest is played by the test, in plain memory; KVM is needed only for
+    //! the `VmFd` that event queues keep.
+    //!
+    //! Mutants this test kills (each applied by hand and seen to fail):
+    //! - the re-check after raising `host_sleeping` removed (`if self.poll()
+    //!   || stopping()` -> `if stopping()`): the engine sleeps on a request
+    //!   nobody will ring for;
+    //! - `host_sleeping` never raised (`set_sleeping(1)` removed): same, the
+    //!   guest never rings. (Dropping a fence cannot be seen on x86 here;
+    //!   `tests/wakeup_model.rs` covers the orderings.)
+    use super::*;
+    use guest_kmod_bindings::{RespDesc, VMRPC_CHAN_DATA_OFFSET};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc;
+
+    const SHARED: u64 = 0x10_0000;
+    const MEM: usize = 0x40_0000;
+
+    struct Guest {
+        mem: GuestMemoryMmap,
+        chan: Arc<Channel>,
+    }
+
+    impl Guest {
+        fn load(&self, at: GuestAddress) -> u32 {
+            self.mem.load(at, Ordering::SeqCst).unwrap()
+        }
+        fn host_sleeping(&self) -> u32 {
+            self.load(GuestAddress(SHARED + SHARED_HOST_SLEEPING_OFFSET))
+        }
+        fn resp_head(&self) -> u32 {
+            self.load(self.chan.req_ring.unchecked_add(
+                (guest_kmod_bindings::VMRPC_CHAN_RESP_RING_OFFSET as u64) + ring_off::HEAD,
+            ))
+        }
+        /// Publishes request `index` (an echo of nothing) and, Dekker, reads
+        /// the engine's flag after a full barrier: true if it must ring.
+        fn publish(&self, index: u32, handle: u32) -> bool {
+            let desc = ReqDesc {
+                tag: 100 + index as u64,
+                handle,
+                function: 1,
+                resp_off: 0,
+                resp_cap: 8,
+                ..Default::default()
+            };
+            let slot = (index % VMRPC_RPC_RING_ENTRIES) as u64;
+            self.mem
+                .write_obj(
+                    desc,
+                    self.chan.req_ring.unchecked_add(RING_HDR + slot * REQ_DESC),
+                )
+                .unwrap();
+            self.mem
+                .store(
+                    index + 1,
+                    self.chan.req_ring.unchecked_add(ring_off::HEAD),
+                    Ordering::Release,
+                )
+                .unwrap();
+            fence(Ordering::SeqCst);
+            self.host_sleeping() != 0
+        }
+    }
+
+    #[test]
+    fn a_request_published_just_before_host_sleeping_is_raised_is_answered() {
+        let Ok(kvm) = kvm_ioctls::Kvm::new() else {
+            // KVM-less CI must not pass this silently: see the cargo test note.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: /dev/kvm is unusable"
+            );
+            eprintln!("skipped: /dev/kvm is not usable here");
+            return;
+        };
+        let vm_fd = Arc::new(kvm.create_vm().unwrap());
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
+        let Rig {
+            mut engine,
+            chan,
+            echo_handle: handle,
+            doorbell,
+            stop,
+            stats,
+        } = Rig::new(&mem, SHARED, vm_fd);
+        // The engine stops in the window on its first way to sleep, until
+        // the guest has published.
+        let (at_window, in_window) = mpsc::channel::<()>();
+        let (published, go_on) = mpsc::channel::<()>();
+        let mut first = true;
+        engine.before_sleep_flag = Some(Box::new(move || {
+            if std::mem::take(&mut first) {
+                at_window.send(()).unwrap();
+                go_on.recv().unwrap();
+            }
+        }));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let engine = {
+            let stopping = stopping.clone();
+            std::thread::spawn(move || engine.run_until(|| stopping.load(Ordering::SeqCst)))
+        };
+        let guest = Guest { mem, chan };
+        assert_eq!(VMRPC_CHAN_DATA_OFFSET as u64, 4096);
+
+        in_window.recv().unwrap();
+        assert!(
+            !guest.publish(0, handle),
+            "the engine has not raised its flag: no doorbell"
+        );
+        published.send(()).unwrap();
+        // Either the engine answers, or it goes to sleep: wait for whichever
+        // comes first (the answer is written before any later sleep).
+        while guest.resp_head() == 0 && stats.engine_sleeps.get() == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            guest.resp_head(),
+            1,
+            "lost wakeup: the engine slept on a pending request"
+        );
+        let resp: RespDesc =
+            guest
+                .mem
+                .read_obj(guest.chan.req_ring.unchecked_add(
+                    guest_kmod_bindings::VMRPC_CHAN_RESP_RING_OFFSET as u64 + RING_HDR,
+                ))
+                .unwrap();
+        assert_eq!((resp.tag, resp.status), (100, 0));
+        assert_eq!(doorbell.read().ok(), None, "nobody rang");
+
+        // A request published while the engine sleeps is rung for, and answered.
+        while stats.engine_sleeps.get() == 0 {
+            std::thread::yield_now();
+        }
+        // It raised host_sleeping before it counted the sleep.
+        assert!(
+            guest.publish(1, handle),
+            "the engine sleeps, so the guest must ring"
+        );
+        doorbell.write(1).unwrap();
+        while guest.resp_head() < 2 {
+            std::thread::yield_now();
+        }
+        stopping.store(true, Ordering::SeqCst);
+        stop.write(1).unwrap();
+        engine.join().unwrap();
     }
 }

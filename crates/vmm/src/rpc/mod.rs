@@ -80,6 +80,45 @@ fn run_engine(engine: Engine, vm: Arc<VmShared>) {
     engine.run(vm);
 }
 
+/// How long stopping a VM waits for a host function that is still running
+/// before it leaves the engine thread behind (see `RpcHost::join`).
+const STUCK_CALL_GRACE: Duration = Duration::from_millis(200);
+
+/// What the engine thread tells the thread that stops it.
+#[derive(Default)]
+pub struct EngineLife {
+    /// The engine is inside a host module's `call`.
+    pub in_call: AtomicBool,
+    /// The engine thread has left `run` and touches nothing of the VM's any more.
+    done: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+struct DoneOnDrop(Arc<EngineLife>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.set_done();
+    }
+}
+
+impl EngineLife {
+    fn set_done(&self) {
+        *self.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `max` for the engine to finish; true if it has.
+    fn wait_done(&self, max: Duration) -> bool {
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let (done, _) = self
+            .changed
+            .wait_timeout_while(done, max, |d| !*d)
+            .unwrap_or_else(PoisonError::into_inner);
+        *done
+    }
+}
+
 /// Everything a VM needs to serve VM RPC.
 pub struct RpcHost {
     pub registry: Arc<Registry>,
@@ -92,6 +131,7 @@ pub struct RpcHost {
     stats: Arc<Stats>,
     spin: Duration,
     engine: Mutex<Option<JoinHandle<()>>>,
+    life: Arc<EngineLife>,
     /// The event queue arena: offset from `shared_base`, and size.
     evq_arena: (u64, u64),
 }
@@ -171,6 +211,7 @@ impl RpcHost {
             stats,
             spin,
             engine: Mutex::new(None),
+            life: Arc::new(EngineLife::default()),
             evq_arena: (chan_end, shared_size - chan_end),
         })
     }
@@ -211,10 +252,16 @@ impl RpcHost {
             self.stop.clone(),
             self.stats.clone(),
             self.spin,
+            self.life.clone(),
         );
+        let life = self.life.clone();
         let handle = std::thread::Builder::new()
             .name("vmrpc-engine".into())
-            .spawn(move || run_engine(engine, vm))
+            .spawn(move || {
+                // Marks the engine done however it ends, a panic included.
+                let _done = DoneOnDrop(life);
+                run_engine(engine, vm);
+            })
             .map_err(|e| VmError::Os("spawning the RPC engine thread", e))?;
         *self.engine.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         Ok(())
@@ -225,17 +272,33 @@ impl RpcHost {
         let _ = self.stop.write(1);
     }
 
-    /// Waits for the engine thread (after `wake_for_stop`).
+    /// Waits for the engine thread (after `wake_for_stop`), but never for a
+    /// host function that does not return: a sync Python function blocked for
+    /// good would otherwise hang `close()` and interpreter exit. Such an
+    /// engine is left behind, detached: it owns (through `Arc`s) everything
+    /// it touches, guest memory included, so it stays memory-safe, and it
+    /// exits as soon as the function returns, since the VM is stopping.
     pub fn join(&self) {
         let handle = self
             .engine
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(h) = handle {
-            if h.join().is_err() {
-                log::error!(target: "vmrpc::rpc", "the RPC engine thread panicked");
+        let Some(h) = handle else { return };
+        // An engine outside a call sees the stop within one poll; one inside a
+        // call gets a grace period, then is left behind.
+        while !self.life.wait_done(STUCK_CALL_GRACE) {
+            if self.life.in_call.load(Ordering::Acquire) {
+                log::warn!(
+                    target: "vmrpc::rpc",
+                    "a host function has not returned {STUCK_CALL_GRACE:?} after the VM stopped; \
+                     leaving the RPC engine thread behind"
+                );
+                return;
             }
+        }
+        if h.join().is_err() {
+            log::error!(target: "vmrpc::rpc", "the RPC engine thread panicked");
         }
     }
 }

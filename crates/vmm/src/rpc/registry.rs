@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use guest_kmod_bindings::{VMRPC_EBADHANDLE, VMRPC_EGONE, VMRPC_EINVAL, VMRPC_ENOMODULE};
+use guest_kmod_bindings::{VMRPC_EBADHANDLE, VMRPC_EGONE, VMRPC_ELIMIT, VMRPC_ENOMODULE};
 
 use super::module::HostModule;
 
@@ -29,6 +29,9 @@ pub enum RegistryError {
     /// a module name that cannot be bound
     #[error("module name must be 1 to 255 bytes, got {0}")]
     BadName(usize),
+    /// a name with a NUL byte: C guests pass names as strings and cannot name it
+    #[error("module name {0:?} contains a NUL byte")]
+    NulInName(String),
 }
 
 pub struct Registered {
@@ -75,6 +78,9 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         if name.is_empty() || name.len() > 255 {
             return Err(RegistryError::BadName(name.len()));
+        }
+        if name.contains('\0') {
+            return Err(RegistryError::NulInName(name.to_owned()));
         }
         let mut inner = self.lock();
         let list = inner.modules.entry(name.to_owned()).or_default();
@@ -146,7 +152,8 @@ impl Registry {
                 inner.generations.push(0);
                 inner.handles.len() - 1
             }
-            None => return Err(VMRPC_EINVAL),
+            // A resource limit, not a malformed request: the guest must unbind first.
+            None => return Err(VMRPC_ELIMIT),
         };
         inner.handles[slot] = Some(reg);
         let generation = inner.generations[slot] as u32 & 0x7fff;
@@ -233,5 +240,29 @@ mod tests {
             );
         }
         assert!(r.lookup(h2).is_ok());
+    }
+
+    #[test]
+    fn handle_exhaustion_is_a_limit_not_a_malformed_request() {
+        let r = Registry::default();
+        r.register("m", v(1, 0), Arc::new(Echo)).unwrap();
+        let handles: Vec<u32> = (0..MAX_HANDLES)
+            .map(|_| r.bind(b"m", v(1, 0)).unwrap())
+            .collect();
+        assert_eq!(r.bind(b"m", v(1, 0)), Err(VMRPC_ELIMIT));
+        // Unbinding one frees exactly one slot.
+        r.unbind(handles[7]).unwrap();
+        assert!(r.bind(b"m", v(1, 0)).is_ok());
+        assert_eq!(r.bind(b"m", v(1, 0)), Err(VMRPC_ELIMIT));
+    }
+
+    #[test]
+    fn names_with_nul_are_refused() {
+        let r = Registry::default();
+        assert_eq!(
+            r.register("a\0b", v(1, 0), Arc::new(Echo)),
+            Err(RegistryError::NulInName("a\0b".into()))
+        );
+        assert!(r.list().is_empty());
     }
 }

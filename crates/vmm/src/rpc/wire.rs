@@ -47,7 +47,41 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const DATA: u32 = VMRPC_CHAN_DATA_SIZE;
+    const MAX: u32 = VMRPC_MAX_PAYLOAD;
+
+    /// A u32 near one of the limits that matter, or anywhere: uniform u32s
+    /// would almost never make a valid descriptor (odds about 2^-60).
+    fn near_limits() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            0u32..=MAX + 64,
+            (MAX - 64)..=(MAX + 64),
+            (DATA - 64)..=(DATA + 64),
+            (u32::MAX - 64)..=u32::MAX,
+            any::<u32>(),
+        ]
+    }
+
+    /// The rule of abi.h, in 64-bit arithmetic: a region inside the data
+    /// area and not larger than one payload.
+    fn spec_ok(off: u32, len: u32) -> bool {
+        len <= MAX && off as u64 + len as u64 <= DATA as u64
+    }
+
+    fn desc(req_off: u32, req_len: u32, resp_off: u32, resp_cap: u32) -> ReqDesc {
+        ReqDesc {
+            tag: 0x7a6,
+            req_off,
+            req_len,
+            resp_off,
+            resp_cap,
+            ..Default::default()
+        }
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn available_never_exceeds_ring(head: u32, tail: u32, shift in 0u32..8) {
             let entries = 1 << shift;
@@ -57,6 +91,44 @@ mod tests {
             }
             if let Some(f) = ring_free(head, tail, entries) {
                 prop_assert!(f <= entries);
+            }
+        }
+
+        /// Heads within and just past one ring's worth of the tail, wrapping
+        /// or not: both branches of ring_available run.
+        #[test]
+        fn available_exactly_when_within_one_ring(
+            tail in prop_oneof![any::<u32>(), (u32::MAX - 70)..=u32::MAX, 0u32..70],
+            ahead in 0u32..=guest_kmod_bindings::VMRPC_RPC_RING_ENTRIES + 64,
+            behind in 1u32..=64,
+            shift in 0u32..=3,
+        ) {
+            let entries = 1u32 << shift;
+            let head = tail.wrapping_add(ahead);
+            prop_assert_eq!(ring_available(head, tail, entries), (ahead <= entries).then_some(ahead));
+            prop_assert_eq!(ring_free(head, tail, entries), (ahead <= entries).then(|| entries - ahead));
+            // A head behind the tail is never "almost a full ring ahead".
+            prop_assert_eq!(ring_available(tail.wrapping_sub(behind), tail, entries), None);
+        }
+
+        #[test]
+        fn validate_req_follows_the_abi_rule(
+            req_off in near_limits(), req_len in near_limits(),
+            resp_off in near_limits(), resp_cap in near_limits(),
+        ) {
+            let d = desc(req_off, req_len, resp_off, resp_cap);
+            let ok = spec_ok(req_off, req_len) && spec_ok(resp_off, resp_cap);
+            match validate_req(&d) {
+                Ok(v) => {
+                    prop_assert!(ok);
+                    prop_assert_eq!(*v, d);
+                    // What the engine does with it: slice its 64 KiB buffer.
+                    prop_assert!(v.req_len as usize <= MAX as usize);
+                }
+                Err((tag, code)) => {
+                    prop_assert!(!ok);
+                    prop_assert_eq!((tag, code), (0x7a6, VMRPC_EINVAL));
+                }
             }
         }
 
@@ -78,6 +150,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every pair of boundary values, both directions: the Ok and Err
+    /// branches each run many times (counted, so a generator change that
+    /// loses one branch fails here).
+    #[test]
+    fn validate_req_on_the_boundary_grid() {
+        let points: Vec<u32> = [0, 1, MAX - 1, MAX, MAX + 1, DATA - 1, DATA, DATA + 1]
+            .into_iter()
+            .chain([u32::MAX - 1, u32::MAX, u32::MAX - MAX + 1])
+            .collect();
+        let (mut ok, mut err) = (0, 0);
+        for &off in &points {
+            for &len in &points {
+                for (r, s) in [((off, len), (0, 0)), ((0, 0), (off, len))] {
+                    let d = desc(r.0, r.1, s.0, s.1);
+                    let want = spec_ok(r.0, r.1) && spec_ok(s.0, s.1);
+                    assert_eq!(validate_req(&d).is_ok(), want, "{d:?}");
+                    if want {
+                        ok += 1;
+                    } else {
+                        err += 1;
+                    }
+                }
+            }
+        }
+        assert!(ok >= 20 && err >= 100, "ok={ok} err={err}");
+        // The exact edges.
+        assert!(validate_req(&desc(MAX, MAX, 0, MAX)).is_ok());
+        assert!(
+            validate_req(&desc(0, MAX + 1, 0, 0)).is_err(),
+            "inside the area, over the cap"
+        );
+        assert!(
+            validate_req(&desc(0, 0, 0, MAX + 1)).is_err(),
+            "inside the area, over the cap"
+        );
+        assert!(validate_req(&desc(DATA, 0, DATA, 0)).is_ok());
+        assert!(validate_req(&desc(DATA + 1, 0, 0, 0)).is_err());
     }
 
     #[test]
