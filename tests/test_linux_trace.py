@@ -38,7 +38,8 @@ def test_two_paths_of_a_rename(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("x")
     trace = traced(["mv", "/w/a", "/w/b"], [Mount(tmp_path, "/w")])
     renames = [t for t in trace if t.name.startswith("rename")]
-    assert renames and renames[-1].paths == ("/w/a", "/w/b")
+    assert renames
+    assert renames[-1].paths == ("/w/a", "/w/b")
     assert (tmp_path / "b").exists()
 
 

@@ -208,19 +208,10 @@ _SIGNATURES: dict[str, tuple[str, ...]] = {
     "sched_getaffinity": ("int", "int", "ptr"),
     "gettimeofday": ("ptr", "ptr"),
     "time": ("ptr",),
-    **{
-        name: ()
-        for name in (
-            "getpid",
-            "getppid",
-            "gettid",
-            "getuid",
-            "geteuid",
-            "getgid",
-            "getegid",
-            "sched_yield",
-        )
-    },
+    **dict.fromkeys(
+        ("getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "sched_yield"),
+        (),
+    ),
 }
 
 
