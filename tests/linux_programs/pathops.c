@@ -47,5 +47,9 @@ int main(void)
 	printf("openat dir %zd\n", read(fd, buf, 5));
 	close(fd);
 	close(dfd);
+	/* Enough native closes to send a batch (fastpath.c sends 32 at a time). */
+	for (int i = 0; i < 40; i++)
+		close(open("/d/f", O_RDONLY));
+	printf("done\n");
 	return 0;
 }

@@ -363,6 +363,7 @@ class FilesModule(HostModule):
     def _call(
         self, request: bytes, body: Callable[[tuple[int, ...], bytes], tuple[int, bytes]]
     ) -> bytes:
+        self._reap()
         try:
             args, data = self._args(request)
             result, out = body(args, data)
@@ -371,6 +372,14 @@ class FilesModule(HostModule):
             return self._answer(-errno.EACCES)
         except OSError as e:
             return self._answer(-(e.errno or errno.EIO))
+
+    def _reap(self) -> None:
+        """Close handles adopted from the data plane that the program has closed."""
+        if self._plane is not None:
+            for h in self._plane.take_orphans():
+                handle = self._handles.pop(h, None)
+                if handle is not None:
+                    os.close(handle.fd)
 
     def _lookup(self, h: int) -> _Handle | None:
         """Handle ``h``, taking it over from the data plane if it was opened there."""

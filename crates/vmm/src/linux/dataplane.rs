@@ -49,6 +49,8 @@ const AT_SYMLINK_NOFOLLOW: i64 = 0x100;
 /// Set in the handles of native opens, so that the personality sends their
 /// close here and every other close straight to Python (`LX_NATIVE_HANDLE`).
 pub const NATIVE_HANDLE_BIT: i64 = 1 << 40;
+/// Handles per `FN_CLOSE` batch (`LX_CLOSE_BATCH` in guest/linux/fastpath.c).
+const MAX_CLOSE_BATCH: usize = 32;
 
 /// A file served here: its descriptor and, while this module owns it (opened
 /// natively, not adopted by Python), where the guest opened it.
@@ -69,6 +71,7 @@ pub struct Native {
 pub struct FilesDataPlane {
     files: Mutex<HashMap<i64, Entry>>,
     paths: Mutex<PathTable>,
+    orphans: Mutex<Vec<i64>>,
     next_handle: AtomicI64,
     pub opens: AtomicU64,
     pub stats: AtomicU64,
@@ -189,6 +192,9 @@ impl FilesDataPlane {
     /// One native path operation (`FN_OPENAT` .. `FN_FSTAT`): its result, or
     /// the errno for the guest (EOPNOTSUPP: ask Python).
     fn path_op(&self, function: u32, request: &[u8], done: &Completion) -> Result<i64, Errno> {
+        if function == FN_CLOSE {
+            return self.close_many(request);
+        }
         if request.len() < PATH_REQ_SIZE {
             return Err(Errno(libc::EINVAL));
         }
@@ -256,21 +262,48 @@ impl FilesDataPlane {
                 self.fstats.fetch_add(1, Ordering::Relaxed);
                 write_stat(done, gpa, &st)
             }
-            FN_CLOSE => {
-                let mut table = self.table();
-                match table.get(&a0) {
-                    Some(Entry {
-                        native: Some(_), ..
-                    }) => {
-                        table.remove(&a0);
-                        self.closes.fetch_add(1, Ordering::Relaxed);
-                        Ok(0)
-                    }
-                    _ => Err(NOT_HERE),
-                }
-            }
             _ => Err(Errno(libc::ENOSYS)),
         }
+    }
+}
+
+impl FilesDataPlane {
+    /// Closes a batch of natively opened handles (`FN_CLOSE`: an array of
+    /// handles, each with `NATIVE_HANDLE_BIT`). The personality sends them in
+    /// batches: a read-only regular file's close has no effect the program
+    /// could see, and its handle is never reused. A handle Python adopted in
+    /// the meantime is dropped here and queued for Python (`take_orphans`).
+    /// Returns how many were closed.
+    fn close_many(&self, request: &[u8]) -> Result<i64, Errno> {
+        if request.is_empty() || request.len() % 8 != 0 || request.len() > 8 * MAX_CLOSE_BATCH {
+            return Err(Errno(libc::EINVAL));
+        }
+        let mut table = self.table();
+        let mut closed = 0;
+        for word in request.chunks_exact(8) {
+            let handle = i64::from_le_bytes(word.try_into().unwrap());
+            if handle & NATIVE_HANDLE_BIT == 0 {
+                continue; // Python's own: never batched, ignore a confused guest
+            }
+            if let Some(entry) = table.remove(&handle) {
+                if entry.native.is_none() {
+                    self.orphans().push(handle);
+                }
+                closed += 1;
+            }
+        }
+        self.closes.fetch_add(closed, Ordering::Relaxed);
+        Ok(closed as i64)
+    }
+
+    fn orphans(&self) -> MutexGuard<'_, Vec<i64>> {
+        self.orphans.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adopted handles the program has closed since the last call: Python
+    /// closes its side of them.
+    pub fn take_orphans(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.orphans())
     }
 }
 

@@ -117,6 +117,11 @@ impl PyFilesDataPlane {
             .map(|(fd, n)| (fd.into_raw_fd(), n.guest_path, n.mount)))
     }
 
+    /// Handles Python adopted that the program has closed since the last call.
+    fn take_orphans(&self) -> Vec<i64> {
+        self.inner.take_orphans()
+    }
+
     /// Calls and bytes moved natively.
     fn stats(&self) -> HashMap<&'static str, u64> {
         let p = &self.inner;
