@@ -275,7 +275,10 @@ impl FilesDataPlane {
     /// the meantime is dropped here and queued for Python (`take_orphans`).
     /// Returns how many were closed.
     fn close_many(&self, request: &[u8]) -> Result<i64, Errno> {
-        if request.is_empty() || request.len() % 8 != 0 || request.len() > 8 * MAX_CLOSE_BATCH {
+        if request.is_empty()
+            || !request.len().is_multiple_of(8)
+            || request.len() > 8 * MAX_CLOSE_BATCH
+        {
             return Err(Errno(libc::EINVAL));
         }
         let mut table = self.table();
