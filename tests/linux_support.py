@@ -22,14 +22,14 @@ def require_busybox() -> Path:
     return BUSYBOX
 
 
-def build_probe(libc: str, out_dir: Path) -> Path:
-    """tests/linux_programs/probe.c built static against ``libc`` ("glibc" or "musl")."""
+def build_probe(libc: str, out_dir: Path, source: Path = PROBE_SOURCE) -> Path:
+    """A test program (tests/linux_programs/probe.c) built static against ``libc``."""
     compiler = {"glibc": "gcc", "musl": "musl-gcc"}[libc]
     if shutil.which(compiler) is None:
         pytest.fail(f"{compiler} is missing: {INSTALL_HINT}")
-    out = out_dir / f"probe-{libc}"
+    out = out_dir / f"{source.stem}-{libc}"
     subprocess.run(
-        [compiler, "-O2", "-static", "-o", str(out), str(PROBE_SOURCE)],
+        [compiler, "-O2", "-static", "-o", str(out), str(source)],
         check=True,
         capture_output=True,
     )

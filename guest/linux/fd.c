@@ -1,6 +1,7 @@
 /*
  * The fd table.  A guest fd points at an open file (shared by dup), which is
- * either a host handle of the files module or one end of an in-guest pipe.
+ * a host handle of the files module, one end of an in-guest pipe, or a socket
+ * (net.c; `host` is then the guest socket library's descriptor).
  * Data of host files goes through the files module in LX_CHUNK pieces.
  */
 #include "linux.h"
@@ -27,7 +28,7 @@
 #define FIONCLEX 0x5450
 #define SIGPIPE 13
 
-enum { OF_FREE, OF_HOST, OF_PIPE_R, OF_PIPE_W };
+enum { OF_FREE, OF_HOST, OF_PIPE_R, OF_PIPE_W, OF_SOCK, OF_EPOLL };
 
 struct pipe {
 	int used;
@@ -72,6 +73,10 @@ static void of_put(struct ofile *of)
 		return;
 	if (of->kind == OF_HOST)
 		lx_host(LXF_CLOSE, of->host, 0, 0, 0, NULL, 0, NULL, 0, NULL);
+	else if (of->kind == OF_SOCK)
+		lx_net_release(of->host);
+	else if (of->kind == OF_EPOLL)
+		lx_epoll_release(of->host);
 	else if (of->kind == OF_PIPE_R && --of->pipe->readers == 0 && !of->pipe->writers)
 		of->pipe->used = 0;
 	else if (of->kind == OF_PIPE_W && --of->pipe->writers == 0 && !of->pipe->readers)
@@ -148,6 +153,61 @@ long lx_fd_install_host(int64_t h, int flags)
 		of_put(of);
 	}
 	return fd;
+}
+
+/* A new fd of kind OF_SOCK or OF_EPOLL over object `obj` (released if it fails). */
+static long install_obj(int kind, int64_t obj, int flags)
+{
+	struct ofile *of = of_new(kind);
+	long fd;
+
+	if (!of) {
+		if (kind == OF_SOCK)
+			lx_net_release(obj);
+		else
+			lx_epoll_release(obj);
+		return -ENFILE;
+	}
+	of->host = obj;
+	of->flags = O_RDWR | (flags & O_NONBLOCK);
+	fd = install(of, 0, !!(flags & O_CLOEXEC));
+	if (fd < 0) {
+		of->refs = 1;
+		of_put(of);
+	}
+	return fd;
+}
+
+long lx_fd_install_sock(int64_t sock, int flags)
+{
+	return install_obj(OF_SOCK, sock, flags);
+}
+
+long lx_fd_install_epoll(int64_t ep, int flags)
+{
+	return install_obj(OF_EPOLL, ep, flags);
+}
+
+int64_t lx_fd_sock(int fd, int *nonblock)
+{
+	struct ofile *of = get(fd);
+
+	if (!of)
+		return -EBADF;
+	if (of->kind != OF_SOCK)
+		return -ENOTSOCK;
+	if (nonblock)
+		*nonblock = !!(of->flags & O_NONBLOCK);
+	return of->host;
+}
+
+int64_t lx_fd_epoll(int fd)
+{
+	struct ofile *of = get(fd);
+
+	if (!of)
+		return -EBADF;
+	return of->kind == OF_EPOLL ? of->host : -EINVAL;
 }
 
 static long do_close(int64_t fd)
@@ -470,8 +530,11 @@ static long do_pipe2(uint64_t out, int flags)
 
 /* ---- readiness ----------------------------------------------------------------- */
 
-/* Host files (regular files, the captured stdio) are always ready. */
-static int ready(int64_t fd, int events)
+/*
+ * Readiness of a guest-local fd (wait.c asks the socket library for sockets).
+ * Host files (regular files, the captured stdio) are always ready.
+ */
+int lx_fd_ready(int fd, int events)
 {
 	struct ofile *of = get(fd);
 	struct pipe *p;
@@ -480,80 +543,12 @@ static int ready(int64_t fd, int events)
 		return POLLNVAL;
 	if (of->kind == OF_HOST)
 		return events & (POLLIN | POLLOUT);
+	if (of->kind == OF_SOCK || of->kind == OF_EPOLL)
+		return 0; /* wait.c: sockets; an epoll fd in a poll set is never ready */
 	p = of->pipe;
 	if (of->kind == OF_PIPE_R)
 		return (p->head != p->tail ? (events & POLLIN) : 0) | (p->writers ? 0 : POLLHUP);
 	return (p->head - p->tail < PIPE_SIZE ? (events & POLLOUT) : 0) | (p->readers ? 0 : POLLERR);
-}
-
-static long no_event_wait(int64_t timeout_ms)
-{
-	uint64_t until;
-
-	if (timeout_ms < 0)
-		return -EDEADLK; /* nothing else runs that could make an fd ready */
-	until = rdtsc() + rt_tsc_khz() * (uint64_t)timeout_ms;
-	while (rdtsc() < until)
-		cpu_relax();
-	return 0;
-}
-
-static long do_poll(uint64_t addr, uint64_t n, int64_t timeout_ms)
-{
-	struct pollfd *p = (struct pollfd *)(uintptr_t)addr;
-	long count = 0;
-
-	if (n > MAX_FDS * 4)
-		return -EINVAL;
-	if (!lx_user_ok(addr, n * sizeof(*p)))
-		return -EFAULT;
-	for (uint64_t i = 0; i < n; i++) {
-		p[i].revents = p[i].fd < 0 ? 0 : (short)ready(p[i].fd, p[i].events);
-		count += p[i].revents != 0;
-	}
-	return count ? count : no_event_wait(timeout_ms);
-}
-
-static int64_t ts_ms(uint64_t addr, int64_t unit_div)
-{
-	const int64_t *t = (const int64_t *)(uintptr_t)addr;
-
-	if (!addr)
-		return -1;
-	if (!lx_user_ok(addr, 16))
-		return 0;
-	return t[0] * 1000 + t[1] / unit_div;
-}
-
-static long do_select(int64_t n, uint64_t rd, uint64_t wr, uint64_t ex, int64_t timeout_ms)
-{
-	uint64_t *sets[3] = {(uint64_t *)(uintptr_t)rd, (uint64_t *)(uintptr_t)wr,
-			     (uint64_t *)(uintptr_t)ex};
-	uint64_t out[3][MAX_FDS / 64] = {{0}};
-	long count = 0;
-
-	if (n < 0 || n > MAX_FDS)
-		return -EINVAL;
-	for (int s = 0; s < 3; s++)
-		if (sets[s] && !lx_user_ok((uint64_t)(uintptr_t)sets[s], (uint64_t)(n + 63) / 64 * 8))
-			return -EFAULT;
-	for (int64_t fd = 0; fd < n; fd++) {
-		for (int s = 0; s < 2; s++) {
-			if (!sets[s] || !((sets[s][fd / 64] >> (fd % 64)) & 1))
-				continue;
-			int r = ready(fd, s ? POLLOUT : POLLIN);
-			if (r & POLLNVAL)
-				return -EBADF;
-			if (r) {
-				out[s][fd / 64] |= 1ull << (fd % 64);
-				count++;
-			}
-		}
-	}
-	for (int s = 0; s < 3; s++)
-		if (sets[s])
-			memcpy(sets[s], out[s], (uint64_t)(n + 63) / 64 * 8);
-	return count ? count : no_event_wait(timeout_ms);
 }
 
 static long do_ioctl(int64_t fd, uint64_t req, uint64_t arg)
@@ -619,14 +614,6 @@ long lx_fd_syscall(struct lx_frame *f)
 		return do_pipe2(f->rdi, 0);
 	case __NR_pipe2:
 		return do_pipe2(f->rdi, (int)f->rsi);
-	case __NR_poll:
-		return do_poll(f->rdi, f->rsi, (int32_t)f->rdx);
-	case __NR_ppoll:
-		return do_poll(f->rdi, f->rsi, ts_ms(f->rdx, 1000000));
-	case __NR_select:
-		return do_select(fd, f->rsi, f->rdx, f->r10, ts_ms(f->r8, 1000));
-	case __NR_pselect6:
-		return do_select(fd, f->rsi, f->rdx, f->r10, ts_ms(f->r8, 1000000));
 	case __NR_ioctl:
 		return do_ioctl(fd, f->rsi, f->rdx);
 	default:

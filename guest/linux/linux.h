@@ -86,3 +86,34 @@ int64_t lx_fd_dir_handle(int64_t fd);
 int64_t lx_fd_host(int fd);
 /* Installs a new guest fd for host handle h (open flags: O_CLOEXEC etc.). */
 long lx_fd_install_host(int64_t h, int flags);
+
+/* ---- sockets (net.c), readiness (wait.c), epoll (epoll.c) ------------------ */
+/* New fds over a socket library descriptor / an epoll instance (flags: O_CLOEXEC, O_NONBLOCK). */
+long lx_fd_install_sock(int64_t sock, int flags);
+long lx_fd_install_epoll(int64_t ep, int flags);
+/* The socket library descriptor behind fd (-EBADF, -ENOTSOCK); *nonblock its O_NONBLOCK. */
+int64_t lx_fd_sock(int fd, int *nonblock);
+/* The epoll instance behind fd (-EBADF, -EINVAL). */
+int64_t lx_fd_epoll(int fd);
+/* Readiness (POLL* bits) of a guest-local fd; 0 for sockets and epoll fds. */
+int lx_fd_ready(int fd, int events);
+/* Called when the last fd of a socket / epoll instance closes. */
+void lx_net_release(int64_t sock);
+void lx_epoll_release(int64_t ep);
+/* A connect error not yet collected by SO_ERROR (a non-blocking connect), or 0. */
+int lx_net_pending_error(int64_t sock);
+/*
+ * Waits until an entry of set (fds of any kind) is ready or timeout_ms passes
+ * (-1: no limit); revents filled in, returns the ready count or -errno.
+ */
+long lx_wait(struct pollfd *set, uint64_t n, int64_t timeout_ms);
+/* 1 if the program ignores or handles sig (so EPIPE does not end it). */
+int lx_sig_caught(int sig);
+/* Socket calls, and read/write/readv/writev on socket fds (asked before lx_fd_syscall). */
+long lx_net_syscall(struct lx_frame *f);
+long lx_wait_syscall(struct lx_frame *f);
+long lx_epoll_syscall(struct lx_frame *f);
+long lx_futex_syscall(struct lx_frame *f);
+/* The VM's DNS resolver (dns.c): set up before the first datagram socket; answers queued queries. */
+void lx_dns_init(void);
+void lx_dns_pump(void);

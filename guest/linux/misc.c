@@ -200,6 +200,14 @@ static long do_prctl(int op, uint64_t arg)
 	}
 }
 
+int lx_sig_caught(int sig)
+{
+	if (sig < 1 || sig > NSIG)
+		return 0;
+	/* Ignored, handled (recorded, not delivered) or blocked: not a default death. */
+	return actions[sig].handler != 0 || ((sigmask >> (sig - 1)) & 1);
+}
+
 static long kill_self(int64_t pid, int sig)
 {
 	if (pid != LX_PID && pid != 0 && pid != -1)

@@ -8,10 +8,13 @@
 typedef long (*lx_family_fn)(struct lx_frame *f);
 
 static const lx_family_fn families[] = {
+	lx_net_syscall, /* first: it takes read/write on sockets */
 	lx_fd_syscall,
 	lx_fs_syscall,
 	lx_time_syscall,
 	lx_misc_syscall,
+	lx_wait_syscall,
+	lx_futex_syscall,
 	lx_rpc_syscall,
 };
 

@@ -2,6 +2,8 @@
  * C entry: per-vCPU setup, one-time runtime initialisation on vCPU 0, then
  * main() on vCPU 0 and ap_main() on the others.
  */
+#include <vmrpc/backoff.h>
+
 #include "internal.h"
 
 _Static_assert(RT_MAX_VCPUS == VMRPC_MAX_VCPUS, "layout.h disagrees with abi.h");
@@ -125,12 +127,13 @@ static void boot_cpu(const struct vmrpc_boot_info *bi)
 
 void rt_start(const struct vmrpc_boot_info *bi, unsigned cpu)
 {
+	struct rt_backoff b = RT_BACKOFF_INIT;
+
 	percpu_init(cpu);
 	if (cpu == 0)
 		boot_cpu(bi);
-
 	while (!__atomic_load_n(&rt_released, __ATOMIC_ACQUIRE))
-		cpu_relax();
+		rt_backoff_wait(&b);
 	ap_main(cpu);
 	rt_park();
 }

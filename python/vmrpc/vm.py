@@ -52,6 +52,11 @@ class VM:
             ``"native:NAME"``.
         rpc_spin_us: how long the RPC engine polls idle rings before it sleeps and
             waits for the guest's doorbell (default: the VMM's, 50 µs).
+        cpu_limit: CPU budget of all the VM's vCPUs together, in host CPUs (``0.5``: half
+            of one host CPU; at least 0.01, at most the host's CPU count), enforced by
+            the kernel with a cgroup made for this VM and holding only its vCPU threads
+            (cgroup v2 ``cpu.max`` or v1 CFS quota). ``None``: no limit. Needs root or a
+            delegated cgroup; otherwise `ConfigError` says what is missing.
 
     The configuration and the image are checked before any KVM object is created:
     `ConfigError` or `ImageError` come from the constructor. Use it as a context manager
@@ -73,6 +78,7 @@ class VM:
         console_limit: int = 1 << 20,
         modules: Sequence[ModuleLike] = (),
         rpc_spin_us: int | None = None,
+        cpu_limit: float | None = None,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -89,6 +95,7 @@ class VM:
             memory_mib=memory_mib,
             args=list(self.args),
             console_limit=console_limit,
+            cpu_limit=cpu_limit,
             **spin,
         )
         self._closers: list[Callable[[], object]] = []
@@ -232,6 +239,14 @@ class VM:
     def memory_mib(self) -> int:
         """Guest memory in MiB."""
         return self._vm.memory_mib
+
+    @property
+    def cgroup(self) -> str | None:
+        """The cgroup directory holding the vCPU threads when ``cpu_limit`` is set.
+
+        ``None`` without a limit, and once the VM is closed (the cgroup is removed).
+        """
+        return self._vm.cgroup
 
     # -- VM RPC --------------------------------------------------------------------
 

@@ -75,6 +75,8 @@ pub struct CrashFrame {
     pub rsp: u64,
     pub ss: u64,
 }
+pub const VMRPC_MMIO_YIELD: u64 = VMRPC_MMIO_BASE + 0x8000;
+pub const VMRPC_YIELD_MAX_US: u32 = 4000;
 pub const VMRPC_IRQ_VECTOR: u32 = 0x40;
 
 // ---- rings ----------------------------------------------------------------------

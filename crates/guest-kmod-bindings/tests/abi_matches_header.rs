@@ -164,6 +164,8 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
             vmrpc_console_write(0x1234_5678_9abc, 77),
         ),
         constant!(VMRPC_MMIO_EVQ_DOORBELL, VMRPC_MMIO_EVQ_DOORBELL),
+        constant!(VMRPC_MMIO_YIELD, VMRPC_MMIO_YIELD),
+        constant!(VMRPC_YIELD_MAX_US, VMRPC_YIELD_MAX_US),
         constant!(VMRPC_IRQ_VECTOR, VMRPC_IRQ_VECTOR),
         constant!(VMRPC_SHARED_MAGIC, VMRPC_SHARED_MAGIC),
         constant!(VMRPC_MAX_PAYLOAD, VMRPC_MAX_PAYLOAD),

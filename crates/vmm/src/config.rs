@@ -26,6 +26,34 @@ pub enum ConfigError {
     /// an argument contains a NUL byte
     #[error("guest argument {0} contains a NUL byte")]
     ArgNul(usize),
+    /// cpu_limit is not a finite number of host CPUs in range
+    #[error(
+        "cpu_limit must be a number of host CPUs from {MIN_CPU_LIMIT} to {host_cpus} \
+         (this host's), got {got}"
+    )]
+    CpuLimit { got: String, host_cpus: u32 },
+}
+
+/// The smallest CPU budget: 1% of a host CPU, the kernel's 1 ms minimum quota
+/// per 100 ms period.
+pub const MIN_CPU_LIMIT: f64 = 0.01;
+
+/// Online host CPUs, the upper bound of `cpu_limit`.
+pub fn host_cpus() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).unwrap_or(1).max(1)
+}
+
+/// A CPU budget must be a finite number of host CPUs within what the host has.
+pub fn check_cpu_limit(limit: f64, host_cpus: u32) -> Result<(), ConfigError> {
+    if limit.is_finite() && limit >= MIN_CPU_LIMIT && limit <= f64::from(host_cpus) {
+        return Ok(());
+    }
+    Err(ConfigError::CpuLimit {
+        got: limit.to_string(),
+        host_cpus,
+    })
 }
 
 /// A VM's configuration. Build it, `validate()` it, then hand it to `Vm::new`.
@@ -39,6 +67,9 @@ pub struct VmConfig {
     pub console_limit: usize,
     /// How long the RPC engine spins on empty rings before it sleeps (µs).
     pub rpc_spin_us: u64,
+    /// CPU budget of the VM's vCPU threads together, in host CPUs (0.5: half
+    /// of one host CPU), enforced with a cgroup (see `cgroup`). None: no limit.
+    pub cpu_limit: Option<f64>,
 }
 
 impl VmConfig {
@@ -50,6 +81,7 @@ impl VmConfig {
             args: Vec::new(),
             console_limit: 1 << 20,
             rpc_spin_us: DEFAULT_RPC_SPIN_US,
+            cpu_limit: None,
         }
     }
 
@@ -84,6 +116,9 @@ impl VmConfig {
         if let Some(i) = self.args.iter().position(|a| a.contains('\0')) {
             return Err(ConfigError::ArgNul(i));
         }
+        if let Some(limit) = self.cpu_limit {
+            check_cpu_limit(limit, host_cpus())?;
+        }
         let needed = crate::bootinfo::args_size(&self.guest_argv());
         let room = crate::bootinfo::args_room();
         if needed > room {
@@ -115,5 +150,32 @@ mod tests {
         assert_eq!(c.validate(), Err(ConfigError::ArgNul(0)));
         c.args = vec!["x".repeat(5000)];
         assert!(matches!(c.validate(), Err(ConfigError::ArgsTooLarge(..))));
+    }
+
+    #[test]
+    fn cpu_limit_must_be_finite_positive_and_within_the_host() {
+        for bad in [
+            0.0,
+            -0.5,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.009,
+            2.01,
+        ] {
+            assert!(
+                matches!(check_cpu_limit(bad, 2), Err(ConfigError::CpuLimit { .. })),
+                "{bad} accepted"
+            );
+        }
+        for good in [MIN_CPU_LIMIT, 0.5, 1.0, 2.0] {
+            assert_eq!(check_cpu_limit(good, 2), Ok(()));
+        }
+        let mut c = VmConfig::new("x");
+        c.cpu_limit = Some(f64::from(host_cpus()) + 1.0);
+        assert!(matches!(c.validate(), Err(ConfigError::CpuLimit { .. })));
+        c.cpu_limit = Some(0.5);
+        assert_eq!(c.validate(), Ok(()));
     }
 }

@@ -10,6 +10,9 @@ pub enum VmError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The VM's CPU limit could not be put in place (cgroups unusable).
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     /// The guest image is missing or unusable.
     #[error(transparent)]
     Image(#[from] ImageError),

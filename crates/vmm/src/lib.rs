@@ -7,6 +7,7 @@ pub mod arch;
 pub mod baseline;
 pub mod bootinfo;
 pub mod bus;
+pub mod cgroup;
 pub mod config;
 pub mod devices;
 pub mod error;

@@ -122,6 +122,7 @@ fn to_pyerr(py: Python<'_>, e: VmError) -> PyErr {
     let msg = e.to_string();
     match e {
         VmError::Config(_)
+        | VmError::Cgroup(_)
         | VmError::AlreadyStarted
         | VmError::NotStarted
         | VmError::Registry(_) => ConfigError::new_err(msg),
@@ -378,6 +379,16 @@ fn stop_all_vms(py: Python<'_>) {
 /// How often a blocked `wait` wakes to let Python handle signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
+/// `cpu_limit` as a float; a bool is refused rather than read as 0 or 1 CPU.
+fn cpu_limit_value(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(ConfigError::new_err(
+            "cpu_limit must be a number of host CPUs, not a bool",
+        ));
+    }
+    value.extract()
+}
+
 /// A virtual machine running one guest image. See `vmrpc.VM` for the documented API.
 #[pyclass(name = "Vm", module = "vmrpc._vmm", frozen)]
 pub struct PyVm {
@@ -407,9 +418,9 @@ impl PyVm {
     #[pyo3(
         signature = (
             image, *, vcpus = None, memory_mib = None, args = Vec::new(), console_limit = None,
-            rpc_spin_us = None,
+            rpc_spin_us = None, cpu_limit = None,
         ),
-        text_signature = "(image, *, vcpus=1, memory_mib=64, args=..., console_limit=..., rpc_spin_us=...)"
+        text_signature = "(image, *, vcpus=1, memory_mib=64, args=..., console_limit=..., rpc_spin_us=..., cpu_limit=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -420,6 +431,7 @@ impl PyVm {
         args: Vec<String>,
         console_limit: Option<&Bound<'_, PyAny>>,
         rpc_spin_us: Option<&Bound<'_, PyAny>>,
+        cpu_limit: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         // Integers are checked here rather than by PyO3 (see `config_int`).
         let max_mib = crate::layout::MAX_MEM_SIZE >> 20;
@@ -445,6 +457,7 @@ impl PyVm {
             args,
             console_limit,
             rpc_spin_us,
+            cpu_limit: cpu_limit.as_ref().map(cpu_limit_value).transpose()?,
         };
         let vm = Arc::new(py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?);
         track_live_vm(&vm);
@@ -456,6 +469,13 @@ impl PyVm {
             vcpus,
             memory_mib,
         })
+    }
+
+    /// The cgroup directory holding the vCPU threads (`cpu_limit`), or None.
+    #[getter]
+    fn cgroup(&self) -> Option<String> {
+        let vm = self.get().ok()?;
+        vm.cgroup_path().map(|p| p.display().to_string())
     }
 
     /// Starts every vCPU.

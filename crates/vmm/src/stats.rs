@@ -32,6 +32,8 @@ counters! {
     exits_other,
     /// Port or MMIO accesses that no device claims (ignored; reads see 0xff).
     unhandled_accesses,
+    /// Times a waiting vCPU gave the host CPU away (`VMRPC_MMIO_YIELD`).
+    yields,
     /// Doorbell writes the RPC engine consumed (through the ioeventfd).
     doorbells,
     /// Interrupts injected into the guest (irqfd writes).

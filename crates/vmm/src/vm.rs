@@ -19,10 +19,12 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::arch::{cpuid, gdt, paging, vcpu_state};
 use crate::bus::Buses;
+use crate::cgroup::{self, VmCgroup};
 use crate::config::VmConfig;
 use crate::devices::console::{ConsoleBuffer, ConsoleWrite, SerialConsole, SharedConsole};
 use crate::devices::crash_report::CrashReport;
 use crate::devices::debug_exit::DebugExit;
+use crate::devices::yield_cpu::YieldCpu;
 use crate::error::{kvm, VmError};
 use crate::evq::{EventQueue, EvqHost, VmLink};
 use crate::exception::GuestException;
@@ -174,6 +176,12 @@ pub struct Vm {
     // Declared after everything that uses it: the VM fd goes before guest memory.
     _vm_fd: Arc<VmFd>,
     memory: GuestMemoryMmap,
+    /// The cgroup holding the vCPU threads when `cpu_limit` is set. Declared
+    /// last: it is removed after `Drop for Vm` has joined those threads and
+    /// after the VM fd is closed, which stops KVM's own worker thread for this
+    /// VM (`kvm-nx-lpage-recovery`, a thread of this process forked from the
+    /// first vCPU to run, so it joins the VM's cgroup too).
+    cgroup: Option<Arc<VmCgroup>>,
 }
 
 impl Vm {
@@ -184,6 +192,11 @@ impl Vm {
         let mem_size = config.mem_size();
         let (shared_base, shared_size) = layout::shared_region(mem_size, config.vcpus);
         let image = Image::open(&config.image, shared_base)?;
+        // Before any KVM object: a missing or unwritable hierarchy is a config error.
+        let cgroup = match config.cpu_limit {
+            Some(limit) => Some(Arc::new(VmCgroup::create(&cgroup::Parent::find()?, limit)?)),
+            None => None,
+        };
         kick::install_handler()
             .map_err(|e| VmError::Os("installing the vCPU kick handler", e.into()))?;
 
@@ -208,13 +221,15 @@ impl Vm {
         buses
             .mmio
             .insert(abi::VMRPC_MMIO_DEBUG_EXIT, 4, Arc::new(DebugExit))?;
+        let stats = Arc::new(Stats::default());
+        let yield_dev = Arc::new(YieldCpu::new(stats.clone()));
+        buses.mmio.insert(abi::VMRPC_MMIO_YIELD, 4, yield_dev)?;
         let console_write = Arc::new(ConsoleWrite::new(console.clone(), memory.clone()));
         buses
             .mmio
             .insert(abi::VMRPC_MMIO_CONSOLE_WRITE, 8, console_write)?;
         let crash_report = Arc::new(CrashReport::new(memory.clone()));
         buses.mmio.insert(abi::VMRPC_MMIO_CRASH, 8, crash_report)?;
-        let stats = Arc::new(Stats::default());
         let engine_stop = Arc::new(
             EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Os("creating an eventfd", e))?,
         );
@@ -306,6 +321,7 @@ impl Vm {
             handles: Mutex::new(Vec::new()),
             rpc,
             evq,
+            cgroup,
             _vm_fd: vm_fd,
             memory,
         })
@@ -342,6 +358,11 @@ impl Vm {
         Ok(())
     }
 
+    /// The directory of the cgroup holding the vCPU threads (`cpu_limit`).
+    pub fn cgroup_path(&self) -> Option<&std::path::Path> {
+        self.cgroup.as_deref().map(VmCgroup::path)
+    }
+
     /// Starts one thread per vCPU.
     pub fn start(&self) -> Result<(), VmError> {
         let vcpus = {
@@ -361,15 +382,41 @@ impl Vm {
         let mut handles = lock(&self.handles);
         for (index, vcpu) in vcpus.into_iter().enumerate() {
             let shared = self.shared.clone();
+            let cgroup = self.cgroup.clone();
+            let (placed_tx, placed_rx) = std::sync::mpsc::sync_channel(1);
             let spawned = std::thread::Builder::new()
                 .name(format!("vmrpc-vcpu{index}"))
                 .stack_size(VCPU_STACK_SIZE)
-                .spawn(move || vcpu::run(vcpu, index as u32, shared));
+                .spawn(move || {
+                    // Enter the VM's cgroup before the first KVM_RUN, so that no
+                    // guest instruction runs outside the budget.
+                    let placed = cgroup.map_or(Ok(()), |c| c.enter_current_thread());
+                    let ok = placed.is_ok();
+                    let _ = placed_tx.send(placed);
+                    if ok {
+                        vcpu::run(vcpu, index as u32, shared);
+                    } else {
+                        shared.vcpu_stopped(index as u32, Vec::new());
+                    }
+                });
             match spawned {
                 Ok(h) => {
                     use std::os::unix::thread::JoinHandleExt;
                     lock(&self.shared.threads).push(h.as_pthread_t());
                     handles.push(h);
+                    // With a cgroup, returns only once every vCPU thread is in
+                    // it; without one, does not wait for the threads at all.
+                    let placed = match self.cgroup {
+                        Some(_) => placed_rx.recv().unwrap_or(Ok(())),
+                        None => Ok(()),
+                    };
+                    if let Err(e) = placed {
+                        let missing = self.config.vcpus - index as u32 - 1;
+                        lock(&self.shared.run).live -= missing;
+                        drop(handles);
+                        self.kill();
+                        return Err(e.into());
+                    }
                 }
                 Err(e) => {
                     // The threads not spawned will never report; account for them.

@@ -45,6 +45,10 @@
  *   VMRPC_MMIO_CRASH       a 64-bit write of the guest address of a
  *                          struct vmrpc_crash_frame: the runtime's exception
  *                          handlers report a crash; the VMM ends the VM with it
+ *   VMRPC_MMIO_YIELD       a 32-bit write of N gives the host CPU away: the
+ *                          vCPU sleeps N microseconds (at most
+ *                          VMRPC_YIELD_MAX_US; 0: just yields the host CPU).
+ *                          For waits no interrupt can end (see vmrpc/backoff.h)
  *
  * VM RPC shared region (at boot_info.shared_base, boot_info.shared_size bytes)
  * ---------------------------------------------------------------------------
@@ -158,6 +162,8 @@ struct vmrpc_crash_frame {
 	uint64_t error_code;
 	uint64_t rip, cs, rflags, rsp, ss;
 };
+#define VMRPC_MMIO_YIELD (VMRPC_MMIO_BASE + 0x8000u)
+#define VMRPC_YIELD_MAX_US 4000u
 
 /* Interrupt vector the host uses to wake a vCPU waiting for a response or event. */
 #define VMRPC_IRQ_VECTOR 0x40u

@@ -3,6 +3,7 @@
 #define VMRPC_SPINLOCK_H
 
 #include <stdint.h>
+#include <vmrpc/backoff.h>
 #include <vmrpc/cpu.h>
 
 typedef struct {
@@ -23,10 +24,13 @@ static inline int rt_spin_trylock(rt_spinlock_t *l)
 
 static inline void rt_spin_lock(rt_spinlock_t *l)
 {
+	struct rt_backoff b = RT_BACKOFF_INIT;
+
 	while (!rt_spin_trylock(l)) {
-		/* Wait with plain loads so the cache line stays shared. */
+		/* Wait with plain loads so the cache line stays shared; a long wait
+		 * (a preempted or stuck holder) gives the host CPU away. */
 		while (__atomic_load_n(&l->locked, __ATOMIC_RELAXED))
-			cpu_relax();
+			rt_backoff_wait(&b);
 	}
 }
 

@@ -426,7 +426,9 @@ class FilesModule(HostModule):
             dirh, flags, mode = a[0], a[1] & _OPEN_FLAGS, a[2]
             root, rel, guest = self._locate(dirh, self._paths(data)[0])
             self._check("open", guest, flags, root, bool(flags & _WRITE_FLAGS))
-            fd = self._open(root, rel, flags, mode & 0o7777)
+            # The mode means something only with O_CREAT (musl's open passes whatever
+            # is in the register), and openat2 refuses one without it (EINVAL).
+            fd = self._open(root, rel, flags, mode & 0o7777 if flags & os.O_CREAT else 0)
             mode = os.fstat(fd).st_mode
             is_dir = stat.S_ISDIR(mode)
             h = self._add(_Handle(fd, root.mount, posixpath.normpath(guest), is_dir))

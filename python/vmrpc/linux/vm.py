@@ -13,6 +13,7 @@ the program's file calls go to a `FilesModule` registered on the VM::
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +22,9 @@ from typing import Self
 from vmrpc import _vmm
 from vmrpc.images import linux_personality_image
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
+from vmrpc.linux.netconf import write_etc
 from vmrpc.modspec import ModuleLike
+from vmrpc.sockets import SocketOutsourcing
 from vmrpc.vm import VM
 
 __all__ = ["LinuxVM"]
@@ -46,6 +49,14 @@ class LinuxVM:
         cwd: its working directory (a guest path).
         timeout: default timeout of `run` and `wait`, in seconds.
         memory_mib: guest memory (the program, its heap and its 8 MiB stack share it).
+        sockets: the program's network (docs/linux.md): a `SocketOutsourcing` whose
+            policy, audit and counters apply to its sockets as to a bare guest's.
+            Without one the program has no network: every socket it connects, binds
+            or exposes to the host fails (guest-local connections still work).
+            With one, the program also gets a read-only ``/etc`` with ``hosts``,
+            ``resolv.conf`` (the VM's resolver) and ``nsswitch.conf``
+            (`vmrpc.linux.netconf`), unless ``mounts`` has ``/etc``.
+        hosts: extra ``/etc/hosts`` entries (name -> address), with ``sockets``.
         modules: host modules the program may call through VM RPC (`vmrpc.linux.sdk`),
             in any form `VM.register_hm` takes; event queues: ``vm.vm.make_ev_queue``.
 
@@ -70,6 +81,8 @@ class LinuxVM:
         cwd: str = "/",
         timeout: float | None = None,
         memory_mib: int = 256,
+        sockets: SocketOutsourcing | None = None,
+        hosts: Mapping[str, str] | None = None,
         modules: Sequence[ModuleLike] = (),
     ) -> None:
         if isinstance(args, str):
@@ -77,8 +90,14 @@ class LinuxVM:
         self.program = Path(program)
         """Host path of the program."""
         self._plane = _vmm.FilesDataPlane()
+        all_mounts = [m if isinstance(m, Mount) else Mount.parse(m) for m in mounts]
+        self._etc: tempfile.TemporaryDirectory[str] | None = None
+        if sockets is not None and not any(m.guest == "/etc" for m in all_mounts):
+            self._etc = tempfile.TemporaryDirectory(prefix="vmrpc-etc-")
+            write_etc(Path(self._etc.name), hosts)
+            all_mounts.append(Mount(Path(self._etc.name), "/etc", readonly=True))
         self.files = FilesModule(
-            [m if isinstance(m, Mount) else Mount.parse(m) for m in mounts],
+            all_mounts,
             stdin=stdin,
             on_stdout=on_stdout,
             on_stderr=on_stderr,
@@ -88,11 +107,14 @@ class LinuxVM:
         )
         """The program's `FilesModule` (stdout, stderr, trace, unsupported calls)."""
         self.files.on_trace = on_trace
+        self.sockets = sockets
+        """The program's `SocketOutsourcing` (audit, stats), or None."""
+        registered: list[ModuleLike] = [self.files]
+        if sockets is not None:
+            registered.append(sockets)
+        registered.extend(modules)
         self.vm = VM(
-            linux_personality_image(),
-            memory_mib=memory_mib,
-            timeout=timeout,
-            modules=[self.files, *modules],
+            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=registered
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]
@@ -104,7 +126,7 @@ class LinuxVM:
             )
             """Where the program and its memory areas were placed (diagnostics)."""
         except BaseException:
-            self.vm.close()
+            self.close()
             raise
 
     def run(self, timeout: float | None = None) -> int:
@@ -149,6 +171,9 @@ class LinuxVM:
     def close(self) -> None:
         """Stop the VM and release it and the program's host files. Idempotent."""
         self.vm.close()
+        if self._etc is not None:
+            self._etc.cleanup()
+            self._etc = None
 
     def __enter__(self) -> Self:
         return self

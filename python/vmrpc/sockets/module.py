@@ -63,6 +63,8 @@ _OPTIONS: dict[tuple[int, int], int] = {
     (socket.SOL_SOCKET, socket.SO_BROADCAST): _INT,
     (socket.SOL_SOCKET, socket.SO_LINGER): 8,
     (socket.IPPROTO_TCP, socket.TCP_NODELAY): _INT,
+    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE): _INT,
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL): _INT,
     (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY): _INT,
 }
 _READ_ONLY = {(socket.SOL_SOCKET, socket.SO_ERROR), (socket.SOL_SOCKET, socket.SO_TYPE)}

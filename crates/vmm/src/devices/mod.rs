@@ -3,3 +3,4 @@
 pub mod console;
 pub mod crash_report;
 pub mod debug_exit;
+pub mod yield_cpu;
