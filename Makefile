@@ -78,6 +78,12 @@ sdk: guest
 	done
 	cp -r guest/include $(SDK).tmp/include
 	cp guest/build/libvmrpc.a guest/build/crt0.o guest/rt/guest.ld $(SDK).tmp/lib/
+	# The Linux programs' SDK (docs/linux.md): its header, the ABI it uses, its library.
+	mkdir -p $(SDK).tmp/linux/include/vmrpc $(SDK).tmp/linux/lib
+	cp guest/linux/sdk/include/vmrpc_linux.h $(SDK).tmp/linux/include/
+	cp guest/linux/sdk/include/vmrpc/linux_calls.h guest/include/vmrpc/abi.h \
+		$(SDK).tmp/linux/include/vmrpc/
+	cp guest/build/libvmrpc_linux.a $(SDK).tmp/linux/lib/
 	$(MAKE) -s -C guest print-cflags > $(SDK).tmp/cflags.txt
 	# build.rs reruns when this stamp is missing (a fresh unpack, a deleted SDK). It
 	# carries existence only: dated 1970 so that cargo never takes it for a change.

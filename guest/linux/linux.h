@@ -33,6 +33,9 @@ int lx_host_init(void);
  */
 long lx_host(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, int64_t a3, const void *data,
 	     size_t len, void *out, size_t cap, size_t *got);
+/* lx_host's native path operations (fastpath.c); -EOPNOTSUPP: ask Python. */
+long lx_host_fast(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const void *data, size_t len,
+		  void *out, size_t cap, size_t *got);
 /* Same with a path (and optional second path after its NUL). */
 long lx_host_path(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const char *path,
 		  const char *path2, void *out, size_t cap, size_t *got);
@@ -77,6 +80,11 @@ long lx_fd_syscall(struct lx_frame *f);
 long lx_fd_pread_into(int fd, void *dst, uint64_t len, int64_t off);
 long lx_fs_syscall(struct lx_frame *f);
 long lx_misc_syscall(struct lx_frame *f);
+/* VM RPC for the program (rpc.c, sdk/include/vmrpc/linux_calls.h). */
+long lx_rpc_syscall(struct lx_frame *f);
+
+/* Sends the trace record of one call (trace.c). */
+void lx_trace(const struct lx_frame *f, long result, uint64_t ns);
 
 /* Ends the program (and the VM) with this status. */
 _Noreturn void lx_exit(int status);

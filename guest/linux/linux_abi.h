@@ -65,7 +65,7 @@ enum lx_files_fn {
 	LXF_CHDIR = 19,     /* h (>= 0: fchdir) or -1; path */
 	LXF_STATX = 20,     /* dirh, flags, mask; path -> struct statx */
 	LXF_ENOSYS = 21,    /* nr: an unsupported call was made */
-	LXF_TRACE = 22,     /* nr, ret, ns, a0, a1, a2 */
+	LXF_TRACE = 22,     /* nr, ret, ns, a0; a1..a5, then its paths (NUL-terminated) */
 };
 
 /*

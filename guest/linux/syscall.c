@@ -15,6 +15,7 @@ static const lx_family_fn families[] = {
 	lx_misc_syscall,
 	lx_wait_syscall,
 	lx_futex_syscall,
+	lx_rpc_syscall,
 };
 
 long lx_syscall(struct lx_frame *f);
@@ -42,7 +43,6 @@ long lx_syscall(struct lx_frame *f)
 		return f->nr == __NR_clock_gettime ? lx_time_syscall(f) : dispatch(f);
 	t0 = rdtsc();
 	r = dispatch(f);
-	lx_host(LXF_TRACE, (int64_t)f->nr, r, (int64_t)rt_ns_from_tsc(rdtsc() - t0),
-		(int64_t)f->rdi, &f->rsi, 2 * sizeof(uint64_t), NULL, 0, NULL);
+	lx_trace(f, r, rt_ns_from_tsc(rdtsc() - t0));
 	return r;
 }

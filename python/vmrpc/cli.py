@@ -222,10 +222,16 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 def _cmd_build_guest(ns: argparse.Namespace) -> int:
     from vmrpc import guest
 
-    output: Path = ns.output or Path(Path(ns.sources[0]).stem + ".elf")
+    suffix = "" if ns.linux else ".elf"  # a Linux program is named like one
+    output: Path = ns.output or Path(Path(ns.sources[0]).stem + suffix)
     cflags = [flag for group in ns.cflags for flag in group.split()]
     try:
-        path = guest.build(ns.sources, output, cflags=cflags, cache_dir=ns.cache_dir)
+        if ns.linux:
+            from vmrpc.linux import sdk
+
+            path = sdk.build(ns.sources, output, cflags=cflags)
+        else:
+            path = guest.build(ns.sources, output, cflags=cflags, cache_dir=ns.cache_dir)
     except GuestBuildError as error:
         sys.stderr.write(f"vmrpc: {error}\n")
         return EXIT_ERROR
@@ -359,6 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="build cache (default: $XDG_CACHE_HOME/vmrpc/guests)",
+    )
+    build_guest.add_argument(
+        "--linux",
+        action="store_true",
+        help="build a static Linux program for `run --linux` instead (musl-gcc, else gcc, "
+        "-static), linked with the Linux SDK: #include <vmrpc_linux.h> for bind_module, "
+        "perform_rpc and event queues (docs/linux.md); default output: the first source's "
+        "name without .c",
     )
     build_guest.set_defaults(func=_cmd_build_guest)
 

@@ -30,6 +30,7 @@ from vmrpc.hostmodule import HostModule, function
 from vmrpc.linux.confine import openat2
 from vmrpc.linux.synth import Synthetic
 from vmrpc.linux.syscalls import syscall_name
+from vmrpc.linux.tracefmt import format_call, format_result
 
 __all__ = ["FileAccess", "FilesModule", "Mount", "TraceRecord"]
 
@@ -46,6 +47,7 @@ _STATX_TS = struct.Struct("<qIi")
 _STATX_SIZE = 256
 _STATX_BASIC_STATS = 0x7FF
 _DIRENT = struct.Struct("<QqHB")
+_TRACE_ARGS = struct.Struct("<5q")  # a trace record's arguments 1..5 (guest/linux/trace.c)
 # Open flags a guest may pass through (the host adds O_CLOEXEC itself).
 _OPEN_FLAGS = (
     os.O_ACCMODE
@@ -95,19 +97,19 @@ class FileAccess:
 
 @dataclass(frozen=True)
 class TraceRecord:
-    """One system call of the program (``trace=True``)."""
+    """One system call of the program (``trace=True``): its six raw arguments, the paths
+    it passed (in argument order), its result and the time the personality spent on it.
+    ``str()`` decodes it strace-style (`vmrpc.linux.tracefmt`)."""
 
     name: str
-    args: tuple[int, int, int]
+    args: tuple[int, ...]
     result: int
     ns: int
+    paths: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        args = ", ".join(hex(a) if a > 0xFFFF else str(a) for a in self.args)
-        res = (
-            f"-{errno.errorcode.get(-self.result, self.result)}" if self.result < 0 else self.result
-        )
-        return f"{self.name}({args}) = {res} <{self.ns} ns>"
+        call = format_call(self.name, self.args, self.paths)
+        return f"{call} = {format_result(self.name, self.result)} <{self.ns} ns>"
 
 
 @dataclass
@@ -253,14 +255,30 @@ class FilesModule(HostModule):
         os.close(r)
         os.close(w)
         self._next = 3
-        self.cwd = cwd
-        """The program's working directory (a guest path)."""
+        self._cwd = cwd
+        if data_plane is not None:
+            data_plane.set_cwd(os.fsencode(cwd))
+            # Without an audit hook, plain read-only opens and stats need no
+            # Python: the plane serves them below the same mounts (pathops.rs).
+            if audit is None:
+                data_plane.set_mounts([(os.fsencode(r.mount.guest), r.fd) for r in self._roots])
         self.enosys: Counter[str] = Counter()
         """Unsupported system calls the program made, by name."""
         self.trace: list[TraceRecord] = []
         """The system calls the program made, when traced."""
         self.on_trace: Callable[[TraceRecord], object] | None = None
         """Called with each `TraceRecord` as it arrives, when traced."""
+
+    @property
+    def cwd(self) -> str:
+        """The program's working directory (a guest path)."""
+        return self._cwd
+
+    @cwd.setter
+    def cwd(self, path: str) -> None:
+        self._cwd = path
+        if self._plane is not None:
+            self._plane.set_cwd(os.fsencode(path))
 
     @property
     def stdout(self) -> bytes:
@@ -288,7 +306,7 @@ class FilesModule(HostModule):
             return path
         if dirh == AT_FDCWD:
             return posixpath.join(self.cwd, path)
-        h = self._handles.get(dirh)
+        h = self._lookup(dirh)
         if h is None:
             raise OSError(errno.EBADF, "bad dir handle")
         if not h.is_dir:
@@ -363,6 +381,7 @@ class FilesModule(HostModule):
     def _call(
         self, request: bytes, body: Callable[[tuple[int, ...], bytes], tuple[int, bytes]]
     ) -> bytes:
+        self._reap()
         try:
             args, data = self._args(request)
             result, out = body(args, data)
@@ -372,15 +391,38 @@ class FilesModule(HostModule):
         except OSError as e:
             return self._answer(-(e.errno or errno.EIO))
 
-    def _handle(self, h: int) -> _Handle:
+    def _reap(self) -> None:
+        """Close handles adopted from the data plane that the program has closed."""
+        if self._plane is not None:
+            for h in self._plane.take_orphans():
+                handle = self._handles.pop(h, None)
+                if handle is not None:
+                    os.close(handle.fd)
+
+    def _lookup(self, h: int) -> _Handle | None:
+        """Handle ``h``, taking it over from the data plane if it was opened there."""
         handle = self._handles.get(h)
+        if handle is None and self._plane is not None:
+            adopted = self._plane.adopt(h)
+            if adopted is not None:
+                fd, guest, mount = adopted
+                handle = _Handle(fd, self._roots[mount].mount, os.fsdecode(guest))
+                self._handles[h] = handle
+        return handle
+
+    def _handle(self, h: int) -> _Handle:
+        handle = self._lookup(h)
         if handle is None:
             raise OSError(errno.EBADF, "bad handle")
         return handle
 
     def _add(self, handle: _Handle) -> int:
-        h = self._next
-        self._next += 1
+        # One handle space with the plane's own opens.
+        if self._plane is not None:
+            h = self._plane.new_handle()
+        else:
+            h = self._next
+            self._next += 1
         self._handles[h] = handle
         return h
 
@@ -423,7 +465,8 @@ class FilesModule(HostModule):
     @function(2)
     def close_handle(self, request: bytes) -> bytes:
         def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
-            handle = self._handles.pop(a[0], None)
+            handle = self._lookup(a[0])
+            self._handles.pop(a[0], None)
             if handle is not None:
                 if self._plane is not None:
                     self._plane.detach(a[0])
@@ -711,8 +754,11 @@ class FilesModule(HostModule):
     @function(22)
     def trace_call(self, request: bytes) -> bytes:
         (nr, result, ns, a0, _, _), data = self._args(request)
-        a1, a2 = struct.unpack_from("<qq", data) if len(data) >= 16 else (0, 0)
-        record = TraceRecord(syscall_name(nr), (a0, a1, a2), result, ns)
+        rest = _TRACE_ARGS.unpack_from(data) if len(data) >= _TRACE_ARGS.size else (0,) * 5
+        paths = data[_TRACE_ARGS.size :].split(b"\0")[:-1]
+        record = TraceRecord(
+            syscall_name(nr), (a0, *rest), result, ns, tuple(os.fsdecode(p) for p in paths)
+        )
         self.trace.append(record)
         if self.on_trace is not None:
             self.on_trace(record)

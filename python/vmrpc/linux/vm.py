@@ -20,12 +20,12 @@ from types import TracebackType
 from typing import Self
 
 from vmrpc import _vmm
-from vmrpc.hostmodule import HostModule
 from vmrpc.images import linux_personality_image
 from vmrpc.linux.dynamic import interpreter, system_mounts
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
 from vmrpc.linux.netconf import write_etc
 from vmrpc.linux.synth import Synthetic
+from vmrpc.modspec import ModuleLike
 from vmrpc.sockets import SocketOutsourcing
 from vmrpc.vm import VM
 
@@ -64,6 +64,8 @@ class LinuxVM:
             ``resolv.conf`` (the VM's resolver) and ``nsswitch.conf``
             (`vmrpc.linux.netconf`), unless ``mounts`` has ``/etc``.
         hosts: extra ``/etc/hosts`` entries (name -> address), with ``sockets``.
+        modules: host modules the program may call through VM RPC (`vmrpc.linux.sdk`),
+            in any form `VM.register_hm` takes; event queues: ``vm.vm.make_ev_queue``.
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     an interpreter that cannot be loaded), `ConfigError` for one that does not fit.
@@ -89,6 +91,7 @@ class LinuxVM:
         sysroot: str | os.PathLike[str] | None = None,
         sockets: SocketOutsourcing | None = None,
         hosts: Mapping[str, str] | None = None,
+        modules: Sequence[ModuleLike] = (),
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -118,11 +121,12 @@ class LinuxVM:
         self.files.on_trace = on_trace
         self.sockets = sockets
         """The program's `SocketOutsourcing` (audit, stats), or None."""
-        modules: list[HostModule] = [self.files]
+        registered: list[ModuleLike] = [self.files]
         if sockets is not None:
-            modules.append(sockets)
+            registered.append(sockets)
+        registered.extend(modules)
         self.vm = VM(
-            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=modules
+            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=registered
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]

@@ -1,6 +1,7 @@
 //! `vmrpc._vmm.linux_setup`: places a Linux program in a created VM.
 
 use std::collections::HashMap;
+use std::os::fd::IntoRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -96,6 +97,36 @@ impl PyFilesDataPlane {
         self.inner.detach(handle)
     }
 
+    /// Serves read-only path operations below these mounts from now on:
+    /// `(guest path, O_PATH fd of the host root)`, longest guest path first.
+    fn set_mounts(&self, mounts: Vec<(Vec<u8>, i32)>) -> PyResult<()> {
+        Ok(self.inner.paths().set_mounts(&mounts)?)
+    }
+
+    /// The program's working directory (a guest path), for relative paths.
+    fn set_cwd(&self, cwd: Vec<u8>) {
+        self.inner.paths().set_cwd(&cwd)
+    }
+
+    /// A new guest handle (shared by Python's opens and native ones).
+    fn new_handle(&self) -> i64 {
+        self.inner.new_handle()
+    }
+
+    /// Takes over native handle `handle`: `(fd, guest path, mount index)` with a
+    /// new descriptor the caller owns, or None if it is not native.
+    fn adopt(&self, handle: i64) -> PyResult<Option<(i32, Vec<u8>, usize)>> {
+        Ok(self
+            .inner
+            .adopt(handle)?
+            .map(|(fd, n)| (fd.into_raw_fd(), n.guest_path, n.mount)))
+    }
+
+    /// Handles Python adopted that the program has closed since the last call.
+    fn take_orphans(&self) -> Vec<i64> {
+        self.inner.take_orphans()
+    }
+
     /// Calls and bytes moved natively.
     fn stats(&self) -> HashMap<&'static str, u64> {
         let p = &self.inner;
@@ -110,6 +141,10 @@ impl PyFilesDataPlane {
                 "files_native_bytes_written",
                 p.bytes_written.load(Ordering::Relaxed),
             ),
+            ("files_native_opens", p.opens.load(Ordering::Relaxed)),
+            ("files_native_stats", p.stats.load(Ordering::Relaxed)),
+            ("files_native_fstats", p.fstats.load(Ordering::Relaxed)),
+            ("files_native_closes", p.closes.load(Ordering::Relaxed)),
         ])
     }
 }
