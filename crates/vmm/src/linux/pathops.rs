@@ -108,7 +108,8 @@ impl PathTable {
 
     /// The mount `path` falls in (its index) and the rest of it below the root
     /// (`.` for the root itself). `path` is absolute, or relative to the
-    /// working directory. ENOENT when no mount holds it, as in Python.
+    /// working directory. EOPNOTSUPP when no mount holds it: Python decides then,
+    /// since it also serves entries no mount holds (`/dev/null`, `/proc/self/exe`).
     pub fn resolve(&self, path: &[u8]) -> Result<(usize, Vec<u8>), Errno> {
         let cwd: &[u8] = if path.starts_with(b"/") {
             b""
@@ -128,7 +129,7 @@ impl PathTable {
                 return Ok((index, if rest.is_empty() { b".".to_vec() } else { rest }));
             }
         }
-        Err(Errno(libc::ENOENT))
+        Err(Errno(libc::EOPNOTSUPP))
     }
 
     /// Opens `rest` below mount `index` with `flags` (host O_* flags), confined
@@ -236,8 +237,8 @@ mod tests {
         assert_eq!(t.resolve(b"/data/./a//b").unwrap(), (0, b"a/b".to_vec()));
         assert_eq!(t.resolve(b"/data").unwrap(), (0, b".".to_vec()));
         assert_eq!(t.resolve(b"x").unwrap(), (0, b"sub/x".to_vec()));
-        assert_eq!(t.resolve(b"/elsewhere/x"), Err(Errno(libc::ENOENT)));
-        assert_eq!(t.resolve(b"/database"), Err(Errno(libc::ENOENT)));
+        assert_eq!(t.resolve(b"/elsewhere/x"), Err(Errno(libc::EOPNOTSUPP)));
+        assert_eq!(t.resolve(b"/database"), Err(Errno(libc::EOPNOTSUPP)));
     }
 
     #[test]
