@@ -28,6 +28,7 @@ from pathlib import Path
 from vmrpc import _vmm
 from vmrpc.hostmodule import HostModule, function
 from vmrpc.linux.confine import openat2
+from vmrpc.linux.layouts import dirent_type, pack_dirent, pack_stat, pack_statx
 from vmrpc.linux.synth import Synthetic
 from vmrpc.linux.syscalls import syscall_name
 from vmrpc.linux.tracefmt import format_call, format_result
@@ -41,12 +42,6 @@ AT_EMPTY_PATH = 0x1000
 RENAME_NOREPLACE = 1
 _REQ = struct.Struct("<6q")
 _RESULT = struct.Struct("<q")
-_STAT = struct.Struct("<QQQIIIiQqqqqqqqqq24x")
-_STATX_HEAD = struct.Struct("<IIQIIIHxxQQQQ")
-_STATX_TS = struct.Struct("<qIi")
-_STATX_SIZE = 256
-_STATX_BASIC_STATS = 0x7FF
-_DIRENT = struct.Struct("<QqHB")
 _TRACE_ARGS = struct.Struct("<5q")  # a trace record's arguments 1..5 (guest/linux/trace.c)
 # Open flags a guest may pass through (the host adds O_CLOEXEC itself).
 _OPEN_FLAGS = (
@@ -135,65 +130,6 @@ class _Denied(Exception):
 
 def _split(path: str) -> tuple[str, ...]:
     return tuple(p for p in path.split("/") if p and p != ".")
-
-
-def _pack_stat(st: os.stat_result) -> bytes:
-    return _STAT.pack(
-        st.st_dev,
-        st.st_ino,
-        st.st_nlink,
-        st.st_mode,
-        st.st_uid,
-        st.st_gid,
-        0,
-        st.st_rdev,
-        st.st_size,
-        st.st_blksize,
-        st.st_blocks,
-        int(st.st_atime),
-        st.st_atime_ns % 1_000_000_000,
-        int(st.st_mtime),
-        st.st_mtime_ns % 1_000_000_000,
-        int(st.st_ctime),
-        st.st_ctime_ns % 1_000_000_000,
-    )
-
-
-def _pack_statx(st: os.stat_result) -> bytes:
-    head = _STATX_HEAD.pack(
-        _STATX_BASIC_STATS,
-        st.st_blksize,
-        0,
-        st.st_nlink,
-        st.st_uid,
-        st.st_gid,
-        st.st_mode,
-        st.st_ino,
-        st.st_size,
-        st.st_blocks,
-        0,
-    )
-
-    def ts(ns: int) -> bytes:
-        return _STATX_TS.pack(ns // 1_000_000_000, ns % 1_000_000_000, 0)
-
-    times = ts(st.st_atime_ns) + ts(st.st_ctime_ns) + ts(st.st_ctime_ns) + ts(st.st_mtime_ns)
-    devs = struct.pack(
-        "<IIII",
-        os.major(st.st_rdev),
-        os.minor(st.st_rdev),
-        os.major(st.st_dev),
-        os.minor(st.st_dev),
-    )
-    return (head + times + devs).ljust(_STATX_SIZE, b"\0")
-
-
-def _dtype(entry: os.DirEntry[str]) -> int:
-    try:
-        mode = entry.stat(follow_symlinks=False).st_mode
-    except OSError:
-        return 0
-    return stat.S_IFMT(mode) >> 12
 
 
 class FilesModule(HostModule):
@@ -553,20 +489,20 @@ class FilesModule(HostModule):
 
     @function(8)
     def fstat(self, request: bytes) -> bytes:
-        return self._call(request, lambda a, d: (0, _pack_stat(self._stat_handle(a[0]))))
+        return self._call(request, lambda a, d: (0, pack_stat(self._stat_handle(a[0]))))
 
     @function(9)
     def fstatat(self, request: bytes) -> bytes:
         return self._call(
             request,
-            lambda a, d: (0, _pack_stat(self._stat_path(a[0], self._paths(d)[0], a[1]))),
+            lambda a, d: (0, pack_stat(self._stat_path(a[0], self._paths(d)[0], a[1]))),
         )
 
     @function(20)
     def statx(self, request: bytes) -> bytes:
         return self._call(
             request,
-            lambda a, d: (0, _pack_statx(self._stat_path(a[0], self._paths(d)[0], a[1]))),
+            lambda a, d: (0, pack_statx(self._stat_path(a[0], self._paths(d)[0], a[1]))),
         )
 
     def _dirents(self, handle: _Handle) -> list[bytes]:
@@ -575,13 +511,10 @@ class FilesModule(HostModule):
             records = [(st.st_ino, 4, b"."), (st.st_ino, 4, b"..")]
             with os.scandir(handle.fd) as it:
                 for entry in it:
-                    records.append((entry.inode(), _dtype(entry), os.fsencode(entry.name)))
-            packed = []
-            for i, (ino, dtype, name) in enumerate(records):
-                size = (_DIRENT.size + len(name) + 1 + 7) & ~7
-                rec = _DIRENT.pack(ino, i + 1, size, dtype) + name
-                packed.append(rec.ljust(size, b"\0"))
-            handle.dirents = packed
+                    records.append((entry.inode(), dirent_type(entry), os.fsencode(entry.name)))
+            handle.dirents = [
+                pack_dirent(ino, i + 1, t, n) for i, (ino, t, n) in enumerate(records)
+            ]
         return handle.dirents
 
     @function(10)
