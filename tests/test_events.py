@@ -235,9 +235,15 @@ def test_delete_in_use_fails_guest_and_host_waiters(vm_factory: VmFactory) -> No
 
     waiter = threading.Thread(target=host_waiter)
     waiter.start()
-    # Delete only once both sides really wait: their "notify me" flags are up (the guest
-    # consumer for host-to-guest events, the host waiter for guest-to-host ones).
-    while not ((state := q.ring_state())["h2g_consumer_waiting"] and state["g2h_consumer_waiting"]):
+    # Delete only once both sides really wait: the guest has taken event 0 (the ring's tail
+    # moved past it; its "notify me" flag alone may still be up from before event 0 came)
+    # and both "notify me" flags are up (the guest consumer for host-to-guest events, the
+    # host waiter for guest-to-host ones).
+    while not (
+        (state := q.ring_state())["h2g_tail"] == 1
+        and state["h2g_consumer_waiting"]
+        and state["g2h_consumer_waiting"]
+    ):
         assert waiter.is_alive(), host_error
         assert vm.state == "running", vm.console
         time.sleep(0.001)
