@@ -226,26 +226,26 @@ def _c_int(text: str) -> int:
 
 def test_wire_format_header_and_python_agree(tmp_path: Path) -> None:
     header = (INCLUDE / "vmrpc" / "socket_proto.h").read_text()
-    macros = re.findall(r"^#define (VSOCK_\w+)\b", header, re.M)
-    structs = re.findall(r"^struct (vsock_\w+) \{", header, re.M)
+    macros = re.findall(r"^#define (VMRPC_SOCK_\w+)\b", header, re.M)
+    structs = re.findall(r"^struct (vmrpc_sock_\w+) \{", header, re.M)
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         pytest.skip("no C compiler to build the probe")
     lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <vmrpc/socket_proto.h>"]
     lines.append("int main(void) {")
     for name in macros:
-        if name == "VSOCK_MODULE_NAME":
+        if name == "VMRPC_SOCK_MODULE_NAME":
             lines.append(f'printf("{name} %s\\n", {name});')
         else:
             lines.append(f'printf("{name} %lld\\n", (long long)({name}));')
     for name in structs:
         lines.append(f'printf("sizeof {name} %zu\\n", sizeof(struct {name}));')
     offsets = {
-        "vsock_listen_req": "addr",
-        "vsock_connect_req": "addr",
-        "vsock_sendto_req": "addr",
-        "vsock_addr_resp": "addr",
-        "vsock_addr": "addr",
+        "vmrpc_sock_listen_req": "addr",
+        "vmrpc_sock_connect_req": "addr",
+        "vmrpc_sock_sendto_req": "addr",
+        "vmrpc_sock_addr_resp": "addr",
+        "vmrpc_sock_addr": "addr",
     }
     for name, field in offsets.items():
         lines.append(f'printf("offsetof {name} %zu\\n", offsetof(struct {name}, {field}));')
@@ -263,18 +263,18 @@ def test_wire_format_header_and_python_agree(tmp_path: Path) -> None:
             assert proto.SIZES[key.split()[1]] == int(value), key
         elif key.startswith("offsetof "):
             prefix = {  # the Python struct formats in front of the field
-                "vsock_listen_req": proto.SOCKET_REQ.format,
-                "vsock_connect_req": "<Ii",
-                "vsock_sendto_req": proto.WAIT_REQ.format,
-                "vsock_addr_resp": proto.RESP.format,
-                "vsock_addr": "<HHII",
+                "vmrpc_sock_listen_req": proto.SOCKET_REQ.format,
+                "vmrpc_sock_connect_req": "<Ii",
+                "vmrpc_sock_sendto_req": proto.WAIT_REQ.format,
+                "vmrpc_sock_addr_resp": proto.RESP.format,
+                "vmrpc_sock_addr": "<HHII",
             }[key.split()[1]]
             py_offset = struct.calcsize(prefix)
             assert py_offset == int(value), key
-        elif key == "VSOCK_MODULE_NAME":
+        elif key == "VMRPC_SOCK_MODULE_NAME":
             assert value == proto.MODULE_NAME
         else:
-            attr = key.removeprefix("VSOCK_")
+            attr = key.removeprefix("VMRPC_SOCK_")
             assert hasattr(proto, attr), f"{key} has no Python mirror proto.{attr}"
             assert getattr(proto, attr) == int(value), key
         seen += 1

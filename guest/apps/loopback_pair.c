@@ -184,7 +184,7 @@ static int udp_round_trip(void)
 int main(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
-	struct vsock_stats st;
+	struct vmrpc_sock_stats st;
 	socklen_t len;
 	long echoed;
 	int lfd, udp;
@@ -225,7 +225,7 @@ int main(int argc, char **argv)
 		printf("loopback_pair: UDP round trip failed errno=%d\n", errno);
 		return 1;
 	}
-	vsock_get_stats(&st);
+	vmrpc_sock_get_stats(&st);
 	printf("loopback_pair ok bytes=%ld udp_bytes=%d local_bytes=%llu host_rpcs=%llu "
 	       "local_connects=%llu host_connects=%llu vcpus=%u\n",
 	       echoed, udp, (unsigned long long)st.local_bytes, (unsigned long long)st.host_rpcs,

@@ -29,18 +29,18 @@ static char zero_copy_buf[] = RACE_PAYLOAD;
 
 static void spam(int module, uint32_t handle)
 {
-	uint8_t req[sizeof(struct vsock_wait_req) + sizeof(RACE_PAYLOAD) - 1];
-	struct vsock_wait_req w = { handle, 0, 0, 0 };
-	struct vsock_buf_req b = { handle, sizeof(RACE_PAYLOAD) - 1,
+	uint8_t req[sizeof(struct vmrpc_sock_wait_req) + sizeof(RACE_PAYLOAD) - 1];
+	struct vmrpc_sock_wait_req w = { handle, 0, 0, 0 };
+	struct vmrpc_sock_buf_req b = { handle, sizeof(RACE_PAYLOAD) - 1,
 				   (uint64_t)(uintptr_t)zero_copy_buf };
-	struct vsock_resp r;
+	struct vmrpc_sock_resp r;
 
 	memcpy(req, &w, sizeof(w));
 	memcpy(req + sizeof(w), RACE_PAYLOAD, sizeof(RACE_PAYLOAD) - 1);
-	if (perform_rpc(module, VSOCK_FN_SEND, req, sizeof(req), &r, sizeof(r)) >= 0 &&
+	if (perform_rpc(module, VMRPC_SOCK_FN_SEND, req, sizeof(req), &r, sizeof(r)) >= 0 &&
 	    r.result > 0)
 		spam_accepted++;
-	if (perform_rpc(module, VSOCK_FN_SEND_BUF, &b, sizeof(b), &r, sizeof(r)) >= 0 &&
+	if (perform_rpc(module, VMRPC_SOCK_FN_SEND_BUF, &b, sizeof(b), &r, sizeof(r)) >= 0 &&
 	    r.result > 0)
 		spam_accepted++;
 	spam_calls += 2;
@@ -52,8 +52,8 @@ void ap_main(unsigned cpu)
 
 	if (cpu != 1)
 		return;
-	module = bind_module(VSOCK_MODULE_NAME,
-			     VMRPC_VERSION(VSOCK_MODULE_MAJOR, VSOCK_MODULE_MINOR));
+	module = bind_module(VMRPC_SOCK_MODULE_NAME,
+			     VMRPC_VERSION(VMRPC_SOCK_MODULE_MAJOR, VMRPC_SOCK_MODULE_MINOR));
 	__atomic_store_n(&spinning, 1, __ATOMIC_RELEASE);
 	if (module <= 0)
 		return;

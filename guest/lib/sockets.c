@@ -30,14 +30,14 @@ const struct in6_addr in6addr_loopback = IN6ADDR_LOOPBACK_INIT;
 
 /* ---- statistics (errno is rt/errno.c's) ------------------------------------------- */
 
-static struct vsock_stats stats;
+static struct vmrpc_sock_stats stats;
 
 static void stat_add(uint64_t *counter, uint64_t n)
 {
 	__atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
 }
 
-void vsock_get_stats(struct vsock_stats *out)
+void vmrpc_sock_get_stats(struct vmrpc_sock_stats *out)
 {
 	out->host_rpcs = __atomic_load_n(&stats.host_rpcs, __ATOMIC_RELAXED);
 	out->local_connects = __atomic_load_n(&stats.local_connects, __ATOMIC_RELAXED);
@@ -116,8 +116,8 @@ static int host_module(void)
 	rt_spin_lock(&bind_lock);
 	h = host_handle;
 	if (!h) {
-		h = bind_module(VSOCK_MODULE_NAME,
-				VMRPC_VERSION(VSOCK_MODULE_MAJOR, VSOCK_MODULE_MINOR));
+		h = bind_module(VMRPC_SOCK_MODULE_NAME,
+				VMRPC_VERSION(VMRPC_SOCK_MODULE_MAJOR, VMRPC_SOCK_MODULE_MINOR));
 		if (h == 0)
 			h = VMRPC_EINVAL;
 		__atomic_store_n(&host_handle, h, __ATOMIC_RELEASE);
@@ -156,7 +156,7 @@ static int host_rpc(uint32_t fn, const void *req, size_t req_len, void *resp, si
 	n = perform_rpc(h, fn, req, req_len, resp, resp_cap);
 	if (n < 0)
 		return fail(vmrpc_errno(n));
-	if (n < (long)sizeof(struct vsock_resp) || (size_t)n > resp_cap)
+	if (n < (long)sizeof(struct vmrpc_sock_resp) || (size_t)n > resp_cap)
 		return fail(EIO);
 	memcpy(result, resp, sizeof(*result));
 	if (resp_len)
@@ -177,10 +177,10 @@ static long host_call(uint32_t fn, const void *req, size_t req_len, void *resp, 
 	return result;
 }
 
-/* A call whose answer is a plain struct vsock_resp. */
+/* A call whose answer is a plain struct vmrpc_sock_resp. */
 static long host_simple(uint32_t fn, const void *req, size_t req_len)
 {
-	struct vsock_resp r;
+	struct vmrpc_sock_resp r;
 
 	return host_call(fn, req, req_len, &r, sizeof(r), NULL);
 }
@@ -326,7 +326,7 @@ enum { ST_NEW, ST_BOUND, ST_LISTEN, ST_CONNECTED };
 struct ldgram {
 	struct ldgram *next;
 	size_t len;
-	struct vsock_addr from;
+	struct vmrpc_sock_addr from;
 	uint8_t data[];
 };
 
@@ -347,7 +347,7 @@ struct gsock {
 	uint32_t host;        /* host handle of the connection or datagram socket, 0: none */
 	uint32_t host_listen; /* host handle of an exposed listener, 0: none */
 	int bound, has_peer;
-	struct vsock_addr self, peer;
+	struct vmrpc_sock_addr self, peer;
 	struct lpipe *rx, *tx;
 	int shut_rd;
 	rt_spinlock_t lock;     /* backlog, datagram queue */
@@ -381,10 +381,10 @@ static struct gsock *sock_alloc(int family, int type)
 
 static void host_close(uint32_t handle)
 {
-	struct vsock_handle_req req = { handle, 0 };
+	struct vmrpc_sock_handle_req req = { handle, 0 };
 
 	if (handle)
-		host_simple(VSOCK_FN_CLOSE, &req, sizeof(req));
+		host_simple(VMRPC_SOCK_FN_CLOSE, &req, sizeof(req));
 }
 
 /* Tears the socket's connections down (once; the memory stays until the last put). */
@@ -510,7 +510,7 @@ int socket(int domain, int type, int protocol)
 /* ---- addresses ---------------------------------------------------------------------- */
 
 static int addr_from_user(const struct sockaddr *sa, socklen_t len, int family,
-			  struct vsock_addr *out)
+			  struct vmrpc_sock_addr *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (!sa)
@@ -524,7 +524,7 @@ static int addr_from_user(const struct sockaddr *sa, socklen_t len, int family,
 
 		if (len < sizeof(*in))
 			return fail(EINVAL);
-		out->family = VSOCK_AF_INET;
+		out->family = VMRPC_SOCK_AF_INET;
 		out->port = ntohs(in->sin_port);
 		memcpy(out->addr, &in->sin_addr, 4);
 	} else {
@@ -532,7 +532,7 @@ static int addr_from_user(const struct sockaddr *sa, socklen_t len, int family,
 
 		if (len < sizeof(*in6))
 			return fail(EINVAL);
-		out->family = VSOCK_AF_INET6;
+		out->family = VMRPC_SOCK_AF_INET6;
 		out->port = ntohs(in6->sin6_port);
 		out->flowinfo = in6->sin6_flowinfo & 0xfffff;
 		out->scope_id = in6->sin6_scope_id;
@@ -542,7 +542,7 @@ static int addr_from_user(const struct sockaddr *sa, socklen_t len, int family,
 }
 
 /* Stores a as a sockaddr, truncated to *len like the kernel; *len = full size. */
-static void addr_to_user(const struct vsock_addr *a, struct sockaddr *sa, socklen_t *len)
+static void addr_to_user(const struct vmrpc_sock_addr *a, struct sockaddr *sa, socklen_t *len)
 {
 	struct sockaddr_storage ss;
 	socklen_t n;
@@ -550,7 +550,7 @@ static void addr_to_user(const struct vsock_addr *a, struct sockaddr *sa, sockle
 	if (!sa || !len)
 		return;
 	memset(&ss, 0, sizeof(ss));
-	if (a->family == VSOCK_AF_INET6) {
+	if (a->family == VMRPC_SOCK_AF_INET6) {
 		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 
 		in6->sin6_family = AF_INET6;
@@ -571,17 +571,17 @@ static void addr_to_user(const struct vsock_addr *a, struct sockaddr *sa, sockle
 	*len = n;
 }
 
-static int addr_is_any(const struct vsock_addr *a)
+static int addr_is_any(const struct vmrpc_sock_addr *a)
 {
-	for (int i = 0; i < (a->family == VSOCK_AF_INET ? 4 : 16); i++)
+	for (int i = 0; i < (a->family == VMRPC_SOCK_AF_INET ? 4 : 16); i++)
 		if (a->addr[i])
 			return 0;
 	return 1;
 }
 
-static int addr_is_loopback(const struct vsock_addr *a)
+static int addr_is_loopback(const struct vmrpc_sock_addr *a)
 {
-	if (a->family == VSOCK_AF_INET)
+	if (a->family == VMRPC_SOCK_AF_INET)
 		return a->addr[0] == 127;
 	for (int i = 0; i < 15; i++)
 		if (a->addr[i])
@@ -589,26 +589,26 @@ static int addr_is_loopback(const struct vsock_addr *a)
 	return a->addr[15] == 1;
 }
 
-static int addr_same_ip(const struct vsock_addr *a, const struct vsock_addr *b)
+static int addr_same_ip(const struct vmrpc_sock_addr *a, const struct vmrpc_sock_addr *b)
 {
 	return a->family == b->family && !memcmp(a->addr, b->addr, 16);
 }
 
-static void addr_loopback(int family, struct vsock_addr *a)
+static void addr_loopback(int family, struct vmrpc_sock_addr *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (family == AF_INET) {
-		a->family = VSOCK_AF_INET;
+		a->family = VMRPC_SOCK_AF_INET;
 		a->addr[0] = 127;
 		a->addr[3] = 1;
 	} else {
-		a->family = VSOCK_AF_INET6;
+		a->family = VMRPC_SOCK_AF_INET6;
 		a->addr[15] = 1;
 	}
 }
 
 /* Does bound socket s receive what is sent to dst? (tbl_lock held) */
-static int name_matches(const struct gsock *s, const struct vsock_addr *dst)
+static int name_matches(const struct gsock *s, const struct vmrpc_sock_addr *dst)
 {
 	return s->bound && s->self.family == dst->family && s->self.port == dst->port &&
 	       (addr_is_any(&s->self) || addr_same_ip(&s->self, dst));
@@ -616,7 +616,7 @@ static int name_matches(const struct gsock *s, const struct vsock_addr *dst)
 
 /* The guest socket that serves dst: a listener (stream) or a bound datagram
  * socket.  Takes a reference.  tbl_lock held. */
-static struct gsock *local_peer_locked(int type, const struct vsock_addr *dst)
+static struct gsock *local_peer_locked(int type, const struct vmrpc_sock_addr *dst)
 {
 	if (!addr_is_loopback(dst))
 		return NULL;
@@ -634,7 +634,7 @@ static struct gsock *local_peer_locked(int type, const struct vsock_addr *dst)
 }
 
 /* Is the (type, address, port) name taken by another guest socket? tbl_lock held. */
-static int name_in_use_locked(const struct gsock *self, const struct vsock_addr *a)
+static int name_in_use_locked(const struct gsock *self, const struct vmrpc_sock_addr *a)
 {
 	for (int i = 0; i < MAX_FDS; i++) {
 		const struct gsock *s = table[i];
@@ -650,9 +650,9 @@ static int name_in_use_locked(const struct gsock *self, const struct vsock_addr 
 }
 
 /* Binds s to a (port 0: an ephemeral port).  tbl_lock held. */
-static int bind_locked(struct gsock *s, const struct vsock_addr *a)
+static int bind_locked(struct gsock *s, const struct vmrpc_sock_addr *a)
 {
-	struct vsock_addr name = *a;
+	struct vmrpc_sock_addr name = *a;
 
 	if (name.port == 0) {
 		for (uint32_t tries = 0; tries <= EPHEMERAL_HI - EPHEMERAL_LO; tries++) {
@@ -677,7 +677,7 @@ static int bind_locked(struct gsock *s, const struct vsock_addr *a)
 /* Gives s a guest-local name if it has none (loopback, ephemeral port). */
 static int ensure_bound(struct gsock *s)
 {
-	struct vsock_addr a;
+	struct vmrpc_sock_addr a;
 	int err = 0;
 
 	rt_spin_lock(&tbl_lock);
@@ -694,7 +694,7 @@ static int host_expose(struct gsock *s, uint32_t fn, int backlog);
 int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct gsock *s = sock_get(fd);
-	struct vsock_addr a;
+	struct vmrpc_sock_addr a;
 	int err;
 
 	if (!s)
@@ -713,7 +713,7 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
 	else
 		err = bind_locked(s, &a);
 	rt_spin_unlock(&tbl_lock);
-	if (!err && s->type == SOCK_DGRAM && a.port != 0 && host_expose(s, VSOCK_FN_BIND, 0) < 0)
+	if (!err && s->type == SOCK_DGRAM && a.port != 0 && host_expose(s, VMRPC_SOCK_FN_BIND, 0) < 0)
 		err = errno;
 	sock_put(s);
 	return err ? fail(err) : 0;
@@ -726,8 +726,8 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
  */
 static int host_expose(struct gsock *s, uint32_t fn, int backlog)
 {
-	struct vsock_listen_req req;
-	struct vsock_addr_resp resp;
+	struct vmrpc_sock_listen_req req;
+	struct vmrpc_sock_addr_resp resp;
 	long rc;
 
 	memset(&req, 0, sizeof(req));
@@ -739,7 +739,7 @@ static int host_expose(struct gsock *s, uint32_t fn, int backlog)
 	if (rc < 0)
 		return errno == ENETDOWN ? 0 : -1;
 	if (rc > 0) {
-		if (fn == VSOCK_FN_LISTEN)
+		if (fn == VMRPC_SOCK_FN_LISTEN)
 			s->host_listen = (uint32_t)rc;
 		else
 			s->host = (uint32_t)rc;
@@ -777,15 +777,15 @@ int listen(int fd, int backlog)
 		return fail(ENOMEM);
 	}
 	if (!s->bound) {
-		struct vsock_addr any;
+		struct vmrpc_sock_addr any;
 
 		memset(&any, 0, sizeof(any));
-		any.family = s->family == AF_INET ? VSOCK_AF_INET : VSOCK_AF_INET6;
+		any.family = s->family == AF_INET ? VMRPC_SOCK_AF_INET : VMRPC_SOCK_AF_INET6;
 		rt_spin_lock(&tbl_lock);
 		err = bind_locked(s, &any);
 		rt_spin_unlock(&tbl_lock);
 	}
-	if (!err && host_expose(s, VSOCK_FN_LISTEN, backlog) < 0)
+	if (!err && host_expose(s, VMRPC_SOCK_FN_LISTEN, backlog) < 0)
 		err = errno;
 	if (err) {
 		free(q);
@@ -806,33 +806,33 @@ int listen(int fd, int backlog)
 /* Creates s's host table entry and replays the options set so far. */
 static int host_attach(struct gsock *s)
 {
-	struct vsock_socket_req req = { (uint32_t)s->family, (uint32_t)s->type, 0, 0 };
+	struct vmrpc_sock_socket_req req = { (uint32_t)s->family, (uint32_t)s->type, 0, 0 };
 	long rc;
 
 	if (s->host)
 		return 0;
-	rc = host_simple(VSOCK_FN_SOCKET, &req, sizeof(req));
+	rc = host_simple(VMRPC_SOCK_FN_SOCKET, &req, sizeof(req));
 	if (rc < 0)
 		return -1;
 	if (rc == 0)
 		return fail(EIO);
 	s->host = (uint32_t)rc;
 	for (int i = 0; i < s->nopts; i++) {
-		uint8_t buf[sizeof(struct vsock_sockopt_req) + sizeof(s->opts[i].val)];
-		struct vsock_sockopt_req o = { s->host, s->opts[i].level, s->opts[i].name,
+		uint8_t buf[sizeof(struct vmrpc_sock_sockopt_req) + sizeof(s->opts[i].val)];
+		struct vmrpc_sock_sockopt_req o = { s->host, s->opts[i].level, s->opts[i].name,
 					       s->opts[i].len };
 
 		memcpy(buf, &o, sizeof(o));
 		memcpy(buf + sizeof(o), s->opts[i].val, s->opts[i].len);
-		host_simple(VSOCK_FN_SETSOCKOPT, buf, sizeof(o) + s->opts[i].len);
+		host_simple(VMRPC_SOCK_FN_SETSOCKOPT, buf, sizeof(o) + s->opts[i].len);
 	}
 	return 0;
 }
 
-static int connect_host(struct gsock *s, const struct vsock_addr *a)
+static int connect_host(struct gsock *s, const struct vmrpc_sock_addr *a)
 {
-	struct vsock_connect_req req;
-	struct vsock_addr_resp resp;
+	struct vmrpc_sock_connect_req req;
+	struct vmrpc_sock_addr_resp resp;
 
 	if (host_attach(s) < 0)
 		return -1;
@@ -842,7 +842,7 @@ static int connect_host(struct gsock *s, const struct vsock_addr *a)
 	 * applies too), handshakes with a proxy or a TLS server included. */
 	req.timeout_ms = s->sndtimeo_ms;
 	req.addr = *a;
-	if (host_call(VSOCK_FN_CONNECT, &req, sizeof(req), &resp, sizeof(resp), NULL) < 0) {
+	if (host_call(VMRPC_SOCK_FN_CONNECT, &req, sizeof(req), &resp, sizeof(resp), NULL) < 0) {
 		if (s->type == SOCK_STREAM) {
 			/* A failed stream connect leaves the host entry unusable. */
 			host_close(s->host);
@@ -859,7 +859,7 @@ static int connect_host(struct gsock *s, const struct vsock_addr *a)
 }
 
 /* Connects stream s to the guest listener l through a new pair of pipes. */
-static int connect_local(struct gsock *s, struct gsock *l, const struct vsock_addr *dst)
+static int connect_local(struct gsock *s, struct gsock *l, const struct vmrpc_sock_addr *dst)
 {
 	struct gsock *srv;
 	struct lpipe *up, *down;
@@ -916,7 +916,7 @@ static int connect_local(struct gsock *s, struct gsock *l, const struct vsock_ad
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct gsock *s = sock_get(fd), *l;
-	struct vsock_addr a;
+	struct vmrpc_sock_addr a;
 	int rc;
 
 	if (!s)
@@ -1009,14 +1009,14 @@ int accept(int fd, struct sockaddr *addr, socklen_t *len)
 			return fail(EBADF);
 		}
 		if (l->host_listen) {
-			struct vsock_wait_req req = { l->host_listen, 0, 0, 0 };
-			struct vsock_addr_resp resp;
+			struct vmrpc_sock_wait_req req = { l->host_listen, 0, 0, 0 };
+			struct vmrpc_sock_addr_resp resp;
 			long rc;
 
 			if (!l->nonblock)
 				req.timeout_ms =
 					ms_left(deadline, local_waiters_possible() ? MIXED_SLICE_MS : -1);
-			rc = host_call(VSOCK_FN_ACCEPT, &req, sizeof(req), &resp, sizeof(resp), NULL);
+			rc = host_call(VMRPC_SOCK_FN_ACCEPT, &req, sizeof(req), &resp, sizeof(resp), NULL);
 			if (rc > 0) {
 				c = sock_alloc(l->family, SOCK_STREAM);
 				if (!c) {
@@ -1063,18 +1063,18 @@ static int wait_ms(const struct gsock *s, int flags, int send_side)
 }
 
 /*
- * One zero-copy attempt (VSOCK_FN_SEND_BUF / RECV_BUF): the host moves bytes
+ * One zero-copy attempt (VMRPC_SOCK_FN_SEND_BUF / RECV_BUF): the host moves bytes
  * straight between its socket and our buffer, never waiting.  Returns the bytes
  * moved or -errno; -EAGAIN: nothing now; -EOPNOTSUPP: never for this socket.
  */
 static long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len)
 {
-	struct vsock_buf_req req;
-	struct vsock_resp r;
+	struct vmrpc_sock_buf_req req;
+	struct vmrpc_sock_resp r;
 	int32_t result;
 
 	req.handle = s->host;
-	req.len = (uint32_t)(len < VSOCK_MAX_BUF ? len : VSOCK_MAX_BUF);
+	req.len = (uint32_t)(len < VMRPC_SOCK_MAX_BUF ? len : VMRPC_SOCK_MAX_BUF);
 	req.gpa = (uint64_t)(uintptr_t)buf; /* guest memory is identity-mapped */
 	if (host_rpc(fn, &req, sizeof(req), &r, sizeof(r), NULL, &result) < 0)
 		return -errno;
@@ -1091,7 +1091,7 @@ static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int ti
 	/* Zero-copy first; whatever it cannot move now goes the copying way, which
 	 * also waits (and reports errors) as the socket's timeout says. */
 	while (done < len && !s->no_zero_copy) {
-		long rc = host_zero_copy(s, VSOCK_FN_SEND_BUF, buf + done, len - done);
+		long rc = host_zero_copy(s, VMRPC_SOCK_FN_SEND_BUF, buf + done, len - done);
 
 		if (rc <= 0) {
 			if (rc < 0 && rc != -EAGAIN && rc != -EOPNOTSUPP)
@@ -1105,13 +1105,13 @@ static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int ti
 	if (!sc)
 		return fail(ENOMEM);
 	do {
-		size_t k = len - done < VSOCK_MAX_SEND ? len - done : VSOCK_MAX_SEND;
-		struct vsock_wait_req req = { s->host, 0, timeout_ms, 0 };
+		size_t k = len - done < VMRPC_SOCK_MAX_SEND ? len - done : VMRPC_SOCK_MAX_SEND;
+		struct vmrpc_sock_wait_req req = { s->host, 0, timeout_ms, 0 };
 		long rc;
 
 		memcpy(sc, &req, sizeof(req));
 		memcpy(sc + sizeof(req), buf + done, k);
-		rc = host_call(VSOCK_FN_SEND, sc, sizeof(req) + k, sc, sizeof(struct vsock_resp),
+		rc = host_call(VMRPC_SOCK_FN_SEND, sc, sizeof(req) + k, sc, sizeof(struct vmrpc_sock_resp),
 			       NULL);
 		if (rc < 0)
 			return done ? (ssize_t)done : -1;
@@ -1160,33 +1160,33 @@ ssize_t send(int fd, const void *buf, size_t len, int flags)
 static ssize_t host_recv(struct gsock *s, uint8_t *buf, size_t len, int flags, int timeout_ms)
 {
 	uint8_t *sc = cpu_scratch();
-	struct vsock_wait_req req;
-	size_t k = len < VSOCK_MAX_RECV ? len : VSOCK_MAX_RECV;
+	struct vmrpc_sock_wait_req req;
+	size_t k = len < VMRPC_SOCK_MAX_RECV ? len : VMRPC_SOCK_MAX_RECV;
 	size_t got = 0;
 	long rc;
 
 	if (!sc)
 		return fail(ENOMEM);
 	req.handle = s->host;
-	req.flags = (flags & MSG_PEEK ? VSOCK_F_PEEK : 0) | (flags & MSG_WAITALL ? VSOCK_F_WAITALL : 0);
+	req.flags = (flags & MSG_PEEK ? VMRPC_SOCK_F_PEEK : 0) | (flags & MSG_WAITALL ? VMRPC_SOCK_F_WAITALL : 0);
 	req.timeout_ms = timeout_ms;
 	req.arg = (uint32_t)k;
-	rc = host_call(VSOCK_FN_RECV, &req, sizeof(req), sc, sizeof(struct vsock_resp) + k, &got);
+	rc = host_call(VMRPC_SOCK_FN_RECV, &req, sizeof(req), sc, sizeof(struct vmrpc_sock_resp) + k, &got);
 	if (rc < 0)
 		return -1;
-	if ((size_t)rc > k || got != sizeof(struct vsock_resp) + (size_t)rc)
+	if ((size_t)rc > k || got != sizeof(struct vmrpc_sock_resp) + (size_t)rc)
 		return fail(EIO);
-	memcpy(buf, sc + sizeof(struct vsock_resp), (size_t)rc);
+	memcpy(buf, sc + sizeof(struct vmrpc_sock_resp), (size_t)rc);
 	return rc;
 }
 
 static ssize_t dgram_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
-			  struct vsock_addr *from);
+			  struct vmrpc_sock_addr *from);
 
 /* Zero-copy first (straight into buf); the copying way when it would wait. */
 static ssize_t host_recv_zero_copy(struct gsock *s, uint8_t *buf, size_t len, int timeout_ms)
 {
-	long rc = host_zero_copy(s, VSOCK_FN_RECV_BUF, buf, len);
+	long rc = host_zero_copy(s, VMRPC_SOCK_FN_RECV_BUF, buf, len);
 
 	if (rc >= 0)
 		return rc; /* 0: end of stream */
@@ -1218,7 +1218,7 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 		n = pipe_read(s->rx, buf, len, flags, ms == 0, deadline_in(ms));
 	else if (!flags && !s->no_zero_copy)
 		n = host_recv_zero_copy(s, buf, len, ms);
-	else if (!(flags & MSG_WAITALL) || len <= VSOCK_MAX_RECV)
+	else if (!(flags & MSG_WAITALL) || len <= VMRPC_SOCK_MAX_RECV)
 		n = host_recv(s, buf, len, flags, ms);
 	else {
 		size_t done = 0;
@@ -1247,7 +1247,7 @@ ssize_t write(int fd, const void *buf, size_t len)
 }
 
 /* Queues a datagram for the guest socket d (dropped when its queue is full). */
-static void dgram_deliver(struct gsock *d, const struct vsock_addr *from, const uint8_t *buf,
+static void dgram_deliver(struct gsock *d, const struct vmrpc_sock_addr *from, const uint8_t *buf,
 			  size_t len)
 {
 	struct ldgram *m = malloc(sizeof(*m) + len + 1);
@@ -1278,7 +1278,7 @@ ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sock
 	       socklen_t tolen)
 {
 	struct gsock *s, *d;
-	struct vsock_addr a;
+	struct vmrpc_sock_addr a;
 	ssize_t n;
 
 	if (!to)
@@ -1298,7 +1298,7 @@ ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sock
 		sock_put(s);
 		return -1;
 	}
-	if (len > VSOCK_MAX_SENDTO) {
+	if (len > VMRPC_SOCK_MAX_SENDTO) {
 		sock_put(s);
 		return fail(EMSGSIZE);
 	}
@@ -1316,7 +1316,7 @@ ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sock
 		n = -1;
 	} else {
 		uint8_t *sc = cpu_scratch();
-		struct vsock_sendto_req req;
+		struct vmrpc_sock_sendto_req req;
 
 		if (!sc) {
 			sock_put(s);
@@ -1328,7 +1328,7 @@ ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sock
 		req.addr = a;
 		memcpy(sc, &req, sizeof(req));
 		memcpy(sc + sizeof(req), buf, len);
-		n = host_call(VSOCK_FN_SENDTO, sc, sizeof(req) + len, sc, sizeof(struct vsock_resp),
+		n = host_call(VMRPC_SOCK_FN_SENDTO, sc, sizeof(req) + len, sc, sizeof(struct vmrpc_sock_resp),
 			      NULL);
 	}
 	sock_put(s);
@@ -1352,7 +1352,7 @@ static struct ldgram *dgram_pop(struct gsock *s, int peek)
 }
 
 static ssize_t dgram_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
-			  struct vsock_addr *from)
+			  struct vmrpc_sock_addr *from)
 {
 	int ms = wait_ms(s, flags, 0);
 	uint64_t deadline = deadline_in(ms);
@@ -1374,10 +1374,10 @@ static ssize_t dgram_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
 			return fail(EBADF);
 		if (s->host) {
 			uint8_t *sc = cpu_scratch();
-			size_t cap = len < VSOCK_MAX_RECVFROM ? len : VSOCK_MAX_RECVFROM;
-			struct vsock_wait_req req = { s->host, flags & MSG_PEEK ? VSOCK_F_PEEK : 0, 0,
+			size_t cap = len < VMRPC_SOCK_MAX_RECVFROM ? len : VMRPC_SOCK_MAX_RECVFROM;
+			struct vmrpc_sock_wait_req req = { s->host, flags & MSG_PEEK ? VMRPC_SOCK_F_PEEK : 0, 0,
 						      (uint32_t)cap };
-			struct vsock_addr_resp resp;
+			struct vmrpc_sock_addr_resp resp;
 			size_t got = 0;
 			long rc;
 
@@ -1385,7 +1385,7 @@ static ssize_t dgram_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
 				return fail(ENOMEM);
 			if (ms != 0)
 				req.timeout_ms = ms_left(deadline, local_waiters_possible() ? MIXED_SLICE_MS : -1);
-			rc = host_call(VSOCK_FN_RECVFROM, &req, sizeof(req), sc, sizeof(resp) + cap, &got);
+			rc = host_call(VMRPC_SOCK_FN_RECVFROM, &req, sizeof(req), sc, sizeof(resp) + cap, &got);
 			if (rc >= 0) {
 				if ((size_t)rc > cap || got != sizeof(resp) + (size_t)rc)
 					return fail(EIO);
@@ -1409,7 +1409,7 @@ ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from
 		 socklen_t *fromlen)
 {
 	struct gsock *s = sock_get(fd);
-	struct vsock_addr a;
+	struct vmrpc_sock_addr a;
 	ssize_t n;
 
 	if (!s)
@@ -1460,9 +1460,9 @@ int shutdown(int fd, int how)
 			rt_spin_unlock(&s->tx->lock);
 		}
 	} else {
-		struct vsock_handle_req req = { s->host, (uint32_t)how };
+		struct vmrpc_sock_handle_req req = { s->host, (uint32_t)how };
 
-		rc = host_simple(VSOCK_FN_SHUTDOWN, &req, sizeof(req)) < 0 ? -1 : 0;
+		rc = host_simple(VMRPC_SOCK_FN_SHUTDOWN, &req, sizeof(req)) < 0 ? -1 : 0;
 	}
 	sock_put(s);
 	return rc;
@@ -1536,12 +1536,12 @@ int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 			if (i == s->nopts)
 				s->nopts++;
 			if (s->host) {
-				uint8_t buf[sizeof(struct vsock_sockopt_req) + 16];
-				struct vsock_sockopt_req o = { s->host, level, name, len };
+				uint8_t buf[sizeof(struct vmrpc_sock_sockopt_req) + 16];
+				struct vmrpc_sock_sockopt_req o = { s->host, level, name, len };
 
 				memcpy(buf, &o, sizeof(o));
 				memcpy(buf + sizeof(o), val, len);
-				rc = host_simple(VSOCK_FN_SETSOCKOPT, buf, sizeof(o) + len) < 0 ? -1 : 0;
+				rc = host_simple(VMRPC_SOCK_FN_SETSOCKOPT, buf, sizeof(o) + len) < 0 ? -1 : 0;
 			}
 		}
 	}
@@ -1581,7 +1581,7 @@ int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		*len = n;
 	} else if (s->host) {
 		uint8_t *sc = cpu_scratch();
-		struct vsock_sockopt_req o = { s->host, level, name, VSOCK_MAX_OPTLEN };
+		struct vmrpc_sock_sockopt_req o = { s->host, level, name, VMRPC_SOCK_MAX_OPTLEN };
 		size_t got = 0;
 		long r;
 
@@ -1589,12 +1589,12 @@ int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 			sock_put(s);
 			return fail(ENOMEM);
 		}
-		r = host_call(VSOCK_FN_GETSOCKOPT, &o, sizeof(o), sc,
-			      sizeof(struct vsock_resp) + VSOCK_MAX_OPTLEN, &got);
+		r = host_call(VMRPC_SOCK_FN_GETSOCKOPT, &o, sizeof(o), sc,
+			      sizeof(struct vmrpc_sock_resp) + VMRPC_SOCK_MAX_OPTLEN, &got);
 		if (r < 0) {
 			rc = -1;
 		} else {
-			struct vsock_resp resp;
+			struct vmrpc_sock_resp resp;
 			socklen_t n;
 
 			memcpy(&resp, sc, sizeof(resp));
@@ -1628,7 +1628,7 @@ int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {
 	struct gsock *s = sock_get(fd);
-	struct vsock_addr a;
+	struct vmrpc_sock_addr a;
 
 	if (!s)
 		return -1;
@@ -1640,7 +1640,7 @@ int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 	if (s->bound)
 		a = s->self;
 	else
-		a.family = s->family == AF_INET ? VSOCK_AF_INET : VSOCK_AF_INET6;
+		a.family = s->family == AF_INET ? VMRPC_SOCK_AF_INET : VMRPC_SOCK_AF_INET6;
 	addr_to_user(&a, addr, len);
 	sock_put(s);
 	return 0;
@@ -1750,8 +1750,8 @@ int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 		socks[i] = fds[i].fd >= 0 ? sock_get(fds[i].fd) : NULL;
 	for (;;) {
 		uint8_t *sc = cpu_scratch();
-		struct vsock_poll_req *req = (struct vsock_poll_req *)sc;
-		struct vsock_pollfd *pf = (struct vsock_pollfd *)(sc + sizeof(*req));
+		struct vmrpc_sock_poll_req *req = (struct vmrpc_sock_poll_req *)sc;
+		struct vmrpc_sock_pollfd *pf = (struct vmrpc_sock_pollfd *)(sc + sizeof(*req));
 		uint32_t nhost = 0;
 		int any_local = 0;
 
@@ -1776,7 +1776,7 @@ int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 			any_local |= local;
 			if (fds[i].revents)
 				ready++;
-			if (host && nhost < VSOCK_MAX_POLL) {
+			if (host && nhost < VMRPC_SOCK_MAX_POLL) {
 				pf[nhost].handle = host;
 				pf[nhost].events = fds[i].events;
 				pf[nhost].revents = 0;
@@ -1784,7 +1784,7 @@ int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 			}
 		}
 		if (nhost) {
-			size_t resp_len = sizeof(struct vsock_resp) + nhost * sizeof(*pf);
+			size_t resp_len = sizeof(struct vmrpc_sock_resp) + nhost * sizeof(*pf);
 			size_t got = 0;
 			long rc;
 
@@ -1794,13 +1794,13 @@ int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 			else
 				req->timeout_ms = ms_left(
 					deadline, any_local && local_waiters_possible() ? MIXED_SLICE_MS : -1);
-			rc = host_call(VSOCK_FN_POLL, sc, sizeof(*req) + nhost * sizeof(*pf), sc, resp_len,
+			rc = host_call(VMRPC_SOCK_FN_POLL, sc, sizeof(*req) + nhost * sizeof(*pf), sc, resp_len,
 				       &got);
 			if (rc < 0 || got != resp_len) {
 				ready = rc < 0 ? -1 : fail(EIO);
 				break;
 			}
-			pf = (struct vsock_pollfd *)(sc + sizeof(struct vsock_resp));
+			pf = (struct vmrpc_sock_pollfd *)(sc + sizeof(struct vmrpc_sock_resp));
 			for (uint32_t k = 0; k < nhost; k++) {
 				uint32_t i = index[k];
 				short add = pf[k].revents & (fds[i].events | POLLERR | POLLHUP | POLLNVAL);
@@ -1854,33 +1854,33 @@ static int parse_service(const char *service, int flags, uint16_t *port)
 }
 
 /* Resolves a name through the host module; returns the count or an EAI_* code. */
-static int resolve_host(const char *node, int family, int socktype, struct vsock_addr *out)
+static int resolve_host(const char *node, int family, int socktype, struct vmrpc_sock_addr *out)
 {
 	uint8_t *sc = cpu_scratch();
 	size_t len = strlen(node), got = 0;
-	struct vsock_gai_req req;
+	struct vmrpc_sock_gai_req req;
 	int32_t result;
 
 	if (!sc)
 		return EAI_MEMORY;
-	if (len == 0 || len > VSOCK_MAX_NAME)
+	if (len == 0 || len > VMRPC_SOCK_MAX_NAME)
 		return EAI_NONAME;
-	req.family = family == AF_INET ? VSOCK_AF_INET : family == AF_INET6 ? VSOCK_AF_INET6 : 0;
+	req.family = family == AF_INET ? VMRPC_SOCK_AF_INET : family == AF_INET6 ? VMRPC_SOCK_AF_INET6 : 0;
 	req.type = (uint32_t)socktype;
 	req.flags = 0;
 	req.name_len = (uint32_t)len;
 	memcpy(sc, &req, sizeof(req));
 	memcpy(sc + sizeof(req), node, len);
-	if (host_rpc(VSOCK_FN_GETADDRINFO, sc, sizeof(req) + len, sc,
-		     sizeof(struct vsock_resp) + VSOCK_MAX_ADDRS * sizeof(struct vsock_addr), &got,
+	if (host_rpc(VMRPC_SOCK_FN_GETADDRINFO, sc, sizeof(req) + len, sc,
+		     sizeof(struct vmrpc_sock_resp) + VMRPC_SOCK_MAX_ADDRS * sizeof(struct vmrpc_sock_addr), &got,
 		     &result) < 0)
 		return errno == ENETDOWN ? EAI_FAIL : EAI_SYSTEM;
 	if (result < 0)
 		return result >= -11 ? result : EAI_FAIL;
-	if (result == 0 || result > (int32_t)VSOCK_MAX_ADDRS ||
-	    got != sizeof(struct vsock_resp) + (size_t)result * sizeof(struct vsock_addr))
+	if (result == 0 || result > (int32_t)VMRPC_SOCK_MAX_ADDRS ||
+	    got != sizeof(struct vmrpc_sock_resp) + (size_t)result * sizeof(struct vmrpc_sock_addr))
 		return EAI_FAIL;
-	memcpy(out, sc + sizeof(struct vsock_resp), (size_t)result * sizeof(struct vsock_addr));
+	memcpy(out, sc + sizeof(struct vmrpc_sock_resp), (size_t)result * sizeof(struct vmrpc_sock_addr));
 	return result;
 }
 
@@ -1891,7 +1891,7 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
 	int socktype = hints ? hints->ai_socktype : 0;
 	int protocol = hints ? hints->ai_protocol : 0;
 	int flags = hints ? hints->ai_flags : 0;
-	struct vsock_addr addrs[VSOCK_MAX_ADDRS];
+	struct vmrpc_sock_addr addrs[VMRPC_SOCK_MAX_ADDRS];
 	struct addrinfo *head = NULL, **tail = &head;
 	uint8_t raw[16];
 	uint16_t port;
@@ -1914,23 +1914,23 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
 		if (family != AF_INET6) {
 			if (!(flags & AI_PASSIVE))
 				addr_loopback(AF_INET, &addrs[n]);
-			addrs[n++].family = VSOCK_AF_INET;
+			addrs[n++].family = VMRPC_SOCK_AF_INET;
 		}
 		if (family != AF_INET) {
 			if (!(flags & AI_PASSIVE))
 				addr_loopback(AF_INET6, &addrs[n]);
-			addrs[n++].family = VSOCK_AF_INET6;
+			addrs[n++].family = VMRPC_SOCK_AF_INET6;
 		}
 	} else if (inet_pton(AF_INET, node, raw) == 1) {
 		if (family == AF_INET6)
 			return EAI_NONAME;
-		addrs[0].family = VSOCK_AF_INET;
+		addrs[0].family = VMRPC_SOCK_AF_INET;
 		memcpy(addrs[0].addr, raw, 4);
 		n = 1;
 	} else if (inet_pton(AF_INET6, node, raw) == 1) {
 		if (family == AF_INET)
 			return EAI_NONAME;
-		addrs[0].family = VSOCK_AF_INET6;
+		addrs[0].family = VMRPC_SOCK_AF_INET6;
 		memcpy(addrs[0].addr, raw, 16);
 		n = 1;
 	} else if (flags & AI_NUMERICHOST) {
@@ -1957,7 +1957,7 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
 			}
 			addrs[i].port = port;
 			addr_to_user(&addrs[i], (struct sockaddr *)&e->ss, &len);
-			e->ai.ai_family = addrs[i].family == VSOCK_AF_INET ? AF_INET : AF_INET6;
+			e->ai.ai_family = addrs[i].family == VMRPC_SOCK_AF_INET ? AF_INET : AF_INET6;
 			e->ai.ai_socktype = t;
 			e->ai.ai_protocol = protocol ? protocol : t == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
 			e->ai.ai_addrlen = len;

@@ -4,7 +4,7 @@
  *
  * Guest-local fds (pipes, files) are answered by fd.c; sockets by the guest
  * socket library's poll, which asks the sockets host module for host sockets
- * in one VSOCK_FN_POLL.  A wait that must block blocks in that one host call,
+ * in one VMRPC_SOCK_FN_POLL.  A wait that must block blocks in that one host call,
  * which the host answers when a socket becomes ready (its asyncio loop), not
  * in slices: the program is the only thread of this VM, so nothing guest-local
  * (pipes, guest-local sockets) can change while it waits.

@@ -239,14 +239,14 @@ mod byte_valued {
 /// The few items of `guest/include/vmrpc/socket_proto.h` (the socket
 /// outsourcing wire format) that the VMM's native socket data plane reads.
 pub mod socket_proto {
-    pub const VSOCK_FN_SEND: u32 = 13;
-    pub const VSOCK_FN_RECV: u32 = 14;
-    pub const VSOCK_FN_SEND_BUF: u32 = 17;
-    pub const VSOCK_FN_RECV_BUF: u32 = 18;
-    pub const VSOCK_MAX_RECV: u32 = 65536 - 8;
-    pub const VSOCK_MAX_BUF: u32 = 1 << 20;
+    pub const VMRPC_SOCK_FN_SEND: u32 = 13;
+    pub const VMRPC_SOCK_FN_RECV: u32 = 14;
+    pub const VMRPC_SOCK_FN_SEND_BUF: u32 = 17;
+    pub const VMRPC_SOCK_FN_RECV_BUF: u32 = 18;
+    pub const VMRPC_SOCK_MAX_RECV: u32 = 65536 - 8;
+    pub const VMRPC_SOCK_MAX_BUF: u32 = 1 << 20;
 
-    /// `struct vsock_buf_req`: SEND_BUF / RECV_BUF, a buffer in guest memory.
+    /// `struct vmrpc_sock_buf_req`: SEND_BUF / RECV_BUF, a buffer in guest memory.
     #[repr(C)]
     #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
     pub struct BufReq {
@@ -255,7 +255,7 @@ pub mod socket_proto {
         pub gpa: u64,
     }
 
-    /// `struct vsock_wait_req`: the request of SEND (data follows) and RECV.
+    /// `struct vmrpc_sock_wait_req`: the request of SEND (data follows) and RECV.
     #[repr(C)]
     #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
     pub struct WaitReq {
@@ -265,7 +265,7 @@ pub mod socket_proto {
         pub arg: u32,
     }
 
-    /// `struct vsock_resp`: the head of every answer; `result < 0` is `-errno`.
+    /// `struct vmrpc_sock_resp`: the head of every answer; `result < 0` is `-errno`.
     #[repr(C)]
     #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
     pub struct Resp {

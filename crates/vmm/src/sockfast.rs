@@ -22,12 +22,12 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use guest_kmod_bindings::socket_proto::{VSOCK_FN_RECV_BUF, VSOCK_FN_SEND_BUF, VSOCK_MAX_BUF};
+use guest_kmod_bindings::socket_proto::{VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_MAX_BUF};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
 
-/// `struct vsock_buf_req`.
+/// `struct vmrpc_sock_buf_req`.
 const BUF_REQ_SIZE: usize = 16;
 
 #[derive(Default)]
@@ -39,7 +39,7 @@ pub struct SocketDataPlane {
     pub bytes_received: AtomicU64,
 }
 
-/// `struct vsock_resp` with `result` (bytes, or -errno).
+/// `struct vmrpc_sock_resp` with `result` (bytes, or -errno).
 fn resp(result: i32) -> [u8; 8] {
     let mut r = [0u8; 8];
     r[..4].copy_from_slice(&result.to_le_bytes());
@@ -79,8 +79,8 @@ impl SocketDataPlane {
     /// back for Python.
     pub fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
         let sending = match function {
-            VSOCK_FN_SEND_BUF => true,
-            VSOCK_FN_RECV_BUF => false,
+            VMRPC_SOCK_FN_SEND_BUF => true,
+            VMRPC_SOCK_FN_RECV_BUF => false,
             _ => return Some(done),
         };
         let result = self.move_bytes(sending, request, &done);
@@ -98,7 +98,7 @@ impl SocketDataPlane {
         let word = |i: usize| u32::from_le_bytes(request[i..i + 4].try_into().unwrap());
         let (handle, len) = (word(0), word(4));
         let gpa = u64::from(word(8)) | (u64::from(word(12)) << 32);
-        if len > VSOCK_MAX_BUF {
+        if len > VMRPC_SOCK_MAX_BUF {
             return -libc::EINVAL;
         }
         // Bounds-checked: the buffer must lie in guest RAM.
@@ -198,7 +198,7 @@ mod tests {
             dp.try_call(function, request, done).is_none()
         }
 
-        /// The vsock result of the answer just posted.
+        /// The socket-protocol result of the answer just posted.
         fn answer(&mut self) -> i32 {
             let ring = BASE + VMRPC_CHAN_RESP_RING_OFFSET as u64;
             let slot = ring + 128 + (self.answers % 8) as u64 * 16;
@@ -233,16 +233,16 @@ mod tests {
         h.mem
             .write_slice(b"from guest memory", GuestAddress(0x8_0000))
             .unwrap();
-        assert!(h.offer(&dp, VSOCK_FN_SEND_BUF, &buf_req(3, 17, 0x8_0000)));
+        assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &buf_req(3, 17, 0x8_0000)));
         assert_eq!(h.answer(), 17);
         let mut got = [0u8; 17];
         b.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"from guest memory");
 
-        assert!(h.offer(&dp, VSOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
+        assert!(h.offer(&dp, VMRPC_SOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
         assert_eq!(h.answer(), -libc::EAGAIN, "nothing to read: never waits");
         b.write_all(b"into guest memory").unwrap();
-        assert!(h.offer(&dp, VSOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
+        assert!(h.offer(&dp, VMRPC_SOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
         assert_eq!(h.answer(), 17);
         let mut back = [0u8; 17];
         h.mem.read_slice(&mut back, GuestAddress(0x9_0000)).unwrap();
@@ -251,9 +251,9 @@ mod tests {
         assert_eq!(dp.bytes_received.load(Ordering::Relaxed), 17);
 
         drop(b);
-        assert!(h.offer(&dp, VSOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
+        assert!(h.offer(&dp, VMRPC_SOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
         assert_eq!(h.answer(), 0, "end of stream");
-        assert!(h.offer(&dp, VSOCK_FN_SEND_BUF, &buf_req(3, 4, 0x8_0000)));
+        assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &buf_req(3, 4, 0x8_0000)));
         assert_eq!(h.answer(), -libc::EPIPE);
     }
 
@@ -267,15 +267,15 @@ mod tests {
             (buf_req(9, 8, 0x8_0000), -libc::EOPNOTSUPP), // not attached
             (buf_req(3, 8, (1 << 20) - 4), -libc::EFAULT), // runs past guest RAM
             (buf_req(3, 8, u64::MAX - 2), -libc::EFAULT), // wraps
-            (buf_req(3, VSOCK_MAX_BUF + 1, 0), -libc::EINVAL),
+            (buf_req(3, VMRPC_SOCK_MAX_BUF + 1, 0), -libc::EINVAL),
             (vec![1, 2, 3], -libc::EINVAL), // short request
         ] {
-            assert!(h.offer(&dp, VSOCK_FN_SEND_BUF, &req));
+            assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &req));
             assert_eq!(h.answer(), want);
         }
         dp.detach(3);
         assert_eq!(dp.attached(), 0);
-        assert!(h.offer(&dp, VSOCK_FN_SEND_BUF, &buf_req(3, 8, 0x8_0000)));
+        assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &buf_req(3, 8, 0x8_0000)));
         assert_eq!(h.answer(), -libc::EOPNOTSUPP, "detached");
     }
 

@@ -251,12 +251,12 @@ const char *inet_ntop(int af, const void *src, char *dst, socklen_t size);
  * module, connections it made guest-locally and through the host, and bytes
  * that moved through guest-local pipes and queues.
  */
-struct vsock_stats {
+struct vmrpc_sock_stats {
 	uint64_t host_rpcs;
 	uint64_t local_connects;
 	uint64_t host_connects;
 	uint64_t local_bytes;
 };
-void vsock_get_stats(struct vsock_stats *out);
+void vmrpc_sock_get_stats(struct vmrpc_sock_stats *out);
 
 #endif /* VMRPC_SOCKET_H */

@@ -77,7 +77,7 @@ FUNCTION_NAMES: Final = {
     FN_SEND_BUF: "send_buf",
     FN_RECV_BUF: "recv_buf",
 }
-#: The functions whose answer is a ``struct vsock_addr_resp`` (others: ``vsock_resp``).
+#: The functions whose answer is a ``struct vmrpc_sock_addr_resp`` (others: ``vmrpc_sock_resp``).
 ADDR_ANSWER_FUNCTIONS: Final = frozenset(
     {
         FN_BIND,
@@ -139,20 +139,20 @@ MAX_RECVFROM: Final = PAYLOAD - ADDR_RESP.size
 
 #: ``sizeof`` of every wire struct, by its C name (checked against the header).
 SIZES: Final = {
-    "vsock_addr": ADDR.size,
-    "vsock_resp": RESP.size,
-    "vsock_addr_resp": ADDR_RESP.size,
-    "vsock_socket_req": SOCKET_REQ.size,
-    "vsock_listen_req": LISTEN_REQ.size,
-    "vsock_handle_req": HANDLE_REQ.size,
-    "vsock_wait_req": WAIT_REQ.size,
-    "vsock_connect_req": CONNECT_REQ.size,
-    "vsock_sendto_req": SENDTO_REQ.size,
-    "vsock_sockopt_req": SOCKOPT_REQ.size,
-    "vsock_poll_req": POLL_REQ.size,
-    "vsock_pollfd": POLLFD.size,
-    "vsock_gai_req": GAI_REQ.size,
-    "vsock_buf_req": BUF_REQ.size,
+    "vmrpc_sock_addr": ADDR.size,
+    "vmrpc_sock_resp": RESP.size,
+    "vmrpc_sock_addr_resp": ADDR_RESP.size,
+    "vmrpc_sock_socket_req": SOCKET_REQ.size,
+    "vmrpc_sock_listen_req": LISTEN_REQ.size,
+    "vmrpc_sock_handle_req": HANDLE_REQ.size,
+    "vmrpc_sock_wait_req": WAIT_REQ.size,
+    "vmrpc_sock_connect_req": CONNECT_REQ.size,
+    "vmrpc_sock_sendto_req": SENDTO_REQ.size,
+    "vmrpc_sock_sockopt_req": SOCKOPT_REQ.size,
+    "vmrpc_sock_poll_req": POLL_REQ.size,
+    "vmrpc_sock_pollfd": POLLFD.size,
+    "vmrpc_sock_gai_req": GAI_REQ.size,
+    "vmrpc_sock_buf_req": BUF_REQ.size,
 }
 
 _MAX_TIMEOUT_MS: Final = 24 * 3600 * 1000
@@ -223,7 +223,7 @@ def addr_from_sockaddr(family: int, sockaddr: tuple[object, ...]) -> Addr:
 
 
 def encode_addr(addr: Addr | None) -> bytes:
-    """The 28-byte ``struct vsock_addr``; all zero for ``None``."""
+    """The 28-byte ``struct vmrpc_sock_addr``; all zero for ``None``."""
     if addr is None:
         return bytes(ADDR.size)
     if addr.family == AF_INET:
