@@ -145,6 +145,7 @@ linux-deps:
 	fi
 
 test: dev linux-deps
+	$(MAKE) -s -C guest check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
