@@ -135,8 +135,10 @@ demo: dev
 	$(VPY) -m vmrpc demo
 
 # Programs nobody here wrote, for the Linux personality's tests (tests/test_linux*.py):
-# Debian's busybox-static, and musl-gcc to build the project's own test programs.
-LINUX_DEPS := /bin/busybox:busybox-static /usr/bin/musl-gcc:musl-tools
+# Debian's busybox-static, sqlite3 and curl, and musl-gcc to build the project's own
+# test programs.
+LINUX_DEPS := /bin/busybox:busybox-static /usr/bin/musl-gcc:musl-tools /usr/bin/sqlite3:sqlite3 \
+	/usr/bin/curl:curl
 
 linux-deps:
 	@missing=""; for d in $(LINUX_DEPS); do \

@@ -14,7 +14,10 @@ BUSYBOX = Path("/bin/busybox")
 PROBE_SOURCE = Path(__file__).parent / "linux_programs" / "probe.c"
 #: Safety net for a hung guest; no test measures time.
 TIMEOUT = 60.0
-INSTALL_HINT = "install them with `sudo apt-get install busybox-static musl-tools` (make test does)"
+INSTALL_HINT = (
+    "install them with `sudo apt-get install busybox-static musl-tools sqlite3 curl` "
+    "(make test does)"
+)
 
 
 def require_busybox() -> Path:

@@ -73,6 +73,7 @@ enum lx_files_fn {
 	LXF_STATX = 20,     /* dirh, flags, mask; path -> struct statx */
 	LXF_ENOSYS = 21,    /* nr: an unsupported call was made */
 	LXF_TRACE = 22,     /* nr, ret, ns, a0; a1..a5, then its paths (NUL-terminated) */
+	LXF_LOCK = 23,      /* h, fcntl cmd; struct flock -> struct flock */
 };
 
 /*
