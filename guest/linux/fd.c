@@ -221,6 +221,11 @@ static long do_close(int64_t fd)
 	return 0;
 }
 
+long lx_fd_close(int64_t fd)
+{
+	return do_close(fd);
+}
+
 /* ---- data ------------------------------------------------------------------ */
 
 /*

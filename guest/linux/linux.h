@@ -112,6 +112,7 @@ long lx_fd_install_host(int64_t h, int flags);
 /* ---- sockets (net.c), readiness (wait.c), epoll (epoll.c) ------------------ */
 /* New fds over a socket library descriptor / an epoll instance (flags: O_CLOEXEC, O_NONBLOCK). */
 long lx_fd_install_sock(int64_t sock, int flags);
+long lx_fd_close(int64_t fd);
 long lx_fd_install_epoll(int64_t ep, int flags);
 /* The socket library descriptor behind fd (-EBADF, -ENOTSOCK); *nonblock its O_NONBLOCK. */
 int64_t lx_fd_sock(int fd, int *nonblock);

@@ -160,6 +160,66 @@ static long do_socket(int domain, int type, int protocol)
 	return lx_fd_install_sock(s, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
 }
 
+/*
+ * socketpair(AF_UNIX, SOCK_STREAM): a connected pair made as a loopback TCP
+ * connection inside the guest, which the socket library keeps in guest memory
+ * (its peer is in this guest): it never reaches the host, its network or its
+ * policy.  What programs use pairs for (asyncio's and libuv's wake-up pipes,
+ * talking to a helper) needs only bytes both ways, readiness and shutdown;
+ * getsockname answers AF_INET, and there is no fd passing (SCM_RIGHTS).
+ */
+static long do_socketpair(int domain, int type, int protocol, uint64_t usv)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = { htonl(INADDR_LOOPBACK) } };
+	socklen_t len = sizeof(sin);
+	int l, c = -1, a = -1, sv[2];
+	long r;
+
+	if (domain != AF_UNIX)
+		return -EOPNOTSUPP;
+	if (type & ~(0xf | SOCK_CLOEXEC | SOCK_NONBLOCK))
+		return -EINVAL;
+	if ((type & 0xf) != SOCK_STREAM)
+		return -EOPNOTSUPP; /* no datagram pairs */
+	if (protocol != 0)
+		return -EPROTONOSUPPORT;
+	if (!lx_user_ok(usv, sizeof(sv)))
+		return -EFAULT;
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	if (l < 0)
+		return -errno;
+	if (bind(l, (struct sockaddr *)&sin, len) || listen(l, 1) ||
+	    getsockname(l, (struct sockaddr *)&sin, &len))
+		goto fail;
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&sin, len))
+		goto fail;
+	a = accept(l, NULL, NULL);
+	if (a < 0)
+		goto fail;
+	close(l);
+	r = lx_fd_install_sock(c, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+	if (r < 0) {
+		close(a);
+		return r;
+	}
+	sv[0] = (int)r;
+	r = lx_fd_install_sock(a, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+	if (r < 0) {
+		lx_fd_close(sv[0]);
+		return r;
+	}
+	sv[1] = (int)r;
+	memcpy((void *)(uintptr_t)usv, sv, sizeof(sv));
+	return 0;
+fail:
+	r = -errno;
+	close(l);
+	if (c >= 0)
+		close(c);
+	return r;
+}
+
 static long do_bind(int64_t fd, uint64_t uaddr, uint64_t ulen)
 {
 	struct sockaddr_storage ss;
@@ -651,8 +711,7 @@ long lx_net_syscall(struct lx_frame *f)
 	case __NR_socket:
 		return do_socket((int)f->rdi, (int)f->rsi, (int)f->rdx);
 	case __NR_socketpair:
-		/* Linux has socketpair for AF_UNIX only, which the personality has not. */
-		return (int)f->rdi == AF_UNIX ? -EAFNOSUPPORT : -EOPNOTSUPP;
+		return do_socketpair((int)f->rdi, (int)f->rsi, (int)f->rdx, f->r10);
 	case __NR_bind:
 		return do_bind(fd, f->rsi, (uint32_t)f->rdx);
 	case __NR_listen:
