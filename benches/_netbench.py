@@ -74,11 +74,15 @@ def native(exe: Path, *args: str, timeout: float = 600) -> dict[str, str]:
 
 def in_vm(exe: Path, *args: str, timeout: float = 600) -> tuple[dict[str, str], dict[str, int]]:
     """Run the client in a `LinuxVM` with socket outsourcing (the default policy lets
-    it reach 127.0.0.1); its result fields and the module's counters."""
+    it reach 127.0.0.1); its result fields, and counters: the sockets module's, and
+    the VM's prefixed ``vm.`` (``vm.interrupts``: waits for the host that outlasted
+    the guest's spin and halted the vCPU)."""
     sockets = SocketOutsourcing()
     with LinuxVM(exe, list(args), sockets=sockets, timeout=timeout) as vm:
         code = vm.run()
         out = vm.stdout.decode()
         if code != 0:
             raise NetbenchError(f"netbench {args} in the VM exited {code}: {out}")
-        return parse(out), dict(sockets.stats)
+        stats = dict(sockets.stats)
+        stats.update({f"vm.{k}": v for k, v in vm.stats.items()})
+        return parse(out), stats
