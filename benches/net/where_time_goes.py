@@ -6,7 +6,7 @@ times and print, per run:
 - the client's own result line, and the native client's for the same mode right after;
 - per host thread of the VM (``vmrpc-vcpu0``, ``vmrpc-engine``...): the share of the
   run's wall time it spent on a CPU and runnable but waiting in the run queue
-  (``/proc/self/task/TID/schedstat``, sampled every 0.5 ms until the thread ends), and
+  (``/proc/self/task/TID/schedstat``, sampled every 10 ms until the thread ends), and
   the CPU it was last seen on;
 - the share of host calls whose wait outlasted the guest's 200 µs spin and halted the
   vCPU (``vm.stats["interrupts"] / vm.stats["rpcs"]``);
@@ -78,7 +78,7 @@ class Sampler(threading.Thread):
                     self.adjust(tid, stat[0])
                 self.cpus[tid].add(stat[3])
             self.last.update(now)
-            time.sleep(0.0005)
+            time.sleep(0.01)  # rarely: the sampler must not load the CPUs it measures
 
     def adjust(self, tid: int, name: str) -> None:
         if self.pin:
