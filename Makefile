@@ -5,7 +5,7 @@
 #   make demo    dev, then `python -m vmrpc demo`
 #   make test    dev, then Rust and Python lint/type checks (and the _vmm stub against
 #                the built module), cargo test and pytest
-#   make bench   dev, then `python -m vmrpc bench`
+#   make bench   dev and linux-deps, then `python -m vmrpc bench`
 #   make wheel   dist/: the sdist, and a portable (manylinux2014) wheel built from it
 #   make fuzz    coverage-guided fuzzing of every parser of guest-controlled bytes
 #                (fuzz/): each target for FUZZ_SECONDS (default 60); not part of test
@@ -166,7 +166,7 @@ test: dev linux-deps
 	$(VPY) -m mypy.stubtest vmrpc._vmm
 	$(VPY) -m pytest -q
 
-bench: dev
+bench: dev linux-deps
 	$(VPY) -m vmrpc bench
 
 # --- Fuzzing ----------------------------------------------------------------------------
