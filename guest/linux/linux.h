@@ -11,6 +11,7 @@
 /* The registers lx_syscall_entry saves, in push order reversed. */
 struct lx_frame {
 	uint64_t rdi, rsi, rdx, r10, r8, r9, nr, rflags, rip, rsp;
+	uint64_t rbx, rbp, r12, r13, r14, r15; /* as the program left them (for clone) */
 };
 
 extern const struct vmrpc_linux_info *lx_info;
@@ -90,6 +91,35 @@ void lx_trace(const struct lx_frame *f, long result, uint64_t ns);
 _Noreturn void lx_exit(int status);
 
 #define LX_ENOSYS_MARK (-100000) /* a family's "not mine" answer */
+
+/* ---- threads (thread.c), futex (futex.c), the personality lock (lock.c) -- */
+/* Sets up this vCPU's syscall entry (GS slots); every vCPU, before any call. */
+void lx_cpu_setup(void);
+long lx_thread_syscall(struct lx_frame *f);
+/* 1 if the program has one thread (then nothing blocks on another). */
+int lx_threads_alone(void);
+/* Blocks until *uaddr != val, a wake, or timeout_ns (< 0: none); 0 or -errno. */
+long lx_futex_wait(volatile uint32_t *uaddr, uint32_t val, int64_t timeout_ns, uint32_t bitset);
+/* Wakes up to n waiters of uaddr (no host exit when nobody waits). */
+long lx_futex_wake(volatile uint32_t *uaddr, uint32_t n);
+/* The same without the waiter count: a vCPU parked for its next thread. */
+long lx_futex_park(volatile uint32_t *uaddr, uint32_t val);
+long lx_futex_unpark(volatile uint32_t *uaddr);
+/* Time for futex timeouts (time.c). */
+long lx_clock_ns(int64_t clk, int64_t *ns);
+long lx_user_timespec(uint64_t addr, int64_t *ns);
+/* The personality lock around calls on shared state (lock.c). */
+void lx_lock(void);
+void lx_unlock(void);
+/* Around a wait inside a call: lets other threads' calls run meanwhile. */
+int lx_block_begin(void);
+void lx_block_end(int held);
+/*
+ * Guest-local readiness changes (pipes): a counter bumped on each, and a wait
+ * for the next one (lock released) when other threads could make it.
+ */
+void lx_ready_changed(void);
+long lx_ready_wait(int64_t timeout_ns);
 
 #endif
 

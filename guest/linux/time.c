@@ -156,3 +156,14 @@ long lx_time_syscall(struct lx_frame *f)
 		return LX_ENOSYS_MARK;
 	}
 }
+
+/* For futex timeouts (futex.c): a clock's time now, and a timespec read from the program. */
+long lx_clock_ns(int64_t clk, int64_t *ns)
+{
+	return clock_ns(clk, ns);
+}
+
+long lx_user_timespec(uint64_t addr, int64_t *ns)
+{
+	return get_ts(addr, ns);
+}

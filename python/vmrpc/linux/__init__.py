@@ -2,6 +2,15 @@
 
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
 from vmrpc.linux.syscalls import syscall_name
-from vmrpc.linux.vm import LinuxVM
+from vmrpc.linux.vm import DEFAULT_THREADS, MAX_THREADS, LinuxVM
 
-__all__ = ["FileAccess", "FilesModule", "LinuxVM", "Mount", "TraceRecord", "syscall_name"]
+__all__ = [
+    "DEFAULT_THREADS",
+    "MAX_THREADS",
+    "FileAccess",
+    "FilesModule",
+    "LinuxVM",
+    "Mount",
+    "TraceRecord",
+    "syscall_name",
+]

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from vmrpc import _vmm
+from vmrpc.errors import ConfigError
 from vmrpc.images import linux_personality_image
 from vmrpc.linux.dynamic import interpreter, system_mounts
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
@@ -29,7 +30,12 @@ from vmrpc.modspec import ModuleLike
 from vmrpc.sockets import SocketOutsourcing
 from vmrpc.vm import VM
 
-__all__ = ["LinuxVM"]
+__all__ = ["DEFAULT_THREADS", "MAX_THREADS", "LinuxVM"]
+
+MAX_THREADS: int = _vmm.MAX_VCPUS
+"""Most threads a program can have at once: one per vCPU (docs/linux.md, Threads)."""
+DEFAULT_THREADS = 4
+"""Threads a `LinuxVM` allows unless told otherwise (idle vCPUs wait in the host)."""
 
 
 class LinuxVM:
@@ -66,6 +72,8 @@ class LinuxVM:
         hosts: extra ``/etc/hosts`` entries (name -> address), with ``sockets``.
         modules: host modules the program may call through VM RPC (`vmrpc.linux.sdk`),
             in any form `VM.register_hm` takes; event queues: ``vm.vm.make_ev_queue``.
+        threads: how many threads the program may run at once, 1 to `MAX_THREADS`
+            (each runs on its own vCPU; a ``clone`` beyond it fails with EAGAIN).
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     an interpreter that cannot be loaded), `ConfigError` for one that does not fit.
@@ -92,6 +100,7 @@ class LinuxVM:
         sockets: SocketOutsourcing | None = None,
         hosts: Mapping[str, str] | None = None,
         modules: Sequence[ModuleLike] = (),
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -125,8 +134,14 @@ class LinuxVM:
         if sockets is not None:
             registered.append(sockets)
         registered.extend(modules)
+        if not 1 <= threads <= MAX_THREADS:
+            raise ConfigError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
         self.vm = VM(
-            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=registered
+            linux_personality_image(),
+            memory_mib=memory_mib,
+            timeout=timeout,
+            modules=registered,
+            vcpus=threads,
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]

@@ -326,6 +326,23 @@ mod tests {
         Arc::new(FutexDevice::new(memory, stop, Arc::new(Stats::default())))
     }
 
+    /// A thread waiting on `uaddr` (value 0), returned once it is listed
+    /// (real state, not a sleep).
+    fn listed_waiter(
+        d: &Arc<FutexDevice>,
+        uaddr: u64,
+        bitset: u32,
+    ) -> std::thread::JoinHandle<i64> {
+        let waiter = {
+            let d = d.clone();
+            std::thread::spawn(move || d.wait(uaddr, 0, None, bitset))
+        };
+        while lock(&d.table).get(&uaddr).is_none() {
+            std::thread::yield_now();
+        }
+        waiter
+    }
+
     #[test]
     fn a_changed_word_is_eagain_and_a_timeout_expires() {
         let d = device();
@@ -344,14 +361,7 @@ mod tests {
     #[test]
     fn a_wake_ends_a_wait_and_bitsets_select_waiters() {
         let d = device();
-        let waiter = {
-            let d = d.clone();
-            std::thread::spawn(move || d.wait(0x200, 0, None, 0b10))
-        };
-        // Wait until it is listed (real state, not a sleep).
-        while lock(&d.table).get(&0x200).is_none() {
-            std::thread::yield_now();
-        }
+        let waiter = listed_waiter(&d, 0x200, 0b10);
         assert_eq!(d.wake(0x200, 1, 0b01), 0, "bitsets do not meet");
         assert_eq!(d.wake(0x200, 1, 0b11), 1);
         assert_eq!(waiter.join().unwrap(), 0);
@@ -361,13 +371,7 @@ mod tests {
     #[test]
     fn a_requeued_waiter_is_woken_on_the_new_word() {
         let d = device();
-        let waiter = {
-            let d = d.clone();
-            std::thread::spawn(move || d.wait(0x500, 0, None, !0))
-        };
-        while lock(&d.table).get(&0x500).is_none() {
-            std::thread::yield_now();
-        }
+        let waiter = listed_waiter(&d, 0x500, !0);
         assert_eq!(d.requeue(0x500, 0, 0x600, 1, Some(1)), -EAGAIN);
         assert_eq!(d.requeue(0x500, 0, 0x600, 1, Some(0)), 1);
         assert_eq!(d.wake(0x500, 1, !0), 0);
@@ -378,13 +382,7 @@ mod tests {
     #[test]
     fn a_stopping_vm_ends_the_wait() {
         let d = device();
-        let waiter = {
-            let d = d.clone();
-            std::thread::spawn(move || d.wait(0x300, 0, None, !0))
-        };
-        while lock(&d.table).get(&0x300).is_none() {
-            std::thread::yield_now();
-        }
+        let waiter = listed_waiter(&d, 0x300, !0);
         d.stop.write(1).unwrap();
         assert_eq!(waiter.join().unwrap(), -EINTR);
     }
