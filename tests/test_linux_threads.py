@@ -54,8 +54,14 @@ def in_vm(program: Path, *args: str, threads: int = 4) -> tuple[int, bytes, Linu
 
 @pytest.mark.parametrize(
     "args",
-    [("sum", "3"), ("pipe",), ("robust",), ("limit", "3")],
-    ids=["mutex-condvar-join", "blocked-pipe-read", "robust-owner-died", "three-threads"],
+    [("sum", "3"), ("pipe",), ("poll",), ("robust",), ("limit", "3")],
+    ids=[
+        "mutex-condvar-join",
+        "blocked-pipe-read",
+        "blocked-poll-then-sleep",
+        "robust-owner-died",
+        "three-threads",
+    ],
 )
 def test_pthread_modes_print_what_they_print_natively(program: Path, args: tuple[str, ...]) -> None:
     want = native(program, *args)

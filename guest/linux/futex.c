@@ -61,6 +61,15 @@ long lx_futex_unpark(volatile uint32_t *uaddr)
 	return host(&r);
 }
 
+long lx_futex_sleep(int64_t ns)
+{
+	volatile uint32_t word = 0; /* nobody wakes it: only the timeout ends the wait */
+	struct lx_futex_req r = {LX_FUTEX_OP_WAIT, 0, (uint64_t)(uintptr_t)&word, ns,
+				 FUTEX_BITSET_ALL, 0, 0, 0, 0, 0};
+
+	return host(&r);
+}
+
 static long wake_or_requeue(uint64_t uaddr, uint32_t n, uint32_t bitset, uint64_t uaddr2,
 			    uint32_t n2, int cmp, uint32_t val)
 {

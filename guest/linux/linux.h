@@ -105,6 +105,8 @@ long lx_futex_wake(volatile uint32_t *uaddr, uint32_t n);
 /* The same without the waiter count: a vCPU parked for its next thread. */
 long lx_futex_park(volatile uint32_t *uaddr, uint32_t val);
 long lx_futex_unpark(volatile uint32_t *uaddr);
+/* Blocks this vCPU in the host for about ns (a sleep that does not spin). */
+long lx_futex_sleep(int64_t ns);
 /* Time for futex timeouts (time.c). */
 long lx_clock_ns(int64_t clk, int64_t *ns);
 long lx_user_timespec(uint64_t addr, int64_t *ns);
@@ -151,6 +153,12 @@ int lx_net_pending_error(int64_t sock);
  * (-1: no limit); revents filled in, returns the ready count or -errno.
  */
 long lx_wait(struct pollfd *set, uint64_t n, int64_t timeout_ms);
+/* lx_wait with other threads alive (wait_threads.c), and the parts of wait.c it shares. */
+long lx_wait_threaded(struct pollfd *set, uint64_t n, int64_t timeout_ms);
+uint32_t lx_wait_scan(struct pollfd *set, uint64_t n, struct pollfd *socks, uint32_t *index);
+long lx_wait_sockets(struct pollfd *set, struct pollfd *socks, const uint32_t *index, uint32_t k,
+		     int64_t timeout_ms);
+long lx_wait_count(const struct pollfd *set, uint64_t n);
 /* 1 if the program ignores or handles sig (so EPIPE does not end it). */
 int lx_sig_caught(int sig);
 /* Socket calls, and read/write/readv/writev on socket fds (asked before lx_fd_syscall). */

@@ -1,8 +1,9 @@
 /*
  * Time from the TSC: monotonic = TSC since the personality started (never goes
  * back: the TSC is invariant), realtime = the host's wall clock read once at
- * start (LXF_HELLO) plus the monotonic time since.  Sleeps spin on the TSC: the
- * program is the only thing this vCPU runs in part 1.
+ * start (LXF_HELLO) plus the monotonic time since.  A sleep blocks the vCPU in
+ * the host (futex.c) until SLEEP_SPIN_NS before its end, then spins on the TSC
+ * for the rest: the host's wake-up is late by tens of microseconds.
  */
 #include "linux.h"
 
@@ -16,6 +17,7 @@
 #define CLOCK_BOOTTIME 7
 #define TIMER_ABSTIME 1
 #define NS 1000000000ll
+#define SLEEP_SPIN_NS 200000ll
 
 struct lx_timespec {
 	int64_t sec, nsec;
@@ -100,7 +102,10 @@ static long sleep_until(int64_t clk, int64_t deadline)
 			return -EINVAL;
 		if (now >= deadline)
 			return 0;
-		cpu_relax();
+		if (deadline - now > SLEEP_SPIN_NS)
+			lx_futex_sleep(deadline - now - SLEEP_SPIN_NS);
+		else
+			cpu_relax();
 	}
 }
 

@@ -6,6 +6,7 @@
  *   sum N      N threads add up slices of 1..10^6 under a mutex, hand a token
  *              round a condition variable, and are joined
  *   pipe       a thread blocks reading a pipe while main computes, then writes
+ *   poll       the same with the thread blocked in poll, then a sleep in the thread
  *   exitgroup  a thread ends the program (exit_group) while main waits forever
  *   robust     a thread dies holding a robust mutex: the next locker gets EOWNERDEAD
  *   limit N    starts up to N threads that wait; prints how many started
@@ -13,11 +14,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TOP 1000000ull
@@ -79,14 +82,22 @@ static int fds[2];
 static void *reader(void *arg)
 {
 	char buf[64] = {0};
-	ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+	ssize_t n;
 
-	(void)arg;
+	if (arg) {
+		struct pollfd p = {fds[0], POLLIN, 0};
+		struct timespec ms = {0, 1000000};
+		int r = poll(&p, 1, -1);
+
+		printf("poll %d revents %#x\n", r, p.revents);
+		nanosleep(&ms, NULL);
+	}
+	n = read(fds[0], buf, sizeof(buf) - 1);
 	printf("reader got %zd: %s\n", n, buf);
 	return NULL;
 }
 
-static int mode_pipe(void)
+static int mode_pipe(int use_poll)
 {
 	pthread_t t;
 	unsigned long long s = 0;
@@ -94,7 +105,7 @@ static int mode_pipe(void)
 
 	if (pipe(fds))
 		return 2;
-	pthread_create(&t, NULL, reader, NULL);
+	pthread_create(&t, NULL, reader, (void *)(long)use_poll);
 	for (unsigned long long i = 1; i <= 50 * TOP; i++)
 		s += i % 7;
 	printf("main computed %llu\n", s);
@@ -195,7 +206,9 @@ int main(int argc, char **argv)
 	if (argc >= 3 && !strcmp(argv[1], "sum"))
 		return mode_sum(atoi(argv[2]));
 	if (argc >= 2 && !strcmp(argv[1], "pipe"))
-		return mode_pipe();
+		return mode_pipe(0);
+	if (argc >= 2 && !strcmp(argv[1], "poll"))
+		return mode_pipe(1);
 	if (argc >= 2 && !strcmp(argv[1], "exitgroup"))
 		return mode_exitgroup();
 	if (argc >= 2 && !strcmp(argv[1], "robust"))
@@ -209,6 +222,6 @@ int main(int argc, char **argv)
 		printf("fork %s\n", p < 0 ? "failed" : "made a child");
 		return 0;
 	}
-	fprintf(stderr, "usage: threads sum N | pipe | exitgroup | robust | limit N | fork\n");
+	fprintf(stderr, "usage: threads sum N | pipe | poll | exitgroup | robust | limit N | fork\n");
 	return 2;
 }
