@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 from linux_support import INSTALL_HINT, TIMEOUT, build_probe
 
+from test_linux_net import tcp_echo  # noqa: F401 (a fixture)
+
 from vmrpc import ConfigError
 from vmrpc.linux import MAX_THREADS, LinuxVM
+from vmrpc.sockets import SocketOutsourcing
 
 pytestmark = pytest.mark.kvm
 
@@ -70,6 +73,21 @@ def test_pthread_modes_print_what_they_print_natively(program: Path, args: tuple
     assert (code, out) == (0, want.stdout)
     # The threads really waited for each other in the host, not by spinning.
     assert vm.stats["futex_waits"] > 0
+
+
+def test_a_thread_blocked_in_a_host_recv_holds_no_other_thread(
+    program: Path,
+    tcp_echo: int,  # noqa: F811 (the fixture imported above)
+) -> None:
+    # The echo server answers only once main has sent: were the recv holding the
+    # personality lock, main's send would wait for it forever.
+    want = native(program, "sock", str(tcp_echo))
+    assert want.returncode == 0, want.stderr
+    with LinuxVM(
+        program, ["sock", str(tcp_echo)], timeout=TIMEOUT, sockets=SocketOutsourcing()
+    ) as vm:
+        assert vm.run() == 0
+        assert vm.stdout == want.stdout
 
 
 def test_exit_group_from_a_thread_ends_the_program(program: Path) -> None:

@@ -7,18 +7,23 @@
  *              round a condition variable, and are joined
  *   pipe       a thread blocks reading a pipe while main computes, then writes
  *   poll       the same with the thread blocked in poll, then a sleep in the thread
+ *   sock PORT  the same over a TCP connection to an echo server on 127.0.0.1:PORT:
+ *              the thread blocks in recv (a host call) while main computes, sends
  *   exitgroup  a thread ends the program (exit_group) while main waits forever
  *   robust     a thread dies holding a robust mutex: the next locker gets EOWNERDEAD
  *   limit N    starts up to N threads that wait; prints how many started
  *   fork       fork answers an error, not a child
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,13 +102,25 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-static int mode_pipe(int use_poll)
+static int connect_to(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)))
+		return -1;
+	fds[0] = fds[1] = s;
+	return 0;
+}
+
+static int mode_pipe(int use_poll, int port)
 {
 	pthread_t t;
 	unsigned long long s = 0;
 	char msg[32];
 
-	if (pipe(fds))
+	if (port ? connect_to(port) : pipe(fds))
 		return 2;
 	pthread_create(&t, NULL, reader, (void *)(long)use_poll);
 	for (unsigned long long i = 1; i <= 50 * TOP; i++)
@@ -206,9 +223,11 @@ int main(int argc, char **argv)
 	if (argc >= 3 && !strcmp(argv[1], "sum"))
 		return mode_sum(atoi(argv[2]));
 	if (argc >= 2 && !strcmp(argv[1], "pipe"))
-		return mode_pipe(0);
+		return mode_pipe(0, 0);
 	if (argc >= 2 && !strcmp(argv[1], "poll"))
-		return mode_pipe(1);
+		return mode_pipe(1, 0);
+	if (argc >= 3 && !strcmp(argv[1], "sock"))
+		return mode_pipe(0, atoi(argv[2]));
 	if (argc >= 2 && !strcmp(argv[1], "exitgroup"))
 		return mode_exitgroup();
 	if (argc >= 2 && !strcmp(argv[1], "robust"))
@@ -222,6 +241,6 @@ int main(int argc, char **argv)
 		printf("fork %s\n", p < 0 ? "failed" : "made a child");
 		return 0;
 	}
-	fprintf(stderr, "usage: threads sum N | pipe | poll | exitgroup | robust | limit N | fork\n");
+	fprintf(stderr, "usage: threads sum N | pipe | poll | sock PORT | exitgroup | robust | limit N | fork\n");
 	return 2;
 }
