@@ -107,6 +107,9 @@ long lx_futex_park(volatile uint32_t *uaddr, uint32_t val);
 long lx_futex_unpark(volatile uint32_t *uaddr);
 /* Blocks this vCPU in the host for about ns (a sleep that does not spin). */
 long lx_futex_sleep(int64_t ns);
+/* TLB (tlb.c): flush here after rights were removed; catch up with others' flushes. */
+void lx_tlb_narrowed(void);
+void lx_tlb_catch_up(void);
 /* Time for futex timeouts (time.c). */
 long lx_clock_ns(int64_t clk, int64_t *ns);
 long lx_user_timespec(uint64_t addr, int64_t *ns);

@@ -66,8 +66,10 @@ static long locked_dispatch(struct lx_frame *f)
 	int lock = !lx_threads_alone() && !lock_free(f->nr);
 	long r;
 
-	if (lock)
+	if (lock) {
 		lx_lock();
+		lx_tlb_catch_up(); /* another thread may have removed rights */
+	}
 	r = dispatch(f);
 	if (lock)
 		lx_unlock();

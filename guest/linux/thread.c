@@ -115,6 +115,7 @@ _Noreturn void lx_thread_idle(void)
 	while ((s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE)) != T_START)
 		lx_futex_park(&t->state, s);
 	t->state = T_RUNNING;
+	lx_tlb_catch_up();
 	__asm__ volatile("wrfsbase %0" : : "r"(t->fs) : "memory");
 	lx_thread_enter(&t->regs);
 }
