@@ -156,7 +156,8 @@ impl FutexDevice {
             table.entry(uaddr).or_default().push(waiter.clone());
         }
         self.stats.futex_waits.inc();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too far to represent is no timeout (never a panic).
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut woken = lock(&waiter.woken);
         loop {
             if *woken {
@@ -356,6 +357,13 @@ mod tests {
         assert_eq!(d.wait(0x102, 5, None, !0), -EINVAL);
         assert_eq!(d.wait(0x100_0000, 5, None, !0), -EFAULT);
         assert_eq!(d.wait(0x100, 5, None, 0), -EINVAL);
+        d.memory.write_obj(6u32, GuestAddress(0x100)).unwrap();
+        let far = Some(Duration::from_secs(u64::MAX));
+        assert_eq!(
+            d.wait(0x100, 5, far, !0),
+            -EAGAIN,
+            "checked before any sleep"
+        );
     }
 
     #[test]
