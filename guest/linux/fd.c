@@ -513,7 +513,7 @@ static long do_fcntl(int64_t fd, int cmd, uint64_t arg)
 		of->flags = (of->flags & O_ACCMODE) | ((int)arg & O_NONBLOCK);
 		return 0;
 	default:
-		return -EINVAL;
+		return lx_fcntl_lock(cmd, arg); /* record locks (flock.c), else EINVAL */
 	}
 }
 

@@ -110,6 +110,10 @@ long lx_futex_sleep(int64_t ns);
 /* TLB (tlb.c): flush here after rights were removed; catch up with others' flushes. */
 void lx_tlb_narrowed(void);
 void lx_tlb_catch_up(void);
+/* socketpair(AF_UNIX, SOCK_STREAM) over guest-local sockets (socketpair.c). */
+long lx_socketpair(int domain, int type, uint64_t usv);
+/* fcntl's record locks (flock.c); -EINVAL for any other command. */
+long lx_fcntl_lock(int cmd, uint64_t arg);
 /* Time for futex timeouts (time.c). */
 long lx_clock_ns(int64_t clk, int64_t *ns);
 long lx_user_timespec(uint64_t addr, int64_t *ns);

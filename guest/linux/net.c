@@ -664,8 +664,7 @@ long lx_net_syscall(struct lx_frame *f)
 	case __NR_socket:
 		return do_socket((int)f->rdi, (int)f->rsi, (int)f->rdx);
 	case __NR_socketpair:
-		/* Linux has socketpair for AF_UNIX only, which the personality has not. */
-		return (int)f->rdi == AF_UNIX ? -EAFNOSUPPORT : -EOPNOTSUPP;
+		return lx_socketpair((int)f->rdi, (int)f->rsi, f->r10); /* socketpair.c */
 	case __NR_bind:
 		return do_bind(fd, f->rsi, (uint32_t)f->rdx);
 	case __NR_listen:
