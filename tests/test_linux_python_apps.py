@@ -62,9 +62,7 @@ def python3() -> None:
 
 
 def test_sqlite3_writes_a_database_in_a_read_write_mount(tmp_path: Path) -> None:
-    with LinuxVM(
-        PYTHON, ["-c", SQLITE], mounts=[Mount(tmp_path, "/data")], timeout=TIMEOUT
-    ) as vm:
+    with LinuxVM(PYTHON, ["-c", SQLITE], mounts=[Mount(tmp_path, "/data")], timeout=TIMEOUT) as vm:
         assert vm.run() == 0, vm.stderr.decode()
         assert vm.stdout == b"(100, 5050)\n"
     # The host reads what the guest wrote.

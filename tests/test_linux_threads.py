@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from linux_support import INSTALL_HINT, TIMEOUT, build_probe
-
 from test_linux_net import tcp_echo  # noqa: F401 (a fixture)
 
 from vmrpc import ConfigError
