@@ -246,14 +246,16 @@ static long do_accept(int64_t fd, uint64_t uaddr, uint64_t ulenp, int flags)
 	socklen_t cap, got = MAX_ADDR;
 	int64_t s;
 	long r;
-	int c;
+	int c, held;
 
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
 		return -EINVAL;
 	s = sock_and_cap(fd, uaddr, ulenp, &cap, NULL);
 	if (s < 0)
 		return s;
+	held = lx_block_begin(); /* other threads' calls run while this one waits */
 	c = accept((int)s, (struct sockaddr *)&ss, &got);
+	lx_block_end(held);
 	if (c < 0)
 		return -errno;
 	r = lx_fd_install_sock(c, flags);
@@ -272,7 +274,7 @@ static long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int nb = 0;
+	int nb = 0, held;
 	int64_t s = sock_of(fd, &nb);
 	long r;
 
@@ -286,7 +288,10 @@ static long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 		pending[s] = 0;
 		return r;
 	}
-	r = lib(connect((int)s, (struct sockaddr *)&ss, len));
+	held = lx_block_begin(); /* other threads' calls run while this one waits */
+	r = connect((int)s, (struct sockaddr *)&ss, len);
+	lx_block_end(held);
+	r = lib(r);
 	if (!nb || sock_type(s) != SOCK_STREAM)
 		return r;
 	switch (-r) {
@@ -415,13 +420,21 @@ static long recv_from(int64_t s, uint8_t *buf, uint64_t len, int flags, int nb,
 {
 	int f = (flags & PASS_FLAGS) | (nb ? MSG_DONTWAIT : 0);
 
+	long r;
+	/* Other threads' calls run while this one waits, unless it fills a shared buffer. */
+	int held = lx_user_ok((uint64_t)(uintptr_t)buf, len) ? lx_block_begin() : 0;
+
 	if (len > 0x7ffff000)
 		len = 0x7ffff000;
-	if (from && sock_type(s) == SOCK_DGRAM)
-		return lib(recvfrom((int)s, buf, len, f, (struct sockaddr *)from, fromlen));
-	if (fromlen)
-		*fromlen = 0; /* a stream has no per-message source */
-	return lib(recv((int)s, buf, len, f));
+	if (from && sock_type(s) == SOCK_DGRAM) {
+		r = recvfrom((int)s, buf, len, f, (struct sockaddr *)from, fromlen);
+	} else {
+		if (fromlen)
+			*fromlen = 0; /* a stream has no per-message source */
+		r = recv((int)s, buf, len, f);
+	}
+	lx_block_end(held);
+	return lib(r);
 }
 
 static long do_sendto(int64_t fd, uint64_t buf, uint64_t len, int flags, uint64_t uaddr,

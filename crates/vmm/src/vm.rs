@@ -233,6 +233,15 @@ impl Vm {
         let engine_stop = Arc::new(
             EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Os("creating an eventfd", e))?,
         );
+        // Linux threads block here (guest/linux/futex.c); unused by bare guests.
+        let futex = crate::linux::futex::FutexDevice::new(
+            memory.clone(),
+            engine_stop.clone(),
+            stats.clone(),
+        );
+        buses
+            .mmio
+            .insert(crate::linux::futex::MMIO_FUTEX, 8, Arc::new(futex))?;
         let rpc = RpcHost::new(
             &vm_fd,
             &memory,
