@@ -7,6 +7,8 @@
 #                the built module), cargo test and pytest
 #   make bench   dev, then `python -m vmrpc bench`
 #   make wheel   dist/: the sdist, and a portable (manylinux2014) wheel built from it
+#   make abi     write the C headers' ABI part (guest/include/vmrpc/*_gen.h) from its
+#                Rust source, crates/guest-kmod-bindings (cargo test fails until it is run)
 #   make fuzz    coverage-guided fuzzing of every parser of guest-controlled bytes
 #                (fuzz/): each target for FUZZ_SECONDS (default 60); not part of test
 #   make clean   remove everything the build made
@@ -39,7 +41,7 @@ RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) pyproject.toml \
 	$(shell find crates -type f \( -name '*.rs' -o -name 'Cargo.toml' -o -name 'build.rs' \) 2>/dev/null)
 EXT_MODULE := $(wildcard $(PKG)/_vmm*.so)
 
-.PHONY: dev venv guest sdk ext wheel demo test lint test-rust test-python bench fuzz clean \
+.PHONY: dev venv guest sdk ext wheel demo test lint test-rust test-python bench fuzz clean abi \
 	linux-deps FORCE
 
 dev: venv sdk ext
@@ -82,7 +84,7 @@ sdk: guest
 	mkdir -p $(SDK).tmp/linux/include/vmrpc $(SDK).tmp/linux/lib
 	cp guest/linux/sdk/include/vmrpc_linux.h $(SDK).tmp/linux/include/
 	cp guest/linux/sdk/include/vmrpc/linux_calls.h guest/include/vmrpc/abi.h \
-		$(SDK).tmp/linux/include/vmrpc/
+		guest/include/vmrpc/abi_gen.h $(SDK).tmp/linux/include/vmrpc/
 	cp guest/build/libvmrpc_linux.a $(SDK).tmp/linux/lib/
 	$(MAKE) -s -C guest print-cflags > $(SDK).tmp/cflags.txt
 	# build.rs reruns when this stamp is missing (a fresh unpack, a deleted SDK). It
@@ -157,6 +159,14 @@ test: dev linux-deps
 
 bench: dev
 	$(VPY) -m vmrpc bench
+
+# --- Guest ABI ------------------------------------------------------------------------
+
+# The ABI is defined once, in crates/guest-kmod-bindings/src/{abi,socket_proto}.rs;
+# cbindgen writes the C headers' part from it (committed: building the guest SDK needs
+# no Rust). The same test, without VMRPC_WRITE_HEADERS, fails when they differ.
+abi:
+	VMRPC_WRITE_HEADERS=1 $(CARGO) test -q -p guest-kmod-bindings --test c_headers_are_generated
 
 # --- Fuzzing ----------------------------------------------------------------------------
 
