@@ -29,6 +29,7 @@ __all__ = [
     "Vm",
     "VmKilled",
     "VmrpcError",
+    "abi_table",
     "bench_raw_kvm_cycles",
     "linux_setup",
 ]
@@ -213,6 +214,13 @@ def linux_setup(
 ) -> dict[str, int]:
     """Load a Linux program (and its ELF interpreter, found under ``sysroot``) into a
     created ``linux`` VM (see `vmrpc.LinuxVM`)."""
+
+def abi_table() -> tuple[
+    dict[str, int | str], dict[str, tuple[int, list[tuple[str, int, int, str, int]]]]
+]:
+    """The guest ABI from its single source (crates/guest-kmod-bindings): ``(constants,
+    structs)``, ``{name: value}`` and ``{struct name: (size, [(field, offset, size,
+    element type, count), ...])}``; see `vmrpc.abi`."""
 
 def bench_raw_kvm_cycles(n: int) -> list[int]:
     """Benchmark baseline: ``n`` cycles of raw KVM (create a VM and one vCPU, run to

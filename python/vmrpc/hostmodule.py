@@ -52,6 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from vmrpc import abi
 from vmrpc._time_limit import with_time_limit
 
 __all__ = ["HostModule", "NativeModule", "encode_version", "function", "module_functions"]
@@ -89,12 +90,9 @@ def function(number: int, *, time_limit: float | None = None) -> Callable[[F], F
 
 
 def encode_version(version: int | tuple[int, int]) -> int:
-    """``major`` or ``(major, minor)`` as the ABI's ``(major << 16) | minor``."""
+    """``major`` or ``(major, minor)`` as the ABI encodes it (`vmrpc.abi.version`)."""
     major, minor = (version, 0) if isinstance(version, int) else version
-    for part in (major, minor):
-        if not isinstance(part, int) or not 0 <= part <= 0xFFFF:
-            raise ValueError(f"version parts must be ints in 0..65535, got {version!r}")
-    return (major << 16) | minor
+    return abi.version(major, minor)
 
 
 class HostModule:

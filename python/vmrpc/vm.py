@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeAlias, cast
 
-from vmrpc import _vmm
+from vmrpc import _vmm, abi
 from vmrpc.errors import ConfigError
 from vmrpc.events import EventQueue
 from vmrpc.hostmodule import NativeModule, encode_version, module_functions
@@ -288,7 +288,7 @@ class VM:
     @property
     def modules(self) -> list[tuple[str, tuple[int, int]]]:
         """Registered host modules as ``(name, (major, minor))``."""
-        return [(n, (v >> 16, v & 0xFFFF)) for n, v in self._vm.modules]
+        return [(n, abi.version_parts(v)) for n, v in self._vm.modules]
 
     # -- event queues --------------------------------------------------------------
 

@@ -14,6 +14,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyTuple};
 
+mod abi;
 mod config_int;
 mod evq;
 mod host_exit;
@@ -345,7 +346,8 @@ impl PySocketDataPlane {
 }
 
 fn version_from(version: u32) -> String {
-    format!("{}.{}", version >> 16, version & 0xffff)
+    let (major, minor) = guest_kmod_bindings::vmrpc_version_parts(version);
+    format!("{major}.{minor}")
 }
 
 /// Every VM this process created and may not have closed yet.
@@ -740,6 +742,7 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .call_method1("register", (&stop_all,))?;
     m.add_class::<PySocketDataPlane>()?;
     m.add_function(wrap_pyfunction!(bench_raw_kvm_cycles, m)?)?;
+    m.add_function(wrap_pyfunction!(abi::abi_table, m)?)?;
     crate::linux::python::add(m)?;
     m.add("VmrpcError", py.get_type::<VmrpcError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
