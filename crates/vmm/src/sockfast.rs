@@ -22,10 +22,13 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use guest_kmod_bindings::socket_proto::{VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_MAX_BUF};
+use guest_kmod_bindings::socket_proto::{
+    VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_MAX_BUF,
+};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
+use crate::rpc::module::NativeHandler;
 
 /// `struct vmrpc_sock_buf_req`.
 const BUF_REQ_SIZE: usize = 16;
@@ -73,19 +76,6 @@ impl SocketDataPlane {
 
     pub fn attached(&self) -> usize {
         self.table().len()
-    }
-
-    /// Answers SEND_BUF / RECV_BUF (returns None); any other call is handed
-    /// back for Python.
-    pub fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
-        let sending = match function {
-            VMRPC_SOCK_FN_SEND_BUF => true,
-            VMRPC_SOCK_FN_RECV_BUF => false,
-            _ => return Some(done),
-        };
-        let result = self.move_bytes(sending, request, &done);
-        done.ok(&resp(result));
-        None
     }
 
     /// One non-blocking `send`/`recv` between the socket and the guest buffer
@@ -151,6 +141,21 @@ impl SocketDataPlane {
         }
         bytes.fetch_add(n as u64, Ordering::Relaxed);
         n as i32
+    }
+}
+
+impl NativeHandler for SocketDataPlane {
+    /// Answers SEND_BUF / RECV_BUF (returns None); any other call is handed
+    /// back for Python.
+    fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
+        let sending = match function {
+            VMRPC_SOCK_FN_SEND_BUF => true,
+            VMRPC_SOCK_FN_RECV_BUF => false,
+            _ => return Some(done),
+        };
+        let result = self.move_bytes(sending, request, &done);
+        done.ok(&resp(result));
+        None
     }
 }
 

@@ -9,12 +9,12 @@ use guest_kmod_bindings::vmrpc_version;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::code::{CodeRewriter, CODE_NAME};
-use super::dataplane::{FilesDataPlane, FILES_DATA_NAME};
-
-use super::setup::{setup, LinuxParams};
-use super::LinuxError;
-use crate::python::{ConfigError, ImageError, PyVm};
+use super::errors::{ConfigError, ImageError};
+use super::vm::PyVm;
+use crate::linux::code::{CodeRewriter, CODE_NAME};
+use crate::linux::dataplane::{FilesDataPlane, FILES_DATA_NAME};
+use crate::linux::setup::{setup, LinuxParams};
+use crate::linux::LinuxError;
 
 fn to_pyerr(e: LinuxError) -> PyErr {
     match e {
