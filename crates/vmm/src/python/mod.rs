@@ -1,12 +1,14 @@
 //! The `vmrpc._vmm` extension module: the Python layer on top of the VMM.
 //! Nothing below it imports it. One file per Python class (`vm`, `evq`,
-//! `native_handler`, `socket_data_plane`, and the Linux personality's in
-//! `linux`), the exceptions and error mapping in `errors`, and the private
-//! benchmark hooks in `testing`.
+//! `native_handler`, `socket_data_plane`, `files_data_plane`,
+//! `code_rewriter`), `linux` (placing a Linux program), the exceptions and
+//! error mapping in `errors`, and the private benchmark hooks in `testing`.
 
+mod code_rewriter;
 mod config_int;
 mod errors;
 mod evq;
+mod files_data_plane;
 mod host_exit;
 mod host_module;
 mod linux;
@@ -31,6 +33,8 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<evq::PyEventQueue>()?;
     m.add_class::<native_handler::PyNativeHandler>()?;
     m.add_class::<socket_data_plane::PySocketDataPlane>()?;
+    m.add_class::<files_data_plane::PyFilesDataPlane>()?;
+    m.add_class::<code_rewriter::PyCodeRewriter>()?;
     linux::add(m)?;
     testing::add(m)?;
     errors::add(m)?;
