@@ -33,7 +33,7 @@ PKG := python/vmrpc
 SDK := $(PKG)/_guest
 
 # Paths given to ruff; benches/ and examples/ only once they exist.
-PY_LINT_PATHS := python tests $(wildcard benches) $(wildcard examples) guest/linux/sdk/python
+PY_LINT_PATHS := python tests tools $(wildcard benches) $(wildcard examples) guest/linux/sdk/python
 
 # Inputs of the native extension: when none changed and the built module is in place,
 # `maturin develop` is skipped (it would be an incremental no-op, but a slow one).
@@ -158,6 +158,8 @@ linux-deps:
 test: dev linux-deps
 	$(MAKE) -s -C guest check
 	$(CARGO) fmt --all -- --check
+	# No import cycle between the VMM's modules; the Python layer is on top (docs/design.md).
+	$(PYTHON) tools/check_module_cycles.py crates/vmm/src python
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	$(CARGO) test --workspace

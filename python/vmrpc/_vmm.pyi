@@ -5,8 +5,10 @@ checks this stub against the built module with mypy's stubtest.
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import final
+
+from typing_extensions import disjoint_base
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -23,14 +25,17 @@ __all__ = [
     "HostFunctionTimeout",
     "ImageError",
     "KvmError",
+    "NativeHandler",
     "QueueClosed",
     "QueueCorrupt",
     "SocketDataPlane",
     "Vm",
     "VmKilled",
     "VmrpcError",
+    "_drain_native",
+    "_feed_native",
+    "_raw_kvm_cycles",
     "abi_table",
-    "bench_raw_kvm_cycles",
     "linux_setup",
 ]
 
@@ -134,7 +139,7 @@ class Vm:
         name: str,
         version: int,
         functions: dict[int, Callable[[bytes], object]],
-        data_plane: SocketDataPlane | None = None,
+        native_handlers: Sequence[NativeHandler] = ...,
     ) -> None: ...
     def register_native(self, name: str) -> None: ...
     def unregister_hm(self, name: str, version: int) -> None: ...
@@ -169,10 +174,6 @@ class EventQueue:
     def get_event(self, timeout: float | None = None) -> bytes: ...
     def get_events(self, max_n: int, timeout: float | None = None) -> list[bytes]: ...
     def wait_readable(self, timeout: float | None = None) -> bool: ...
-    def drain_native(self, count: int, timeout: float | None = None) -> tuple[int, int]: ...
-    def feed_native(
-        self, count: int, size: int, timeout: float | None = None, first_seq: int = 0
-    ) -> int: ...
     def ring_state(self) -> dict[str, int]: ...
 
 @final
@@ -222,12 +223,13 @@ def abi_table() -> tuple[
     structs)``, ``{name: value}`` and ``{struct name: (size, [(field, offset, size,
     element type, count), ...])}``; see `vmrpc.abi`."""
 
-def bench_raw_kvm_cycles(n: int) -> list[int]:
-    """Benchmark baseline: ``n`` cycles of raw KVM (create a VM and one vCPU, run to
-    ``hlt``, destroy), in nanoseconds each."""
+@disjoint_base
+class NativeHandler:
+    """Native (Rust) code that answers some calls of a host module before its Python
+    functions (`vmrpc.HostModule.native_handlers`). Made by its subclasses only."""
 
 @final
-class SocketDataPlane:
+class SocketDataPlane(NativeHandler):
     """The native data plane of socket outsourcing (see vmrpc.sockets)."""
 
     def __new__(cls) -> SocketDataPlane: ...
@@ -236,3 +238,10 @@ class SocketDataPlane:
     def clear(self) -> None: ...
     @property
     def stats(self) -> dict[str, int]: ...
+
+# Benchmark and test hooks, private (wrapped by `vmrpc._testing`).
+def _drain_native(q: EventQueue, count: int, timeout: float | None = None) -> tuple[int, int]: ...
+def _feed_native(
+    q: EventQueue, count: int, size: int, timeout: float | None = None, first_seq: int = 0
+) -> int: ...
+def _raw_kvm_cycles(n: int) -> list[int]: ...

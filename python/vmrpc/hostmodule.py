@@ -48,12 +48,15 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from vmrpc import abi
 from vmrpc._time_limit import with_time_limit
+
+if TYPE_CHECKING:
+    from vmrpc._vmm import NativeHandler
 
 __all__ = ["HostModule", "NativeModule", "encode_version", "function", "module_functions"]
 
@@ -102,6 +105,15 @@ class HostModule:
     """The name guests bind to (1 to 255 bytes of UTF-8)."""
     version: ClassVar[int | tuple[int, int]] = 1
     """``major`` or ``(major, minor)``."""
+
+    def native_handlers(self) -> Sequence[NativeHandler]:
+        """Native (Rust) handlers that answer some calls before the module's functions.
+
+        A module with a data plane in Rust (``vmrpc.sockets``) returns its handlers here;
+        the VMM offers each call to them first, and a handler either answers it or hands
+        it to the module's function of that number (which must exist). Default: none.
+        """
+        return ()
 
 
 def module_functions(module: HostModule) -> dict[int, Callable[[bytes], Any]]:

@@ -269,10 +269,9 @@ class VM:
         name = getattr(module, "name", None)
         if not isinstance(name, str):
             raise TypeError(f"{type(module).__name__}.name must be a str")
-        # The socket outsourcing module brings a native data plane (vmrpc.sockets).
-        plane = getattr(module, "native_data_plane", None)
         functions = module_functions(module)
-        self._vm.register_hm(name, encode_version(module.version), functions, plane)
+        handlers = module.native_handlers()
+        self._vm.register_hm(name, encode_version(module.version), functions, handlers)
         closer = getattr(module, "close", None)
         if callable(closer):
             self._closers.append(closer)

@@ -29,6 +29,7 @@ use guest_kmod_bindings::socket_proto::{
 use vm_memory::{ByteValued, GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
+use crate::rpc::module::NativeHandler;
 
 #[derive(Default)]
 pub struct SocketDataPlane {
@@ -71,19 +72,6 @@ impl SocketDataPlane {
 
     pub fn attached(&self) -> usize {
         self.table().len()
-    }
-
-    /// Answers SEND_BUF / RECV_BUF (returns None); any other call is handed
-    /// back for Python.
-    pub fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
-        let sending = match function {
-            VMRPC_SOCK_FN_SEND_BUF => true,
-            VMRPC_SOCK_FN_RECV_BUF => false,
-            _ => return Some(done),
-        };
-        let result = self.move_bytes(sending, request, &done);
-        done.ok(resp(result).as_slice());
-        None
     }
 
     /// One non-blocking `send`/`recv` between the socket and the guest buffer
@@ -149,6 +137,21 @@ impl SocketDataPlane {
         }
         bytes.fetch_add(n as u64, Ordering::Relaxed);
         n as i32
+    }
+}
+
+impl NativeHandler for SocketDataPlane {
+    /// Answers SEND_BUF / RECV_BUF (returns None); any other call is handed
+    /// back for Python.
+    fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
+        let sending = match function {
+            VMRPC_SOCK_FN_SEND_BUF => true,
+            VMRPC_SOCK_FN_RECV_BUF => false,
+            _ => return Some(done),
+        };
+        let result = self.move_bytes(sending, request, &done);
+        done.ok(resp(result).as_slice());
+        None
     }
 }
 

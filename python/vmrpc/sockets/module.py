@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -241,6 +241,10 @@ class SocketOutsourcing(HostModule):
         TCP sockets in Rust, without Python (`vmrpc.VM.register_hm` hands it to the
         VMM). Sockets are attached once connected and detached before they close;
         what would block falls back to SEND/RECV, served below."""
+
+    def native_handlers(self) -> Sequence[_vmm.NativeHandler]:
+        """The native data plane (see `native_data_plane`)."""
+        return (self.native_data_plane,)
 
     # ---- public ---------------------------------------------------------------------
 

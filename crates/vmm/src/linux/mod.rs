@@ -10,14 +10,10 @@
 pub mod code;
 pub mod dataplane;
 pub mod elf;
-pub mod futex;
 pub mod pathops;
 pub mod rewrite;
 pub mod setup;
 pub mod stack;
-
-#[cfg(feature = "python")]
-pub(crate) mod python;
 
 /// Why a program cannot be set up in a VM.
 #[derive(Debug, thiserror::Error)]

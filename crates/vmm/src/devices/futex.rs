@@ -1,4 +1,5 @@
-//! The host futex table of the Linux personality's threads (guest/linux/futex.c).
+//! The host futex table of the Linux personality's threads (guest/linux/futex.c), on
+//! the VM's bus like any device (bare guests never touch it).
 //!
 //! Each thread of a Linux program runs on its own vCPU (docs/linux.md,
 //! "Threads"). A thread that must wait on a futex word asks this device
@@ -14,16 +15,15 @@
 //! program runs per VM, so private and shared futexes are the same thing).
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::EventFd;
 
 use crate::bus::{BusDevice, DeviceAction};
 use crate::stats::Stats;
+use crate::stop::StopToken;
 
 /// The device's MMIO address (`LX_MMIO_FUTEX`): inside the runtime's MMIO
 /// window, far from the runtime's own registers.
@@ -105,13 +105,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct FutexDevice {
     memory: GuestMemoryMmap,
     table: Mutex<Table>,
-    /// Readable once the VM stops (the RPC engine's stop eventfd).
-    stop: Arc<EventFd>,
+    /// The VM's stop token: every wait ends once the VM stops.
+    stop: StopToken,
     stats: Arc<Stats>,
 }
 
 impl FutexDevice {
-    pub fn new(memory: GuestMemoryMmap, stop: Arc<EventFd>, stats: Arc<Stats>) -> Self {
+    pub fn new(memory: GuestMemoryMmap, stop: StopToken, stats: Arc<Stats>) -> Self {
         FutexDevice {
             memory,
             table: Mutex::new(HashMap::new()),
@@ -121,13 +121,7 @@ impl FutexDevice {
     }
 
     fn stopping(&self) -> bool {
-        let mut p = libc::pollfd {
-            fd: self.stop.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+        self.stop.is_stopped()
     }
 
     /// Blocks the calling (vCPU) thread until woken, timed out or the VM stops.
@@ -319,11 +313,10 @@ impl BusDevice for FutexDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
     fn device() -> Arc<FutexDevice> {
         let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
-        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
+        let stop = StopToken::new().unwrap();
         Arc::new(FutexDevice::new(memory, stop, Arc::new(Stats::default())))
     }
 
@@ -391,7 +384,7 @@ mod tests {
     fn a_stopping_vm_ends_the_wait() {
         let d = device();
         let waiter = listed_waiter(&d, 0x300, !0);
-        d.stop.write(1).unwrap();
+        d.stop.stop();
         assert_eq!(waiter.join().unwrap(), -EINTR);
     }
 
