@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import test_linux_net_busybox as net
 from linux_support import KV
 
 import vmrpc
 from vmrpc.linux import LinuxVM, Mount
 from vmrpc.linux.sdk import python_client_dir
+from vmrpc.sockets import TLS, Policy, Rule, SocketOutsourcing
 
 from conftest import run_python as run_host_python
 
 pytestmark = pytest.mark.kvm
+
+tls_material = net.tls_material
 
 PYTHON = Path("/usr/bin/python3")
 
@@ -206,3 +211,23 @@ def test_socketpair_refuses_what_linux_refuses() -> None:
     result = vmrpc.run_python(code)
 
     assert result.stdout == native.stdout == b"95\n"  # EOPNOTSUPP
+
+
+def test_urllib_asks_http_and_the_host_forces_tls(tls_material: dict[str, Any]) -> None:
+    # The example: the program asks for http://, a rule makes the wire TLS to an
+    # HTTPS-only server (trustme certificate), verified on the host.
+    server = net.HttpServer(tls=tls_material["server"])
+    try:
+        rule = Rule(TLS(server_hostname="localhost", cafile=tls_material["ca"]), port=server.port)
+        sockets = SocketOutsourcing(Policy([rule]))
+        code = (
+            "import urllib.request\n"
+            f"print(urllib.request.urlopen('http://127.0.0.1:{server.port}/py').read().decode())"
+        )
+        result = vmrpc.run_python(code, sockets=sockets)
+    finally:
+        server.close()
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == net.BODY + b"\n"
+    assert server.paths == ["/py"]  # the server speaks only TLS
+    assert [r.event for r in sockets.audit] == ["connect", "tls-established"]
