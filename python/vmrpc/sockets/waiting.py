@@ -26,7 +26,7 @@ CLOSE_WAIT_S = 5.0
 
 
 class LoopWaits(PolicyAudit):
-    """Waits and closing on the loop; the base of every operation's mixin."""
+    """Waits and closing on the loop; the base of the mixins whose operations wait."""
 
     def _wake(self, entry: Entry, write: bool) -> None:
         waiters = entry.writers if write else entry.readers
