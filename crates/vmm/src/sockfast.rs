@@ -22,7 +22,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use guest_kmod_bindings::socket_proto::{VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_MAX_BUF};
+use guest_kmod_bindings::socket_proto::{
+    VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_MAX_BUF,
+};
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
