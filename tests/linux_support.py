@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
+import vmrpc
+
 BUSYBOX = Path("/bin/busybox")
 PROBE_SOURCE = Path(__file__).parent / "linux_programs" / "probe.c"
 #: Safety net for a hung guest; no test measures time.
 TIMEOUT = 60.0
-INSTALL_HINT = "install them with `sudo apt-get install busybox-static musl-tools` (make test does)"
+INSTALL_HINT = (
+    "install them with `sudo apt-get install busybox-static musl-tools sqlite3 curl` "
+    "(make test does)"
+)
 
 
 def require_busybox() -> Path:
@@ -44,3 +49,27 @@ needs_pvm_lstar = pytest.mark.skipif(
     reason="exercises the MSR_LSTAR path, which stays in ring 3 only on PVM; hardware "
     "KVM needs the ring-0 LSTAR stub described in docs/linux.md (not built)",
 )
+
+
+class KV(vmrpc.HostModule):
+    """A key-value host module the Linux programs' VM RPC tests call: 0 puts ``k=v``,
+    1 gets ``k``, 2 raises (the guest sees VMRPC_EHOSTFN)."""
+
+    name, version = "kv", 1
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    @vmrpc.function(0)
+    def put(self, request: bytes) -> bytes:
+        key, _, value = request.partition(b"=")
+        self.data[key] = value
+        return b"ok"
+
+    @vmrpc.function(1)
+    def get(self, key: bytes) -> bytes:
+        return self.data.get(key, b"")
+
+    @vmrpc.function(2)
+    def fail(self, request: bytes) -> bytes:
+        raise ValueError("host function failed on purpose")

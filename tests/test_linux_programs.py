@@ -75,6 +75,31 @@ def test_clocks(probe: Path) -> None:
     assert (res, slept) == (b"1", b"slept")  # monotonic advanced across nanosleep
 
 
+def test_clocks_are_read_through_the_vdso_without_system_calls(probe: Path) -> None:
+    # glibc and musl find the personality's vDSO through AT_SYSINFO_EHDR and read the
+    # clocks in user space: clock_gettime and time never reach the personality, while
+    # nanosleep (no vDSO function) still does. (musl asks clock_getres of the kernel.)
+    before = int(time.time())
+    with LinuxVM(probe, ["time"], timeout=TIMEOUT, trace=True) as vm:
+        assert vm.run() == 0
+        wall, res, slept = vm.stdout.split()
+        names = {record.name for record in vm.trace}
+    assert before <= int(wall) <= int(time.time())
+    assert (res, slept) == (b"1", b"slept")
+    assert "nanosleep" in names or "clock_nanosleep" in names
+    assert not names & {"clock_gettime", "time", "gettimeofday"}
+
+
+def test_a_dynamic_program_reads_the_clock_through_the_vdso() -> None:
+    # Debian's /bin/date (glibc, dynamically linked): ld.so takes the vDSO too.
+    before = int(time.time())
+    with LinuxVM("/bin/date", ["+%s"], timeout=TIMEOUT, trace=True) as vm:
+        assert vm.run() == 0, vm.stderr
+        names = {record.name for record in vm.trace}
+    assert before <= int(vm.stdout) <= int(time.time())
+    assert "clock_gettime" not in names
+
+
 def test_getrandom_differs_between_calls_and_vms(probe: Path) -> None:
     first = in_vm(probe, "random")[1].split()
     second = in_vm(probe, "random")[1].split()

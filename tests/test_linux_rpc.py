@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from linux_support import INSTALL_HINT, TIMEOUT
+from linux_support import INSTALL_HINT, KV, TIMEOUT
 
 import vmrpc
 from vmrpc.linux import LinuxVM
@@ -17,23 +17,6 @@ from vmrpc.linux import sdk as linux_sdk
 pytestmark = pytest.mark.kvm
 
 SOURCE = Path(__file__).parent / "linux_programs" / "rpc_client.c"
-
-
-class KV(vmrpc.HostModule):
-    name, version = "kv", 1
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    @vmrpc.function(0)
-    def put(self, request: bytes) -> bytes:
-        key, _, value = request.partition(b"=")
-        self.data[key] = value
-        return b"ok"
-
-    @vmrpc.function(1)
-    def get(self, key: bytes) -> bytes:
-        return self.data.get(key, b"")
 
 
 @pytest.fixture(scope="module", params=["musl-gcc", "gcc"])

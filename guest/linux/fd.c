@@ -402,6 +402,13 @@ static long do_fcntl(int64_t fd, int cmd, uint64_t arg)
 	case F_SETFL:
 		of->flags = (of->flags & O_ACCMODE) | ((int)arg & O_NONBLOCK);
 		return 0;
+	case F_GETLK:
+	case F_SETLK:
+	case F_SETLKW:
+	case F_OFD_GETLK:
+	case F_OFD_SETLK:
+	case F_OFD_SETLKW:
+		return lx_fs_lock(fd, cmd, arg);
 	default:
 		return -EINVAL;
 	}

@@ -152,6 +152,36 @@ static long handle_call(uint32_t fn, int64_t fd, int64_t a1, int64_t a2)
 	return lx_host(fn, h, a1, a2, 0, NULL, 0, NULL, 0, NULL);
 }
 
+/*
+ * Record locks are taken by the host on its own descriptor of the file
+ * (python/vmrpc/linux/locks.py), so host processes see them.  struct flock is
+ * copied in, sent as is (the host checks its fields), and copied back for the
+ * GETLK forms.
+ */
+#define FLOCK_SIZE 32 /* struct flock on x86-64 (locks.py FLOCK) */
+
+long lx_fs_lock(int64_t fd, int cmd, uint64_t uflock)
+{
+	uint8_t lk[FLOCK_SIZE], out[FLOCK_SIZE];
+	int64_t h = lx_fd_host((int)fd);
+	size_t got = 0;
+	long r;
+
+	if (h < 0)
+		return h == -EINVAL ? -EINVAL : h; /* a pipe or socket: no record locks here */
+	if (!lx_user_ok(uflock, sizeof(lk)))
+		return -EFAULT;
+	memcpy(lk, (const void *)(uintptr_t)uflock, sizeof(lk));
+	r = lx_host(LXF_LOCK, h, cmd, 0, 0, lk, sizeof(lk), out, sizeof(out), &got);
+	if (r < 0)
+		return r;
+	if (got != sizeof(out))
+		return -EIO;
+	if (cmd == F_GETLK || cmd == F_OFD_GETLK)
+		memcpy((void *)(uintptr_t)uflock, out, sizeof(out));
+	return 0;
+}
+
 static long do_fstat(int64_t fd, uint64_t st)
 {
 	static uint8_t tmp[STAT_SIZE];

@@ -98,6 +98,14 @@ _Noreturn void lx_exit(int status);
 /* The host handle behind guest fd `fd`, LX_AT_FDCWD for it, or -EBADF/-ENOTDIR. */
 int64_t lx_fd_dir_handle(int64_t fd);
 int64_t lx_fd_host(int fd);
+/* fcntl's record locks on a host file (fs.c); Linux's command numbers. */
+#define F_GETLK 5
+#define F_SETLK 6
+#define F_SETLKW 7
+#define F_OFD_GETLK 36
+#define F_OFD_SETLK 37
+#define F_OFD_SETLKW 38
+long lx_fs_lock(int64_t fd, int cmd, uint64_t uflock);
 /* Installs a new guest fd for host handle h (open flags: O_CLOEXEC etc.). */
 long lx_fd_install_host(int64_t h, int flags);
 

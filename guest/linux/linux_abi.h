@@ -13,6 +13,13 @@
 /* Programs load at or above this address; the personality lives below. */
 #define LX_PROGRAM_MIN 0x400000ull
 
+/* The auxv entry the host reserves for the vDSO (stack.rs VDSO_SLOT): AT_IGNORE
+ * with this value, which the personality turns into AT_SYSINFO_EHDR. */
+#define LX_AT_NULL 0
+#define LX_AT_IGNORE 1
+#define LX_AT_SYSINFO_EHDR 33
+#define LX_AUXV_VDSO_SLOT 0x6f7364762d786cull /* "lx-vdso" */
+
 /* Per-vCPU (GS) page slots beyond the runtime's first 16 bytes. */
 #define LX_GS_USER_RSP 0x10 /* the program's rsp while a syscall runs */
 #define LX_GS_STACK 0x18    /* top of this vCPU's syscall stack */
@@ -66,6 +73,7 @@ enum lx_files_fn {
 	LXF_STATX = 20,     /* dirh, flags, mask; path -> struct statx */
 	LXF_ENOSYS = 21,    /* nr: an unsupported call was made */
 	LXF_TRACE = 22,     /* nr, ret, ns, a0; a1..a5, then its paths (NUL-terminated) */
+	LXF_LOCK = 23,      /* h, fcntl cmd; struct flock -> struct flock */
 };
 
 /*

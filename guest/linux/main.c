@@ -42,6 +42,28 @@ _Noreturn void lx_exit(int status)
 	exit(status & 0xff);
 }
 
+/*
+ * Offers the program the vDSO: the host reserved an auxv entry (AT_IGNORE with
+ * LX_AUXV_VDSO_SLOT, crates/vmm/src/linux/stack.rs) that becomes
+ * AT_SYSINFO_EHDR, so libc reads the clocks without a system call.
+ */
+static void offer_vdso(uint64_t sp)
+{
+	extern char lx_vdso_image[];
+	uint64_t *w = (uint64_t *)(uintptr_t)sp;
+
+	w += 1 + w[0] + 1; /* argc, argv[], NULL */
+	while (*w)
+		w++; /* envp[] */
+	for (w++; w[0] != LX_AT_NULL; w += 2) {
+		if (w[0] == LX_AT_IGNORE && w[1] == LX_AUXV_VDSO_SLOT) {
+			w[0] = LX_AT_SYSINFO_EHDR;
+			w[1] = (uint64_t)(uintptr_t)lx_vdso_image;
+			return;
+		}
+	}
+}
+
 static void gs_write(unsigned off, uint64_t v)
 {
 	__asm__ volatile("movq %0, %%gs:(%1)" : : "r"(v), "r"((uint64_t)off) : "memory");
@@ -74,6 +96,7 @@ int main(int argc, char **argv)
 	}
 	wall = lx_host(LXF_HELLO, 0, 0, 0, 0, NULL, 0, NULL, 0, NULL);
 	lx_time_init(wall > 0 ? wall : 0);
+	offer_vdso(lx_info->sp);
 	lx_rand_init(lx_info->seed);
 	lx_mem_init();
 	lx_prot_init_program();

@@ -6,16 +6,10 @@
  */
 #include "linux.h"
 
-#define CLOCK_REALTIME 0
-#define CLOCK_MONOTONIC 1
-#define CLOCK_PROCESS_CPUTIME_ID 2
-#define CLOCK_THREAD_CPUTIME_ID 3
-#define CLOCK_MONOTONIC_RAW 4
-#define CLOCK_REALTIME_COARSE 5
-#define CLOCK_MONOTONIC_COARSE 6
-#define CLOCK_BOOTTIME 7
+#include "vdso/clock.h"
+
 #define TIMER_ABSTIME 1
-#define NS 1000000000ll
+#define NS LX_NS
 
 struct lx_timespec {
 	int64_t sec, nsec;
@@ -24,47 +18,22 @@ struct lx_timeval {
 	int64_t sec, usec;
 };
 
-static uint64_t tsc0;
-static int64_t wall0;
-/* ns = cycles * mult >> 32: one multiply on the hot path instead of divisions. */
-static uint64_t mult;
+/* The parameter page of the vDSO (vdso_image.S): the vDSO reads the same
+ * values, so its clocks and these system calls agree. */
+extern struct lx_clock_params lx_clock;
 
 void lx_time_init(int64_t wall_ns)
 {
 	uint64_t khz = rt_tsc_khz();
 
-	tsc0 = rdtsc();
-	wall0 = wall_ns;
-	mult = khz ? (1000000ull << 32) / khz : 0;
-}
-
-static int64_t mono_ns(void)
-{
-	uint32_t lo, hi;
-
-	/* rdtscp waits for earlier instructions, like the runtime's lfence; rdtsc. */
-	__asm__ volatile("rdtscp" : "=a"(lo), "=d"(hi) : : "rcx");
-	return (int64_t)(((unsigned __int128)((((uint64_t)hi << 32) | lo) - tsc0) * mult) >> 32);
+	lx_clock.tsc0 = rdtsc();
+	lx_clock.wall0 = wall_ns;
+	lx_clock.mult = khz ? (1000000ull << 32) / khz : 0;
 }
 
 static long clock_ns(int64_t clk, int64_t *ns)
 {
-	switch (clk) {
-	case CLOCK_REALTIME:
-	case CLOCK_REALTIME_COARSE:
-		*ns = wall0 + mono_ns();
-		return 0;
-	case CLOCK_MONOTONIC:
-	case CLOCK_MONOTONIC_RAW:
-	case CLOCK_MONOTONIC_COARSE:
-	case CLOCK_BOOTTIME:
-	case CLOCK_PROCESS_CPUTIME_ID:
-	case CLOCK_THREAD_CPUTIME_ID:
-		*ns = mono_ns();
-		return 0;
-	default:
-		return -EINVAL;
-	}
+	return lx_clock_ns(&lx_clock, clk, ns) < 0 ? -EINVAL : 0;
 }
 
 static long put_ts(uint64_t addr, int64_t ns)
@@ -135,13 +104,13 @@ long lx_time_syscall(struct lx_frame *f)
 			struct lx_timeval *tv = (struct lx_timeval *)(uintptr_t)f->rdi;
 			if (!lx_user_ok(f->rdi, sizeof(*tv)))
 				return -EFAULT;
-			clock_ns(CLOCK_REALTIME, &ns);
+			clock_ns(LX_CLOCK_REALTIME, &ns);
 			tv->sec = ns / NS;
 			tv->usec = ns % NS / 1000;
 		}
 		return 0;
 	case __NR_time:
-		clock_ns(CLOCK_REALTIME, &ns);
+		clock_ns(LX_CLOCK_REALTIME, &ns);
 		if (f->rdi) {
 			if (!lx_user_ok(f->rdi, 8))
 				return -EFAULT;
@@ -149,7 +118,7 @@ long lx_time_syscall(struct lx_frame *f)
 		}
 		return ns / NS;
 	case __NR_nanosleep:
-		return nanosleep_common(CLOCK_MONOTONIC, 0, f->rdi);
+		return nanosleep_common(LX_CLOCK_MONOTONIC, 0, f->rdi);
 	case __NR_clock_nanosleep:
 		return nanosleep_common((int64_t)f->rdi, (int)f->rsi, f->rdx);
 	default:

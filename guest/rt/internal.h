@@ -39,6 +39,15 @@ struct rt_sink {
 };
 int rt_vformat(struct rt_sink *sink, const char *fmt, va_list ap);
 
+#ifndef RT_NO_FLOAT
+/* printf_float.c: formats v for conversion f/F/e/E/g/G into out (at least
+ * RT_FLOAT_MAX_LEN bytes, not NUL-terminated) without the sign, which goes to
+ * *negative; returns the length.  Precisions above RT_FLOAT_MAX_PREC are cut. */
+#define RT_FLOAT_MAX_PREC 800
+#define RT_FLOAT_MAX_LEN (RT_FLOAT_MAX_PREC + 320)
+int rt_format_double(double v, char conv, int prec, int alt, char *out, int *negative);
+#endif
+
 /* Interrupt entry stubs (irq.S). */
 void rt_irq_stub_vmrpc(void);
 void rt_irq_stub_spurious(void);

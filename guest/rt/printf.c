@@ -1,7 +1,8 @@
 /*
  * A small printf engine: %d %i %u %x %X %p %s %c %%, flags '-' '0' '+' ' '
- * '#', width and precision (both may be '*'), length modifiers hh h l ll z j t.
- * No floating point: guests are built without SSE.
+ * '#', width and precision (both may be '*'), length modifiers hh h l ll z j t,
+ * and %f %F %e %E %g %G (printf_float.c) except in the Linux personality's
+ * copy, built without SSE (RT_NO_FLOAT), where they are echoed like unknowns.
  */
 #include "internal.h"
 
@@ -91,6 +92,41 @@ static int emit_number(struct rt_sink *s, const struct spec *sp, uint64_t v, int
 		pad(s, ' ', fill);
 	return total + fill;
 }
+
+#ifndef RT_NO_FLOAT
+/* A formatted double: sign first, then '0' padding (unless '-', or the value
+ * is inf/nan), then the digits; unlike integers, a precision keeps '0' padding. */
+static int emit_float(struct rt_sink *s, const struct spec *sp, double v, char conv)
+{
+	char body[RT_FLOAT_MAX_LEN];
+	char sign = 0;
+	int negative, len, total, fill, zeros = 0;
+	int finite = v - v == 0; /* inf - inf and nan - nan are nan */
+
+	len = rt_format_double(v, conv, sp->prec, (sp->flags & F_ALT) != 0, body, &negative);
+	if (negative)
+		sign = '-';
+	else if (sp->flags & F_PLUS)
+		sign = '+';
+	else if (sp->flags & F_SPACE)
+		sign = ' ';
+	total = len + (sign != 0);
+	fill = sp->width > total ? sp->width - total : 0;
+	if ((sp->flags & F_ZERO) && !(sp->flags & F_LEFT) && finite) {
+		zeros = fill;
+		fill = 0;
+	}
+	if (!(sp->flags & F_LEFT))
+		pad(s, ' ', fill);
+	if (sign)
+		s->put(s, &sign, 1);
+	pad(s, '0', zeros);
+	s->put(s, body, (size_t)len);
+	if (sp->flags & F_LEFT)
+		pad(s, ' ', fill);
+	return total + fill + zeros;
+}
+#endif
 
 enum length { LEN_HH, LEN_H, LEN_INT, LEN_L, LEN_LL, LEN_Z, LEN_J, LEN_T };
 
@@ -216,6 +252,17 @@ int rt_vformat(struct rt_sink *s, const char *fmt, va_list ap_in)
 		case 'p':
 			total += emit_number(s, &sp, (uint64_t)(uintptr_t)va_arg(ap, void *), 0, 16, 0, 1);
 			break;
+#ifndef RT_NO_FLOAT
+		case 'f':
+		case 'F':
+		case 'e':
+		case 'E':
+		case 'g':
+		case 'G':
+			/* 'l' (%lf) changes nothing: floats are promoted to double. */
+			total += emit_float(s, &sp, va_arg(ap, double), *fmt);
+			break;
+#endif
 		case 'c': {
 			char c = (char)va_arg(ap, int);
 			total += emit_padded(s, &sp, &c, 1);

@@ -33,7 +33,7 @@ from vmrpc.errors import (
 from vmrpc.events import EventQueue
 from vmrpc.hostmodule import HostModule, NativeModule, function
 from vmrpc.images import builtin_images, image_path, sdk_include_dir, sdk_lib_dir
-from vmrpc.linux import LinuxVM
+from vmrpc.linux import LinuxVM, run_python
 from vmrpc.vm import VM
 
 try:
@@ -67,6 +67,7 @@ __all__ = [
     "builtin_images",
     "function",
     "image_path",
+    "run_python",
     "sdk_include_dir",
     "sdk_lib_dir",
 ]

@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         "console to stdout. Exits with the guest's exit code; 124 if the guest timed out, "
         "125 if it crashed (the reason and registers go to stderr), 2 for a bad "
         "configuration or image. Host modules given with --module are registered before "
-        "the guest starts. Put `--` before guest arguments that start with '-'.",
+        "the guest starts. Arguments after IMAGE that are not options of `run` are the "
+        "guest's, even if they start with '-' (`--` ends vmrpc's options).",
     )
     run.add_argument("image", metavar="IMAGE", help="built-in image name or path of a guest ELF")
     run.add_argument("args", metavar="ARGS", nargs="*", help="arguments passed to the guest")
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_linux_arguments(run)
     run.set_defaults(func=_cmd_run)
+    parser.set_defaults(run_parser=run)  # main() reads run's options to find guest arguments
 
     demo = sub.add_parser("demo", help="run the demo", description="Run the vmrpc demo.")
     demo.set_defaults(func=_cmd_demo)
@@ -392,9 +394,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _guest_args_last(argv: list[str], run: argparse.ArgumentParser) -> list[str]:
+    """``run``'s command line reordered as ``run OPTIONS... IMAGE -- GUEST_ARGS...``.
+
+    After IMAGE, a token that is none of ``run``'s own options (nor such an option's
+    value) belongs to the guest, in order, even when it starts with '-': ``vmrpc run
+    --linux /usr/bin/python3 -c 'print(1)' --mount d:/d`` gives python3 ``-c 'print(1)'``.
+    ``--`` still ends vmrpc's options, and ``-h`` after IMAGE is the guest's. (argparse
+    alone cannot tell a guest's ``-c`` from an unknown option of ours.)
+    """
+    command = next((i for i, tok in enumerate(argv) if not tok.startswith("-")), None)
+    if command is None or argv[command] != "run":
+        return argv
+    ours, image, guest = argv[: command + 1], list[str](), list[str]()
+    i = command + 1
+    while i < len(argv):
+        tok = argv[i]
+        action = run._option_string_actions.get(tok.split("=", 1)[0])
+        if tok == "--":
+            guest += argv[i + 1 :]
+            break
+        if image and isinstance(action, argparse._HelpAction):
+            action = None
+        if action is not None:
+            ours.append(tok)
+            if "=" not in tok and action.nargs != 0:  # the option's value follows
+                ours += argv[i + 1 : i + 2]
+                i += 1
+        elif image:
+            guest.append(tok)
+        elif tok.startswith("-"):
+            ours.append(tok)  # an unknown option before IMAGE: argparse reports it
+        else:
+            image.append(tok)
+        i += 1
+    return [*ours, *image, "--", *guest]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vmrpc`` command with ``argv`` (default: ``sys.argv[1:]``); return the status."""
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    run: argparse.ArgumentParser = parser.get_default("run_parser")
+    ns = parser.parse_args(_guest_args_last(list(sys.argv[1:] if argv is None else argv), run))
     level = {0: logging.WARNING, 1: logging.INFO}.get(ns.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     status: int = ns.func(ns)

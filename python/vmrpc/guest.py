@@ -12,8 +12,8 @@ exit code::
         print(vm.run(timeout=10), vm.console)
 
 `build` runs the system C compiler (``$CC``, else ``gcc``, else ``cc``) with the flags
-the project's own guests are built with (``-ffreestanding -mgeneral-regs-only
--mno-red-zone -Wall -Wextra ...``, shipped as ``cflags.txt``; warnings are shown, through
+the project's own guests are built with (``-ffreestanding -mno-red-zone -Wall
+-Wextra ...``, shipped as ``cflags.txt``; warnings are shown, through
 ``logging.warning``, but are not errors), the SDK's headers, ``crt0.o``, ``libvmrpc.a``
 and the linker script ``guest.ld``. Standard headers come from the SDK (``<stdio.h>``,
 ``<stdlib.h>``, ``<string.h>``, ``<ctype.h>``, ``<assert.h>``, ``<errno.h>``, ...) and

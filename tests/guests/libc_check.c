@@ -12,6 +12,10 @@
  *   abs N                abs/labs/llabs of N (as int, long, long long)
  *   rand SEED K          RAND_MAX, then K values after srand(SEED)
  *   clock US             CLOCKS_PER_SEC and whether clock() advanced by >= US after usleep(US)
+ *   float FMT SEED N HEX...  bits, then snprintf(FMT, d), per d given as its 64-bit
+ *                        pattern in hex and for N more from a PRNG seeded with SEED
+ *   series N             double arithmetic (a sum, a product, Newton's square root)
+ *                        printed with %.17g, with console output between the steps
  *   assert               assert(argc < 0) fails
  */
 #include <assert.h>
@@ -187,6 +191,56 @@ static int check_clock(unsigned long us)
 	return 0;
 }
 
+/* One line per double: its bits, then snprintf(fmt)'s length and text.  The doubles
+ * are those given in hex, then `count` more from a xorshift64 seeded with `seed`:
+ * every other one random bits, the rest with exponents within 2^+-40. */
+static void print_float(const char *fmt, uint64_t bits)
+{
+	char buf[1200];
+	union { uint64_t u; double d; } v = { .u = bits };
+	int len = snprintf(buf, sizeof(buf), fmt, v.d);
+
+	printf("%016llx %d [%s]\n", (unsigned long long)bits, len, buf);
+}
+
+static int check_float(const char *fmt, uint64_t seed, long count, int n, char **hex)
+{
+	uint64_t x = seed | 1;
+
+	for (int i = 0; i < n; i++)
+		print_float(fmt, strtoull(hex[i], NULL, 16));
+	for (long i = 0; i < count; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		if (i % 2)
+			print_float(fmt, (x & 0x800fffffffffffffull) | ((1023 - 40 + x % 80) << 52));
+		else
+			print_float(fmt, x);
+	}
+	return 0;
+}
+
+/* The same operations in the same order as the test's Python, so IEEE-754 gives
+ * the same bits; the printf between steps exits to the VMM each time, so the
+ * vector registers must survive exits. */
+static int check_series(long n)
+{
+	double sum = 0.0, product = 1.0, x = 2.0;
+
+	for (long k = 1; k <= n; k++) {
+		sum += 1.0 / ((double)k * (double)k);
+		product *= 1.0 + 1.0 / (double)(k * 1000);
+		if (k % (n / 4 > 0 ? n / 4 : 1) == 0)
+			printf("step %ld %.17g %.17g\n", k, sum, product);
+	}
+	for (int i = 0; i < 8; i++) {
+		x = 0.5 * (x + 2.0 / x);
+		printf("newton %d %.17g\n", i, x);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	bool known = argc > 1;
@@ -210,6 +264,11 @@ int main(int argc, char **argv)
 		return check_rand((unsigned)strtoul(argv[2], NULL, 10), atoi(argv[3]));
 	if (!strcmp(mode, "clock") && argc == 3)
 		return check_clock(strtoul(argv[2], NULL, 10));
+	if (!strcmp(mode, "float") && argc > 4)
+		return check_float(argv[2], strtoull(argv[3], NULL, 10), atol(argv[4]), argc - 5,
+				   argv + 5);
+	if (!strcmp(mode, "series") && argc == 3)
+		return check_series(atol(argv[2]));
 	if (!strcmp(mode, "assert"))
 		assert(argc < 0);
 	printf("usage: libc_check MODE ARGS...\n");

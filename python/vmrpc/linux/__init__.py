@@ -1,7 +1,17 @@
 """Linux programs in a VM: unmodified static x86-64 executables (docs/linux.md)."""
 
+from vmrpc.linux.cpython import PythonResult, run_python
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
 from vmrpc.linux.syscalls import syscall_name
 from vmrpc.linux.vm import LinuxVM
 
-__all__ = ["FileAccess", "FilesModule", "LinuxVM", "Mount", "TraceRecord", "syscall_name"]
+__all__ = [
+    "FileAccess",
+    "FilesModule",
+    "LinuxVM",
+    "Mount",
+    "PythonResult",
+    "TraceRecord",
+    "run_python",
+    "syscall_name",
+]

@@ -31,6 +31,7 @@ from vmrpc.linux.filebase import (
     Handle,
 )
 from vmrpc.linux.layouts import dirent_type, pack_dirent, pack_stat, pack_statx
+from vmrpc.linux.locks import record_lock
 from vmrpc.linux.mounts import FileAccess, Mount
 from vmrpc.linux.syscalls import syscall_name
 from vmrpc.linux.tracefmt import TraceRecord
@@ -365,6 +366,16 @@ class FilesModule(FilesBase):
             return 0, b""
 
         return self._call(request, body)
+
+    @function(23)
+    async def lock(self, request: bytes) -> bytes:
+        # Async: a blocking F_SETLKW waits on the loop, not on the VM's RPC thread.
+        try:
+            (h, cmd, *_), data = self._args(request)
+            flock = await record_lock(self._handle(h).fd, cmd, data)
+        except OSError as e:
+            return self._answer(-(e.errno or errno.EIO))
+        return self._answer(len(flock), flock)
 
     @function(21)
     def enosys_call(self, request: bytes) -> bytes:

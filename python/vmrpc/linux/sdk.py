@@ -21,7 +21,7 @@ from vmrpc import guest
 from vmrpc.errors import GuestBuildError
 from vmrpc.images import linux_personality_image
 
-__all__ = ["build", "compile_command", "linux_sdk_dir"]
+__all__ = ["build", "compile_command", "linux_sdk_dir", "python_client_dir"]
 
 _HEADER = "vmrpc_linux.h"
 _LIBRARY = "libvmrpc_linux.a"
@@ -42,6 +42,16 @@ def linux_sdk_dir() -> Path:
                 f"the Linux SDK is incomplete (missing {needed}); run `make dev` in a vmrpc "
                 "checkout, or install a vmrpc wheel"
             )
+    return root
+
+
+def python_client_dir() -> Path:
+    """Return the directory of the guest's Python client (``vmrpc_guest.py`` and the
+    generated ``vmrpc_guest_abi.py``): Python programs in a VM import it to call host
+    modules (`vmrpc.linux.run_python`, ``LinuxVM(python_client=True)``)."""
+    root = linux_sdk_dir() / "python"
+    if not (root / "vmrpc_guest.py").is_file():
+        raise GuestBuildError(f"the Linux SDK has no Python client in {root}; run `make dev`")
     return root
 
 

@@ -24,12 +24,16 @@ from vmrpc.images import linux_personality_image
 from vmrpc.linux.dynamic import interpreter, system_mounts
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
 from vmrpc.linux.netconf import write_etc
+from vmrpc.linux.sdk import python_client_dir
 from vmrpc.linux.synth import Synthetic
 from vmrpc.modspec import ModuleLike
 from vmrpc.sockets import SocketOutsourcing
 from vmrpc.vm import VM
 
-__all__ = ["LinuxVM"]
+__all__ = ["PYTHON_CLIENT_DIR", "LinuxVM"]
+
+#: Where a program sees the guest Python client with ``python_client=True``.
+PYTHON_CLIENT_DIR = "/usr/lib/vmrpc/python"
 
 
 class LinuxVM:
@@ -66,6 +70,9 @@ class LinuxVM:
         hosts: extra ``/etc/hosts`` entries (name -> address), with ``sockets``.
         modules: host modules the program may call through VM RPC (`vmrpc.linux.sdk`),
             in any form `VM.register_hm` takes; event queues: ``vm.vm.make_ev_queue``.
+        python_client: make the guest Python client (``import vmrpc_guest``, see
+            `vmrpc.linux.sdk.python_client_dir`) importable: mounted read-only at
+            `PYTHON_CLIENT_DIR` and put first on ``PYTHONPATH``.
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     an interpreter that cannot be loaded), `ConfigError` for one that does not fit.
@@ -92,6 +99,7 @@ class LinuxVM:
         sockets: SocketOutsourcing | None = None,
         hosts: Mapping[str, str] | None = None,
         modules: Sequence[ModuleLike] = (),
+        python_client: bool = False,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -107,6 +115,11 @@ class LinuxVM:
             all_mounts.append(Mount(Path(self._etc.name), "/etc", readonly=True))
         if interpreter(self.program) is not None:
             all_mounts += system_mounts(sysroot)
+        env = dict(env or {})
+        if python_client:
+            all_mounts.append(Mount(python_client_dir(), PYTHON_CLIENT_DIR, readonly=True))
+            path = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = f"{PYTHON_CLIENT_DIR}:{path}" if path else PYTHON_CLIENT_DIR
         self.files = FilesModule(
             all_mounts,
             stdin=stdin,
@@ -130,7 +143,7 @@ class LinuxVM:
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]
-        envp = [f"{k}={v}" for k, v in (env or {}).items()]
+        envp = [f"{k}={v}" for k, v in env.items()]
         try:
             self._plane.register(self.vm._vm)
             if rewrite_syscalls:

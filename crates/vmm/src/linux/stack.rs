@@ -5,6 +5,11 @@
 use super::LinuxError;
 
 const AT_NULL: u64 = 0;
+const AT_IGNORE: u64 = 1;
+/// The value of the auxv entry (AT_IGNORE) reserved for the personality's vDSO:
+/// it turns the entry into AT_SYSINFO_EHDR (`LX_AUXV_VDSO_SLOT`,
+/// guest/linux/linux_abi.h). Until then every libc skips it.
+pub const VDSO_SLOT: u64 = u64::from_le_bytes(*b"lx-vdso\0");
 const AT_PHDR: u64 = 3;
 const AT_PHENT: u64 = 4;
 const AT_PHNUM: u64 = 5;
@@ -95,7 +100,8 @@ pub fn build(
         .checked_sub(strings_len)
         .ok_or_else(|| LinuxError::Args("stack underflow".into()))?;
 
-    let auxv: [(u64, u64); 19] = [
+    let auxv: [(u64, u64); 20] = [
+        (AT_IGNORE, VDSO_SLOT),
         (AT_PHDR, aux.phdr),
         (AT_PHENT, aux.phent),
         (AT_PHNUM, aux.phnum),
