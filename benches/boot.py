@@ -1,7 +1,7 @@
 """Boot benchmark: time from ``VM("hello")`` to its exit code, and memory per idle VM.
 
 Baseline, measured in the same run: raw KVM, i.e. creating a VM with one vCPU, running
-it to ``hlt`` and destroying it with bare ioctls (``_vmm.bench_raw_kvm_cycles``).
+it to ``hlt`` and destroying it with bare ioctls (``vmrpc._testing.raw_kvm_cycles``).
 Targets (issue 2): median boot <= 2x that baseline; <= 5 MiB host memory per idle VM
 beyond the guest RAM it touched; 10 VMs running at once in one process. The memory
 figure is the process's RSS growth per idle VM, guest RAM included: stricter than the
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Target, print_verdicts, summary, table, us, verdicts, write_json
 
-from vmrpc import VM, _vmm
+from vmrpc import VM, _testing
 
 RUNS = 60
 IDLE_VMS = 10
@@ -80,7 +80,7 @@ def _wait_for(vm: VM, line: str) -> None:
 
 
 def main() -> None:
-    raw = [float(t) for t in _vmm.bench_raw_kvm_cycles(RUNS)]
+    raw = [float(t) for t in _testing.raw_kvm_cycles(RUNS)]
     boot = boot_times()
     raw_s, boot_s = summary(raw), summary(boot)
     mem = idle_memory()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Target, guest_bench_lines, print_verdicts, table, verdicts, write_json
 
-from vmrpc import VM, EventQueue
+from vmrpc import VM, EventQueue, _testing
 
 SIZE = 64
 CAPACITY = 4096
@@ -147,7 +147,7 @@ def result(
 
 
 def drain_native(q: EventQueue, k: int) -> int:
-    return q.drain_native(k, timeout=60)[0]
+    return _testing.drain_native(q, k, timeout=60)[0]
 
 
 def batches_of(size: int) -> Callable[[EventQueue, int], int]:
@@ -168,7 +168,7 @@ def one_by_one(q: EventQueue, k: int) -> int:
 
 
 def feed_native(q: EventQueue, first: int, k: int) -> None:
-    assert q.feed_native(k, SIZE, timeout=60, first_seq=first) == k
+    assert _testing.feed_native(q, k, SIZE, timeout=60, first_seq=first) == k
 
 
 def put_event(q: EventQueue, first: int, k: int) -> None:

@@ -1,34 +1,44 @@
-"""Socket outsourcing benchmark: bulk TCP throughput both ways and 1-byte request/response.
+"""Socket outsourcing benchmark: the same C client natively and in vmrpc, one run.
 
-Peers: a bench server in a separate process (this script with ``--serve``) speaking a
-tiny protocol: ``S`` + data until EOF, answered by one byte (sink); ``R`` + u64 length,
-answered by that many bytes and EOF (source); ``P`` then 1-byte ping-pong (echo).
+The client and the server are the project's own C program, benches/net/netbench.c,
+built static with musl-gcc (benches/_netbench.py): the server runs natively; the very
+same client binary runs natively and in a `LinuxVM` with socket outsourcing, against
+that server, alternately, RUNS times; each number is the median of the runs. The
+client times itself with CLOCK_MONOTONIC:
 
-Outsourced path: the guest ``sockbench`` (guest/apps/sockbench.c) through
-`vmrpc.sockets.SocketOutsourcing`, timed in the guest with rdtsc. Baseline, measured in
-the same run against the same server: a plain Python ``socket`` client on the host
-(native loopback). Also reported: in-guest loopback throughput between two vCPUs
-(guest-local pipes, no host involvement).
+- bulk throughput both ways (BULK_BYTES in 64 KiB calls; a send ends when the server
+  has counted every byte, a receive at EOF),
+- 1-byte request/response with TCP_NODELAY (median round trip of RR_ROUNDS),
+- connections per second (connect, 1-byte exchange, close; CONNS of them),
+- a listener and a client in one program, moving LOCAL_BYTES between them: in the VM
+  the connection is specialized (guest-local pipes, no host socket); natively it is
+  kernel loopback.
 
-Targets (issue 5): throughput >= 0.8x native, request/response <= 2x native.
+Also measured, against the same server, and labelled as such: the bare runtime's
+guest ``sockbench`` (guest/apps/sockbench.c, vmrpc's own socket API, timed with rdtsc),
+and its in-guest loopback between two vCPUs.
+
+Targets (issue 11, item 5): throughput both ways >= 0.8x native, 1-byte
+request/response <= 1.5x native, connections/s >= 0.5x native, in-guest specialized
+connection >= 1x native loopback.
 
 Run: ``python benches/sockets.py`` (or ``python -m vmrpc bench sockets``).
 """
 
 from __future__ import annotations
 
+import os
 import re
-import socket
 import statistics
-import struct
-import subprocess
 import sys
-import threading
-import time
+import tempfile
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _netbench as nb
 from _common import Target, guest_bench_lines, print_verdicts, table, verdicts, write_json
 
 from vmrpc import VM
@@ -37,101 +47,80 @@ from vmrpc.sockets import SocketOutsourcing
 BULK_BYTES = 128 << 20
 LOCAL_BYTES = 256 << 20
 RR_ROUNDS = 5000
+CONNS = 500
 RUNS = 5
-CHUNK = 65536
 
+MIB = 1 << 20
 THROUGHPUT_LINE = re.compile(r"BENCH name=(\S+) bytes=(\d+) ns=(\d+)")
 
+#: (client mode, row label, unit, target)
+MEASUREMENTS: list[tuple[str, str, str, Target]] = [
+    (
+        "send",
+        "TCP throughput client → server (MiB/s)",
+        "MiB/s",
+        Target("TCP client->server throughput / native", ">=", 0.8),
+    ),
+    (
+        "recv",
+        "TCP throughput server → client (MiB/s)",
+        "MiB/s",
+        Target("TCP server->client throughput / native", ">=", 0.8),
+    ),
+    (
+        "rr",
+        "1-byte request/response, median (µs)",
+        "µs",
+        Target("1-byte request/response / native", "<=", 1.5),
+    ),
+    (
+        "conn",
+        "connections/s (connect, 1-byte exchange, close)",
+        "conn/s",
+        Target("connections/s / native", ">=", 0.5),
+    ),
+    (
+        "local",
+        "listener + client in one program (MiB/s): VM specialized vs native loopback",
+        "MiB/s",
+        Target("in-guest specialized connection / native loopback", ">=", 1.0),
+    ),
+]
 
-# ---- the bench server (a separate process) -------------------------------------------
-
-
-def _serve_conn(conn: socket.socket) -> None:
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    kind = conn.recv(1)
-    buf = bytearray(1 << 20)
-    if kind == b"S":
-        while conn.recv_into(buf):
-            pass
-        conn.sendall(b"k")
-    elif kind == b"R":
-        header = b""
-        while len(header) < 8:
-            header += conn.recv(8 - len(header))
-        (left,) = struct.unpack("<Q", header)
-        block = memoryview(bytes(CHUNK * 4))
-        while left:
-            n = conn.send(block[: min(left, len(block))])
-            left -= n
-    elif kind == b"P":
-        while byte := conn.recv(1):
-            conn.sendall(byte)
-    conn.close()
-
-
-def serve() -> None:
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    print(listener.getsockname()[1], flush=True)
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=_serve_conn, args=(conn,), daemon=True).start()
-
-
-# ---- native baseline (host Python client) --------------------------------------------
+#: The bare runtime's loopback is two vCPUs of one guest; the native column is still
+#: the C client's one-program loopback.
+BARE_LABELS = {"local": "in-guest loopback, 2 vCPUs, vs native one-program loopback"}
 
 
-def _dial(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+def value(fields: dict[str, str]) -> float:
+    """A client's result line as the table's number: MiB/s, µs or connections/s."""
+    mode = fields["mode"]
+    ns = int(fields["ns"])
+    if mode == "send":
+        assert fields["acked"] == fields["bytes"], fields
+        return int(fields["bytes"]) / MIB / (ns / 1e9)
+    if mode in ("recv", "local"):
+        assert fields["got"] == fields["bytes"], fields
+        return int(fields["bytes"]) / MIB / (ns / 1e9)
+    if mode == "rr":
+        assert fields["mismatched"] == "0", fields
+        return int(fields["median_ns"]) / 1000
+    assert mode == "conn", fields
+    assert fields["answered"] == fields["count"], fields
+    return int(fields["count"]) / (ns / 1e9)
 
 
-def native_send(port: int, total: int) -> float:
-    """Seconds to push ``total`` bytes to the sink (until its acknowledgement)."""
-    block = memoryview(bytes(CHUNK))
-    with _dial(port) as sock:
-        start = time.perf_counter()
-        sock.sendall(b"S")
-        left = total
-        while left:
-            left -= sock.send(block[: min(left, CHUNK)])
-        sock.shutdown(socket.SHUT_WR)
-        assert sock.recv(1) == b"k"
-        return time.perf_counter() - start
+def client_args(key: str, port: int) -> list[str]:
+    sizes = {"send": BULK_BYTES, "recv": BULK_BYTES, "rr": RR_ROUNDS, "conn": CONNS}
+    if key == "local":
+        return ["local", str(LOCAL_BYTES)]
+    return [key, str(port), str(sizes[key])]
 
 
-def native_recv(port: int, total: int) -> float:
-    buf = bytearray(CHUNK)
-    with _dial(port) as sock:
-        start = time.perf_counter()
-        sock.sendall(b"R" + struct.pack("<Q", total))
-        got = 0
-        while n := sock.recv_into(buf):
-            got += n
-        assert got == total
-        return time.perf_counter() - start
+# ---- the bare runtime's guest (vmrpc's own socket API) --------------------------------
 
 
-def native_rr(port: int, rounds: int) -> float:
-    """Median nanoseconds of one 1-byte request/response."""
-    samples = []
-    with _dial(port) as sock:
-        sock.sendall(b"P")
-        for _ in range(rounds):
-            t0 = time.perf_counter_ns()
-            sock.sendall(b"x")
-            sock.recv(1)
-            samples.append(time.perf_counter_ns() - t0)
-    return statistics.median(samples)
-
-
-# ---- outsourced path (the guest) ------------------------------------------------------
-
-
-def guest_run(args: list[str], vcpus: int = 1) -> tuple[str, dict[str, int]]:
+def sockbench(args: list[str], vcpus: int = 1) -> tuple[str, dict[str, int]]:
     module = SocketOutsourcing()
     with VM("sockbench", args=args, vcpus=vcpus, modules=[module], timeout=300) as vm:
         code = vm.run()
@@ -139,152 +128,158 @@ def guest_run(args: list[str], vcpus: int = 1) -> tuple[str, dict[str, int]]:
         return vm.console, module.stats
 
 
-def guest_throughput(mode: str, port: int, total: int) -> tuple[float, dict[str, int]]:
-    console, stats = guest_run([mode, "127.0.0.1", str(port), str(total)])
+def sockbench_value(key: str, port: int) -> float:
+    if key == "rr":
+        console, _ = sockbench(["rr", "127.0.0.1", str(port), str(RR_ROUNDS)])
+        return guest_bench_lines(console)["tcp_rr"]["median"] / 1000
+    if key == "local":
+        console, stats = sockbench(["local", str(LOCAL_BYTES)], vcpus=2)
+        assert stats["sockets_created"] == 0
+    else:
+        console, _ = sockbench([key, "127.0.0.1", str(port), str(BULK_BYTES)])
     _, nbytes, ns = THROUGHPUT_LINE.findall(console)[0]
-    assert int(nbytes) == total, console
-    return int(ns) / 1e9, stats
+    return int(nbytes) / MIB / (int(ns) / 1e9)
 
 
-def guest_rr(port: int, rounds: int) -> float:
-    console, _ = guest_run(["rr", "127.0.0.1", str(port), str(rounds)])
-    return float(guest_bench_lines(console)["tcp_rr"]["median"])
+# ---- the run ---------------------------------------------------------------------------
 
 
-def guest_local(total: int) -> float:
-    console, stats = guest_run(["local", str(total)], vcpus=2)
-    assert stats["sockets_created"] == 0
-    _, nbytes, ns = THROUGHPUT_LINE.findall(console)[0]
-    return int(nbytes) / (int(ns) / 1e9)
-
-
-def mib_s(nbytes: int, seconds: float) -> float:
-    return nbytes / seconds / (1 << 20)
+def fmt(x: float) -> str:
+    return f"{x:.1f}" if x < 100 else f"{x:.0f}"
 
 
 def main() -> None:
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
+    samples: dict[str, dict[str, list[float]]] = {
+        key: {"native": [], "vm": [], "sockbench": []} for key, *_ in MEASUREMENTS
+    }
+    vm_runs: dict[str, list[dict[str, int]]] = {key: [] for key, *_ in MEASUREMENTS}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = nb.build(Path(tmp))
+        with nb.server(exe) as port:
+            # Warm up the server, the page cache and the VMM's first-VM costs.
+            nb.native(exe, "rr", str(port), "500")
+            nb.in_vm(exe, "rr", str(port), "500")
+            sockbench(["rr", "127.0.0.1", str(port), "500"])
+            # Native and vmrpc alternate, so that load from elsewhere on this shared
+            # machine hits both alike.
+            for _ in range(RUNS):
+                for key, *_ in MEASUREMENTS:
+                    args = client_args(key, port)
+                    samples[key]["native"].append(value(nb.native(exe, *args)))
+                    fields, stats = nb.in_vm(exe, *args)
+                    samples[key]["vm"].append(value(fields))
+                    vm_runs[key].append(stats)
+                    if key != "conn":
+                        samples[key]["sockbench"].append(sockbench_value(key, port))
+    load_after = os.getloadavg()
+
+    pairs: list[tuple[Target, float]] = []
+    rows: list[list[str]] = []
+    bare_rows: list[list[str]] = []
+    results: dict[str, dict[str, Any]] = {}
+    for key, label, unit, target in MEASUREMENTS:
+        m = {side: statistics.median(v) for side, v in samples[key].items() if v}
+        # vmrpc / native for times (rr, target <=) and rates (target >=) alike.
+        r = m["vm"] / m["native"]
+        results[key] = {
+            "unit": unit,
+            "native": m["native"],
+            "vmrpc": m["vm"],
+            "ratio": r,
+            "runs": samples[key],
+            "vm_halted_wait_share_runs": [halted_share(st) for st in vm_runs[key]],
+        }
+        pairs.append((target, r))
+        rows.append([label, fmt(m["native"]), fmt(m["vm"]), f"{r:.2f}", target.cell(r)])
+        if "sockbench" in m:
+            b = m["sockbench"] / m["native"]
+            results[key]["sockbench"] = m["sockbench"]
+            results[key]["sockbench_ratio"] = b
+            bare = BARE_LABELS.get(key, label.split(" (")[0])
+            bare_rows.append(
+                [f"{bare} ({unit})", fmt(m["native"]), fmt(m["sockbench"]), f"{b:.2f}"]
+            )
+
+    decided = verdicts(pairs)
+    print(table(["measurement", "native C client", "C client in vmrpc", "ratio", "target"], rows))
+    print()
+    print(
+        table(
+            ["bare runtime guest (sockbench)", "native C client", "sockbench", "ratio"],
+            bare_rows,
+        )
     )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        results: dict[str, dict[str, float]] = {}
+    per_op = per_operation(vm_runs)
+    print()
+    for line in per_op_lines(per_op):
+        print(line)
+    print(f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}")
+    print_verdicts(decided)
+    path = write_json(
+        "sockets",
+        {
+            "bulk_bytes": BULK_BYTES,
+            "local_bytes": LOCAL_BYTES,
+            "rr_rounds": RR_ROUNDS,
+            "conns": CONNS,
+            "runs": RUNS,
+            "client": "benches/net/netbench.c, musl-gcc -O2 -static, natively and in LinuxVM",
+            "server": "the same binary, `netbench serve`, natively",
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "results": results,
+            "vm_per_operation": per_op,
+            "vm_stats_last_run": {key: runs[-1] for key, runs in vm_runs.items()},
+            "verdicts": decided,
+        },
+    )
+    print(f"wrote {path}")
 
-        def best(fn: object) -> list[float]:
-            return [fn() for _ in range(RUNS)]  # type: ignore[operator]
 
-        # Warm up the server process (its first connections are slower) and the VMM.
-        native_rr(port, 500)
-        native_send(port, 16 << 20)
-        guest_rr(port, 500)
-        # Native and outsourced runs alternate, so that load from elsewhere on the
-        # machine hits both alike; each number is the median of RUNS runs.
-        send_native, recv_native, rr_native = [], [], []
-        send_guest_runs, recv_guest_runs, rr_guest = [], [], []
-        for _ in range(RUNS):
-            send_native.append(native_send(port, BULK_BYTES))
-            send_guest_runs.append(guest_throughput("send", port, BULK_BYTES))
-            recv_native.append(native_recv(port, BULK_BYTES))
-            recv_guest_runs.append(guest_throughput("recv", port, BULK_BYTES))
-            rr_native.append(native_rr(port, RR_ROUNDS))
-            rr_guest.append(guest_rr(port, RR_ROUNDS))
-        local = best(lambda: guest_local(LOCAL_BYTES))
-        send_stats = send_guest_runs[0][1]
+def halted_share(stats: dict[str, int]) -> float:
+    """The share of the VM's host calls whose wait outlasted the guest's spin and
+    halted the vCPU (each ended by an interrupt)."""
+    return stats["vm.interrupts"] / max(1, stats["vm.rpcs"])
 
-        def tp(seconds: list[float]) -> float:
-            return mib_s(BULK_BYTES, statistics.median(seconds))
 
-        results["send_mib_s"] = {
-            "native": tp(send_native),
-            "outsourced": tp([s for s, _ in send_guest_runs]),
+def per_operation(runs: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, Any]]:
+    """Host calls per operation of the VM client, over all runs: socket RPCs, the
+    share served by the native data plane, waits handed to Python's event loop, and
+    halted waits."""
+    ops: dict[str, tuple[str, float]] = {
+        "send": ("MiB", BULK_BYTES / MIB),
+        "recv": ("MiB", BULK_BYTES / MIB),
+        "rr": ("round trip", RR_ROUNDS),
+        "conn": ("connection", CONNS),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for key, (unit, per_run) in ops.items():
+        total: Counter[str] = Counter()
+        for stats in runs[key]:
+            total.update(stats)
+        n = per_run * len(runs[key])
+        waits = sum(v for k, v in total.items() if k.startswith("waits."))
+        out[key] = {
+            "per": unit,
+            "socket_rpcs": total["rpcs"] / n,
+            "native_data_calls": (total["native_sends"] + total["native_recvs"]) / n,
+            "python_waits": waits / n,
+            "halted_waits": total["vm.interrupts"] / n,
+            "halted_share_of_all_host_calls": total["vm.interrupts"] / max(1, total["vm.rpcs"]),
         }
-        results["recv_mib_s"] = {
-            "native": tp(recv_native),
-            "outsourced": tp([s for s, _ in recv_guest_runs]),
-        }
-        results["rr_median_us"] = {
-            "native": statistics.median(rr_native) / 1000,
-            "outsourced": statistics.median(rr_guest) / 1000,
-        }
-        local_mib = statistics.median(local) / (1 << 20)
-        for key in ("send_mib_s", "recv_mib_s"):
-            results[key]["ratio"] = results[key]["outsourced"] / results[key]["native"]
-        rr = results["rr_median_us"]
-        rr["ratio"] = rr["outsourced"] / rr["native"]
-        # The Python baseline's round trip swings with load on this 2-core machine
-        # (15-60 µs seen): also compare against its best run.
-        rr["native_best"] = min(rr_native) / 1000
-        rr["ratio_to_best"] = rr["outsourced"] / rr["native_best"]
+    return out
 
-        send_target = Target("TCP guest->host throughput / native", ">=", 0.8)
-        recv_target = Target("TCP host->guest throughput / native", ">=", 0.8)
-        rr_target = Target("1-byte request/response / native median", "<=", 2.0)
-        rr_best_target = Target("1-byte request/response / best native run", "<=", 2.0)
-        decided = verdicts(
-            [
-                (send_target, results["send_mib_s"]["ratio"]),
-                (recv_target, results["recv_mib_s"]["ratio"]),
-                (rr_target, rr["ratio"]),
-                (rr_best_target, rr["ratio_to_best"]),
-            ]
-        )
-        rows = [
-            [
-                "TCP throughput guest->host (MiB/s)",
-                f"{results['send_mib_s']['native']:.0f}",
-                f"{results['send_mib_s']['outsourced']:.0f}",
-                f"{results['send_mib_s']['ratio']:.2f}",
-                send_target.cell(results["send_mib_s"]["ratio"]),
-            ],
-            [
-                "TCP throughput host->guest (MiB/s)",
-                f"{results['recv_mib_s']['native']:.0f}",
-                f"{results['recv_mib_s']['outsourced']:.0f}",
-                f"{results['recv_mib_s']['ratio']:.2f}",
-                recv_target.cell(results["recv_mib_s"]["ratio"]),
-            ],
-            [
-                "1-byte request/response, median (µs)",
-                f"{rr['native']:.1f}",
-                f"{rr['outsourced']:.1f}",
-                f"{rr['ratio']:.2f}",
-                rr_target.cell(rr["ratio"]),
-            ],
-            [
-                "  same, against the best native run (µs)",
-                f"{rr['native_best']:.1f}",
-                f"{rr['outsourced']:.1f}",
-                f"{rr['ratio_to_best']:.2f}",
-                rr_best_target.cell(rr["ratio_to_best"]),
-            ],
-            ["in-guest loopback, 2 vCPUs (MiB/s)", "", f"{local_mib:.0f}", "", ""],
-        ]
-        print(table(["measurement", "native loopback", "outsourced", "ratio", "target"], rows))
-        rpcs_per_mib = send_stats.get("rpc.send", 0) / (BULK_BYTES / (1 << 20))
-        print(f"\nsend path: {rpcs_per_mib:.1f} RPCs per MiB (zero-copy: up to 1 MiB per RPC)")
-        print_verdicts(decided)
-        path = write_json(
-            "sockets",
-            {
-                "bulk_bytes": BULK_BYTES,
-                "rr_rounds": RR_ROUNDS,
-                "runs": RUNS,
-                "results": results,
-                "in_guest_loopback_mib_s": local_mib,
-                "send_module_stats": send_stats,
-                "baseline": "host Python socket client against the same server process",
-                "verdicts": decided,
-            },
-        )
-        print(f"wrote {path}")
-    finally:
-        server.kill()
-        server.wait()
+
+def per_op_lines(per_op: dict[str, dict[str, Any]]) -> list[str]:
+    return [
+        f"vmrpc {key}: {v['socket_rpcs']:.2f} socket RPCs per {v['per']} "
+        f"({v['native_data_calls']:.2f} on the native data plane, "
+        f"{v['python_waits']:.2f} waits in Python); "
+        f"{v['halted_share_of_all_host_calls']:.0%} of host calls halted the vCPU"
+        for key, v in per_op.items()
+    ]
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:
-        serve()
-    else:
-        main()
+    main()

@@ -11,7 +11,7 @@ import os
 import pytest
 
 import vmrpc
-from vmrpc import ConfigError, HostModule, QueueClosed, function
+from vmrpc import ConfigError, HostModule, QueueClosed, _testing, function
 from vmrpc.pytest_plugin import VmFactory
 
 pytestmark = pytest.mark.kvm
@@ -40,8 +40,8 @@ def test_nan_and_negative_timeouts_are_value_errors(vm_factory: VmFactory, timeo
         lambda: q.put_event(b"x", timeout),
         lambda: q.get_events(1, timeout),
         lambda: q.wait_readable(timeout),
-        lambda: q.drain_native(1, timeout),
-        lambda: q.feed_native(1, 8, timeout),
+        lambda: _testing.drain_native(q, 1, timeout),
+        lambda: _testing.feed_native(q, 1, 8, timeout),
     ]
     for call in calls:
         with pytest.raises(ValueError, match="timeout must be >= 0"):
@@ -55,7 +55,7 @@ def test_event_queue_calls_take_huge_timeouts(vm_factory: VmFactory, timeout: fl
     q = vm.make_ev_queue("q", capacity=4, max_event_size=8)
     # Room and no events: these return without waiting, after computing their deadline.
     q.put_event(b"x", timeout)
-    assert q.feed_native(1, 8, timeout) == 1
+    assert _testing.feed_native(q, 1, 8, timeout) == 1
     assert q.get_events(1, 0) == []
     vm.close()
     # A closed queue fails every call the same way, whatever the timeout.
@@ -63,7 +63,7 @@ def test_event_queue_calls_take_huge_timeouts(vm_factory: VmFactory, timeout: fl
         lambda: q.get_event(timeout),
         lambda: q.get_events(1, timeout),
         lambda: q.wait_readable(timeout),
-        lambda: q.drain_native(1, timeout),
+        lambda: _testing.drain_native(q, 1, timeout),
     ):
         with pytest.raises(QueueClosed):
             call()

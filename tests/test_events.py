@@ -18,7 +18,15 @@ from collections.abc import Callable
 
 import pytest
 
-from vmrpc import VM, ConfigError, EventQueue, EventQueueError, QueueClosed, QueueCorrupt
+from vmrpc import (
+    VM,
+    ConfigError,
+    EventQueue,
+    EventQueueError,
+    QueueClosed,
+    QueueCorrupt,
+    _testing,
+)
 from vmrpc.pytest_plugin import VmFactory
 
 pytestmark = pytest.mark.kvm
@@ -130,9 +138,9 @@ def test_steady_state_costs_no_exit_and_no_interrupt_per_event(
     snapshots = []
     for k in range(10):
         if direction == "guest_to_host":
-            assert q.drain_native(step, timeout=20)[0] == step
+            assert _testing.drain_native(q, step, timeout=20)[0] == step
         else:
-            assert q.feed_native(step, 64, timeout=20, first_seq=k * step) == step
+            assert _testing.feed_native(q, step, 64, timeout=20, first_seq=k * step) == step
         snapshots.append(counters(vm))
     assert vm.wait() == 0, vm.console
 
@@ -419,8 +427,16 @@ def test_a_corrupt_ring_raises_queue_corrupt(vm_factory: VmFactory) -> None:
 @pytest.mark.parametrize(
     ("image", "args", "run"),
     [
-        ("evq_produce", ["q", "300000", "64"], lambda q: q.drain_native(300_000, timeout=20)),
-        ("evq_consume", ["q", "300000"], lambda q: (q.feed_native(300_000, 64, timeout=20), 0)),
+        (
+            "evq_produce",
+            ["q", "300000", "64"],
+            lambda q: _testing.drain_native(q, 300_000, timeout=20),
+        ),
+        (
+            "evq_consume",
+            ["q", "300000"],
+            lambda q: (_testing.feed_native(q, 300_000, 64, timeout=20), 0),
+        ),
     ],
     ids=["drain_native", "feed_native"],
 )

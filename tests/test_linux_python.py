@@ -113,3 +113,96 @@ def test_the_command_line_passes_dash_options_to_the_program() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "['-x', '--not-ours']\n"
+
+
+STDLIB_WORKLOAD = """
+import asyncio, hashlib, json, math, sqlite3, sys
+data = {"rows": [[i, i * 0.5, str(i)] for i in range(2000)]}
+text = json.dumps(data, sort_keys=True)
+assert json.loads(text) == data
+print(hashlib.sha256(text.encode()).hexdigest())
+print(f"{math.fsum(math.sin(i) for i in range(10000)):.12f}", math.factorial(30))
+db = sqlite3.connect(sys.argv[1] + "/t.db")
+db.execute("create table t(a integer, b text)")
+db.executemany("insert into t values (?, ?)", [(i, str(i)) for i in range(5000)])
+db.commit()
+print(db.execute("select count(*), sum(a), max(b) from t").fetchone())
+async def twice(x):
+    await asyncio.sleep(0)
+    return 2 * x
+async def main():
+    return sum(await asyncio.gather(*(twice(i) for i in range(100))))
+print(asyncio.run(main()))
+"""
+
+
+def test_stdlib_workload_matches_native(tmp_path: Path) -> None:
+    # json, hashlib, math, sqlite3 on a read-write mount, asyncio: the same output as the
+    # same interpreter natively.
+    (tmp_path / "vm").mkdir()
+    (tmp_path / "native").mkdir()
+    native = subprocess.run(
+        [PYTHON, "-c", STDLIB_WORKLOAD, str(tmp_path / "native")], capture_output=True, check=True
+    )
+
+    result = vmrpc.run_python(STDLIB_WORKLOAD, ["/w"], mounts=[Mount(tmp_path / "vm", "/w")])
+
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == native.stdout
+    assert (tmp_path / "vm" / "t.db").read_bytes()[:16] == b"SQLite format 3\0"
+
+
+ASYNCIO_ECHO = """
+import asyncio, socket
+
+a, b = socket.socketpair()  # asyncio's own wake-up pipe is one too
+a.sendall(b"ping")
+print(b.recv(4))
+a.close()
+print(b.recv(4))
+
+async def handle(reader, writer):
+    while data := await reader.read(1024):
+        writer.write(data.upper())
+        await writer.drain()
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for i in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"hello {i}".encode())
+        await writer.drain()
+        print((await reader.readexactly(7)).decode())
+        writer.close()
+        await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+
+asyncio.run(main())
+"""
+
+
+def test_asyncio_tcp_echo_server_and_client_in_the_guest() -> None:
+    # Both ends in one guest program (epoll, non-blocking sockets, socketpair): the
+    # connections stay in guest memory, no network module is even given.
+    result = vmrpc.run_python(ASYNCIO_ECHO)
+
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout == b"b'ping'\nb''\nHELLO 0\nHELLO 1\nHELLO 2\n"
+
+
+def test_socketpair_refuses_what_linux_refuses() -> None:
+    code = (
+        "import socket\n"
+        "try:\n"
+        "    socket.socketpair(socket.AF_INET)\n"
+        "except OSError as e:\n"
+        "    print(e.errno)\n"
+    )
+    native = subprocess.run([PYTHON, "-c", code], capture_output=True, check=True)
+
+    result = vmrpc.run_python(code)
+
+    assert result.stdout == native.stdout == b"95\n"  # EOPNOTSUPP

@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmrpc import _runtime
+from vmrpc import _runtime, abi
 from vmrpc.sockets import (
     TLS,
     TLS_ERRNO,
@@ -225,7 +225,11 @@ def _c_int(text: str) -> int:
 
 
 def test_wire_format_header_and_python_agree(tmp_path: Path) -> None:
-    header = (INCLUDE / "vmrpc" / "socket_proto.h").read_text()
+    # socket_proto.h states the protocol and a few limits; socket_proto_gen.h, generated
+    # from the ABI's Rust source, the rest. Python takes both from that source too.
+    header = "".join(
+        (INCLUDE / "vmrpc" / name).read_text() for name in ("socket_proto.h", "socket_proto_gen.h")
+    )
     macros = re.findall(r"^#define (VMRPC_SOCK_\w+)\b", header, re.M)
     structs = re.findall(r"^struct (vmrpc_sock_\w+) \{", header, re.M)
     gcc = shutil.which("gcc") or shutil.which("cc")
@@ -240,15 +244,14 @@ def test_wire_format_header_and_python_agree(tmp_path: Path) -> None:
             lines.append(f'printf("{name} %lld\\n", (long long)({name}));')
     for name in structs:
         lines.append(f'printf("sizeof {name} %zu\\n", sizeof(struct {name}));')
+    # Every field of every struct, at the offset the Python layouts were checked
+    # against (vmrpc.abi.layout does that at import).
     offsets = {
-        "vmrpc_sock_listen_req": "addr",
-        "vmrpc_sock_connect_req": "addr",
-        "vmrpc_sock_sendto_req": "addr",
-        "vmrpc_sock_addr_resp": "addr",
-        "vmrpc_sock_addr": "addr",
+        f"{name}.{field}": offset for name in structs for field, offset, *_ in abi.STRUCTS[name][1]
     }
-    for name, field in offsets.items():
-        lines.append(f'printf("offsetof {name} %zu\\n", offsetof(struct {name}, {field}));')
+    for key in offsets:
+        name, field = key.split(".")
+        lines.append(f'printf("offsetof {key} %zu\\n", offsetof(struct {name}, {field}));')
     lines.append("return 0; }")
     src = tmp_path / "probe.c"
     src.write_text("\n".join(lines) + "\n")
@@ -262,15 +265,7 @@ def test_wire_format_header_and_python_agree(tmp_path: Path) -> None:
         if key.startswith("sizeof "):
             assert proto.SIZES[key.split()[1]] == int(value), key
         elif key.startswith("offsetof "):
-            prefix = {  # the Python struct formats in front of the field
-                "vmrpc_sock_listen_req": proto.SOCKET_REQ.format,
-                "vmrpc_sock_connect_req": "<Ii",
-                "vmrpc_sock_sendto_req": proto.WAIT_REQ.format,
-                "vmrpc_sock_addr_resp": proto.RESP.format,
-                "vmrpc_sock_addr": "<HHII",
-            }[key.split()[1]]
-            py_offset = struct.calcsize(prefix)
-            assert py_offset == int(value), key
+            assert offsets[key.split()[1]] == int(value), key
         elif key == "VMRPC_SOCK_MODULE_NAME":
             assert value == proto.MODULE_NAME
         else:
@@ -279,6 +274,7 @@ def test_wire_format_header_and_python_agree(tmp_path: Path) -> None:
             assert getattr(proto, attr) == int(value), key
         seen += 1
     assert seen == len(macros) + len(structs) + len(offsets)
+    assert len(offsets) > len(structs)
     assert set(proto.SIZES) == set(structs)
     assert set(proto.FUNCTION_NAMES) == set(range(proto.FN_COUNT))
     assert proto.MAX_SEND + proto.WAIT_REQ.size == proto.PAYLOAD

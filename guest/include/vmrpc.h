@@ -50,6 +50,9 @@ _Noreturn void rt_park(void);
 /* printf and friends are <stdio.h>'s, malloc and exit <stdlib.h>'s, memcpy and the
  * string functions <string.h>'s (all included above). */
 
+/* Gives malloc [start, start + len) too (memory nothing else uses, ever). */
+void rt_heap_add(void *start, size_t len);
+
 /* ---- time and randomness -------------------------------------------------------- */
 
 /* TSC frequency from boot info; 0 if the VMM did not know it. */

@@ -17,7 +17,13 @@
 lx_syscall_entry:
 	movq %rsp, %gs:LX_GS_USER_RSP
 	movq %gs:LX_GS_STACK, %rsp
-	pushq %gs:LX_GS_USER_RSP	/* struct lx_frame, from its last field */
+	pushq %r15			/* struct lx_frame, from its last field: */
+	pushq %r14			/* the callee-saved registers only for clone */
+	pushq %r13			/* (a new thread starts with all of them) */
+	pushq %r12
+	pushq %rbp
+	pushq %rbx
+	pushq %gs:LX_GS_USER_RSP
 	pushq %rcx
 	pushq %r11
 	pushq %rax
@@ -28,7 +34,7 @@ lx_syscall_entry:
 	pushq %rsi
 	pushq %rdi
 	cld
-	movq %rsp, %rdi			/* 10 words: the stack stays 16-byte aligned */
+	movq %rsp, %rdi			/* 16 words: the stack stays 16-byte aligned */
 	call lx_syscall
 	popq %rdi
 	popq %rsi
@@ -41,7 +47,7 @@ lx_syscall_entry:
 	popq %rcx
 	pushq %r11
 	popfq
-	popq %rsp
+	popq %rsp			/* the callee-saved words are left behind */
 	jmp *%rcx
 	.size lx_syscall_entry, . - lx_syscall_entry
 
@@ -85,5 +91,45 @@ lx_enter_program:			/* (entry, sp) */
 	xorl %r15d, %r15d
 	jmp *%rcx
 	.size lx_enter_program, . - lx_enter_program
+
+/*
+ * Starts a thread made by clone (thread.c): every register from `struct
+ * lx_thread_regs` (a copy of the parent's frame with rax = 0 and the new
+ * stack), as `syscall` would return to it: rcx = rip, r11 = rflags.
+ */
+	.globl lx_thread_enter
+	.type lx_thread_enter, @function
+lx_thread_enter:			/* (struct lx_thread_regs *) */
+	movq %rdi, %rsp
+	popq %rdi
+	popq %rsi
+	popq %rdx
+	popq %r10
+	popq %r8
+	popq %r9
+	popq %rax
+	popq %rbx
+	popq %rbp
+	popq %r12
+	popq %r13
+	popq %r14
+	popq %r15
+	popq %r11
+	pushq %r11
+	popfq
+	popq %rcx
+	popq %rsp
+	jmp *%rcx
+	.size lx_thread_enter, . - lx_thread_enter
+
+/* A thread that ended: back to this vCPU's idle loop, on a fresh syscall stack. */
+	.globl lx_thread_park
+	.type lx_thread_park, @function
+lx_thread_park:
+	movq %gs:LX_GS_STACK, %rsp
+	xorl %ebp, %ebp
+	call lx_thread_idle
+	ud2
+	.size lx_thread_park, . - lx_thread_park
 
 	.section .note.GNU-stack, "", @progbits

@@ -74,7 +74,26 @@ static void of_put(struct ofile *of)
 		of->pipe->used = 0;
 	else if (of->kind == OF_PIPE_W && --of->pipe->writers == 0 && !of->pipe->readers)
 		of->pipe->used = 0;
+	if (of->kind == OF_PIPE_R || of->kind == OF_PIPE_W)
+		lx_ready_changed(); /* a waiting peer sees EOF / EPIPE */
 	of->kind = OF_FREE;
+}
+
+/*
+ * Waits for a pipe to change (another thread reads, writes or closes), the
+ * personality lock released meanwhile; with one thread nothing could change
+ * it: EDEADLK.  0 to look again, or -errno.
+ */
+static long pipe_wait(struct ofile *of)
+{
+	if (of->flags & O_NONBLOCK)
+		return -EAGAIN;
+	if (lx_threads_alone())
+		return -EDEADLK;
+	of->refs++; /* the fd may be closed meanwhile: keep the pipe end */
+	lx_ready_wait(-1);
+	of_put(of);
+	return of->kind == OF_FREE ? -EBADF : 0;
 }
 
 static struct ofile *get(int64_t fd)
@@ -214,20 +233,29 @@ static long do_close(int64_t fd)
 	return 0;
 }
 
+long lx_fd_close(int64_t fd)
+{
+	return do_close(fd);
+}
+
 /* ---- data ------------------------------------------------------------------ */
 static long pipe_read(struct ofile *of, uint8_t *dst, uint64_t len)
 {
 	struct pipe *p = of->pipe;
 	uint64_t n = 0;
 
-	if (p->head == p->tail) {
+	while (p->head == p->tail) {
+		long r;
+
 		if (!p->writers)
 			return 0;
-		/* One program, one thread: nobody else can fill it. */
-		return (of->flags & O_NONBLOCK) ? -EAGAIN : -EDEADLK;
+		r = pipe_wait(of);
+		if (r < 0)
+			return r;
 	}
 	while (n < len && p->tail != p->head)
 		dst[n++] = p->buf[p->tail++ % PIPE_SIZE];
+	lx_ready_changed();
 	return (long)n;
 }
 
@@ -236,12 +264,20 @@ static long pipe_write(struct ofile *of, const uint8_t *src, uint64_t len)
 	struct pipe *p = of->pipe;
 	uint64_t n = 0;
 
-	if (!p->readers)
-		return -EPIPE; /* SIGPIPE is not delivered in part 1 */
-	while (n < len && p->head - p->tail < PIPE_SIZE)
-		p->buf[p->head++ % PIPE_SIZE] = src[n++];
-	if (!n && len)
-		return (of->flags & O_NONBLOCK) ? -EAGAIN : -EDEADLK;
+	for (;;) {
+		long r;
+
+		if (!p->readers)
+			return -EPIPE; /* SIGPIPE is not delivered in part 1 */
+		while (n < len && p->head - p->tail < PIPE_SIZE)
+			p->buf[p->head++ % PIPE_SIZE] = src[n++];
+		if (n || !len)
+			break;
+		r = pipe_wait(of);
+		if (r < 0)
+			return r;
+	}
+	lx_ready_changed();
 	return (long)n;
 }
 

@@ -1,63 +1,169 @@
 /*
- * futex for a single-threaded program (threads, clone and real waits are the
- * next slice of part 3).  glibc and CPython call it on their locks even with
- * one thread: a wake finds no waiter; a wait whose word changed is EAGAIN; a
- * wait with a timeout sleeps it out (ETIMEDOUT); a wait without one could only
- * be ended by another thread, which does not exist, so it answers EDEADLK
- * instead of hanging the VM (as poll on a pipe nothing can fill does).
+ * futex: FUTEX_WAIT/WAKE, WAIT_BITSET/WAKE_BITSET, REQUEUE/CMP_REQUEUE, with
+ * relative and absolute timeouts.  A wait blocks this vCPU in the host futex
+ * table (crates/vmm/src/linux/futex.rs: one MMIO write, the word compared
+ * under the host's lock, so no wake is lost).  `waiters` counts threads in
+ * such a wait: a wake (every unlock of a contended lock) exits to the host only
+ * when it is non-zero.  A wait with no timeout that nothing could end (no other
+ * thread lives) answers EDEADLK instead of hanging the VM, as before threads.
  */
 #include "linux.h"
+#include "futex_abi.h"
 
 #define FUTEX_WAIT 0
 #define FUTEX_WAKE 1
+#define FUTEX_REQUEUE 3
+#define FUTEX_CMP_REQUEUE 4
 #define FUTEX_WAIT_BITSET 9
 #define FUTEX_WAKE_BITSET 10
 #define FUTEX_PRIVATE_FLAG 128
 #define FUTEX_CLOCK_REALTIME 256
+#define FUTEX_BITSET_ALL 0xffffffffu
 #define CLOCK_REALTIME 0
 #define CLOCK_MONOTONIC 1
-#define TIMER_ABSTIME 1
 
-static long wait(uint64_t uaddr, uint32_t val, uint64_t timeout, int absolute, int realtime)
+static volatile uint32_t waiters;
+
+static long host(struct lx_futex_req *r)
 {
-	struct lx_frame sleep = {0};
+	r->result = -ENOSYS; /* what stays if the host has no futex table */
+	mmio_write64(LX_MMIO_FUTEX, (uint64_t)(uintptr_t)r);
+	__asm__ volatile("" : : : "memory");
+	return (long)r->result;
+}
+
+long lx_futex_wait(volatile uint32_t *uaddr, uint32_t val, int64_t timeout_ns, uint32_t bitset)
+{
+	struct lx_futex_req r = {LX_FUTEX_OP_WAIT, val, (uint64_t)(uintptr_t)uaddr, timeout_ns, bitset, 0, 0, 0, 0, 0};
+	long res;
+
+	/* Counted before the host compares the word: a waker that stores after
+	 * this sees us (its fence pairs with this locked add). */
+	__atomic_add_fetch(&waiters, 1, __ATOMIC_SEQ_CST);
+	res = host(&r);
+	__atomic_sub_fetch(&waiters, 1, __ATOMIC_SEQ_CST);
+	return res;
+}
+
+long lx_futex_park(volatile uint32_t *uaddr, uint32_t val)
+{
+	struct lx_futex_req r = {LX_FUTEX_OP_WAIT, val, (uint64_t)(uintptr_t)uaddr, -1,
+				 FUTEX_BITSET_ALL, 0, 0, 0, 0, 0};
+
+	return host(&r);
+}
+
+long lx_futex_unpark(volatile uint32_t *uaddr)
+{
+	struct lx_futex_req r = {LX_FUTEX_OP_WAKE, 0, (uint64_t)(uintptr_t)uaddr, -1,
+				 FUTEX_BITSET_ALL, 1, 0, 0, 0, 0};
+
+	return host(&r);
+}
+
+long lx_futex_sleep(int64_t ns)
+{
+	volatile uint32_t word = 0; /* nobody wakes it: only the timeout ends the wait */
+	struct lx_futex_req r = {LX_FUTEX_OP_WAIT, 0, (uint64_t)(uintptr_t)&word, ns,
+				 FUTEX_BITSET_ALL, 0, 0, 0, 0, 0};
+
+	return host(&r);
+}
+
+static long wake_or_requeue(uint64_t uaddr, uint32_t n, uint32_t bitset, uint64_t uaddr2,
+			    uint32_t n2, int cmp, uint32_t val)
+{
+	struct lx_futex_req r = {LX_FUTEX_OP_WAKE, val, uaddr, -1, bitset, n, 0, uaddr2, n2,
+				 (uint32_t)cmp};
+
+	/* The program's store to the word must be visible before we read the count. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&waiters, __ATOMIC_SEQ_CST)) {
+		if (cmp && *(volatile uint32_t *)(uintptr_t)uaddr != val)
+			return -EAGAIN;
+		return 0;
+	}
+	if (uaddr2)
+		r.op = LX_FUTEX_OP_REQUEUE;
+	return host(&r);
+}
+
+long lx_futex_wake(volatile uint32_t *uaddr, uint32_t n)
+{
+	return wake_or_requeue((uint64_t)(uintptr_t)uaddr, n, FUTEX_BITSET_ALL, 0, 0, 0, 0);
+}
+
+/* The relative timeout of a wait (-1: none), from the program's timespec. */
+static long timeout_of(uint64_t ts, int absolute, int clk, int64_t *out)
+{
+	int64_t ns, now;
+	long r;
+
+	*out = -1;
+	if (!ts)
+		return 0;
+	r = lx_user_timespec(ts, &ns);
+	if (r < 0)
+		return r;
+	if (absolute) {
+		lx_clock_ns(clk, &now);
+		ns = ns > now ? ns - now : 0;
+	}
+	*out = ns;
+	return 0;
+}
+
+static long wait(uint64_t uaddr, uint32_t val, uint64_t ts, int absolute, int clk,
+		 uint32_t bitset)
+{
+	int64_t timeout;
+	long r;
 
 	if (uaddr & 3)
 		return -EINVAL;
 	if (!lx_user_ok(uaddr, 4))
 		return -EFAULT;
+	r = timeout_of(ts, absolute, clk, &timeout);
+	if (r < 0)
+		return r;
 	if (*(volatile uint32_t *)(uintptr_t)uaddr != val)
 		return -EAGAIN;
-	if (!timeout)
-		return -EDEADLK;
-	/* Sleep until the timeout through clock_nanosleep (which checks the pointer). */
-	sleep.nr = __NR_clock_nanosleep;
-	sleep.rdi = realtime ? CLOCK_REALTIME : CLOCK_MONOTONIC;
-	sleep.rsi = absolute ? TIMER_ABSTIME : 0;
-	sleep.rdx = timeout;
-	{
-		long r = lx_time_syscall(&sleep);
-		return r < 0 ? r : -ETIMEDOUT;
-	}
+	if (timeout < 0 && lx_threads_alone())
+		return -EDEADLK; /* only another thread could end it, and none lives */
+	r = lx_futex_wait((volatile uint32_t *)(uintptr_t)uaddr, val, timeout, bitset);
+	return r == -EINTR ? -EAGAIN : r; /* -EINTR: the VM is stopping anyway */
 }
 
 long lx_futex_syscall(struct lx_frame *f)
 {
 	int op = (int)f->rsi & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
-	int realtime = (f->rsi & FUTEX_CLOCK_REALTIME) != 0;
+	int clk = (f->rsi & FUTEX_CLOCK_REALTIME) ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+	uint32_t n = (uint32_t)f->rdx > 0x7fffffffu ? 0x7fffffffu : (uint32_t)f->rdx;
+	uint32_t n2 = (uint32_t)f->r10 > 0x7fffffffu ? 0x7fffffffu : (uint32_t)f->r10;
 
 	if (f->nr != __NR_futex)
 		return LX_ENOSYS_MARK;
 	switch (op) {
 	case FUTEX_WAKE:
+		return wake_or_requeue(f->rdi, n, FUTEX_BITSET_ALL, 0, 0, 0, 0);
 	case FUTEX_WAKE_BITSET:
-		return 0; /* one thread: nobody is waiting */
+		if (!(uint32_t)f->r9)
+			return -EINVAL;
+		return wake_or_requeue(f->rdi, n, (uint32_t)f->r9, 0, 0, 0, 0);
+	case FUTEX_REQUEUE:
+	case FUTEX_CMP_REQUEUE:
+		if ((f->rdi & 3) || (f->r8 & 3))
+			return -EINVAL;
+		if (!lx_user_ok(f->rdi, 4) || !lx_user_ok(f->r8, 4))
+			return -EFAULT;
+		return wake_or_requeue(f->rdi, n, FUTEX_BITSET_ALL, f->r8, n2,
+				       op == FUTEX_CMP_REQUEUE, (uint32_t)f->r9);
 	case FUTEX_WAIT:
-		return wait(f->rdi, (uint32_t)f->rdx, f->r10, 0, 0);
+		return wait(f->rdi, (uint32_t)f->rdx, f->r10, 0, CLOCK_MONOTONIC, FUTEX_BITSET_ALL);
 	case FUTEX_WAIT_BITSET:
 		if (!(uint32_t)f->r9)
 			return -EINVAL;
-		return wait(f->rdi, (uint32_t)f->rdx, f->r10, 1, realtime);
+		return wait(f->rdi, (uint32_t)f->rdx, f->r10, 1, clk, (uint32_t)f->r9);
 	default:
 		return -ENOSYS;
 	}

@@ -11,6 +11,7 @@
 /* The registers lx_syscall_entry saves, in push order reversed. */
 struct lx_frame {
 	uint64_t rdi, rsi, rdx, r10, r8, r9, nr, rflags, rip, rsp;
+	uint64_t rbx, rbp, r12, r13, r14, r15; /* as the program left them (for clone) */
 };
 
 extern const struct vmrpc_linux_info *lx_info;
@@ -91,6 +92,40 @@ _Noreturn void lx_exit(int status);
 
 #define LX_ENOSYS_MARK (-100000) /* a family's "not mine" answer */
 
+/* ---- threads (thread.c), futex (futex.c), the personality lock (lock.c) -- */
+/* Sets up this vCPU's syscall entry (GS slots); every vCPU, before any call. */
+void lx_cpu_setup(void);
+long lx_thread_syscall(struct lx_frame *f);
+/* 1 if the program has one thread (then nothing blocks on another). */
+int lx_threads_alone(void);
+/* Blocks until *uaddr != val, a wake, or timeout_ns (< 0: none); 0 or -errno. */
+long lx_futex_wait(volatile uint32_t *uaddr, uint32_t val, int64_t timeout_ns, uint32_t bitset);
+/* Wakes up to n waiters of uaddr (no host exit when nobody waits). */
+long lx_futex_wake(volatile uint32_t *uaddr, uint32_t n);
+/* The same without the waiter count: a vCPU parked for its next thread. */
+long lx_futex_park(volatile uint32_t *uaddr, uint32_t val);
+long lx_futex_unpark(volatile uint32_t *uaddr);
+/* Blocks this vCPU in the host for about ns (a sleep that does not spin). */
+long lx_futex_sleep(int64_t ns);
+/* TLB (tlb.c): flush here after rights were removed; catch up with others' flushes. */
+void lx_tlb_narrowed(void);
+void lx_tlb_catch_up(void);
+/* Time for futex timeouts (time.c). */
+long lx_clock_ns(int64_t clk, int64_t *ns);
+long lx_user_timespec(uint64_t addr, int64_t *ns);
+/* The personality lock around calls on shared state (lock.c). */
+void lx_lock(void);
+void lx_unlock(void);
+/* Around a wait inside a call: lets other threads' calls run meanwhile. */
+int lx_block_begin(void);
+void lx_block_end(int held);
+/*
+ * Guest-local readiness changes (pipes): a counter bumped on each, and a wait
+ * for the next one (lock released) when other threads could make it.
+ */
+void lx_ready_changed(void);
+long lx_ready_wait(int64_t timeout_ns);
+
 #endif
 
 /* fd table helpers shared by fd.c and fs.c */
@@ -112,6 +147,7 @@ long lx_fd_install_host(int64_t h, int flags);
 /* ---- sockets (net.c), readiness (wait.c), epoll (epoll.c) ------------------ */
 /* New fds over a socket library descriptor / an epoll instance (flags: O_CLOEXEC, O_NONBLOCK). */
 long lx_fd_install_sock(int64_t sock, int flags);
+long lx_fd_close(int64_t fd);
 long lx_fd_install_epoll(int64_t ep, int flags);
 /* The socket library descriptor behind fd (-EBADF, -ENOTSOCK); *nonblock its O_NONBLOCK. */
 int64_t lx_fd_sock(int fd, int *nonblock);
@@ -129,6 +165,12 @@ int lx_net_pending_error(int64_t sock);
  * (-1: no limit); revents filled in, returns the ready count or -errno.
  */
 long lx_wait(struct pollfd *set, uint64_t n, int64_t timeout_ms);
+/* lx_wait with other threads alive (wait_threads.c), and the parts of wait.c it shares. */
+long lx_wait_threaded(struct pollfd *set, uint64_t n, int64_t timeout_ms);
+uint32_t lx_wait_scan(struct pollfd *set, uint64_t n, struct pollfd *socks, uint32_t *index);
+long lx_wait_sockets(struct pollfd *set, struct pollfd *socks, const uint32_t *index, uint32_t k,
+		     int64_t timeout_ms);
+long lx_wait_count(const struct pollfd *set, uint64_t n);
 /* 1 if the program ignores or handles sig (so EPIPE does not end it). */
 int lx_sig_caught(int sig);
 /* Socket calls, and read/write/readv/writev on socket fds (asked before lx_fd_syscall). */

@@ -7,12 +7,7 @@
 
 const struct vmrpc_linux_info *lx_info;
 
-void lx_syscall_entry(void);
-void lx_zpoline_entry(void);
 _Noreturn void lx_enter_program(uint64_t entry, uint64_t sp);
-
-/* One syscall stack per vCPU (part 1 runs the program on vCPU 0 only). */
-static uint8_t syscall_stack[VMRPC_MAX_VCPUS][32768] __attribute__((aligned(16)));
 
 int lx_user_ok(uint64_t addr, uint64_t len)
 {
@@ -64,11 +59,6 @@ static void offer_vdso(uint64_t sp)
 	}
 }
 
-static void gs_write(unsigned off, uint64_t v)
-{
-	__asm__ volatile("movq %0, %%gs:(%1)" : : "r"(v), "r"((uint64_t)off) : "memory");
-}
-
 int main(int argc, char **argv)
 {
 	extern char _end[];
@@ -101,8 +91,6 @@ int main(int argc, char **argv)
 	lx_mem_init();
 	lx_prot_init_program();
 	lx_fd_init();
-	gs_write(LX_GS_STACK, (uint64_t)(uintptr_t)&syscall_stack[rt_cpu_id()][sizeof(syscall_stack[0])]);
-	gs_write(LX_GS_HANDLER, (uint64_t)(uintptr_t)lx_syscall_entry);
-	gs_write(LX_GS_ZPOLINE, (uint64_t)(uintptr_t)lx_zpoline_entry);
+	lx_cpu_setup(); /* the other vCPUs wait for threads (thread.c) */
 	lx_enter_program(lx_info->entry, lx_info->sp);
 }

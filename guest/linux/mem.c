@@ -25,6 +25,8 @@ static uint64_t area_lo, npages;
 static uint64_t clean_lo;            /* pages at or above it were handed out before */
 static uint64_t brk_cur, brk_high;
 
+#define LX_HEAP_MAX (16ull << 20)
+
 static uint64_t page_up(uint64_t v)
 {
 	return (v + PAGE - 1) & ~(PAGE - 1);
@@ -32,8 +34,17 @@ static uint64_t page_up(uint64_t v)
 
 void lx_mem_init(void)
 {
+	/* The personality's own heap (socket buffers: 256 KiB per guest-local
+	 * connection) would not fit below the program: it takes the top of the
+	 * mapping area, which the program's mmap then never hands out. */
+	uint64_t heap = (lx_info->mmap_hi - lx_info->mmap_lo) / 8;
+	uint64_t top;
+
+	heap = heap > LX_HEAP_MAX ? LX_HEAP_MAX : heap & ~(PAGE - 1);
+	top = lx_info->mmap_hi - heap;
+	rt_heap_add((void *)(uintptr_t)top, heap);
 	area_lo = lx_info->mmap_lo;
-	npages = (lx_info->mmap_hi - area_lo) / PAGE;
+	npages = (top - area_lo) / PAGE;
 	if (npages > MAX_PAGES)
 		npages = MAX_PAGES;
 	clean_lo = area_lo + npages * PAGE;

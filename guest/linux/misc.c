@@ -238,10 +238,6 @@ long lx_misc_syscall(struct lx_frame *f)
 		return lx_madvise(f->rdi, f->rsi, (int)f->rdx);
 	case __NR_arch_prctl:
 		return do_arch_prctl((int)f->rdi, f->rsi);
-	case __NR_set_tid_address:
-		return LX_PID;
-	case __NR_set_robust_list:
-		return f->rsi == 24 ? 0 : -EINVAL;
 	case __NR_rseq:
 		return -ENOSYS; /* glibc then does without */
 	case __NR_prlimit64:
@@ -253,7 +249,6 @@ long lx_misc_syscall(struct lx_frame *f)
 	case __NR_uname:
 		return do_uname(f->rdi);
 	case __NR_getpid:
-	case __NR_gettid:
 	case __NR_getpgrp:
 	case __NR_getsid:
 	case __NR_getpgid:
@@ -302,9 +297,6 @@ long lx_misc_syscall(struct lx_frame *f)
 		return kill_self(LX_PID, (int)f->rsi);
 	case __NR_tgkill:
 		return kill_self((int64_t)(int32_t)f->rdi, (int)f->rdx);
-	case __NR_exit:
-	case __NR_exit_group:
-		lx_exit((int)f->rdi);
 	default:
 		return LX_ENOSYS_MARK;
 	}

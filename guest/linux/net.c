@@ -70,7 +70,6 @@ int sock_type(int64_t s)
 	return type;
 }
 
-
 /* ---- addresses ------------------------------------------------------------------ */
 
 long addr_in(uint64_t uaddr, uint64_t ulen, struct sockaddr_storage *ss, socklen_t *len)
@@ -161,13 +160,21 @@ static long recv_from(int64_t s, uint8_t *buf, uint64_t len, int flags, int nb,
 {
 	int f = (flags & PASS_FLAGS) | (nb ? MSG_DONTWAIT : 0);
 
+	long r;
+	/* Other threads' calls run while this one waits, unless it fills a shared buffer. */
+	int held = lx_user_ok((uint64_t)(uintptr_t)buf, len) ? lx_block_begin() : 0;
+
 	if (len > 0x7ffff000)
 		len = 0x7ffff000;
-	if (from && sock_type(s) == SOCK_DGRAM)
-		return lib(recvfrom((int)s, buf, len, f, (struct sockaddr *)from, fromlen));
-	if (fromlen)
-		*fromlen = 0; /* a stream has no per-message source */
-	return lib(recv((int)s, buf, len, f));
+	if (from && sock_type(s) == SOCK_DGRAM) {
+		r = recvfrom((int)s, buf, len, f, (struct sockaddr *)from, fromlen);
+	} else {
+		if (fromlen)
+			*fromlen = 0; /* a stream has no per-message source */
+		r = recv((int)s, buf, len, f);
+	}
+	lx_block_end(held);
+	return lib(r);
 }
 
 static long do_sendto(int64_t fd, uint64_t buf, uint64_t len, int flags, uint64_t uaddr,
@@ -457,8 +464,7 @@ long lx_net_syscall(struct lx_frame *f)
 	case __NR_socket:
 		return do_socket((int)f->rdi, (int)f->rsi, (int)f->rdx);
 	case __NR_socketpair:
-		/* Linux has socketpair for AF_UNIX only, which the personality has not. */
-		return (int)f->rdi == AF_UNIX ? -EAFNOSUPPORT : -EOPNOTSUPP;
+		return do_socketpair((int)f->rdi, (int)f->rsi, (int)f->rdx, f->r10);
 	case __NR_bind:
 		return do_bind(fd, f->rsi, (uint32_t)f->rdx);
 	case __NR_listen:

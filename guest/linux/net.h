@@ -21,6 +21,7 @@ void addr_out(const struct sockaddr_storage *ss, socklen_t got, uint64_t uaddr,
 
 /* net_setup.c */
 long do_socket(int domain, int type, int protocol);
+long do_socketpair(int domain, int type, int protocol, uint64_t usv);
 long do_bind(int64_t fd, uint64_t uaddr, uint64_t ulen);
 long do_listen(int64_t fd, int backlog);
 long do_accept(int64_t fd, uint64_t uaddr, uint64_t ulenp, int flags);

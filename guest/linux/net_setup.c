@@ -1,6 +1,6 @@
 /*
  * Socket setup and options for Linux programs: socket, bind, listen, accept,
- * connect (and the outcome of a non-blocking connect, kept for SO_ERROR),
+ * socketpair, connect (and the outcome of a non-blocking connect, kept for SO_ERROR),
  * shutdown, the socket's names, setsockopt and getsockopt.  The helpers and the
  * rules for copying the program's arguments are net.c's (see there).
  */
@@ -41,6 +41,66 @@ long do_socket(int domain, int type, int protocol)
 	return lx_fd_install_sock(s, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
 }
 
+/*
+ * socketpair(AF_UNIX, SOCK_STREAM): a connected pair made as a loopback TCP
+ * connection inside the guest, which the socket library keeps in guest memory
+ * (its peer is in this guest): it never reaches the host, its network or its
+ * policy.  What programs use pairs for (asyncio's and libuv's wake-up pipes,
+ * talking to a helper) needs only bytes both ways, readiness and shutdown;
+ * getsockname answers AF_INET, and there is no fd passing (SCM_RIGHTS).
+ */
+long do_socketpair(int domain, int type, int protocol, uint64_t usv)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = { htonl(INADDR_LOOPBACK) } };
+	socklen_t len = sizeof(sin);
+	int l, c = -1, a = -1, sv[2];
+	long r;
+
+	if (domain != AF_UNIX)
+		return -EOPNOTSUPP;
+	if (type & ~(0xf | SOCK_CLOEXEC | SOCK_NONBLOCK))
+		return -EINVAL;
+	if ((type & 0xf) != SOCK_STREAM)
+		return -EOPNOTSUPP; /* no datagram pairs */
+	if (protocol != 0)
+		return -EPROTONOSUPPORT;
+	if (!lx_user_ok(usv, sizeof(sv)))
+		return -EFAULT;
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	if (l < 0)
+		return -errno;
+	if (bind(l, (struct sockaddr *)&sin, len) || listen(l, 1) ||
+	    getsockname(l, (struct sockaddr *)&sin, &len))
+		goto fail;
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&sin, len))
+		goto fail;
+	a = accept(l, NULL, NULL);
+	if (a < 0)
+		goto fail;
+	close(l);
+	r = lx_fd_install_sock(c, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+	if (r < 0) {
+		close(a);
+		return r;
+	}
+	sv[0] = (int)r;
+	r = lx_fd_install_sock(a, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
+	if (r < 0) {
+		lx_fd_close(sv[0]);
+		return r;
+	}
+	sv[1] = (int)r;
+	memcpy((void *)(uintptr_t)usv, sv, sizeof(sv));
+	return 0;
+fail:
+	r = -errno;
+	close(l);
+	if (c >= 0)
+		close(c);
+	return r;
+}
+
 long do_bind(int64_t fd, uint64_t uaddr, uint64_t ulen)
 {
 	struct sockaddr_storage ss;
@@ -67,14 +127,16 @@ long do_accept(int64_t fd, uint64_t uaddr, uint64_t ulenp, int flags)
 	socklen_t cap, got = MAX_ADDR;
 	int64_t s;
 	long r;
-	int c;
+	int c, held;
 
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
 		return -EINVAL;
 	s = sock_and_cap(fd, uaddr, ulenp, &cap, NULL);
 	if (s < 0)
 		return s;
+	held = lx_block_begin(); /* other threads' calls run while this one waits */
 	c = accept((int)s, (struct sockaddr *)&ss, &got);
+	lx_block_end(held);
 	if (c < 0)
 		return -errno;
 	r = lx_fd_install_sock(c, flags);
@@ -93,7 +155,7 @@ long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int nb = 0;
+	int nb = 0, held;
 	int64_t s = sock_of(fd, &nb);
 	long r;
 
@@ -107,7 +169,10 @@ long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 		pending[s] = 0;
 		return r;
 	}
-	r = lib(connect((int)s, (struct sockaddr *)&ss, len));
+	held = lx_block_begin(); /* other threads' calls run while this one waits */
+	r = connect((int)s, (struct sockaddr *)&ss, len);
+	lx_block_end(held);
+	r = lib(r);
 	if (!nb || sock_type(s) != SOCK_STREAM)
 		return r;
 	switch (-r) {

@@ -94,7 +94,7 @@ long lx_prot_set(uint64_t addr, uint64_t len, int prot)
 		*pte = (old & ~mask) | want;
 	}
 	if (narrowed)
-		rt_flush_tlb();
+		lx_tlb_narrowed(); /* the other vCPUs flush on their next call (tlb.c) */
 	return r;
 }
 

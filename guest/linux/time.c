@@ -1,8 +1,9 @@
 /*
  * Time from the TSC: monotonic = TSC since the personality started (never goes
  * back: the TSC is invariant), realtime = the host's wall clock read once at
- * start (LXF_HELLO) plus the monotonic time since.  Sleeps spin on the TSC: the
- * program is the only thing this vCPU runs in part 1.
+ * start (LXF_HELLO) plus the monotonic time since.  A sleep blocks the vCPU in
+ * the host (futex.c) until SLEEP_SPIN_NS before its end, then spins on the TSC
+ * for the rest: the host's wake-up is late by tens of microseconds.
  */
 #include "linux.h"
 
@@ -10,6 +11,7 @@
 
 #define TIMER_ABSTIME 1
 #define NS LX_NS
+#define SLEEP_SPIN_NS 200000ll
 
 struct lx_timespec {
 	int64_t sec, nsec;
@@ -33,7 +35,7 @@ void lx_time_init(int64_t wall_ns)
 
 static long clock_ns(int64_t clk, int64_t *ns)
 {
-	return lx_clock_ns(&lx_clock, clk, ns) < 0 ? -EINVAL : 0;
+	return lx_clock_read(&lx_clock, clk, ns) < 0 ? -EINVAL : 0;
 }
 
 static long put_ts(uint64_t addr, int64_t ns)
@@ -69,7 +71,10 @@ static long sleep_until(int64_t clk, int64_t deadline)
 			return -EINVAL;
 		if (now >= deadline)
 			return 0;
-		cpu_relax();
+		if (deadline - now > SLEEP_SPIN_NS)
+			lx_futex_sleep(deadline - now - SLEEP_SPIN_NS);
+		else
+			cpu_relax();
 	}
 }
 
@@ -124,4 +129,15 @@ long lx_time_syscall(struct lx_frame *f)
 	default:
 		return LX_ENOSYS_MARK;
 	}
+}
+
+/* For futex timeouts (futex.c): a clock's time now, and a timespec read from the program. */
+long lx_clock_ns(int64_t clk, int64_t *ns)
+{
+	return clock_ns(clk, ns);
+}
+
+long lx_user_timespec(uint64_t addr, int64_t *ns)
+{
+	return get_ts(addr, ns);
 }

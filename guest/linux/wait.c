@@ -16,21 +16,46 @@
 static struct pollfd sock_set[MAX_SET];
 static uint32_t sock_index[MAX_SET];
 
-/* POLLOUT | POLLERR for a socket whose non-blocking connect has an outcome to collect. */
-static short connect_outcome(int64_t s, short events)
+/*
+ * Fills the revents of set's guest-local fds (and connect outcomes: POLLOUT |
+ * POLLERR for a socket whose non-blocking connect has one to collect) and lists
+ * its sockets in socks/index; returns how many sockets.
+ */
+uint32_t lx_wait_scan(struct pollfd *set, uint64_t n, struct pollfd *socks, uint32_t *index)
 {
-	return lx_net_pending_error(s) ? (short)(POLLERR | (events & POLLOUT)) : 0;
+	uint32_t k = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		int64_t s;
+
+		set[i].revents = 0;
+		if (set[i].fd < 0)
+			continue;
+		s = lx_fd_sock(set[i].fd, NULL);
+		if (s < 0) {
+			set[i].revents = (short)lx_fd_ready(set[i].fd, set[i].events);
+			continue;
+		}
+		if (lx_net_pending_error(s))
+			set[i].revents = (short)(POLLERR | (set[i].events & POLLOUT));
+		socks[k].fd = (int)s;
+		socks[k].events = set[i].events;
+		socks[k].revents = 0;
+		index[k++] = (uint32_t)i;
+	}
+	return k;
 }
 
-static long lib_poll(uint32_t k, struct pollfd *set, int64_t timeout_ms)
+long lx_wait_sockets(struct pollfd *set, struct pollfd *socks, const uint32_t *index, uint32_t k,
+		     int64_t timeout_ms)
 {
 	int ms = timeout_ms < 0 ? -1 : timeout_ms > 0x7fffffff ? 0x7fffffff : (int)timeout_ms;
-	int r = poll(sock_set, k, ms);
+	int r = poll(socks, k, ms);
 
 	if (r < 0)
 		return -errno;
 	for (uint32_t j = 0; j < k; j++)
-		set[sock_index[j]].revents |= sock_set[j].revents;
+		set[index[j]].revents |= socks[j].revents;
 	return r;
 }
 
@@ -47,7 +72,7 @@ static long no_event_wait(int64_t timeout_ms)
 	return 0;
 }
 
-static long count_ready(const struct pollfd *set, uint64_t n)
+long lx_wait_count(const struct pollfd *set, uint64_t n)
 {
 	long count = 0;
 
@@ -58,40 +83,26 @@ static long count_ready(const struct pollfd *set, uint64_t n)
 
 long lx_wait(struct pollfd *set, uint64_t n, int64_t timeout_ms)
 {
-	uint32_t k = 0;
+	uint32_t k;
 	long r;
 
 	if (n > MAX_SET)
 		return -EINVAL;
-	for (uint64_t i = 0; i < n; i++) {
-		int64_t s;
-
-		set[i].revents = 0;
-		if (set[i].fd < 0)
-			continue;
-		s = lx_fd_sock(set[i].fd, NULL);
-		if (s < 0) {
-			set[i].revents = (short)lx_fd_ready(set[i].fd, set[i].events);
-			continue;
-		}
-		set[i].revents = connect_outcome(s, set[i].events);
-		sock_set[k].fd = (int)s;
-		sock_set[k].events = set[i].events;
-		sock_set[k].revents = 0;
-		sock_index[k++] = (uint32_t)i;
-	}
+	if (!lx_threads_alone())
+		return lx_wait_threaded(set, n, timeout_ms); /* another thread may make one ready */
+	k = lx_wait_scan(set, n, sock_set, sock_index);
 	if (k) {
-		r = lib_poll(k, set, 0);
+		r = lx_wait_sockets(set, sock_set, sock_index, k, 0);
 		if (r < 0)
 			return r;
 	}
-	r = count_ready(set, n);
+	r = lx_wait_count(set, n);
 	if (r || timeout_ms == 0)
 		return r;
 	if (!k)
 		return no_event_wait(timeout_ms);
-	r = lib_poll(k, set, timeout_ms);
-	return r < 0 ? r : count_ready(set, n);
+	r = lx_wait_sockets(set, sock_set, sock_index, k, timeout_ms);
+	return r < 0 ? r : lx_wait_count(set, n);
 }
 
 static long do_poll(uint64_t addr, uint64_t n, int64_t timeout_ms)

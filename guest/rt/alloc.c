@@ -163,6 +163,19 @@ void free(void *p)
 	rt_spin_unlock(&heap_lock);
 }
 
+void rt_heap_add(void *start, size_t len)
+{
+	uintptr_t lo = align_up((uintptr_t)start, 16), hi = ((uintptr_t)start + len) & ~(uintptr_t)15;
+	struct block *b = (struct block *)lo;
+
+	if (hi <= lo || hi - lo < MIN_BLOCK)
+		return;
+	/* A used block over the region, freed: free() links and coalesces it. */
+	b->size = hi - lo;
+	b->tag = TAG_USED;
+	free((uint8_t *)b + HDR);
+}
+
 void *calloc(size_t n, size_t size)
 {
 	void *p;

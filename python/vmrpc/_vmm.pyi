@@ -5,8 +5,10 @@ checks this stub against the built module with mypy's stubtest.
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import final
+
+from typing_extensions import disjoint_base
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -23,13 +25,17 @@ __all__ = [
     "HostFunctionTimeout",
     "ImageError",
     "KvmError",
+    "NativeHandler",
     "QueueClosed",
     "QueueCorrupt",
     "SocketDataPlane",
     "Vm",
     "VmKilled",
     "VmrpcError",
-    "bench_raw_kvm_cycles",
+    "_drain_native",
+    "_feed_native",
+    "_raw_kvm_cycles",
+    "abi_table",
     "linux_setup",
 ]
 
@@ -133,7 +139,7 @@ class Vm:
         name: str,
         version: int,
         functions: dict[int, Callable[[bytes], object]],
-        data_plane: SocketDataPlane | None = None,
+        native_handlers: Sequence[NativeHandler] = ...,
     ) -> None: ...
     def register_native(self, name: str) -> None: ...
     def unregister_hm(self, name: str, version: int) -> None: ...
@@ -168,10 +174,6 @@ class EventQueue:
     def get_event(self, timeout: float | None = None) -> bytes: ...
     def get_events(self, max_n: int, timeout: float | None = None) -> list[bytes]: ...
     def wait_readable(self, timeout: float | None = None) -> bool: ...
-    def drain_native(self, count: int, timeout: float | None = None) -> tuple[int, int]: ...
-    def feed_native(
-        self, count: int, size: int, timeout: float | None = None, first_seq: int = 0
-    ) -> int: ...
     def ring_state(self) -> dict[str, int]: ...
 
 @final
@@ -214,12 +216,20 @@ def linux_setup(
     """Load a Linux program (and its ELF interpreter, found under ``sysroot``) into a
     created ``linux`` VM (see `vmrpc.LinuxVM`)."""
 
-def bench_raw_kvm_cycles(n: int) -> list[int]:
-    """Benchmark baseline: ``n`` cycles of raw KVM (create a VM and one vCPU, run to
-    ``hlt``, destroy), in nanoseconds each."""
+def abi_table() -> tuple[
+    dict[str, int | str], dict[str, tuple[int, list[tuple[str, int, int, str, int]]]]
+]:
+    """The guest ABI from its single source (crates/guest-kmod-bindings): ``(constants,
+    structs)``, ``{name: value}`` and ``{struct name: (size, [(field, offset, size,
+    element type, count), ...])}``; see `vmrpc.abi`."""
+
+@disjoint_base
+class NativeHandler:
+    """Native (Rust) code that answers some calls of a host module before its Python
+    functions (`vmrpc.HostModule.native_handlers`). Made by its subclasses only."""
 
 @final
-class SocketDataPlane:
+class SocketDataPlane(NativeHandler):
     """The native data plane of socket outsourcing (see vmrpc.sockets)."""
 
     def __new__(cls) -> SocketDataPlane: ...
@@ -228,3 +238,10 @@ class SocketDataPlane:
     def clear(self) -> None: ...
     @property
     def stats(self) -> dict[str, int]: ...
+
+# Benchmark and test hooks, private (wrapped by `vmrpc._testing`).
+def _drain_native(q: EventQueue, count: int, timeout: float | None = None) -> tuple[int, int]: ...
+def _feed_native(
+    q: EventQueue, count: int, size: int, timeout: float | None = None, first_seq: int = 0
+) -> int: ...
+def _raw_kvm_cycles(n: int) -> list[int]: ...

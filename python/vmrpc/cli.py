@@ -241,7 +241,8 @@ def _cmd_build_guest(ns: argparse.Namespace) -> int:
 
 def _cmd_bench(ns: argparse.Namespace) -> int:
     directory: Path = ns.dir
-    scripts = sorted(directory.glob("*.py")) if directory.is_dir() else []
+    # benches/_*.py are the scripts' shared helpers, not benchmarks.
+    scripts = sorted(directory.glob("[!_]*.py")) if directory.is_dir() else []
     if ns.names:
         scripts = [s for s in scripts if s.stem in ns.names]
     if not scripts:

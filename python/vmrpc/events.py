@@ -104,27 +104,6 @@ class EventQueue:
         """Wait until an event can be received, without receiving it; False on timeout."""
         return self._q.wait_readable(timeout)
 
-    # -- benchmark and test aids -------------------------------------------------
-
-    def drain_native(self, count: int, timeout: float | None = None) -> tuple[int, int]:
-        """Receive ``count`` events in native code, making no Python objects.
-
-        A benchmark and test aid (the fastest possible consumer): returns ``(events,
-        bytes)``, fewer events if ``timeout`` passes first.
-        """
-        return self._q.drain_native(count, timeout)
-
-    def feed_native(
-        self, count: int, size: int, timeout: float | None = None, first_seq: int = 0
-    ) -> int:
-        """Send ``count`` events of ``size`` bytes from native code; return how many.
-
-        A benchmark and test aid: events are numbered from ``first_seq`` like the guest's
-        ``evq_produce`` numbers them (sequence number in the first 8 bytes, then its byte
-        pattern). Returns fewer than ``count`` if ``timeout`` passes first.
-        """
-        return self._q.feed_native(count, size, timeout, first_seq)
-
     def ring_state(self) -> dict[str, int]:
         """Diagnostics: both rings' header words as the guest sees them now.
 

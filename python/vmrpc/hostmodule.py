@@ -48,11 +48,15 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from vmrpc import abi
 from vmrpc._time_limit import with_time_limit
+
+if TYPE_CHECKING:
+    from vmrpc._vmm import NativeHandler
 
 __all__ = ["HostModule", "NativeModule", "encode_version", "function", "module_functions"]
 
@@ -89,12 +93,9 @@ def function(number: int, *, time_limit: float | None = None) -> Callable[[F], F
 
 
 def encode_version(version: int | tuple[int, int]) -> int:
-    """``major`` or ``(major, minor)`` as the ABI's ``(major << 16) | minor``."""
+    """``major`` or ``(major, minor)`` as the ABI encodes it (`vmrpc.abi.version`)."""
     major, minor = (version, 0) if isinstance(version, int) else version
-    for part in (major, minor):
-        if not isinstance(part, int) or not 0 <= part <= 0xFFFF:
-            raise ValueError(f"version parts must be ints in 0..65535, got {version!r}")
-    return (major << 16) | minor
+    return abi.version(major, minor)
 
 
 class HostModule:
@@ -104,6 +105,15 @@ class HostModule:
     """The name guests bind to (1 to 255 bytes of UTF-8)."""
     version: ClassVar[int | tuple[int, int]] = 1
     """``major`` or ``(major, minor)``."""
+
+    def native_handlers(self) -> Sequence[NativeHandler]:
+        """Native (Rust) handlers that answer some calls before the module's functions.
+
+        A module with a data plane in Rust (``vmrpc.sockets``) returns its handlers here;
+        the VMM offers each call to them first, and a handler either answers it or hands
+        it to the module's function of that number (which must exist). Default: none.
+        """
+        return ()
 
 
 def module_functions(module: HostModule) -> dict[int, Callable[[bytes], Any]]:

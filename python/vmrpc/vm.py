@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeAlias, cast
 
-from vmrpc import _vmm
+from vmrpc import _vmm, abi
 from vmrpc.errors import ConfigError
 from vmrpc.events import EventQueue
 from vmrpc.hostmodule import NativeModule, encode_version, module_functions
@@ -269,10 +269,9 @@ class VM:
         name = getattr(module, "name", None)
         if not isinstance(name, str):
             raise TypeError(f"{type(module).__name__}.name must be a str")
-        # The socket outsourcing module brings a native data plane (vmrpc.sockets).
-        plane = getattr(module, "native_data_plane", None)
         functions = module_functions(module)
-        self._vm.register_hm(name, encode_version(module.version), functions, plane)
+        handlers = module.native_handlers()
+        self._vm.register_hm(name, encode_version(module.version), functions, handlers)
         closer = getattr(module, "close", None)
         if callable(closer):
             self._closers.append(closer)
@@ -288,7 +287,7 @@ class VM:
     @property
     def modules(self) -> list[tuple[str, tuple[int, int]]]:
         """Registered host modules as ``(name, (major, minor))``."""
-        return [(n, (v >> 16, v & 0xFFFF)) for n, v in self._vm.modules]
+        return [(n, abi.version_parts(v)) for n, v in self._vm.modules]
 
     # -- event queues --------------------------------------------------------------
 

@@ -1,300 +1,231 @@
-//! Compiles guest/include/vmrpc/abi.h with the system C compiler and checks that
-//! every size, field offset and constant the Rust mirror defines agrees with it.
+//! Compiles the C headers (guest/include/vmrpc/abi.h and socket_proto.h, with
+//! their generated parts) with the system C compiler and checks, for every entry
+//! of `table` (so for every constant and every field build.rs found in the
+//! Rust sources), that C agrees: each constant's value; each struct's size; each
+//! field's offset, size, element type and count. Also the few things C states by
+//! hand (function-like macros, limits written with sizeof), and that C defines
+//! no `VMRPC_*` constant the Rust sources lack.
 
-use std::collections::HashMap;
-use std::mem::{offset_of, size_of};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
-use guest_kmod_bindings::*;
+use guest_kmod_bindings::table::{Value, CONSTANTS, STRUCTS};
+use guest_kmod_bindings::{vmrpc_console_write, vmrpc_evq_slot_size, vmrpc_version};
 
-/// (name, C expression, Rust value)
-fn expectations() -> Vec<(&'static str, &'static str, u64)> {
-    macro_rules! size {
-        ($c:literal, $t:ty) => {
-            (
-                concat!("sizeof ", $c),
-                concat!("sizeof(struct ", $c, ")"),
-                size_of::<$t>() as u64,
-            )
-        };
+const HEADERS: &str = "#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>\n\
+                       #include \"vmrpc/abi.h\"\n#include \"vmrpc/socket_proto.h\"\n";
+
+fn include_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../guest/include")
+}
+
+fn cc() -> String {
+    std::env::var("CC").unwrap_or_else(|_| "cc".into())
+}
+
+/// (key, C expression printed as a number), one per thing C must agree on.
+fn probes() -> Vec<(String, String, String)> {
+    let mut p = Vec::new();
+    let mut num = |key: String, expr: String, rust: String| p.push((key, expr, rust));
+    for c in CONSTANTS {
+        match c.value {
+            Value::Int(v) => num(c.name.into(), c.name.into(), v.to_string()),
+            Value::Str(_) => {} // compared as text below
+        }
     }
-    macro_rules! off {
-        ($c:literal, $t:ty, $f:ident) => {
-            (
-                concat!($c, ".", stringify!($f)),
-                concat!("offsetof(struct ", $c, ", ", stringify!($f), ")"),
-                offset_of!($t, $f) as u64,
-            )
-        };
+    // `_Generic` names a field's C type, so a u32 field that C declares int32_t
+    // (same size, same offset) is caught too.
+    let mut generic = String::from(
+        "_Generic((X), uint8_t: 1, uint16_t: 2, int16_t: 3, uint32_t: 4, int32_t: 5, \
+         uint64_t: 6, int64_t: 7",
+    );
+    for (i, s) in STRUCTS.iter().enumerate() {
+        generic += &format!(", struct {}: {}", s.name, 100 + i);
     }
-    macro_rules! constant {
-        ($c:ident, $v:expr) => {
-            (stringify!($c), stringify!($c), $v as i64 as u64)
-        };
+    generic += ")";
+    let code = |ty: &str| match ty {
+        "u8" => 1,
+        "u16" => 2,
+        "i16" => 3,
+        "u32" => 4,
+        "i32" => 5,
+        "u64" => 6,
+        "i64" => 7,
+        other => 100 + STRUCTS.iter().position(|s| s.name == other).expect(other),
+    };
+    for s in STRUCTS {
+        let name = s.name;
+        num(
+            format!("sizeof {name}"),
+            format!("sizeof(struct {name})"),
+            s.size.to_string(),
+        );
+        for f in s.fields {
+            let field = format!("((struct {name} *)0)->{}", f.name);
+            let key = format!("{name}.{}", f.name);
+            num(
+                format!("offsetof {key}"),
+                format!("offsetof(struct {name}, {})", f.name),
+                f.offset.to_string(),
+            );
+            num(
+                format!("sizeof {key}"),
+                format!("sizeof({field})"),
+                f.size.to_string(),
+            );
+            let elem = if f.count > 1 {
+                format!("{field}[0]")
+            } else {
+                field.clone()
+            };
+            num(
+                format!("type {key}"),
+                generic.replace("(X)", &format!("({elem})")),
+                code(f.ty).to_string(),
+            );
+            num(
+                format!("count {key}"),
+                format!("sizeof({field}) / sizeof({elem})"),
+                f.count.to_string(),
+            );
+        }
     }
-    vec![
-        size!("vmrpc_boot_info", BootInfo),
-        off!("vmrpc_boot_info", BootInfo, magic),
-        off!("vmrpc_boot_info", BootInfo, mem_size),
-        off!("vmrpc_boot_info", BootInfo, vcpu_count),
-        off!("vmrpc_boot_info", BootInfo, argc),
-        off!("vmrpc_boot_info", BootInfo, argv),
-        off!("vmrpc_boot_info", BootInfo, shared_base),
-        off!("vmrpc_boot_info", BootInfo, shared_size),
-        off!("vmrpc_boot_info", BootInfo, heap_end),
-        off!("vmrpc_boot_info", BootInfo, tsc_khz),
-        size!("vmrpc_crash_frame", CrashFrame),
-        off!("vmrpc_crash_frame", CrashFrame, r15),
-        off!("vmrpc_crash_frame", CrashFrame, rax),
-        off!("vmrpc_crash_frame", CrashFrame, cr2),
-        off!("vmrpc_crash_frame", CrashFrame, vector),
-        off!("vmrpc_crash_frame", CrashFrame, error_code),
-        off!("vmrpc_crash_frame", CrashFrame, rip),
-        off!("vmrpc_crash_frame", CrashFrame, ss),
-        constant!(VMRPC_MMIO_CRASH, VMRPC_MMIO_CRASH),
-        size!("vmrpc_ring", RingHdr),
-        off!("vmrpc_ring", RingHdr, head),
-        off!("vmrpc_ring", RingHdr, producer_waiting),
-        off!("vmrpc_ring", RingHdr, producer_vcpu),
-        off!("vmrpc_ring", RingHdr, closed),
-        off!("vmrpc_ring", RingHdr, tail),
-        off!("vmrpc_ring", RingHdr, consumer_waiting),
-        off!("vmrpc_ring", RingHdr, consumer_vcpu),
+    // The function-like macros C keeps by hand, against the Rust functions.
+    let calls: [(&str, u64); 6] = [
+        ("VMRPC_VERSION(3, 7)", vmrpc_version(3, 7).into()),
         (
-            "ring_off::HEAD",
-            "offsetof(struct vmrpc_ring, head)",
-            ring_off::HEAD,
+            "VMRPC_VERSION(1, 0x1ffff)",
+            vmrpc_version(1, 0x1ffff).into(),
         ),
         (
-            "ring_off::TAIL",
-            "offsetof(struct vmrpc_ring, tail)",
-            ring_off::TAIL,
-        ),
-        (
-            "ring_off::PRODUCER_WAITING",
-            "offsetof(struct vmrpc_ring, producer_waiting)",
-            ring_off::PRODUCER_WAITING,
-        ),
-        (
-            "ring_off::PRODUCER_VCPU",
-            "offsetof(struct vmrpc_ring, producer_vcpu)",
-            ring_off::PRODUCER_VCPU,
-        ),
-        (
-            "ring_off::CLOSED",
-            "offsetof(struct vmrpc_ring, closed)",
-            ring_off::CLOSED,
-        ),
-        (
-            "ring_off::CONSUMER_WAITING",
-            "offsetof(struct vmrpc_ring, consumer_waiting)",
-            ring_off::CONSUMER_WAITING,
-        ),
-        (
-            "ring_off::CONSUMER_VCPU",
-            "offsetof(struct vmrpc_ring, consumer_vcpu)",
-            ring_off::CONSUMER_VCPU,
-        ),
-        size!("vmrpc_shared_hdr", SharedHdr),
-        off!("vmrpc_shared_hdr", SharedHdr, vcpu_count),
-        off!("vmrpc_shared_hdr", SharedHdr, ring_entries),
-        off!("vmrpc_shared_hdr", SharedHdr, max_payload),
-        off!("vmrpc_shared_hdr", SharedHdr, chan_offset),
-        off!("vmrpc_shared_hdr", SharedHdr, chan_stride),
-        off!("vmrpc_shared_hdr", SharedHdr, evq_offset),
-        off!("vmrpc_shared_hdr", SharedHdr, evq_size),
-        off!("vmrpc_shared_hdr", SharedHdr, host_sleeping),
-        (
-            "SHARED_HOST_SLEEPING_OFFSET",
-            "offsetof(struct vmrpc_shared_hdr, host_sleeping)",
-            SHARED_HOST_SLEEPING_OFFSET,
-        ),
-        size!("vmrpc_req_desc", ReqDesc),
-        off!("vmrpc_req_desc", ReqDesc, tag),
-        off!("vmrpc_req_desc", ReqDesc, handle),
-        off!("vmrpc_req_desc", ReqDesc, function),
-        off!("vmrpc_req_desc", ReqDesc, req_off),
-        off!("vmrpc_req_desc", ReqDesc, req_len),
-        off!("vmrpc_req_desc", ReqDesc, resp_off),
-        off!("vmrpc_req_desc", ReqDesc, resp_cap),
-        size!("vmrpc_resp_desc", RespDesc),
-        off!("vmrpc_resp_desc", RespDesc, tag),
-        off!("vmrpc_resp_desc", RespDesc, status),
-        size!("vmrpc_evq_info", EvqInfo),
-        off!("vmrpc_evq_info", EvqInfo, entries),
-        off!("vmrpc_evq_info", EvqInfo, max_event_size),
-        off!("vmrpc_evq_info", EvqInfo, slot_size),
-        off!("vmrpc_evq_info", EvqInfo, g2h_offset),
-        off!("vmrpc_evq_info", EvqInfo, h2g_offset),
-        off!("vmrpc_evq_info", EvqInfo, queue_id),
-        size!("vmrpc_ev_slot", EvSlot),
-        off!("vmrpc_ev_slot", EvSlot, len),
-        constant!(VMRPC_EVQ_MAX_ENTRIES, VMRPC_EVQ_MAX_ENTRIES),
-        constant!(VMRPC_EVQ_MAX_EVENT_SIZE, VMRPC_EVQ_MAX_EVENT_SIZE),
-        (
-            "VMRPC_EVQ_SLOT_SIZE(1)",
-            "VMRPC_EVQ_SLOT_SIZE(1)",
-            vmrpc_evq_slot_size(1) as u64,
-        ),
-        (
-            "VMRPC_EVQ_SLOT_SIZE(64)",
-            "VMRPC_EVQ_SLOT_SIZE(64)",
-            vmrpc_evq_slot_size(64) as u64,
-        ),
-        (
-            "VMRPC_EVQ_SLOT_SIZE(65528)",
-            "VMRPC_EVQ_SLOT_SIZE(65528)",
-            vmrpc_evq_slot_size(65528) as u64,
-        ),
-        constant!(VMRPC_ABI_VERSION, VMRPC_ABI_VERSION),
-        constant!(VMRPC_BOOT_MAGIC, VMRPC_BOOT_MAGIC),
-        constant!(VMRPC_IMAGE_BASE, VMRPC_IMAGE_BASE),
-        constant!(VMRPC_MAX_VCPUS, VMRPC_MAX_VCPUS),
-        constant!(VMRPC_KERNEL_CS, VMRPC_KERNEL_CS),
-        constant!(VMRPC_MMIO_BASE, VMRPC_MMIO_BASE),
-        constant!(VMRPC_MMIO_SIZE, VMRPC_MMIO_SIZE),
-        constant!(VMRPC_MMIO_CONSOLE, VMRPC_MMIO_CONSOLE),
-        constant!(VMRPC_MMIO_DEBUG_EXIT, VMRPC_MMIO_DEBUG_EXIT),
-        constant!(VMRPC_MMIO_DOORBELL, VMRPC_MMIO_DOORBELL),
-        constant!(VMRPC_MMIO_CONSOLE_WRITE, VMRPC_MMIO_CONSOLE_WRITE),
-        (
-            "VMRPC_CONSOLE_WRITE(0x123456789abc, 77)",
             "VMRPC_CONSOLE_WRITE(0x123456789abcull, 77)",
             vmrpc_console_write(0x1234_5678_9abc, 77),
         ),
-        constant!(VMRPC_MMIO_EVQ_DOORBELL, VMRPC_MMIO_EVQ_DOORBELL),
-        constant!(VMRPC_MMIO_YIELD, VMRPC_MMIO_YIELD),
-        constant!(VMRPC_YIELD_MAX_US, VMRPC_YIELD_MAX_US),
-        constant!(VMRPC_IRQ_VECTOR, VMRPC_IRQ_VECTOR),
-        constant!(VMRPC_SHARED_MAGIC, VMRPC_SHARED_MAGIC),
-        constant!(VMRPC_MAX_PAYLOAD, VMRPC_MAX_PAYLOAD),
-        constant!(VMRPC_RPC_RING_ENTRIES, VMRPC_RPC_RING_ENTRIES),
-        constant!(VMRPC_CHAN_REQ_RING_OFFSET, VMRPC_CHAN_REQ_RING_OFFSET),
-        constant!(VMRPC_CHAN_RESP_RING_OFFSET, VMRPC_CHAN_RESP_RING_OFFSET),
-        constant!(VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_DATA_OFFSET),
-        constant!(VMRPC_CHAN_DATA_SIZE, VMRPC_CHAN_DATA_SIZE),
-        constant!(VMRPC_SYS_HANDLE, VMRPC_SYS_HANDLE),
-        constant!(VMRPC_SYS_BIND, VMRPC_SYS_BIND),
-        constant!(VMRPC_SYS_UNBIND, VMRPC_SYS_UNBIND),
-        constant!(VMRPC_SYS_OPEN_EVQ, VMRPC_SYS_OPEN_EVQ),
+        ("VMRPC_EVQ_SLOT_SIZE(1)", vmrpc_evq_slot_size(1).into()),
+        ("VMRPC_EVQ_SLOT_SIZE(64)", vmrpc_evq_slot_size(64).into()),
         (
-            "VMRPC_VERSION(3, 7)",
-            "VMRPC_VERSION(3, 7)",
-            vmrpc_version(3, 7) as u64,
+            "VMRPC_EVQ_SLOT_SIZE(65528)",
+            vmrpc_evq_slot_size(65528).into(),
         ),
-        constant!(VMRPC_ENOMODULE, VMRPC_ENOMODULE),
-        constant!(VMRPC_ENOFUNC, VMRPC_ENOFUNC),
-        constant!(VMRPC_EHOSTFN, VMRPC_EHOSTFN),
-        constant!(VMRPC_ETOOBIG, VMRPC_ETOOBIG),
-        constant!(VMRPC_EGONE, VMRPC_EGONE),
-        constant!(VMRPC_EBADHANDLE, VMRPC_EBADHANDLE),
-        constant!(VMRPC_EINVAL, VMRPC_EINVAL),
-        constant!(VMRPC_ERANGE, VMRPC_ERANGE),
-        constant!(VMRPC_ESHUTDOWN, VMRPC_ESHUTDOWN),
-        constant!(VMRPC_ENODEV, VMRPC_ENODEV),
-        constant!(VMRPC_EFULL, VMRPC_EFULL),
-        constant!(VMRPC_EEMPTY, VMRPC_EEMPTY),
-        constant!(VMRPC_ENOQUEUE, VMRPC_ENOQUEUE),
-        constant!(VMRPC_ELIMIT, VMRPC_ELIMIT),
-        constant!(VMRPC_ETIMEDOUT, VMRPC_ETIMEDOUT),
-        // socket_proto.h: what the native socket data plane reads
-        (
-            "sizeof vmrpc_sock_wait_req",
-            "sizeof(struct vmrpc_sock_wait_req)",
-            size_of::<socket_proto::WaitReq>() as u64,
-        ),
-        (
-            "vmrpc_sock_wait_req.handle",
-            "offsetof(struct vmrpc_sock_wait_req, handle)",
-            offset_of!(socket_proto::WaitReq, handle) as u64,
-        ),
-        (
-            "vmrpc_sock_wait_req.flags",
-            "offsetof(struct vmrpc_sock_wait_req, flags)",
-            offset_of!(socket_proto::WaitReq, flags) as u64,
-        ),
-        (
-            "vmrpc_sock_wait_req.timeout_ms",
-            "offsetof(struct vmrpc_sock_wait_req, timeout_ms)",
-            offset_of!(socket_proto::WaitReq, timeout_ms) as u64,
-        ),
-        (
-            "vmrpc_sock_wait_req.arg",
-            "offsetof(struct vmrpc_sock_wait_req, arg)",
-            offset_of!(socket_proto::WaitReq, arg) as u64,
-        ),
-        (
-            "sizeof vmrpc_sock_resp",
-            "sizeof(struct vmrpc_sock_resp)",
-            size_of::<socket_proto::Resp>() as u64,
-        ),
-        (
-            "VMRPC_SOCK_FN_SEND",
-            "VMRPC_SOCK_FN_SEND",
-            socket_proto::VMRPC_SOCK_FN_SEND as u64,
-        ),
-        (
-            "VMRPC_SOCK_FN_RECV",
-            "VMRPC_SOCK_FN_RECV",
-            socket_proto::VMRPC_SOCK_FN_RECV as u64,
-        ),
-        (
-            "VMRPC_SOCK_MAX_RECV",
-            "VMRPC_SOCK_MAX_RECV",
-            socket_proto::VMRPC_SOCK_MAX_RECV as u64,
-        ),
-    ]
+    ];
+    for (expr, rust) in calls {
+        num(expr.into(), expr.into(), (rust as i64).to_string());
+    }
+    p
 }
 
-#[test]
-fn rust_mirror_matches_c_header() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let include = root.join("guest/include");
-    let dir = std::env::temp_dir().join(format!("vmrpc-abi-{}", std::process::id()));
+fn compile_and_run(src: &str, name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("vmrpc-abi-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let exp = expectations();
-
-    let mut src = String::from(
-        "#include <stdio.h>\n#include <stddef.h>\n#include \"vmrpc/abi.h\"\n\
-         #include \"vmrpc/socket_proto.h\"\nint main(void) {\n",
-    );
-    for (name, expr, _) in &exp {
-        src += &format!("  printf(\"%s=%llu\\n\", \"{name}\", (unsigned long long)({expr}));\n");
-    }
-    src += "  return 0;\n}\n";
-    let c_file = dir.join("abi_probe.c");
-    let exe = dir.join("abi_probe");
+    let c_file = dir.join("probe.c");
+    let exe = dir.join("probe");
     std::fs::write(&c_file, src).unwrap();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
+    let status = Command::new(cc())
         .args(["-std=c11", "-Wall", "-Werror", "-I"])
-        .arg(&include)
+        .arg(include_dir())
         .arg(&c_file)
         .arg("-o")
         .arg(&exe)
         .status()
-        .expect("a C compiler (cc) is needed to check the ABI header");
-    assert!(status.success(), "abi.h does not compile");
+        .expect("a C compiler (cc) is needed to check the ABI headers");
+    assert!(
+        status.success(),
+        "the probe of the ABI headers does not compile"
+    );
     let out = Command::new(&exe).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let c_values: HashMap<&str, u64> = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k, v.parse().unwrap()))
-        .collect();
+    std::fs::remove_dir_all(&dir).ok();
+    String::from_utf8(out.stdout).unwrap()
+}
 
-    let mut mismatches = Vec::new();
-    for (name, _, rust) in &exp {
-        let c = c_values[name];
-        if c != *rust {
-            mismatches.push(format!("{name}: C {c:#x}, Rust {rust:#x}"));
+#[test]
+fn every_constant_and_field_agrees_with_the_c_headers() {
+    let probes = probes();
+    let mut src = format!("{HEADERS}int main(void) {{\n");
+    for (key, expr, _) in &probes {
+        src += &format!("  printf(\"%s=%lld\\n\", \"{key}\", (long long)({expr}));\n");
+    }
+    for c in CONSTANTS {
+        if let Value::Str(_) = c.value {
+            src += &format!("  printf(\"%s=%s\\n\", \"{0}\", {0});\n", c.name);
         }
     }
-    std::fs::remove_dir_all(&dir).ok();
+    src += "  return 0;\n}\n";
+    let text = compile_and_run(&src, "values");
+    let c: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+
+    let mut wrong = Vec::new();
+    for (key, _, rust) in &probes {
+        if c[key.as_str()] != rust {
+            wrong.push(format!("{key}: C {}, Rust {rust}", c[key.as_str()]));
+        }
+    }
+    for constant in CONSTANTS {
+        if let Value::Str(s) = constant.value {
+            if c[constant.name] != s {
+                wrong.push(format!(
+                    "{}: C {:?}, Rust {s:?}",
+                    constant.name, c[constant.name]
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "ABI mismatch:\n{}", wrong.join("\n"));
+    // Not vacuous: every constant and every field was compared.
+    let fields: usize = STRUCTS.iter().map(|s| s.fields.len()).sum();
     assert!(
-        mismatches.is_empty(),
-        "ABI mismatch:\n{}",
-        mismatches.join("\n")
+        CONSTANTS.len() > 80 && fields > 100,
+        "{} {fields}",
+        CONSTANTS.len()
     );
+}
+
+/// Fields in offset order cover each struct exactly: no implicit padding (what
+/// `ByteValued` relies on) and no field the table could have missed.
+#[test]
+fn fields_cover_every_struct_without_gaps() {
+    for s in STRUCTS {
+        let mut at = 0;
+        let mut fields: Vec<_> = s.fields.iter().collect();
+        fields.sort_by_key(|f| f.offset);
+        for f in fields {
+            assert_eq!(
+                f.offset, at,
+                "{}.{}: a gap or an overlap before it",
+                s.name, f.name
+            );
+            at += f.size;
+        }
+        assert_eq!(at, s.size, "{}: padding after the last field", s.name);
+    }
+}
+
+/// Every `VMRPC_*` constant the C headers define comes from the Rust sources:
+/// none was added to C alone. (Function-like macros and include guards aside.)
+#[test]
+fn c_defines_no_constant_the_rust_sources_lack() {
+    let out = Command::new(cc())
+        .args(["-std=c11", "-dM", "-E", "-I"])
+        .arg(include_dir())
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(HEADERS.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("a C compiler (cc)");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rust: BTreeSet<&str> = CONSTANTS.iter().map(|c| c.name).collect();
+    let only_c: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define "))
+        .map(|l| l.split(' ').next().unwrap())
+        .filter(|name| name.starts_with("VMRPC_") && !name.contains('(') && !name.ends_with("_H"))
+        .filter(|name| !rust.contains(name))
+        .collect();
+    assert!(only_c.is_empty(), "C-only constants: {only_c:?}");
 }

@@ -1,9 +1,9 @@
 //! The VMM's error type. Each variant maps to one Python exception class in
-//! `python.rs`; the doc comment on each says when it happens.
+//! `python/errors.rs`; the doc comment on each says when it happens.
 
 use crate::config::ConfigError;
 use crate::image::ImageError;
-use crate::vm::GuestFailure;
+use crate::outcome::GuestFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -25,6 +25,12 @@ pub enum VmError {
     /// Guest memory could not be set up.
     #[error("guest memory: {0}")]
     Memory(String),
+    /// The interrupt set-up (irqchip, MSI routes, irqfds) failed.
+    #[error(transparent)]
+    Irq(#[from] crate::irq::IrqError),
+    /// VM RPC (shared region, doorbell, engine thread) could not be set up.
+    #[error(transparent)]
+    Rpc(#[from] crate::rpc::RpcError),
     /// Two devices were placed on the same addresses (a VMM bug).
     #[error(transparent)]
     Bus(#[from] crate::bus::BusError),

@@ -25,11 +25,12 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::evq::wire::Geometry;
+use crate::evq::geometry::Geometry;
 use crate::evq::{EventQueue, VmLink, Wait};
 use crate::layout;
 use crate::rpc::channel::{Channel, Completion};
 use crate::rpc::engine::Rig;
+use crate::rpc::module::NativeHandler;
 use crate::sockfast::SocketDataPlane;
 use crate::stats::Stats;
 
@@ -186,7 +187,7 @@ pub fn evq_queue(data: &[u8]) {
         mem.clone(),
         vec![efd(), efd()],
         Arc::new(Stats::default()),
-        Arc::new(efd()),
+        crate::stop::StopToken::new().expect("eventfd"),
         Duration::ZERO,
     ));
     let q = EventQueue::new("fuzz".into(), 1, geo, (g2h, h2g), 0, link).expect("queue");

@@ -23,14 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use guest_kmod_bindings::socket_proto::{
-    VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_MAX_BUF,
+    vmrpc_sock_buf_req, vmrpc_sock_resp, VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF,
+    VMRPC_SOCK_MAX_BUF,
 };
-use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vm_memory::{ByteValued, GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
-
-/// `struct vmrpc_sock_buf_req`.
-const BUF_REQ_SIZE: usize = 16;
+use crate::rpc::module::NativeHandler;
 
 #[derive(Default)]
 pub struct SocketDataPlane {
@@ -42,10 +41,8 @@ pub struct SocketDataPlane {
 }
 
 /// `struct vmrpc_sock_resp` with `result` (bytes, or -errno).
-fn resp(result: i32) -> [u8; 8] {
-    let mut r = [0u8; 8];
-    r[..4].copy_from_slice(&result.to_le_bytes());
-    r
+fn resp(result: i32) -> vmrpc_sock_resp {
+    vmrpc_sock_resp { result, aux: 0 }
 }
 
 impl SocketDataPlane {
@@ -77,29 +74,16 @@ impl SocketDataPlane {
         self.table().len()
     }
 
-    /// Answers SEND_BUF / RECV_BUF (returns None); any other call is handed
-    /// back for Python.
-    pub fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
-        let sending = match function {
-            VMRPC_SOCK_FN_SEND_BUF => true,
-            VMRPC_SOCK_FN_RECV_BUF => false,
-            _ => return Some(done),
-        };
-        let result = self.move_bytes(sending, request, &done);
-        done.ok(&resp(result));
-        None
-    }
-
     /// One non-blocking `send`/`recv` between the socket and the guest buffer
     /// the request names: bytes moved, or -errno (-EAGAIN: nothing now;
     /// -EOPNOTSUPP: this socket is not served natively, use SEND / RECV).
     fn move_bytes(&self, sending: bool, request: &[u8], done: &Completion) -> i32 {
-        if request.len() != BUF_REQ_SIZE {
+        let mut req = vmrpc_sock_buf_req::default();
+        if request.len() != size_of_val(&req) {
             return -libc::EINVAL;
         }
-        let word = |i: usize| u32::from_le_bytes(request[i..i + 4].try_into().unwrap());
-        let (handle, len) = (word(0), word(4));
-        let gpa = u64::from(word(8)) | (u64::from(word(12)) << 32);
+        req.as_mut_slice().copy_from_slice(request);
+        let vmrpc_sock_buf_req { handle, len, gpa } = req;
         if len > VMRPC_SOCK_MAX_BUF {
             return -libc::EINVAL;
         }
@@ -156,12 +140,30 @@ impl SocketDataPlane {
     }
 }
 
+impl NativeHandler for SocketDataPlane {
+    /// Answers SEND_BUF / RECV_BUF (returns None); any other call is handed
+    /// back for Python.
+    fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
+        let sending = match function {
+            VMRPC_SOCK_FN_SEND_BUF => true,
+            VMRPC_SOCK_FN_RECV_BUF => false,
+            _ => return Some(done),
+        };
+        let result = self.move_bytes(sending, request, &done);
+        done.ok(resp(result).as_slice());
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rpc::channel::Channel;
     use crate::stats::Stats;
-    use guest_kmod_bindings::{RespDesc, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_RESP_RING_OFFSET};
+    use guest_kmod_bindings::{
+        ring_off, RespDesc, RingHdr, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_RESP_RING_OFFSET,
+        VMRPC_RPC_RING_ENTRIES,
+    };
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     use std::sync::Arc;
@@ -203,26 +205,25 @@ mod tests {
         /// The socket-protocol result of the answer just posted.
         fn answer(&mut self) -> i32 {
             let ring = BASE + VMRPC_CHAN_RESP_RING_OFFSET as u64;
-            let slot = ring + 128 + (self.answers % 8) as u64 * 16;
+            let index = (self.answers % VMRPC_RPC_RING_ENTRIES) as usize;
+            let slot = ring + (size_of::<RingHdr>() + index * size_of::<RespDesc>()) as u64;
             self.answers += 1;
             // The guest consumes it, so the ring never fills.
             self.mem
-                .write_obj(self.answers, GuestAddress(ring + 64))
+                .write_obj(self.answers, GuestAddress(ring + ring_off::TAIL))
                 .unwrap();
             let desc: RespDesc = self.mem.read_obj(GuestAddress(slot)).unwrap();
-            assert_eq!(desc.status, 8);
-            self.mem
+            assert_eq!(desc.status as usize, size_of::<vmrpc_sock_resp>());
+            let answer: vmrpc_sock_resp = self
+                .mem
                 .read_obj(GuestAddress(BASE + VMRPC_CHAN_DATA_OFFSET as u64))
-                .unwrap()
+                .unwrap();
+            answer.result
         }
     }
 
     fn buf_req(handle: u32, len: u32, gpa: u64) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&handle.to_le_bytes());
-        v.extend_from_slice(&len.to_le_bytes());
-        v.extend_from_slice(&gpa.to_le_bytes());
-        v
+        vmrpc_sock_buf_req { handle, len, gpa }.as_slice().to_vec()
     }
 
     #[test]

@@ -52,6 +52,10 @@ counters! {
     events_host_to_guest,
     /// Event queue doorbell writes that woke a host waiter (ioeventfd or exit).
     evq_doorbells,
+    /// Linux threads that blocked in the host futex table (`devices::futex`).
+    futex_waits,
+    /// Futex wakes that reached the host (a waiter may have been listed).
+    futex_wakes,
 }
 
 #[derive(Default, Debug)]

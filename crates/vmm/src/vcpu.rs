@@ -1,4 +1,7 @@
 //! The vCPU run loop and the one function that dispatches exits to the buses.
+//!
+//! The loop knows the VM only through `VcpuHost`: the buses its exits go to,
+//! the counters, the stop token, and where it reports how it ended.
 
 use std::sync::Arc;
 
@@ -9,8 +12,20 @@ use guest_kmod_bindings::CrashFrame;
 use crate::bus::{Buses, DeviceAction};
 use crate::exception::GuestException;
 use crate::kick::ImmediateExit;
+use crate::outcome::{GuestFailure, Outcome, Registers};
 use crate::stats::Stats;
-use crate::vm::{GuestFailure, Outcome, VmShared};
+
+/// What a vCPU thread needs from the VM it runs in (`vm::VmShared`).
+pub trait VcpuHost: Send + Sync {
+    fn buses(&self) -> &Buses;
+    fn stats(&self) -> &Stats;
+    /// True once the VM stops: the loop leaves at its next exit (or kick).
+    fn stopping(&self) -> bool;
+    /// This vCPU ended the VM (guest exit or crash); the first outcome wins.
+    fn finish(&self, outcome: Outcome);
+    /// The vCPU thread is done; `regs` are its registers at the end.
+    fn vcpu_stopped(&self, index: u32, regs: Registers);
+}
 
 /// Why a vCPU cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,9 +138,6 @@ fn read_from(bus: &crate::bus::Bus, addr: u64, data: &mut [u8], stats: &Stats) {
     }
 }
 
-/// Named register values, for error reports.
-pub type Registers = Vec<(&'static str, u64)>;
-
 /// The faulting code's registers from a crash frame, with the control registers
 /// (but cr2, which the frame has) read from the vCPU.
 fn frame_registers(frame: &CrashFrame, vcpu: &VcpuFd) -> Registers {
@@ -209,16 +221,16 @@ fn internal_suberror(vcpu: &mut VcpuFd) -> u32 {
 }
 
 /// The body of a vCPU thread: run until the VM stops or this vCPU fails.
-pub fn run(mut vcpu: VcpuFd, index: u32, shared: Arc<VmShared>) {
+pub fn run<H: VcpuHost + ?Sized>(mut vcpu: VcpuFd, index: u32, shared: Arc<H>) {
     let flag = &mut vcpu.get_kvm_run().immediate_exit as *mut u8;
     let armed = ImmediateExit::arm(flag);
     let mut failure = None;
     while !shared.stopping() {
         let action = match vcpu.run() {
-            Ok(exit) => handle_exit(exit, &shared.buses, &shared.stats),
+            Ok(exit) => handle_exit(exit, shared.buses(), shared.stats()),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 vcpu.set_kvm_immediate_exit(0);
-                shared.stats.exits_kick.inc();
+                shared.stats().exits_kick.inc();
                 ExitAction::Continue
             }
             Err(e) => ExitAction::Crash(Crash::RunFailed(e.to_string())),

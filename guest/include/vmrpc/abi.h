@@ -1,7 +1,10 @@
 /*
- * vmrpc guest <-> host ABI.  This header is the specification: the Rust mirror
- * in crates/guest-kmod-bindings must agree with it, and a test compiles this
- * header and compares every size and offset against the Rust side.
+ * vmrpc guest <-> host ABI: the protocol in prose (this comment), the
+ * function-like macros, and, through vmrpc/abi_gen.h, every constant and
+ * structure.  Those are defined once, in Rust, in
+ * crates/guest-kmod-bindings/src/abi.rs; cbindgen generates vmrpc/abi_gen.h
+ * from it (`make abi`), and tests fail when the committed header differs or
+ * when a compiled value here disagrees with the Rust one.
  *
  * Everything here is little-endian x86_64.  Guest-physical addresses (GPA) equal
  * guest-virtual addresses: the VMM identity-maps guest RAM.
@@ -106,146 +109,10 @@
 
 #include <stdint.h>
 
-#define VMRPC_ABI_VERSION 1u
+#include "abi_gen.h"
 
-/* ---- boot ---------------------------------------------------------------- */
-
-#define VMRPC_BOOT_MAGIC 0x42524d56u /* "VMRB" */
-
-/* Where the VMM loads images: ELF images are linked at this address. */
-#define VMRPC_IMAGE_BASE 0x100000ull
-
-/* The VMM runs at most this many vCPUs per VM. */
-#define VMRPC_MAX_VCPUS 8u
-
-struct vmrpc_boot_info {
-	uint32_t magic;        /* VMRPC_BOOT_MAGIC */
-	uint32_t abi_version;  /* VMRPC_ABI_VERSION */
-	uint64_t mem_size;     /* bytes of guest RAM, identity-mapped from GPA 0 */
-	uint32_t vcpu_count;
-	uint32_t argc;
-	uint64_t argv;         /* GPA of char *argv[argc + 1], NULL-terminated */
-	uint64_t shared_base;  /* GPA of the VM RPC shared region (0: none) */
-	uint64_t shared_size;  /* bytes */
-	uint64_t heap_end;     /* first GPA the guest must not allocate from */
-	uint64_t tsc_khz;      /* TSC frequency as KVM reports it, 0 if unknown */
-	uint64_t reserved[8];
-};
-
-/* Ring-0 code selector for IDT gates; ring-3 selectors at entry are 0x23/0x1b. */
-#define VMRPC_KERNEL_CS 0x08u
-
-/* ---- MMIO ----------------------------------------------------------------- */
-
-#define VMRPC_MMIO_BASE 0xd0000000ull
-#define VMRPC_MMIO_SIZE 0x200000ull
-#define VMRPC_MMIO_CONSOLE (VMRPC_MMIO_BASE + 0x0000u)
-#define VMRPC_MMIO_DEBUG_EXIT (VMRPC_MMIO_BASE + 0x1000u)
-#define VMRPC_MMIO_DOORBELL (VMRPC_MMIO_BASE + 0x2000u)
-#define VMRPC_MMIO_CONSOLE_WRITE (VMRPC_MMIO_BASE + 0x5000u)
 /* Console write command: len (< 65536) in bits 48..63, guest address below. */
 #define VMRPC_CONSOLE_WRITE(gpa, len) (((uint64_t)(len) << 48) | ((uint64_t)(gpa) & 0xffffffffffffull))
-#define VMRPC_MMIO_EVQ_DOORBELL (VMRPC_MMIO_BASE + 0x3000u)
-#define VMRPC_MMIO_CRASH (VMRPC_MMIO_BASE + 0x6000u)
-
-/*
- * What a ring-0 exception handler of the runtime saw (guest/rt/irq.S builds it
- * on the ring-0 stack, lowest address first): the general registers of the
- * faulting code, cr2, the vector, the error code (0 for vectors without one),
- * then the frame the CPU pushed.  The VMM copies it once and only reports it.
- */
-struct vmrpc_crash_frame {
-	uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
-	uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
-	uint64_t cr2;
-	uint64_t vector;
-	uint64_t error_code;
-	uint64_t rip, cs, rflags, rsp, ss;
-};
-#define VMRPC_MMIO_YIELD (VMRPC_MMIO_BASE + 0x8000u)
-#define VMRPC_YIELD_MAX_US 4000u
-
-/* Interrupt vector the host uses to wake a vCPU waiting for a response or event. */
-#define VMRPC_IRQ_VECTOR 0x40u
-
-/* ---- rings ----------------------------------------------------------------- */
-
-/*
- * A single-producer single-consumer ring.  head and tail are free-running
- * counters (wrap at 2^32); entry k lives at slot k % entries.  The number of
- * entries and the entry size are fixed by the host and never read back from
- * shared memory by the host.  The producer owns cache line 0, the consumer
- * cache line 1.
- *
- * producer_waiting / consumer_waiting: "I am about to sleep; notify me".  A side
- * sets its flag, issues a full barrier, re-checks the ring, and only then sleeps.
- * The other side, after publishing, issues a full barrier and reads the flag.
- * waiting_vcpu fields name the vCPU to interrupt when the guest is that side.
- * closed is written by the host only (event queues; 0 for the RPC rings).
- */
-struct vmrpc_ring {
-	volatile uint32_t head;             /* written by the producer */
-	volatile uint32_t producer_waiting; /* producer blocked on a full ring */
-	volatile uint32_t producer_vcpu;
-	volatile uint32_t closed;           /* host-written: 1 once the queue is deleted */
-	uint32_t _pad0[12];
-	volatile uint32_t tail;             /* written by the consumer */
-	volatile uint32_t consumer_waiting; /* consumer blocked on an empty ring */
-	volatile uint32_t consumer_vcpu;
-	uint32_t _pad1[13];
-	/* entries follow */
-};
-
-/* ---- VM RPC ------------------------------------------------------------------ */
-
-#define VMRPC_SHARED_MAGIC 0x53524d56u /* "VMRS" */
-#define VMRPC_MAX_PAYLOAD 65536u       /* bytes per request and per response */
-#define VMRPC_RPC_RING_ENTRIES 8u
-
-struct vmrpc_shared_hdr {
-	uint32_t magic;          /* VMRPC_SHARED_MAGIC */
-	uint32_t abi_version;
-	uint32_t vcpu_count;
-	uint32_t ring_entries;   /* VMRPC_RPC_RING_ENTRIES */
-	uint32_t max_payload;    /* VMRPC_MAX_PAYLOAD */
-	uint32_t _pad0;
-	uint64_t chan_offset;    /* offset of vCPU 0's struct vmrpc_chan */
-	uint64_t chan_stride;    /* bytes between consecutive channels */
-	uint64_t evq_offset;     /* event queue arena */
-	uint64_t evq_size;
-	uint32_t _pad1[2];
-	/* cache line 1, written by the host only */
-	volatile uint32_t host_sleeping; /* 1: the RPC engine sleeps, ring the doorbell */
-	uint32_t _pad2[15];
-};
-
-struct vmrpc_req_desc {
-	uint64_t tag;       /* echoed in the response */
-	uint32_t handle;    /* from bind_module; 0 is the system module */
-	uint32_t function;
-	uint32_t req_off;   /* request bytes: data area [req_off, req_off + req_len) */
-	uint32_t req_len;
-	uint32_t resp_off;  /* response buffer: data area [resp_off, resp_off + resp_cap) */
-	uint32_t resp_cap;
-};
-
-struct vmrpc_resp_desc {
-	uint64_t tag;       /* the request's tag */
-	int32_t status;     /* >= 0: response length; < 0: VMRPC_E* */
-	uint32_t _pad;
-};
-
-/* Per-vCPU channel; each ring's entries follow its header directly. */
-#define VMRPC_CHAN_REQ_RING_OFFSET 0u
-#define VMRPC_CHAN_RESP_RING_OFFSET 512u
-#define VMRPC_CHAN_DATA_OFFSET 4096u
-#define VMRPC_CHAN_DATA_SIZE (2u * VMRPC_MAX_PAYLOAD)
-
-/* The system module: handle 0, always bound. */
-#define VMRPC_SYS_HANDLE 0u
-#define VMRPC_SYS_BIND 0u      /* req: u32 version, then the name (no NUL); resp: u32 handle */
-#define VMRPC_SYS_UNBIND 1u    /* req: u32 handle; resp: empty */
-#define VMRPC_SYS_OPEN_EVQ 2u  /* req: the queue name; resp: struct vmrpc_evq_info */
 
 /*
  * Versions are (major << 16) | minor.  bind_module(name, v) succeeds when a module
@@ -253,44 +120,9 @@ struct vmrpc_resp_desc {
  */
 #define VMRPC_VERSION(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor) & 0xffffu))
 
-/* Error codes: perform_rpc and friends return these (negative) values. */
-#define VMRPC_ENOMODULE -1   /* no module of that name and compatible version */
-#define VMRPC_ENOFUNC -2     /* the module has no such function */
-#define VMRPC_EHOSTFN -3     /* the host function raised; the host logged it */
-#define VMRPC_ETOOBIG -4     /* request larger than VMRPC_MAX_PAYLOAD */
-#define VMRPC_EGONE -5       /* the module was unregistered */
-#define VMRPC_EBADHANDLE -6  /* the handle is not bound (never was, or unbound) */
-#define VMRPC_EINVAL -7      /* malformed request (bad offsets, lengths, arguments) */
-#define VMRPC_ERANGE -8      /* the response is larger than resp_cap */
-#define VMRPC_ESHUTDOWN -9   /* the VM is stopping */
-#define VMRPC_ENODEV -10     /* the VMM offers no VM RPC (no shared region) */
-#define VMRPC_EFULL -11      /* event queue full (non-blocking put) */
-#define VMRPC_EEMPTY -12     /* event queue empty (non-blocking get) */
-#define VMRPC_ENOQUEUE -13   /* no event queue of that name, or it was deleted */
-#define VMRPC_ELIMIT -14     /* a per-VM limit is reached (bound module handles: 4096) */
-#define VMRPC_ETIMEDOUT -15  /* the host function exceeded its time limit */
-
-/* ---- event queues (host-created, in the event queue arena) ------------------- */
-
-#define VMRPC_EVQ_MAX_ENTRIES 65536u
-#define VMRPC_EVQ_MAX_EVENT_SIZE (65536u - 8u)
 /* Ring slot size for a max_event_size: slot header plus payload, 8-aligned. */
-#define VMRPC_EVQ_SLOT_SIZE(max_event_size) (((uint32_t)(max_event_size) + 8u + 7u) & ~7u)
-
-struct vmrpc_evq_info {
-	uint32_t queue_id;
-	uint32_t entries;         /* per direction, a power of two */
-	uint32_t max_event_size;  /* payload bytes per event */
-	uint32_t slot_size;       /* bytes per ring slot: 8-byte header + payload, 8-aligned */
-	uint64_t g2h_offset;      /* guest->host ring, from shared_base */
-	uint64_t h2g_offset;      /* host->guest ring, from shared_base */
-};
-
-/* Each event-ring slot starts with this header; the payload follows. */
-struct vmrpc_ev_slot {
-	uint32_t len;
-	uint32_t _pad;
-};
+#define VMRPC_EVQ_SLOT_SIZE(max_event_size) \
+	(((uint32_t)(max_event_size) + (uint32_t)sizeof(struct vmrpc_ev_slot) + 7u) & ~7u)
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 _Static_assert(sizeof(struct vmrpc_boot_info) == 128, "boot info size");

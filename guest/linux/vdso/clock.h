@@ -37,7 +37,7 @@ static inline int64_t lx_clock_mono_ns(const volatile struct lx_clock_params *p)
 }
 
 /* The time of `clk` in ns; -1 for a clock this personality does not keep. */
-static inline int lx_clock_ns(const volatile struct lx_clock_params *p, int64_t clk, int64_t *ns)
+static inline int lx_clock_read(const volatile struct lx_clock_params *p, int64_t clk, int64_t *ns)
 {
 	switch (clk) {
 	case LX_CLOCK_REALTIME:

@@ -33,7 +33,7 @@ int __vdso_clock_gettime(int clk, struct timespec_k *ts)
 {
 	int64_t ns;
 
-	if (lx_clock_ns(&lx_vdso_params, clk, &ns) < 0)
+	if (lx_clock_read(&lx_vdso_params, clk, &ns) < 0)
 		return (int)fallback(228 /* clock_gettime */, clk, (long)ts);
 	ts->sec = ns / LX_NS;
 	ts->nsec = ns % LX_NS;
@@ -47,7 +47,7 @@ int __vdso_gettimeofday(struct timeval_k *tv, void *tz)
 	if (tz)
 		return (int)fallback(96 /* gettimeofday */, (long)tv, (long)tz);
 	if (tv) {
-		lx_clock_ns(&lx_vdso_params, LX_CLOCK_REALTIME, &ns);
+		lx_clock_read(&lx_vdso_params, LX_CLOCK_REALTIME, &ns);
 		tv->sec = ns / LX_NS;
 		tv->usec = ns % LX_NS / 1000;
 	}
@@ -58,7 +58,7 @@ long __vdso_time(long *t)
 {
 	int64_t ns;
 
-	lx_clock_ns(&lx_vdso_params, LX_CLOCK_REALTIME, &ns);
+	lx_clock_read(&lx_vdso_params, LX_CLOCK_REALTIME, &ns);
 	if (t)
 		*t = ns / LX_NS;
 	return ns / LX_NS;
@@ -68,7 +68,7 @@ int __vdso_clock_getres(int clk, struct timespec_k *res)
 {
 	int64_t ns;
 
-	if (lx_clock_ns(&lx_vdso_params, clk, &ns) < 0)
+	if (lx_clock_read(&lx_vdso_params, clk, &ns) < 0)
 		return (int)fallback(229 /* clock_getres */, clk, (long)res);
 	if (res) {
 		res->sec = 0;

@@ -3,9 +3,11 @@
 from vmrpc.linux.cpython import PythonResult, run_python
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
 from vmrpc.linux.syscalls import syscall_name
-from vmrpc.linux.vm import LinuxVM
+from vmrpc.linux.vm import DEFAULT_THREADS, MAX_THREADS, LinuxVM
 
 __all__ = [
+    "DEFAULT_THREADS",
+    "MAX_THREADS",
     "FileAccess",
     "FilesModule",
     "LinuxVM",

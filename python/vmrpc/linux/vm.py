@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from vmrpc import _vmm
+from vmrpc.errors import ConfigError
 from vmrpc.images import linux_personality_image
 from vmrpc.linux.dynamic import interpreter, system_mounts
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
@@ -30,10 +31,14 @@ from vmrpc.modspec import ModuleLike
 from vmrpc.sockets import SocketOutsourcing
 from vmrpc.vm import VM
 
-__all__ = ["PYTHON_CLIENT_DIR", "LinuxVM"]
+__all__ = ["DEFAULT_THREADS", "MAX_THREADS", "PYTHON_CLIENT_DIR", "LinuxVM"]
 
 #: Where a program sees the guest Python client with ``python_client=True``.
 PYTHON_CLIENT_DIR = "/usr/lib/vmrpc/python"
+MAX_THREADS: int = _vmm.MAX_VCPUS
+"""Most threads a program can have at once: one per vCPU (docs/linux.md, Threads)."""
+DEFAULT_THREADS = 4
+"""Threads a `LinuxVM` allows unless told otherwise (idle vCPUs wait in the host)."""
 
 
 class LinuxVM:
@@ -73,6 +78,8 @@ class LinuxVM:
         python_client: make the guest Python client (``import vmrpc_guest``, see
             `vmrpc.linux.sdk.python_client_dir`) importable: mounted read-only at
             `PYTHON_CLIENT_DIR` and put first on ``PYTHONPATH``.
+        threads: how many threads the program may run at once, 1 to `MAX_THREADS`
+            (each runs on its own vCPU; a ``clone`` beyond it fails with EAGAIN).
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     an interpreter that cannot be loaded), `ConfigError` for one that does not fit.
@@ -100,6 +107,7 @@ class LinuxVM:
         hosts: Mapping[str, str] | None = None,
         modules: Sequence[ModuleLike] = (),
         python_client: bool = False,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -138,8 +146,14 @@ class LinuxVM:
         if sockets is not None:
             registered.append(sockets)
         registered.extend(modules)
+        if not 1 <= threads <= MAX_THREADS:
+            raise ConfigError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
         self.vm = VM(
-            linux_personality_image(), memory_mib=memory_mib, timeout=timeout, modules=registered
+            linux_personality_image(),
+            memory_mib=memory_mib,
+            timeout=timeout,
+            modules=registered,
+            vcpus=threads,
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]

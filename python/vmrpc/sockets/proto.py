@@ -1,6 +1,7 @@
-"""Wire format of the ``sockets`` host module: the Python mirror of
-``guest/include/vmrpc/socket_proto.h`` (the specification; a test compiles it and
-compares every constant and size with this file).
+"""Wire format of the ``sockets`` host module (``guest/include/vmrpc/socket_proto.h``
+describes it). Its constants and struct layouts come from the ABI's single source
+through `vmrpc.abi`; the layouts name their fields in the order this file unpacks
+them, and `vmrpc.abi.layout` checks that order against the ABI at import.
 
 `parse` turns one request (function number + payload bytes, straight from the
 untrusted guest) into a typed request object or raises `ProtoError`; nothing else
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from vmrpc import abi
+
 __all__ = [
     "ADDR",
     "ADDR_ANSWER_FUNCTIONS",
@@ -31,30 +34,30 @@ __all__ = [
     "parse",
 ]
 
-MODULE_NAME: Final = "sockets"
-MODULE_MAJOR: Final = 1
-MODULE_MINOR: Final = 0
+MODULE_NAME: Final = abi.text("VMRPC_SOCK_MODULE_NAME")
+MODULE_MAJOR: Final = abi.constant("VMRPC_SOCK_MODULE_MAJOR")
+MODULE_MINOR: Final = abi.constant("VMRPC_SOCK_MODULE_MINOR")
 
-FN_SOCKET: Final = 0
-FN_BIND: Final = 1
-FN_LISTEN: Final = 2
-FN_ACCEPT: Final = 3
-FN_CONNECT: Final = 4
-FN_SHUTDOWN: Final = 5
-FN_CLOSE: Final = 6
-FN_SETSOCKOPT: Final = 7
-FN_GETSOCKOPT: Final = 8
-FN_GETSOCKNAME: Final = 9
-FN_GETPEERNAME: Final = 10
-FN_POLL: Final = 11
-FN_GETADDRINFO: Final = 12
-FN_SEND: Final = 13
-FN_RECV: Final = 14
-FN_SENDTO: Final = 15
-FN_RECVFROM: Final = 16
-FN_SEND_BUF: Final = 17
-FN_RECV_BUF: Final = 18
-FN_COUNT: Final = 19
+FN_SOCKET: Final = abi.constant("VMRPC_SOCK_FN_SOCKET")
+FN_BIND: Final = abi.constant("VMRPC_SOCK_FN_BIND")
+FN_LISTEN: Final = abi.constant("VMRPC_SOCK_FN_LISTEN")
+FN_ACCEPT: Final = abi.constant("VMRPC_SOCK_FN_ACCEPT")
+FN_CONNECT: Final = abi.constant("VMRPC_SOCK_FN_CONNECT")
+FN_SHUTDOWN: Final = abi.constant("VMRPC_SOCK_FN_SHUTDOWN")
+FN_CLOSE: Final = abi.constant("VMRPC_SOCK_FN_CLOSE")
+FN_SETSOCKOPT: Final = abi.constant("VMRPC_SOCK_FN_SETSOCKOPT")
+FN_GETSOCKOPT: Final = abi.constant("VMRPC_SOCK_FN_GETSOCKOPT")
+FN_GETSOCKNAME: Final = abi.constant("VMRPC_SOCK_FN_GETSOCKNAME")
+FN_GETPEERNAME: Final = abi.constant("VMRPC_SOCK_FN_GETPEERNAME")
+FN_POLL: Final = abi.constant("VMRPC_SOCK_FN_POLL")
+FN_GETADDRINFO: Final = abi.constant("VMRPC_SOCK_FN_GETADDRINFO")
+FN_SEND: Final = abi.constant("VMRPC_SOCK_FN_SEND")
+FN_RECV: Final = abi.constant("VMRPC_SOCK_FN_RECV")
+FN_SENDTO: Final = abi.constant("VMRPC_SOCK_FN_SENDTO")
+FN_RECVFROM: Final = abi.constant("VMRPC_SOCK_FN_RECVFROM")
+FN_SEND_BUF: Final = abi.constant("VMRPC_SOCK_FN_SEND_BUF")
+FN_RECV_BUF: Final = abi.constant("VMRPC_SOCK_FN_RECV_BUF")
+FN_COUNT: Final = abi.constant("VMRPC_SOCK_FN_COUNT")
 
 FUNCTION_NAMES: Final = {
     FN_SOCKET: "socket",
@@ -90,21 +93,21 @@ ADDR_ANSWER_FUNCTIONS: Final = frozenset(
     }
 )
 
-MAX_POLL: Final = 1024
-MAX_ADDRS: Final = 16
-MAX_NAME: Final = 253
-MAX_OPTLEN: Final = 64
-MAX_BACKLOG: Final = 4096
-MAX_BUF: Final = 1 << 20
+MAX_POLL: Final = abi.constant("VMRPC_SOCK_MAX_POLL")
+MAX_ADDRS: Final = abi.constant("VMRPC_SOCK_MAX_ADDRS")
+MAX_NAME: Final = abi.constant("VMRPC_SOCK_MAX_NAME")
+MAX_OPTLEN: Final = abi.constant("VMRPC_SOCK_MAX_OPTLEN")
+MAX_BACKLOG: Final = abi.constant("VMRPC_SOCK_MAX_BACKLOG")
+MAX_BUF: Final = abi.constant("VMRPC_SOCK_MAX_BUF")
 
-F_PEEK: Final = 1
-F_WAITALL: Final = 2
-F_ALL: Final = F_PEEK | F_WAITALL
+F_PEEK: Final = abi.constant("VMRPC_SOCK_F_PEEK")
+F_WAITALL: Final = abi.constant("VMRPC_SOCK_F_WAITALL")
+F_ALL: Final = abi.constant("VMRPC_SOCK_F_ALL")
 
-AF_INET: Final = 2
-AF_INET6: Final = 10
-SOCK_STREAM: Final = 1
-SOCK_DGRAM: Final = 2
+AF_INET: Final = abi.constant("VMRPC_SOCK_AF_INET")
+AF_INET6: Final = abi.constant("VMRPC_SOCK_AF_INET6")
+SOCK_STREAM: Final = abi.constant("VMRPC_SOCK_SOCK_STREAM")
+SOCK_DGRAM: Final = abi.constant("VMRPC_SOCK_SOCK_DGRAM")
 
 IPPROTO_TCP: Final = 6
 IPPROTO_UDP: Final = 17
@@ -115,27 +118,30 @@ EAI_AGAIN: Final = -3
 EAI_FAIL: Final = -4
 EAI_FAMILY: Final = -6
 
-PAYLOAD: Final = 65536
+PAYLOAD: Final = abi.constant("VMRPC_MAX_PAYLOAD")
 
-ADDR: Final = struct.Struct("<HHII16s")
-RESP: Final = struct.Struct("<iI")
-ADDR_RESP: Final = struct.Struct("<iI" + ADDR.format[1:])
-SOCKET_REQ: Final = struct.Struct("<IIII")
-LISTEN_REQ: Final = struct.Struct("<IIII" + ADDR.format[1:])
-HANDLE_REQ: Final = struct.Struct("<II")
-WAIT_REQ: Final = struct.Struct("<IIiI")
-CONNECT_REQ: Final = struct.Struct("<Ii" + ADDR.format[1:])
-SENDTO_REQ: Final = struct.Struct("<IIiI" + ADDR.format[1:])
-SOCKOPT_REQ: Final = struct.Struct("<IiiI")
-POLL_REQ: Final = struct.Struct("<iI")
-POLLFD: Final = struct.Struct("<Ihh")
-GAI_REQ: Final = struct.Struct("<IIII")
-BUF_REQ: Final = struct.Struct("<IIQ")
+# Each layout names the fields in the order the parsers below unpack them.
+ADDR: Final = abi.layout("vmrpc_sock_addr", "family", "port", "flowinfo", "scope_id", "addr")
+RESP: Final = abi.layout("vmrpc_sock_resp", "result", "aux")
+ADDR_RESP: Final = abi.layout("vmrpc_sock_addr_resp", "result", "aux", "addr")
+SOCKET_REQ: Final = abi.layout("vmrpc_sock_socket_req", "family", "type", "protocol", "_pad")
+LISTEN_REQ: Final = abi.layout("vmrpc_sock_listen_req", "family", "type", "backlog", "_pad", "addr")
+HANDLE_REQ: Final = abi.layout("vmrpc_sock_handle_req", "handle", "arg")
+WAIT_REQ: Final = abi.layout("vmrpc_sock_wait_req", "handle", "flags", "timeout_ms", "arg")
+CONNECT_REQ: Final = abi.layout("vmrpc_sock_connect_req", "handle", "timeout_ms", "addr")
+SENDTO_REQ: Final = abi.layout(
+    "vmrpc_sock_sendto_req", "handle", "flags", "timeout_ms", "_pad", "addr"
+)
+SOCKOPT_REQ: Final = abi.layout("vmrpc_sock_sockopt_req", "handle", "level", "name", "len")
+POLL_REQ: Final = abi.layout("vmrpc_sock_poll_req", "timeout_ms", "nfds")
+POLLFD: Final = abi.layout("vmrpc_sock_pollfd", "handle", "events", "revents")
+GAI_REQ: Final = abi.layout("vmrpc_sock_gai_req", "family", "type", "flags", "name_len")
+BUF_REQ: Final = abi.layout("vmrpc_sock_buf_req", "handle", "len", "gpa")
 
-MAX_SEND: Final = PAYLOAD - WAIT_REQ.size
-MAX_SENDTO: Final = PAYLOAD - SENDTO_REQ.size
-MAX_RECV: Final = PAYLOAD - RESP.size
-MAX_RECVFROM: Final = PAYLOAD - ADDR_RESP.size
+MAX_SEND: Final = abi.constant("VMRPC_SOCK_MAX_SEND")
+MAX_SENDTO: Final = abi.constant("VMRPC_SOCK_MAX_SENDTO")
+MAX_RECV: Final = abi.constant("VMRPC_SOCK_MAX_RECV")
+MAX_RECVFROM: Final = abi.constant("VMRPC_SOCK_MAX_RECVFROM")
 
 #: ``sizeof`` of every wire struct, by its C name (checked against the header).
 SIZES: Final = {

@@ -16,6 +16,7 @@ import errno
 import logging
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vmrpc import _vmm
@@ -92,6 +93,10 @@ class SocketTable(Dispatcher):
         TCP sockets in Rust, without Python (`vmrpc.VM.register_hm` hands it to the
         VMM). Sockets are attached once connected and detached before they close;
         what would block falls back to SEND/RECV (`dataplane`)."""
+
+    def native_handlers(self) -> Sequence[_vmm.NativeHandler]:
+        """The native data plane (see `native_data_plane`)."""
+        return (self.native_data_plane,)
 
     @property
     def stats(self) -> dict[str, int]:

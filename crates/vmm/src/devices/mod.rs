@@ -3,4 +3,5 @@
 pub mod console;
 pub mod crash_report;
 pub mod debug_exit;
+pub mod futex;
 pub mod yield_cpu;

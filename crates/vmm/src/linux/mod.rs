@@ -15,9 +15,6 @@ pub mod rewrite;
 pub mod setup;
 pub mod stack;
 
-#[cfg(feature = "python")]
-pub(crate) mod python;
-
 /// Why a program cannot be set up in a VM.
 #[derive(Debug, thiserror::Error)]
 pub enum LinuxError {

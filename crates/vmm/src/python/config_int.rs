@@ -9,7 +9,7 @@ use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::PyBool;
 
-use super::ConfigError;
+use super::errors::ConfigError;
 
 /// `value` as a `T`, `default` if not given; `expected` describes the valid
 /// range for the message.

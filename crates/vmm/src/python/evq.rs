@@ -1,4 +1,4 @@
-//! `vmrpc._vmm.EventQueue` and the event queue exceptions. See
+//! `vmrpc._vmm.EventQueue`. See
 //! `vmrpc.EventQueue` (python/vmrpc/events.py) for the documented API.
 //!
 //! GIL: taking and putting events copies a few bytes per event and runs with
@@ -11,58 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::create_exception;
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use super::timeout::deadline;
-use super::{ConfigError, KvmError, VmrpcError, SIGNAL_CHECK};
-use crate::evq::{EventQueue, EvqError, Wait};
-
-create_exception!(
-    vmrpc._vmm,
-    EventQueueError,
-    VmrpcError,
-    "An event queue could not be created or used."
-);
-create_exception!(
-    vmrpc._vmm,
-    QueueClosed,
-    EventQueueError,
-    "The event queue was deleted, its VM closed, or its VM stopped while an operation waited."
-);
-create_exception!(
-    vmrpc._vmm,
-    QueueCorrupt,
-    EventQueueError,
-    "The guest wrote impossible values into the event queue's rings."
-);
-
-pub(super) fn add_exceptions(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("EventQueueError", py.get_type::<EventQueueError>())?;
-    m.add("QueueClosed", py.get_type::<QueueClosed>())?;
-    m.add("QueueCorrupt", py.get_type::<QueueCorrupt>())?;
-    m.add_class::<PyEventQueue>()
-}
-
-/// The Python exception for an event queue error.
-pub(super) fn to_pyerr(e: EvqError) -> PyErr {
-    let msg = e.to_string();
-    match e {
-        EvqError::BadCapacity(_)
-        | EvqError::BadEventSize(_)
-        | EvqError::BadName(_)
-        | EvqError::NulInName(_)
-        | EvqError::TooBig { .. } => PyValueError::new_err(msg),
-        EvqError::Exists(_) | EvqError::NotFound(_) => ConfigError::new_err(msg),
-        EvqError::Closed { .. } | EvqError::VmStopped { .. } => QueueClosed::new_err(msg),
-        EvqError::Corrupt { .. } => QueueCorrupt::new_err(msg),
-        EvqError::ArenaFull { .. } | EvqError::Memory(_) => EventQueueError::new_err(msg),
-        EvqError::Os(..) | EvqError::Kvm { .. } => KvmError::new_err(msg),
-    }
-}
+use super::errors::evq_to_pyerr as to_pyerr;
+use super::timeout::{deadline, SIGNAL_CHECK};
+use crate::evq::{EventQueue, Wait};
 
 /// Capacity and sizes come from Python as plain ints: negative ones get the
 /// same message as other out-of-range values.
@@ -115,7 +70,7 @@ impl<'py> Data<'py> {
 /// One event queue of a VM, host side.
 #[pyclass(name = "EventQueue", module = "vmrpc._vmm", frozen)]
 pub struct PyEventQueue {
-    q: Arc<EventQueue>,
+    pub(super) q: Arc<EventQueue>,
 }
 
 impl PyEventQueue {
@@ -275,107 +230,6 @@ impl PyEventQueue {
         self.wait(py, Wait::Readable, deadline(timeout)?)
     }
 
-    /// Benchmark and test aid: takes `count` events in Rust (copying each
-    /// payload into a scratch buffer, as a native consumer would), without
-    /// making Python objects; returns (events, payload bytes). Returns early
-    /// with fewer events if `timeout` passes.
-    #[pyo3(signature = (count, timeout = None))]
-    fn drain_native(
-        &self,
-        py: Python<'_>,
-        count: u64,
-        timeout: Option<f64>,
-    ) -> PyResult<(u64, u64)> {
-        let deadline = deadline(timeout)?;
-        let (mut events, mut bytes) = (0u64, 0u64);
-        let mut scratch = vec![0u8; self.q.geometry().max_event_size as usize];
-        while events < count {
-            let slice = Instant::now() + SIGNAL_CHECK;
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            let q = &self.q;
-            py.detach(|| -> Result<(), EvqError> {
-                while events < count {
-                    let max = (count - events).min(4096) as usize;
-                    let n = q.take(max, |payload| {
-                        bytes += payload.copy_to(&mut scratch[..]) as u64;
-                    })?;
-                    events += n as u64;
-                    if n == 0 && !q.wait(Wait::Readable, Some(until))? {
-                        break;
-                    }
-                    // A consumer that keeps the ring almost empty pulls the
-                    // producer's cache lines over for every event or two;
-                    // yielding once after a small batch lets events pile up
-                    // (measured: 12 -> 19 M events/s).
-                    if n > 0 && n < 64 {
-                        std::thread::yield_now();
-                    }
-                }
-                Ok(())
-            })
-            .map_err(to_pyerr)?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            py.check_signals()?;
-        }
-        Ok((events, bytes))
-    }
-
-    /// Benchmark and test aid: puts `count` events of `size` bytes (>= 8) from
-    /// Rust, numbered from `first_seq` as the guest's evq_produce does
-    /// (sequence number in the first 8 bytes, then its byte pattern); returns
-    /// how many were put, fewer if `timeout` passes.
-    #[pyo3(signature = (count, size, timeout = None, first_seq = 0))]
-    fn feed_native(
-        &self,
-        py: Python<'_>,
-        count: u64,
-        size: usize,
-        timeout: Option<f64>,
-        first_seq: u64,
-    ) -> PyResult<u64> {
-        let max = self.q.geometry().max_event_size as usize;
-        if !(8..=max).contains(&size) {
-            return Err(PyValueError::new_err(format!(
-                "size must be 8 to {max} bytes (the queue's max_event_size), got {size}"
-            )));
-        }
-        let deadline = deadline(timeout)?;
-        let batch = (self.q.geometry().entries as usize).min(256);
-        let mut events: Vec<Vec<u8>> = vec![vec![0; size]; batch];
-        let mut put = 0u64;
-        while put < count {
-            let slice = Instant::now() + SIGNAL_CHECK;
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            let q = &self.q;
-            py.detach(|| -> Result<(), EvqError> {
-                while put < count {
-                    let n = ((count - put) as usize).min(batch);
-                    for (k, ev) in events[..n].iter_mut().enumerate() {
-                        fill_pattern(ev, first_seq.wrapping_add(put + k as u64));
-                    }
-                    let mut done = 0;
-                    while done < n {
-                        let m = q.put(&events[done..n])?;
-                        done += m;
-                        put += m as u64;
-                        if m == 0 && !q.wait(Wait::Writable, Some(until))? {
-                            return Ok(());
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .map_err(to_pyerr)?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            py.check_signals()?;
-        }
-        Ok(put)
-    }
-
     /// Diagnostics: the rings' header words as the guest sees them now
     /// (`g2h_head`, `h2g_consumer_waiting`, ...) and the host's own indices.
     fn ring_state(&self) -> std::collections::HashMap<String, u32> {
@@ -392,14 +246,5 @@ impl PyEventQueue {
             g.max_event_size,
             if self.q.is_closed() { " closed" } else { "" }
         )
-    }
-}
-
-/// The guest apps' payload (guest/apps/evq_pattern.h): the sequence number,
-/// little-endian, then byte i = seq * 31 + i (mod 256).
-fn fill_pattern(ev: &mut [u8], seq: u64) {
-    ev[..8].copy_from_slice(&seq.to_le_bytes());
-    for (i, b) in ev.iter_mut().enumerate().skip(8) {
-        *b = (seq.wrapping_mul(31).wrapping_add(i as u64)) as u8;
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError, Weak};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-use super::{HostAbort, HostFunctionTimeout};
+use super::errors::{HostAbort, HostFunctionTimeout};
 use crate::vm::{Outcome, VmShared};
 
 /// How to answer a call whose host function raised.

@@ -27,3 +27,6 @@ pub(crate) fn duration(timeout: Option<f64>) -> PyResult<Option<Duration>> {
 pub(crate) fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     Ok(duration(timeout)?.and_then(|d| Instant::now().checked_add(d)))
 }
+
+/// How often a blocked wait wakes to let Python handle signals (Ctrl-C).
+pub(crate) const SIGNAL_CHECK: Duration = Duration::from_millis(100);

@@ -11,7 +11,7 @@ use guest_kmod_bindings::{
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::wire;
+use crate::ring::ring_free;
 use crate::stats::Stats;
 
 const RING_HDR: u64 = std::mem::size_of::<RingHdr>() as u64;
@@ -80,7 +80,7 @@ impl Channel {
     pub fn reserve(&self) -> bool {
         let mut st = self.resp.lock().unwrap_or_else(PoisonError::into_inner);
         let tail = self.load(self.resp_ring, ring_off::TAIL);
-        match wire::ring_free(st.head, tail, VMRPC_RPC_RING_ENTRIES) {
+        match ring_free(st.head, tail, VMRPC_RPC_RING_ENTRIES) {
             Some(free) if free > st.in_flight => {
                 st.in_flight += 1;
                 true
@@ -96,7 +96,7 @@ impl Channel {
             let mut st = self.resp.lock().unwrap_or_else(PoisonError::into_inner);
             st.in_flight -= 1;
             let tail = self.load(self.resp_ring, ring_off::TAIL);
-            if wire::ring_free(st.head, tail, VMRPC_RPC_RING_ENTRIES).unwrap_or(0) == 0 {
+            if ring_free(st.head, tail, VMRPC_RPC_RING_ENTRIES).unwrap_or(0) == 0 {
                 // Only a guest that rewrote its tail gets here; its answer is dropped.
                 self.stats.rpc_malformed.inc();
                 log::warn!(target: "vmrpc::rpc", "vCPU {}: response ring corrupt, answer dropped", self.index);

@@ -9,8 +9,9 @@
 //! last poll finds the request, or the guest rings the doorbell. The eventfd
 //! keeps a count, so a ring that lands before the engine blocks is not lost.
 
-use std::sync::atomic::{fence, Ordering};
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use guest_kmod_bindings::{
@@ -25,11 +26,48 @@ use super::channel::{Channel, Completion};
 use super::registry::Registry;
 use super::wire::{self, ValidReq};
 use crate::evq::EvqHost;
+use crate::ring::ring_available;
 use crate::stats::Stats;
-use crate::vm::VmShared;
+use crate::stop::StopToken;
 
 const RING_HDR: u64 = std::mem::size_of::<RingHdr>() as u64;
 const REQ_DESC: u64 = std::mem::size_of::<ReqDesc>() as u64;
+
+/// What the engine thread tells the thread that stops it.
+#[derive(Default)]
+pub struct EngineLife {
+    /// The engine is inside a host module's `call`.
+    pub in_call: AtomicBool,
+    /// The engine thread has left `run` and touches nothing of the VM's any more.
+    done: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+/// Marks the engine done when dropped (see `RpcHost::start`).
+pub(super) struct DoneOnDrop(pub(super) Arc<EngineLife>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.set_done();
+    }
+}
+
+impl EngineLife {
+    fn set_done(&self) {
+        *self.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `max` for the engine to finish; true if it has.
+    pub(super) fn wait_done(&self, max: Duration) -> bool {
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let (done, _) = self
+            .changed
+            .wait_timeout_while(done, max, |d| !*d)
+            .unwrap_or_else(PoisonError::into_inner);
+        *done
+    }
+}
 
 struct EngineChan {
     chan: Arc<Channel>,
@@ -44,13 +82,13 @@ pub struct Engine {
     mem: GuestMemoryMmap,
     host_sleeping: GuestAddress,
     doorbell: Arc<EventFd>,
-    stop: Arc<EventFd>,
+    stop: StopToken,
     stats: Arc<Stats>,
     spin: Duration,
     /// Request bytes, copied out of guest memory once.
     buf: Vec<u8>,
     /// `in_call` is raised while a host module runs (see `RpcHost::join`).
-    life: Arc<super::EngineLife>,
+    life: Arc<EngineLife>,
     /// Test hook: runs after the last poll of a spin, before `host_sleeping`
     /// is raised, so a test can publish a request in exactly that window.
     #[cfg(test)]
@@ -66,10 +104,10 @@ impl Engine {
         mem: GuestMemoryMmap,
         shared_base: u64,
         doorbell: Arc<EventFd>,
-        stop: Arc<EventFd>,
+        stop: StopToken,
         stats: Arc<Stats>,
         spin: Duration,
-        life: Arc<super::EngineLife>,
+        life: Arc<EngineLife>,
     ) -> Self {
         Engine {
             chans: chans
@@ -98,13 +136,10 @@ impl Engine {
         let _ = self.mem.store(v, self.host_sleeping, Ordering::Release);
     }
 
-    pub fn run(self, vm: Arc<VmShared>) {
-        self.run_until(|| vm.stopping());
-    }
-
-    fn run_until(mut self, stopping: impl Fn() -> bool) {
+    /// Serves requests until the VM's stop token is stopped.
+    pub fn run(mut self) {
         let mut idle_since: Option<Instant> = None;
-        while !stopping() {
+        while !self.stop.is_stopped() {
             if self.poll() {
                 idle_since = None;
                 continue;
@@ -124,7 +159,7 @@ impl Engine {
             fence(Ordering::SeqCst);
             // The re-check: a request published before the flag was visible
             // came without a doorbell (the guest saw host_sleeping == 0).
-            if self.poll() || stopping() {
+            if self.poll() || self.stop.is_stopped() {
                 self.set_sleeping(0);
                 idle_since = None;
                 continue;
@@ -138,7 +173,6 @@ impl Engine {
 
     /// Blocks until the guest rings the doorbell or the VM stops.
     fn sleep(&self) {
-        use std::os::fd::AsRawFd;
         let mut fds = [
             libc::pollfd {
                 fd: self.doorbell.as_raw_fd(),
@@ -179,7 +213,7 @@ impl Engine {
                 Ordering::Acquire,
             )
             .unwrap_or(tail);
-        let available = match wire::ring_available(head, tail, VMRPC_RPC_RING_ENTRIES) {
+        let available = match ring_available(head, tail, VMRPC_RPC_RING_ENTRIES) {
             Some(n) => n,
             None => {
                 // A head no well-behaved guest can write: resynchronise, answer nothing.
@@ -291,7 +325,7 @@ pub struct Rig {
     pub chan: Arc<Channel>,
     pub echo_handle: u32,
     pub doorbell: Arc<EventFd>,
-    pub stop: Arc<EventFd>,
+    pub stop: StopToken,
     pub stats: Arc<Stats>,
 }
 
@@ -315,7 +349,7 @@ impl Rig {
         let echo_handle = registry
             .bind(ECHO_NAME.as_bytes(), vmrpc_version(1, 0))
             .expect("bind echo");
-        let (doorbell, stop) = (efd(), efd());
+        let (doorbell, stop) = (efd(), StopToken::new().expect("eventfd"));
         let link = crate::evq::VmLink::new(
             mem.clone(),
             Vec::new(),
@@ -356,14 +390,13 @@ mod tests {
     //!
     //! Mutants this test kills (each applied by hand and seen to fail):
     //! - the re-check after raising `host_sleeping` removed (`if self.poll()
-    //!   || stopping()` -> `if stopping()`): the engine sleeps on a request
+    //!   || self.stop.is_stopped()` -> `if self.stop.is_stopped()`): the engine sleeps on a request
     //!   nobody will ring for;
     //! - `host_sleeping` never raised (`set_sleeping(1)` removed): same, the
     //!   guest never rings. (Dropping a fence cannot be seen on x86 here;
     //!   `tests/wakeup_model.rs` covers the orderings.)
     use super::*;
     use guest_kmod_bindings::{RespDesc, VMRPC_CHAN_DATA_OFFSET};
-    use std::sync::atomic::AtomicBool;
     use std::sync::mpsc;
 
     const SHARED: u64 = 0x10_0000;
@@ -448,11 +481,7 @@ mod tests {
                 go_on.recv().unwrap();
             }
         }));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let engine = {
-            let stopping = stopping.clone();
-            std::thread::spawn(move || engine.run_until(|| stopping.load(Ordering::SeqCst)))
-        };
+        let engine = std::thread::spawn(move || engine.run());
         let guest = Guest { mem, chan };
         assert_eq!(VMRPC_CHAN_DATA_OFFSET as u64, 4096);
 
@@ -495,8 +524,7 @@ mod tests {
         while guest.resp_head() < 2 {
             std::thread::yield_now();
         }
-        stopping.store(true, Ordering::SeqCst);
-        stop.write(1).unwrap();
+        stop.stop();
         engine.join().unwrap();
     }
 }

@@ -13,28 +13,43 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use guest_kmod_bindings::{
-    SharedHdr, VMRPC_ABI_VERSION, VMRPC_IRQ_VECTOR, VMRPC_MAX_PAYLOAD, VMRPC_MMIO_DOORBELL,
-    VMRPC_RPC_RING_ENTRIES, VMRPC_SHARED_MAGIC,
+    SharedHdr, VMRPC_ABI_VERSION, VMRPC_MAX_PAYLOAD, VMRPC_MMIO_DOORBELL, VMRPC_RPC_RING_ENTRIES,
+    VMRPC_SHARED_MAGIC,
 };
-use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::bus::{BusDevice, DeviceAction};
-use crate::error::{kvm, VmError};
 use crate::evq::EvqHost;
 use crate::layout;
 use crate::stats::Stats;
-use crate::vm::VmShared;
+use crate::stop::StopToken;
 use channel::Channel;
-use engine::Engine;
+use engine::{DoneOnDrop, Engine, EngineLife};
 use registry::Registry;
 
-/// First GSI used for the per-vCPU MSI routes (above the IOAPIC pins that a
-/// split irqchip reserves).
-pub const FIRST_GSI: u32 = 24;
-const MSI_ADDRESS_BASE: u32 = 0xfee0_0000;
+/// Why VM RPC could not be set up or started.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// the shared region's header could not be written
+    #[error("guest memory: {0}")]
+    Memory(String),
+    /// an OS resource (eventfd, thread) could not be created
+    #[error("{0}: {1}")]
+    Os(&'static str, std::io::Error),
+}
+
+/// Runs the engine thread's body on that thread. `plain_engine_thread` just
+/// calls it; an embedder whose host modules need a per-thread context passes
+/// its own (the Python bindings: one Python thread state for the thread's
+/// whole life, see `python::vm`).
+pub type EngineThread = fn(Box<dyn FnOnce() + Send>);
+
+/// The engine thread's body as is.
+pub fn plain_engine_thread(body: Box<dyn FnOnce() + Send>) {
+    body();
+}
 
 /// The doorbell register as a bus device, reached while no ioeventfd backs it.
 ///
@@ -66,58 +81,9 @@ impl BusDevice for DoorbellPort {
     }
 }
 
-/// The engine thread's body. Inside Python, the thread keeps one Python thread
-/// state for its whole life (attach once, then release the GIL while it runs):
-/// otherwise every call into a Python host module would create and destroy a
-/// thread state, which measured here as most of a Python RPC's cost.
-#[cfg(feature = "python")]
-fn run_engine(engine: Engine, vm: Arc<VmShared>) {
-    pyo3::Python::attach(|py| py.detach(move || engine.run(vm)));
-}
-
-#[cfg(not(feature = "python"))]
-fn run_engine(engine: Engine, vm: Arc<VmShared>) {
-    engine.run(vm);
-}
-
 /// How long stopping a VM waits for a host function that is still running
 /// before it leaves the engine thread behind (see `RpcHost::join`).
 const STUCK_CALL_GRACE: Duration = Duration::from_millis(200);
-
-/// What the engine thread tells the thread that stops it.
-#[derive(Default)]
-pub struct EngineLife {
-    /// The engine is inside a host module's `call`.
-    pub in_call: AtomicBool,
-    /// The engine thread has left `run` and touches nothing of the VM's any more.
-    done: Mutex<bool>,
-    changed: std::sync::Condvar,
-}
-
-struct DoneOnDrop(Arc<EngineLife>);
-
-impl Drop for DoneOnDrop {
-    fn drop(&mut self) {
-        self.0.set_done();
-    }
-}
-
-impl EngineLife {
-    fn set_done(&self) {
-        *self.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits up to `max` for the engine to finish; true if it has.
-    fn wait_done(&self, max: Duration) -> bool {
-        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        let (done, _) = self
-            .changed
-            .wait_timeout_while(done, max, |d| !*d)
-            .unwrap_or_else(PoisonError::into_inner);
-        *done
-    }
-}
 
 /// Everything a VM needs to serve VM RPC.
 pub struct RpcHost {
@@ -127,7 +93,7 @@ pub struct RpcHost {
     mem: GuestMemoryMmap,
     shared_base: u64,
     doorbell: Arc<EventFd>,
-    stop: Arc<EventFd>,
+    stop: StopToken,
     stats: Arc<Stats>,
     spin: Duration,
     engine: Mutex<Option<JoinHandle<()>>>,
@@ -137,18 +103,18 @@ pub struct RpcHost {
 }
 
 impl RpcHost {
-    /// Lays out the shared region, wires the doorbell (ioeventfd) and one MSI
-    /// route plus irqfd per vCPU.
+    /// Lays out the shared region and one channel per vCPU, each answering
+    /// through its vCPU's irqfd (`irqs[i]`, see `irq`).
     pub fn new(
         vm_fd: &Arc<VmFd>,
         mem: &GuestMemoryMmap,
         (shared_base, shared_size): (u64, u64),
-        vcpus: u32,
+        irqs: Vec<EventFd>,
         stats: Arc<Stats>,
-        stop: Arc<EventFd>,
+        stop: StopToken,
         spin: Duration,
-    ) -> Result<Self, VmError> {
-        let os = |what| move |e: std::io::Error| VmError::Os(what, e);
+    ) -> Result<Self, RpcError> {
+        let vcpus = irqs.len() as u32;
         let chan_end = layout::CHAN_OFFSET + vcpus as u64 * layout::chan_stride();
         let hdr = SharedHdr {
             magic: VMRPC_SHARED_MAGIC,
@@ -163,43 +129,25 @@ impl RpcHost {
             ..Default::default()
         };
         mem.write_obj(hdr, GuestAddress(shared_base))
-            .map_err(|e| VmError::Memory(e.to_string()))?;
-
-        let doorbell =
-            Arc::new(EventFd::new(EFD_NONBLOCK).map_err(os("creating the doorbell eventfd"))?);
-
-        let mut routes = Vec::new();
-        let mut channels = Vec::new();
-        for index in 0..vcpus {
-            let mut route = kvm_irq_routing_entry {
-                gsi: FIRST_GSI + index,
-                type_: KVM_IRQ_ROUTING_MSI,
-                ..Default::default()
-            };
-            // Physical destination mode, fixed delivery, edge: the vCPU's x2APIC id is its index.
-            route.u.msi.address_lo = MSI_ADDRESS_BASE | (index << 12);
-            route.u.msi.data = VMRPC_IRQ_VECTOR;
-            routes.push(route);
-            let irq = EventFd::new(EFD_NONBLOCK).map_err(os("creating an irqfd"))?;
-            let base = shared_base + layout::CHAN_OFFSET + index as u64 * layout::chan_stride();
-            channels.push(Arc::new(Channel::new(
-                index,
-                mem.clone(),
-                base,
-                irq,
-                stats.clone(),
-            )));
-        }
-        let table = KvmIrqRouting::from_entries(&routes)
-            .map_err(|_| VmError::Memory("too many MSI routes".into()))?;
-        vm_fd
-            .set_gsi_routing(&table)
-            .map_err(kvm("KVM_SET_GSI_ROUTING"))?;
-        for (index, chan) in channels.iter().enumerate() {
-            vm_fd
-                .register_irqfd(chan.irq(), FIRST_GSI + index as u32)
-                .map_err(kvm("KVM_IRQFD"))?;
-        }
+            .map_err(|e| RpcError::Memory(e.to_string()))?;
+        let doorbell = Arc::new(
+            EventFd::new(EFD_NONBLOCK)
+                .map_err(|e| RpcError::Os("creating the doorbell eventfd", e))?,
+        );
+        let channels = irqs
+            .into_iter()
+            .enumerate()
+            .map(|(index, irq)| {
+                let base = shared_base + layout::CHAN_OFFSET + index as u64 * layout::chan_stride();
+                Arc::new(Channel::new(
+                    index as u32,
+                    mem.clone(),
+                    base,
+                    irq,
+                    stats.clone(),
+                ))
+            })
+            .collect();
         Ok(RpcHost {
             registry: Arc::new(Registry::default()),
             vm_fd: vm_fd.clone(),
@@ -214,11 +162,6 @@ impl RpcHost {
             life: Arc::new(EngineLife::default()),
             evq_arena: (chan_end, shared_size - chan_end),
         })
-    }
-
-    /// The irqfd that interrupts vCPU `vcpu` (VMRPC_IRQ_VECTOR), if it exists.
-    pub fn irq(&self, vcpu: u32) -> Option<&EventFd> {
-        self.channels.get(vcpu as usize).map(|c| c.irq())
     }
 
     /// The event queue arena as written in the shared header: (offset from the
@@ -240,8 +183,10 @@ impl RpcHost {
         })
     }
 
-    /// Starts the engine thread; it also answers VMRPC_SYS_OPEN_EVQ from `queues`.
-    pub fn start(&self, vm: Arc<VmShared>, queues: Arc<EvqHost>) -> Result<(), VmError> {
+    /// Starts the engine thread (its body run through `thread`); it also
+    /// answers VMRPC_SYS_OPEN_EVQ from `queues`, and ends once the VM's stop
+    /// token is stopped.
+    pub fn start(&self, queues: Arc<EvqHost>, thread: EngineThread) -> Result<(), RpcError> {
         let engine = Engine::new(
             &self.channels,
             self.registry.clone(),
@@ -260,19 +205,14 @@ impl RpcHost {
             .spawn(move || {
                 // Marks the engine done however it ends, a panic included.
                 let _done = DoneOnDrop(life);
-                run_engine(engine, vm);
+                thread(Box::new(move || engine.run()));
             })
-            .map_err(|e| VmError::Os("spawning the RPC engine thread", e))?;
+            .map_err(|e| RpcError::Os("spawning the RPC engine thread", e))?;
         *self.engine.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         Ok(())
     }
 
-    /// Wakes the engine so it sees that the VM stops.
-    pub fn wake_for_stop(&self) {
-        let _ = self.stop.write(1);
-    }
-
-    /// Waits for the engine thread (after `wake_for_stop`), but never for a
+    /// Waits for the engine thread (once the VM's stop token is stopped), but never for a
     /// host function that does not return: a sync Python function blocked for
     /// good would otherwise hang `close()` and interpreter exit. Such an
     /// engine is left behind, detached: it owns (through `Arc`s) everything

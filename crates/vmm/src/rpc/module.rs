@@ -1,5 +1,6 @@
-//! Host modules: what guest code binds to and calls. Python modules implement
-//! this trait in `python.rs`; native ones (like `Echo`) live here.
+//! Host modules: what guest code binds to and calls, and the native handlers
+//! a module may bring. Python modules implement `HostModule` in
+//! `python/host_module.rs`; native ones (like `Echo`) live here.
 
 use super::channel::Completion;
 
@@ -27,4 +28,14 @@ impl HostModule for Echo {
             _ => done.ok(&[]),
         }
     }
+}
+
+/// Native (Rust) code that serves some calls of a host module on the engine
+/// thread before the module's own functions do: a data plane beside a
+/// control plane (the socket module's `SocketDataPlane`). The module still
+/// declares every function it has; a handler only gets the first word.
+pub trait NativeHandler: Send + Sync {
+    /// Answers the call (returns `None`), or hands `done` back for the
+    /// module's own function to answer.
+    fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion>;
 }

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use guest_kmod_bindings::vmrpc_version_parts as split;
 use guest_kmod_bindings::{VMRPC_EBADHANDLE, VMRPC_EGONE, VMRPC_ELIMIT, VMRPC_ENOMODULE};
 
 use super::module::HostModule;
@@ -59,10 +60,6 @@ struct Inner {
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
-}
-
-fn split(v: u32) -> (u32, u32) {
-    (v >> 16, v & 0xffff)
 }
 
 impl Registry {

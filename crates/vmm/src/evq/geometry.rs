@@ -6,7 +6,7 @@ use guest_kmod_bindings::{
     vmrpc_evq_slot_size, EvSlot, RingHdr, VMRPC_EVQ_MAX_ENTRIES, VMRPC_EVQ_MAX_EVENT_SIZE,
 };
 
-use super::EvqError;
+use super::error::EvqError;
 
 /// Bytes of a ring header (`struct vmrpc_ring`); the slots follow it.
 pub const RING_HDR: u64 = std::mem::size_of::<RingHdr>() as u64;

@@ -1,0 +1,178 @@
+"""CPython in a VM: the host's own /usr/bin/python3, unmodified, vs the same binary natively.
+
+| measurement | target |
+|---|---|
+| ``python3 -c pass`` start to exit (VM creation included) vs native | <= 2x |
+| a CPU-bound workload (nbody, timed inside Python) vs native | >= 0.9x speed |
+| 1,000 ``os.stat`` calls (timed inside Python) vs native | <= 3x |
+| host memory per idle CPython VM | <= 20 MiB |
+
+Native and VM runs alternate, several of each, medians reported. The idle VMs have
+imported nothing beyond the guest client and wait on an event queue (their vCPU halted);
+their cost is the growth of this process's proportional set size (Pss) per VM.
+
+Run: ``python benches/python.py`` (or ``python -m vmrpc bench python``).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Target, print_verdicts, table, verdicts, write_json
+
+from vmrpc.linux import LinuxVM
+
+PYTHON = "/usr/bin/python3"
+RUNS = 5
+IDLE_VMS = 4
+
+NBODY = """
+import time
+def nbody(steps):
+    bodies = [[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 39.47],
+              [4.84, -1.16, -0.10, 0.60, 2.81, -0.02, 0.037],
+              [8.34, 4.12, -0.40, -1.01, 1.82, 0.008, 0.011],
+              [12.89, -15.11, -0.22, 1.08, 0.86, -0.01, 0.0017],
+              [15.37, -25.91, 0.17, 0.97, 0.59, -0.03, 0.002]]
+    for _ in range(steps):
+        for i, a in enumerate(bodies):
+            for b in bodies[i + 1:]:
+                dx, dy, dz = a[0] - b[0], a[1] - b[1], a[2] - b[2]
+                mag = 0.01 / (dx * dx + dy * dy + dz * dz) ** 1.5
+                a[3] -= dx * b[6] * mag; a[4] -= dy * b[6] * mag; a[5] -= dz * b[6] * mag
+                b[3] += dx * a[6] * mag; b[4] += dy * a[6] * mag; b[5] += dz * a[6] * mag
+        for body in bodies:
+            body[0] += 0.01 * body[3]; body[1] += 0.01 * body[4]; body[2] += 0.01 * body[5]
+    return bodies[0][0]
+t = time.perf_counter(); nbody(40000); print("SECONDS", time.perf_counter() - t)
+"""
+
+STATS = """
+import os, time
+t = time.perf_counter()
+for _ in range(1000):
+    os.stat("/usr/lib/python3.11/os.py")
+print("SECONDS", time.perf_counter() - t)
+"""
+
+IDLE = """
+import vmrpc_guest
+q = vmrpc_guest.EventQueue("idle")
+q.put(b"ready")
+q.get()
+"""
+
+SECONDS = re.compile(rb"SECONDS ([0-9.e-]+)")
+
+
+def timed(stdout: bytes) -> float:
+    match = SECONDS.search(stdout)
+    assert match, stdout
+    return float(match.group(1))
+
+
+def native(code: str) -> bytes:
+    return subprocess.run([PYTHON, "-c", code], capture_output=True, check=True).stdout
+
+
+def in_vm(code: str) -> bytes:
+    with LinuxVM(PYTHON, ["-c", code], timeout=600) as vm:
+        status = vm.run()
+        assert status == 0, (status, vm.stderr)
+        return vm.stdout
+
+
+def start_to_exit() -> tuple[float, float]:
+    nat, vm = [], []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        native("pass")
+        nat.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        in_vm("pass")
+        vm.append(time.perf_counter() - t0)
+    return statistics.median(nat), statistics.median(vm)
+
+
+def inside(code: str) -> tuple[float, float]:
+    nat = [timed(native(code)) for _ in range(RUNS)]
+    vm = [timed(in_vm(code)) for _ in range(RUNS)]
+    return statistics.median(nat), statistics.median(vm)
+
+
+def pss_kib() -> int:
+    text = Path("/proc/self/smaps_rollup").read_text()
+    return int(re.search(r"^Pss:\s+(\d+) kB", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+def idle_memory_mib() -> float:
+    before = pss_kib()
+    vms = []
+    try:
+        for _ in range(IDLE_VMS):
+            vm = LinuxVM(PYTHON, ["-c", IDLE], timeout=600, python_client=True)
+            q = vm.vm.make_ev_queue("idle", capacity=4, max_event_size=16)
+            vms.append((vm, q))
+            vm.start()
+            assert q.get_event(timeout=120) == b"ready"
+        grown = pss_kib() - before
+        for vm, q in vms:
+            q.put_event(b"go")
+            assert vm.wait() == 0
+    finally:
+        for vm, _ in vms:
+            vm.close()
+    return grown / 1024 / IDLE_VMS
+
+
+def main() -> int:
+    start_nat, start_vm = start_to_exit()
+    cpu_nat, cpu_vm = inside(NBODY)
+    stat_nat, stat_vm = inside(STATS)
+    idle = idle_memory_mib()
+
+    start_ratio = start_vm / start_nat
+    speed = cpu_nat / cpu_vm
+    stat_ratio = stat_vm / stat_nat
+    targets = [
+        (Target("python3 -c pass start to exit vs native", "<=", 2), start_ratio),
+        (Target("CPU-bound workload speed vs native", ">=", 0.9), speed),
+        (Target("1,000 os.stat vs native", "<=", 3), stat_ratio),
+        (Target("host memory per idle CPython VM (MiB)", "<=", 20), idle),
+    ]
+    decided = verdicts(targets)
+    rows = [
+        ["python3 -c pass", f"{start_nat * 1e3:.1f} ms", f"{start_vm * 1e3:.1f} ms",
+         f"{start_ratio:.2f}x", targets[0][0].cell(start_ratio)],
+        ["nbody (40,000 steps)", f"{cpu_nat:.2f} s", f"{cpu_vm:.2f} s",
+         f"{speed:.2f}x speed", targets[1][0].cell(speed)],
+        ["1,000 os.stat", f"{stat_nat * 1e3:.2f} ms", f"{stat_vm * 1e3:.2f} ms",
+         f"{stat_ratio:.2f}x", targets[2][0].cell(stat_ratio)],
+        ["memory per idle VM", "", f"{idle:.1f} MiB", "", targets[3][0].cell(idle)],
+    ]  # fmt: skip
+    print(table(["measurement", "native", "vmrpc", "ratio", "target"], rows))
+    print_verdicts(decided)
+    path = write_json(
+        "python",
+        {
+            "runs": RUNS,
+            "start_s": {"native": start_nat, "vmrpc": start_vm},
+            "nbody_s": {"native": cpu_nat, "vmrpc": cpu_vm},
+            "stat1000_s": {"native": stat_nat, "vmrpc": stat_vm},
+            "idle_vm_mib": idle,
+            "verdicts": decided,
+        },
+    )
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+/*
+ * Threads: one program thread per vCPU (docs/linux.md, "Threads").  Every
+ * vCPU of a Linux VM starts the personality; vCPU 0 runs the program's main
+ * thread and the others park in the host (lx_futex_park on their slot's
+ * state: no CPU used) until clone hands them a thread.  The host kernel then
+ * schedules the vCPUs' threads: a thread blocked in a host call or a futex
+ * holds no other.  A thread that exits parks its vCPU again; the last one to
+ * exit ends the program.
+ *
+ * clone/clone3 serve what pthread_create passes (glibc and musl); fork-like
+ * calls (no CLONE_VM) answer ENOSYS, other flag sets EINVAL.
+ */
+#include "linux.h"
+
+#define CLONE_VM 0x100
+#define CLONE_FS 0x200
+#define CLONE_FILES 0x400
+#define CLONE_SIGHAND 0x800
+#define CLONE_SETTLS 0x80000
+#define CLONE_PARENT_SETTID 0x100000
+#define CLONE_CHILD_CLEARTID 0x200000
+#define CLONE_DETACHED 0x400000
+#define CLONE_CHILD_SETTID 0x1000000
+#define CLONE_THREAD 0x10000
+#define CLONE_SYSVSEM 0x40000
+#define THREAD_NEEDS (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD)
+#define THREAD_MAY                                                                        \
+	(THREAD_NEEDS | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID |               \
+	 CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID | CLONE_DETACHED)
+
+#define FUTEX_WAITERS 0x80000000u
+#define FUTEX_OWNER_DIED 0x40000000u
+#define FUTEX_TID_MASK 0x3fffffffu
+#define ROBUST_LIST_LIMIT 2048
+
+enum { T_IDLE, T_START, T_RUNNING };
+
+/* A new thread's registers, in the order lx_thread_enter loads them. */
+struct lx_thread_regs {
+	uint64_t rdi, rsi, rdx, r10, r8, r9, rax, rbx, rbp, r12, r13, r14, r15;
+	uint64_t rflags, rip, rsp;
+};
+
+struct lx_thread {
+	volatile uint32_t state; /* T_*; the word an idle vCPU parks on */
+	uint32_t tid;
+	uint64_t clear_tid; /* CLONE_CHILD_CLEARTID / set_tid_address */
+	uint64_t robust;    /* set_robust_list */
+	uint64_t fs;
+	struct lx_thread_regs regs;
+} __attribute__((aligned(64)));
+
+struct robust_list_head {
+	uint64_t next;
+	int64_t futex_offset;
+	uint64_t pending;
+};
+
+struct clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+};
+
+static struct lx_thread threads[VMRPC_MAX_VCPUS];
+static volatile uint32_t live = 1;
+static uint32_t next_tid = 2;
+static uint8_t syscall_stack[VMRPC_MAX_VCPUS][32768] __attribute__((aligned(16)));
+
+void lx_syscall_entry(void);
+void lx_zpoline_entry(void);
+_Noreturn void lx_thread_enter(struct lx_thread_regs *r);
+_Noreturn void lx_thread_park(void);
+_Noreturn void lx_thread_idle(void);
+
+static struct lx_thread *self(void)
+{
+	return &threads[rt_cpu_id()];
+}
+
+int lx_threads_alone(void)
+{
+	return __atomic_load_n(&live, __ATOMIC_ACQUIRE) == 1;
+}
+
+static void gs_write(unsigned off, uint64_t v)
+{
+	__asm__ volatile("movq %0, %%gs:(%1)" : : "r"(v), "r"((uint64_t)off) : "memory");
+}
+
+void lx_cpu_setup(void)
+{
+	unsigned cpu = rt_cpu_id();
+
+	gs_write(LX_GS_STACK, (uint64_t)(uintptr_t)&syscall_stack[cpu][sizeof(syscall_stack[0])]);
+	gs_write(LX_GS_HANDLER, (uint64_t)(uintptr_t)lx_syscall_entry);
+	gs_write(LX_GS_ZPOLINE, (uint64_t)(uintptr_t)lx_zpoline_entry);
+	if (cpu == 0) {
+		threads[0].tid = 1; /* the main thread's tid is the pid */
+		threads[0].state = T_RUNNING;
+	}
+}
+
+/* The runtime starts every vCPU but 0 here (guest/rt/start.c). */
+void ap_main(unsigned cpu)
+{
+	(void)cpu;
+	lx_cpu_setup();
+	lx_thread_idle();
+}
+
+_Noreturn void lx_thread_idle(void)
+{
+	struct lx_thread *t = self();
+	uint32_t s;
+
+	while ((s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE)) != T_START)
+		lx_futex_park(&t->state, s);
+	t->state = T_RUNNING;
+	lx_tlb_catch_up();
+	__asm__ volatile("wrfsbase %0" : : "r"(t->fs) : "memory");
+	lx_thread_enter(&t->regs);
+}
+
+static int u32_ok(uint64_t addr)
+{
+	return !(addr & 3) && lx_user_ok(addr, 4);
+}
+
+static long put_u32(uint64_t addr, uint32_t v)
+{
+	if (!u32_ok(addr))
+		return -EFAULT;
+	*(volatile uint32_t *)(uintptr_t)addr = v;
+	return 0;
+}
+
+static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, uint64_t ptid,
+		     uint64_t ctid, uint64_t tls)
+{
+	struct lx_thread *t = NULL;
+	unsigned i, n = rt_cpu_count();
+	uint32_t tid;
+
+	if (!(flags & CLONE_VM))
+		return -ENOSYS; /* fork, vfork-style spawns: no processes here */
+	if ((flags & THREAD_NEEDS) != THREAD_NEEDS || (flags & ~(uint64_t)THREAD_MAY) || !stack)
+		return -EINVAL;
+	/* Checked, not written: musl's ctid is its thread-list lock, held by the caller. */
+	if (((flags & CLONE_PARENT_SETTID) && !u32_ok(ptid)) ||
+	    ((flags & (CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID)) && !u32_ok(ctid)))
+		return -EFAULT;
+	for (i = 0; i < n; i++) {
+		if (threads[i].state == T_IDLE && &threads[i] != self()) {
+			t = &threads[i];
+			break;
+		}
+	}
+	if (!t)
+		return -EAGAIN; /* one thread per vCPU: LinuxVM(threads=...) */
+	tid = next_tid++;
+	if (next_tid > FUTEX_TID_MASK)
+		next_tid = 2;
+	t->tid = tid;
+	t->clear_tid = (flags & CLONE_CHILD_CLEARTID) ? ctid : 0;
+	t->robust = 0;
+	if (flags & CLONE_SETTLS)
+		t->fs = tls;
+	else
+		__asm__ volatile("rdfsbase %0" : "=r"(t->fs));
+	t->regs = (struct lx_thread_regs){f->rdi, f->rsi, f->rdx, f->r10, f->r8,  f->r9,
+					  0,      f->rbx, f->rbp, f->r12, f->r13, f->r14,
+					  f->r15, f->rflags, f->rip, stack};
+	if (flags & CLONE_PARENT_SETTID)
+		put_u32(ptid, tid);
+	if (flags & CLONE_CHILD_SETTID)
+		put_u32(ctid, tid);
+	__atomic_add_fetch(&live, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->state, T_START, __ATOMIC_RELEASE);
+	lx_futex_unpark(&t->state);
+	return tid;
+}
+
+static long do_clone3(const struct lx_frame *f, uint64_t uargs, uint64_t size)
+{
+	struct clone_args a;
+
+	if (size < sizeof(a) || size > 4096)
+		return -EINVAL;
+	if (!lx_user_ok(uargs, sizeof(a)))
+		return -EFAULT;
+	memcpy(&a, (const void *)(uintptr_t)uargs, sizeof(a));
+	/* pidfd is only read with CLONE_PIDFD, which threads do not get (glibc fills it anyway). */
+	if (a.exit_signal)
+		return (a.flags & CLONE_VM) ? -EINVAL : -ENOSYS;
+	if (a.stack + a.stack_size < a.stack)
+		return -EINVAL;
+	return do_clone(f, a.flags, a.stack + a.stack_size, a.parent_tid, a.child_tid, a.tls);
+}
+
+/* Marks a robust futex the dying thread held: owner died, one waiter woken. */
+static void robust_release(uint64_t word, uint32_t tid)
+{
+	volatile uint32_t *w = (volatile uint32_t *)(uintptr_t)word;
+	uint32_t v;
+
+	if ((word & 3) || !lx_user_ok(word, 4))
+		return;
+	v = *w;
+	do {
+		if ((v & FUTEX_TID_MASK) != tid)
+			return;
+	} while (!__atomic_compare_exchange_n(w, &v, (v & FUTEX_WAITERS) | FUTEX_OWNER_DIED, 0,
+					      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+	if (v & FUTEX_WAITERS)
+		lx_futex_wake(w, 1);
+}
+
+/* Walks the thread's robust list as Linux does at thread death (bounded). */
+static void robust_walk(const struct lx_thread *t)
+{
+	struct robust_list_head h;
+	uint64_t entry, next, pending;
+	int limit = ROBUST_LIST_LIMIT;
+
+	if (!t->robust || !lx_user_ok(t->robust, sizeof(h)))
+		return;
+	memcpy(&h, (const void *)(uintptr_t)t->robust, sizeof(h));
+	pending = h.pending & ~1ull;
+	entry = h.next & ~1ull;
+	while (entry != t->robust && limit-- > 0) {
+		if (!lx_user_ok(entry, 8))
+			break;
+		next = *(volatile uint64_t *)(uintptr_t)entry & ~1ull;
+		if (entry != pending)
+			robust_release(entry + (uint64_t)h.futex_offset, t->tid);
+		entry = next;
+	}
+	if (pending)
+		robust_release(pending + (uint64_t)h.futex_offset, t->tid);
+}
+
+/* exit(2): this thread only.  The last thread's exit ends the program. */
+static _Noreturn void thread_exit(int status)
+{
+	struct lx_thread *t = self();
+
+	robust_walk(t);
+	if (t->clear_tid && put_u32(t->clear_tid, 0) == 0)
+		lx_futex_wake((volatile uint32_t *)(uintptr_t)t->clear_tid, 1);
+	if (__atomic_sub_fetch(&live, 1, __ATOMIC_SEQ_CST) == 0)
+		lx_exit(status);
+	t->clear_tid = 0;
+	t->robust = 0;
+	__atomic_store_n(&t->state, T_IDLE, __ATOMIC_RELEASE);
+	lx_thread_park();
+}
+
+static long get_robust(int64_t tid, uint64_t head, uint64_t len)
+{
+	uint64_t l = sizeof(struct robust_list_head);
+	const struct lx_thread *t = self();
+
+	if (tid != 0 && tid != t->tid)
+		return -EPERM; /* another thread's list: not kept for others */
+	if (!lx_user_ok(head, 8) || !lx_user_ok(len, 8))
+		return -EFAULT;
+	memcpy((void *)(uintptr_t)head, &t->robust, 8);
+	memcpy((void *)(uintptr_t)len, &l, 8);
+	return 0;
+}
+
+long lx_thread_syscall(struct lx_frame *f)
+{
+	struct lx_thread *t;
+
+	switch (f->nr) {
+	case __NR_clone:
+		return do_clone(f, f->rdi, f->rsi, f->rdx, f->r10, f->r8);
+	case __NR_clone3:
+		return do_clone3(f, f->rdi, f->rsi);
+	case __NR_gettid:
+		return self()->tid;
+	case __NR_set_tid_address:
+		t = self();
+		t->clear_tid = f->rdi;
+		return t->tid;
+	case __NR_set_robust_list:
+		if (f->rsi != sizeof(struct robust_list_head))
+			return -EINVAL;
+		self()->robust = f->rdi;
+		return 0;
+	case __NR_get_robust_list:
+		return get_robust((int64_t)f->rdi, f->rsi, f->rdx);
+	case __NR_exit:
+		thread_exit((int)f->rdi);
+	case __NR_exit_group:
+		lx_exit((int)f->rdi);
+	default:
+		return LX_ENOSYS_MARK;
+	}
+}

@@ -1,0 +1,246 @@
+/*
+ * pthreads in the Linux personality (tests/test_linux_threads.py).  Built
+ * static with musl-gcc and dynamic with gcc (glibc); each mode prints lines
+ * that are the same natively and in the VM.
+ *
+ *   sum N      N threads add up slices of 1..10^6 under a mutex, hand a token
+ *              round a condition variable, and are joined
+ *   pipe       a thread blocks reading a pipe while main computes, then writes
+ *   poll       the same with the thread blocked in poll, then a sleep in the thread
+ *   sock PORT  the same over a TCP connection to an echo server on 127.0.0.1:PORT:
+ *              the thread blocks in recv (a host call) while main computes, sends
+ *   exitgroup  a thread ends the program (exit_group) while main waits forever
+ *   robust     a thread dies holding a robust mutex: the next locker gets EOWNERDEAD
+ *   limit N    starts up to N threads that wait; prints how many started
+ *   fork       fork answers an error, not a child
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TOP 1000000ull
+#define MAXT 16
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static unsigned long long total;
+static int nthreads, turn, rounds;
+static long tids[MAXT];
+
+static void *summer(void *arg)
+{
+	int id = (int)(long)arg;
+	unsigned long long s = 0;
+
+	for (unsigned long long i = id + 1; i <= TOP; i += (unsigned long long)nthreads)
+		s += i;
+	pthread_mutex_lock(&mu);
+	total += s;
+	tids[id] = syscall(SYS_gettid);
+	/* Three rounds of a token passed from thread to thread in id order. */
+	for (int r = 0; r < 3; r++) {
+		while (turn % nthreads != id)
+			pthread_cond_wait(&cv, &mu);
+		turn++;
+		rounds++;
+		pthread_cond_broadcast(&cv);
+	}
+	pthread_mutex_unlock(&mu);
+	return (void *)(long)(id * 2);
+}
+
+static int mode_sum(int n)
+{
+	pthread_t t[MAXT];
+	long ret = 0, distinct = 1;
+
+	if (n < 1 || n > MAXT)
+		return 2;
+	nthreads = n;
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&t[i], NULL, summer, (void *)(long)i))
+			return 3;
+	for (int i = 0; i < n; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		ret += (long)r;
+	}
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < i; j++)
+			distinct &= tids[i] != tids[j] && tids[i] != getpid();
+	printf("total %llu rounds %d returns %ld distinct-tids %ld\n", total, rounds, ret, distinct);
+	return 0;
+}
+
+static int fds[2];
+
+static void *reader(void *arg)
+{
+	char buf[64] = {0};
+	ssize_t n;
+
+	if (arg) {
+		struct pollfd p = {fds[0], POLLIN, 0};
+		struct timespec ms = {0, 1000000};
+		int r = poll(&p, 1, -1);
+
+		printf("poll %d revents %#x\n", r, p.revents);
+		nanosleep(&ms, NULL);
+	}
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	printf("reader got %zd: %s\n", n, buf);
+	return NULL;
+}
+
+static int connect_to(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)))
+		return -1;
+	fds[0] = fds[1] = s;
+	return 0;
+}
+
+static int mode_pipe(int use_poll, int port)
+{
+	pthread_t t;
+	unsigned long long s = 0;
+	char msg[32];
+
+	if (port ? connect_to(port) : pipe(fds))
+		return 2;
+	pthread_create(&t, NULL, reader, (void *)(long)use_poll);
+	for (unsigned long long i = 1; i <= 50 * TOP; i++)
+		s += i % 7;
+	printf("main computed %llu\n", s);
+	fflush(stdout);
+	snprintf(msg, sizeof(msg), "%llu", s);
+	if (write(fds[1], msg, strlen(msg)) < 0)
+		return 3;
+	pthread_join(t, NULL);
+	printf("joined\n");
+	return 0;
+}
+
+static void *ender(void *arg)
+{
+	(void)arg;
+	printf("thread exits the program\n");
+	fflush(stdout);
+	exit(7);
+}
+
+static int mode_exitgroup(void)
+{
+	pthread_t t;
+
+	pthread_mutex_lock(&mu);
+	pthread_create(&t, NULL, ender, NULL);
+	for (;;)
+		pthread_cond_wait(&cv, &mu); /* nobody signals: only exit ends it */
+}
+
+static pthread_mutex_t robust_mu;
+
+static void *die_holding(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&robust_mu);
+	return NULL; /* ends without unlocking */
+}
+
+static int mode_robust(void)
+{
+	pthread_mutexattr_t a;
+	pthread_t t;
+	int r;
+
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&robust_mu, &a);
+	pthread_create(&t, NULL, die_holding, NULL);
+	pthread_join(t, NULL);
+	r = pthread_mutex_lock(&robust_mu);
+	printf("lock after owner died: %s\n", r == EOWNERDEAD ? "EOWNERDEAD" : strerror(r));
+	if (r == EOWNERDEAD)
+		pthread_mutex_consistent(&robust_mu);
+	printf("unlock %d\n", pthread_mutex_unlock(&robust_mu));
+	return 0;
+}
+
+static int release;
+
+static void *waiter(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&mu);
+	while (!release)
+		pthread_cond_wait(&cv, &mu);
+	pthread_mutex_unlock(&mu);
+	return NULL;
+}
+
+static int mode_limit(int n)
+{
+	pthread_t t[MAXT];
+	int started = 0, err = 0;
+
+	if (n < 1 || n > MAXT)
+		return 2;
+	while (started < n) {
+		err = pthread_create(&t[started], NULL, waiter, NULL);
+		if (err)
+			break;
+		started++;
+	}
+	printf("started %d of %d (%s)\n", started, n, err ? strerror(err) : "ok");
+	pthread_mutex_lock(&mu);
+	release = 1;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	printf("all joined\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc >= 3 && !strcmp(argv[1], "sum"))
+		return mode_sum(atoi(argv[2]));
+	if (argc >= 2 && !strcmp(argv[1], "pipe"))
+		return mode_pipe(0, 0);
+	if (argc >= 2 && !strcmp(argv[1], "poll"))
+		return mode_pipe(1, 0);
+	if (argc >= 3 && !strcmp(argv[1], "sock"))
+		return mode_pipe(0, atoi(argv[2]));
+	if (argc >= 2 && !strcmp(argv[1], "exitgroup"))
+		return mode_exitgroup();
+	if (argc >= 2 && !strcmp(argv[1], "robust"))
+		return mode_robust();
+	if (argc >= 3 && !strcmp(argv[1], "limit"))
+		return mode_limit(atoi(argv[2]));
+	if (argc >= 2 && !strcmp(argv[1], "fork")) {
+		pid_t p = fork();
+		if (p == 0)
+			_exit(0);
+		printf("fork %s\n", p < 0 ? "failed" : "made a child");
+		return 0;
+	}
+	fprintf(stderr, "usage: threads sum N | pipe | poll | sock PORT | exitgroup | robust | limit N | fork\n");
+	return 2;
+}
