@@ -42,7 +42,7 @@ RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) pyproject.toml \
 EXT_MODULE := $(wildcard $(PKG)/_vmm*.so)
 
 .PHONY: dev venv guest sdk ext wheel demo test lint test-rust test-python bench fuzz clean abi \
-	linux-deps FORCE
+	linux-deps source-size FORCE
 
 dev: venv sdk ext
 
@@ -155,7 +155,18 @@ linux-deps:
 	  fi; \
 	fi
 
-test: dev linux-deps
+# One concern per file: no Python, C or Rust source outside tests/ longer than
+# MAX_SOURCE_LINES, and no file exempt.
+MAX_SOURCE_LINES := 600
+
+source-size:
+	@big=""; for f in $$(git ls-files -co --exclude-standard -- '*.py' '*.pyi' '*.c' '*.h' '*.S' '*.rs' \
+		':!tests/'); do \
+	  [ -f "$$f" ] && n=$$(wc -l < "$$f") && [ "$$n" -gt $(MAX_SOURCE_LINES) ] && big="$$big $$f ($$n)"; \
+	done; \
+	[ -z "$$big" ] || { echo "over $(MAX_SOURCE_LINES) lines, split by concern:$$big" >&2; exit 1; }
+
+test: dev linux-deps source-size
 	$(MAKE) -s -C guest check
 	$(CARGO) fmt --all -- --check
 	# No import cycle between the VMM's modules; the Python layer is on top (docs/design.md).

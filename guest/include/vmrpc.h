@@ -85,7 +85,7 @@ void vmrpc_set_spin_us(unsigned us);
 /* Largest request/response the host accepts, or VMRPC_ENODEV. */
 long vmrpc_max_payload(void);
 
-/* ---- sockets (lib/sockets.c): POSIX-style, outsourced to the host ------------------ */
+/* ---- sockets (lib/sockets/): POSIX-style, outsourced to the host ------------------ */
 
 #include <vmrpc/socket.h>
 

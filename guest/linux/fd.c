@@ -2,9 +2,10 @@
  * The fd table.  A guest fd points at an open file (shared by dup), which is
  * a host handle of the files module, one end of an in-guest pipe, or a socket
  * (net.c; `host` is then the guest socket library's descriptor).
- * Data of host files goes through the files module in LX_CHUNK pieces.
+ * Data of host files goes through the files module in LX_CHUNK pieces (fileio.c).
  */
 #include "linux.h"
+#include "fd.h"
 
 /* POLL*, O_NONBLOCK, F_GETFL/F_SETFL and struct pollfd come from vmrpc/socket.h (Linux values). */
 #define MAX_FDS 256
@@ -35,14 +36,6 @@ struct pipe {
 	uint32_t head, tail; /* free-running byte counters */
 	int readers, writers;
 	uint8_t buf[PIPE_SIZE];
-};
-
-struct ofile {
-	int kind;
-	int refs;
-	int64_t host;
-	int flags; /* status flags (O_NONBLOCK, access mode) */
-	struct pipe *pipe;
 };
 
 struct fdent {
@@ -246,78 +239,6 @@ long lx_fd_close(int64_t fd)
 }
 
 /* ---- data ------------------------------------------------------------------ */
-
-/*
- * Regular files go through the native data plane in big pieces; what it does
- * not serve (stdio, directories) goes to the files module in LX_CHUNK pieces.
- * Returns -EOPNOTSUPP, having moved nothing, when the plane does not serve it.
- */
-static long plane_io(int write, struct ofile *of, uint8_t *buf, uint64_t len, int64_t off)
-{
-	uint64_t done = 0;
-
-	if (of->host < 3)
-		return -EOPNOTSUPP;
-	while (done < len) {
-		uint64_t n = len - done < LX_DATA_MAX ? len - done : LX_DATA_MAX;
-		long r = lx_host_data(write, of->host, buf + done, n, off < 0 ? -1 : off + (int64_t)done);
-		if (r == -EOPNOTSUPP && !done)
-			return r;
-		if (r < 0)
-			return done ? (long)done : r;
-		done += (uint64_t)r;
-		if ((uint64_t)r < n)
-			break;
-	}
-	return (long)done;
-}
-
-static long host_read(struct ofile *of, uint8_t *dst, uint64_t len, int64_t off)
-{
-	uint64_t done = 0;
-	long fast = plane_io(0, of, dst, len, off);
-
-	if (fast != -EOPNOTSUPP)
-		return fast;
-
-	while (done < len) {
-		uint64_t want = len - done < LX_CHUNK ? len - done : LX_CHUNK;
-		size_t got;
-		long r = off < 0 ? lx_host(LXF_READ, of->host, (int64_t)want, 0, 0, NULL, 0,
-					   dst + done, want, &got)
-				 : lx_host(LXF_PREAD, of->host, (int64_t)want, off + (int64_t)done,
-					   0, NULL, 0, dst + done, want, &got);
-		if (r < 0)
-			return done ? (long)done : r;
-		done += got;
-		if (got < want)
-			break; /* end of file, or a terminal/pipe with less ready */
-	}
-	return (long)done;
-}
-
-static long host_write(struct ofile *of, const uint8_t *src, uint64_t len, int64_t off)
-{
-	uint64_t done = 0;
-	long fast = plane_io(1, of, (uint8_t *)(uintptr_t)src, len, off);
-
-	if (fast != -EOPNOTSUPP)
-		return fast;
-
-	while (done < len) {
-		uint64_t n = len - done < LX_CHUNK ? len - done : LX_CHUNK;
-		long r = off < 0 ? lx_host(LXF_WRITE, of->host, 0, 0, 0, src + done, n, NULL, 0, NULL)
-				 : lx_host(LXF_PWRITE, of->host, off + (int64_t)done, 0, 0, src + done,
-					   n, NULL, 0, NULL);
-		if (r < 0)
-			return done ? (long)done : r;
-		done += (uint64_t)r;
-		if ((uint64_t)r < n)
-			break;
-	}
-	return (long)done;
-}
-
 static long pipe_read(struct ofile *of, uint8_t *dst, uint64_t len)
 {
 	struct pipe *p = of->pipe;

@@ -1,5 +1,5 @@
 /*
- * Network system calls, served by the guest socket library (guest/lib/sockets.c):
+ * Network system calls, served by the guest socket library (guest/lib/sockets/):
  * it specialises each socket to guest-local pipes (peer in this guest) or to a
  * host socket of the "sockets" host module, under the host's policy and audit,
  * exactly as for bare vmrpc guests.  A socket fd's open file holds the library's
@@ -11,15 +11,12 @@
  * range-checked (their bytes are never interpreted here).
  */
 #include "linux.h"
+#include "net.h"
 
-#define AF_UNIX 1
 #define SIGPIPE 13
 #define UIO_MAXIOV 1024
 #define O_CLOEXEC 02000000
-#define MAX_ADDR ((socklen_t)sizeof(struct sockaddr_storage))
-#define MAX_OPT 64u
 #define MAX_DGRAM 65536u
-#define MAX_LIB_FDS 1100 /* above the library's FD_BASE + MAX_FDS */
 #define FIONREAD 0x541b
 #define PASS_FLAGS (MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL)
 
@@ -36,12 +33,10 @@ struct user_iovec {
 	uint64_t base, len;
 };
 
-/* The result of a non-blocking connect, until SO_ERROR (or connect) collects it. */
-static int pending[MAX_LIB_FDS];
 static struct user_iovec iov_copy[UIO_MAXIOV];
 static uint8_t dgram_bounce[MAX_DGRAM];
 
-static long lib(long r)
+long lib(long r)
 {
 	return r < 0 ? -(long)errno : r;
 }
@@ -50,7 +45,7 @@ static long lib(long r)
  * The library descriptor behind fd, its O_NONBLOCK state synchronised from the
  * open file (fcntl and FIONBIO change it there).
  */
-static int64_t sock_of(int64_t fd, int *nonblock)
+int64_t sock_of(int64_t fd, int *nonblock)
 {
 	int nb = 0;
 	int64_t s;
@@ -66,7 +61,7 @@ static int64_t sock_of(int64_t fd, int *nonblock)
 	return s;
 }
 
-static int sock_type(int64_t s)
+int sock_type(int64_t s)
 {
 	int type = 0;
 	socklen_t len = sizeof(type);
@@ -75,21 +70,9 @@ static int sock_type(int64_t s)
 	return type;
 }
 
-void lx_net_release(int64_t s)
-{
-	if (s >= 0 && s < MAX_LIB_FDS)
-		pending[s] = 0;
-	close((int)s);
-}
-
-int lx_net_pending_error(int64_t s)
-{
-	return s >= 0 && s < MAX_LIB_FDS ? pending[s] : 0;
-}
-
 /* ---- addresses ------------------------------------------------------------------ */
 
-static long addr_in(uint64_t uaddr, uint64_t ulen, struct sockaddr_storage *ss, socklen_t *len)
+long addr_in(uint64_t uaddr, uint64_t ulen, struct sockaddr_storage *ss, socklen_t *len)
 {
 	if (ulen > MAX_ADDR)
 		return -EINVAL;
@@ -121,7 +104,7 @@ static long addr_cap(uint64_t uaddr, uint64_t ulenp, socklen_t *cap)
 }
 
 /* The socket behind fd, and the capacity of the address the call will return. */
-static int64_t sock_and_cap(int64_t fd, uint64_t uaddr, uint64_t ulenp, socklen_t *cap, int *nb)
+int64_t sock_and_cap(int64_t fd, uint64_t uaddr, uint64_t ulenp, socklen_t *cap, int *nb)
 {
 	int64_t s = sock_of(fd, nb);
 	long r;
@@ -133,8 +116,8 @@ static int64_t sock_and_cap(int64_t fd, uint64_t uaddr, uint64_t ulenp, socklen_
 }
 
 /* Stores an address truncated to cap, and its full length, like the kernel. */
-static void addr_out(const struct sockaddr_storage *ss, socklen_t got, uint64_t uaddr,
-		     uint64_t ulenp, socklen_t cap)
+void addr_out(const struct sockaddr_storage *ss, socklen_t got, uint64_t uaddr,
+	      uint64_t ulenp, socklen_t cap)
 {
 	uint32_t full = got;
 
@@ -142,249 +125,6 @@ static void addr_out(const struct sockaddr_storage *ss, socklen_t got, uint64_t 
 		return;
 	memcpy((void *)(uintptr_t)uaddr, ss, cap < got ? cap : got);
 	memcpy((void *)(uintptr_t)ulenp, &full, sizeof(full));
-}
-
-/* ---- setup -------------------------------------------------------------------------- */
-
-static long do_socket(int domain, int type, int protocol)
-{
-	int s;
-
-	if (domain == AF_UNIX)
-		return -EAFNOSUPPORT; /* no local sockets: glibc's nscd probe fails cleanly */
-	if ((type & 0xf) == SOCK_DGRAM)
-		lx_dns_init(); /* before the program can send its first query */
-	s = socket(domain, type & ~SOCK_CLOEXEC, protocol);
-	if (s < 0)
-		return -errno;
-	return lx_fd_install_sock(s, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
-}
-
-/*
- * socketpair(AF_UNIX, SOCK_STREAM): a connected pair made as a loopback TCP
- * connection inside the guest, which the socket library keeps in guest memory
- * (its peer is in this guest): it never reaches the host, its network or its
- * policy.  What programs use pairs for (asyncio's and libuv's wake-up pipes,
- * talking to a helper) needs only bytes both ways, readiness and shutdown;
- * getsockname answers AF_INET, and there is no fd passing (SCM_RIGHTS).
- */
-static long do_socketpair(int domain, int type, int protocol, uint64_t usv)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = { htonl(INADDR_LOOPBACK) } };
-	socklen_t len = sizeof(sin);
-	int l, c = -1, a = -1, sv[2];
-	long r;
-
-	if (domain != AF_UNIX)
-		return -EOPNOTSUPP;
-	if (type & ~(0xf | SOCK_CLOEXEC | SOCK_NONBLOCK))
-		return -EINVAL;
-	if ((type & 0xf) != SOCK_STREAM)
-		return -EOPNOTSUPP; /* no datagram pairs */
-	if (protocol != 0)
-		return -EPROTONOSUPPORT;
-	if (!lx_user_ok(usv, sizeof(sv)))
-		return -EFAULT;
-	l = socket(AF_INET, SOCK_STREAM, 0);
-	if (l < 0)
-		return -errno;
-	if (bind(l, (struct sockaddr *)&sin, len) || listen(l, 1) ||
-	    getsockname(l, (struct sockaddr *)&sin, &len))
-		goto fail;
-	c = socket(AF_INET, SOCK_STREAM, 0);
-	if (c < 0 || connect(c, (struct sockaddr *)&sin, len))
-		goto fail;
-	a = accept(l, NULL, NULL);
-	if (a < 0)
-		goto fail;
-	close(l);
-	r = lx_fd_install_sock(c, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
-	if (r < 0) {
-		close(a);
-		return r;
-	}
-	sv[0] = (int)r;
-	r = lx_fd_install_sock(a, type & (SOCK_CLOEXEC | SOCK_NONBLOCK));
-	if (r < 0) {
-		lx_fd_close(sv[0]);
-		return r;
-	}
-	sv[1] = (int)r;
-	memcpy((void *)(uintptr_t)usv, sv, sizeof(sv));
-	return 0;
-fail:
-	r = -errno;
-	close(l);
-	if (c >= 0)
-		close(c);
-	return r;
-}
-
-static long do_bind(int64_t fd, uint64_t uaddr, uint64_t ulen)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int64_t s = sock_of(fd, NULL);
-	long r;
-
-	if (s < 0)
-		return s;
-	r = addr_in(uaddr, ulen, &ss, &len);
-	return r < 0 ? r : lib(bind((int)s, (struct sockaddr *)&ss, len));
-}
-
-static long do_listen(int64_t fd, int backlog)
-{
-	int64_t s = sock_of(fd, NULL);
-
-	return s < 0 ? s : lib(listen((int)s, backlog));
-}
-
-static long do_accept(int64_t fd, uint64_t uaddr, uint64_t ulenp, int flags)
-{
-	struct sockaddr_storage ss;
-	socklen_t cap, got = MAX_ADDR;
-	int64_t s;
-	long r;
-	int c, held;
-
-	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
-		return -EINVAL;
-	s = sock_and_cap(fd, uaddr, ulenp, &cap, NULL);
-	if (s < 0)
-		return s;
-	held = lx_block_begin(); /* other threads' calls run while this one waits */
-	c = accept((int)s, (struct sockaddr *)&ss, &got);
-	lx_block_end(held);
-	if (c < 0)
-		return -errno;
-	r = lx_fd_install_sock(c, flags);
-	if (r >= 0)
-		addr_out(&ss, got, uaddr, ulenp, cap);
-	return r;
-}
-
-/*
- * The host protocol has no asynchronous connect yet: on a non-blocking socket
- * the connection is made (or fails) before the call returns, which then answers
- * EINPROGRESS and keeps the outcome for SO_ERROR (and POLLERR), as Linux does
- * for a connection still in progress.
- */
-static long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int nb = 0, held;
-	int64_t s = sock_of(fd, &nb);
-	long r;
-
-	if (s < 0)
-		return s;
-	r = addr_in(uaddr, ulen, &ss, &len);
-	if (r < 0)
-		return r;
-	if (s < MAX_LIB_FDS && pending[s]) {
-		r = -pending[s];
-		pending[s] = 0;
-		return r;
-	}
-	held = lx_block_begin(); /* other threads' calls run while this one waits */
-	r = connect((int)s, (struct sockaddr *)&ss, len);
-	lx_block_end(held);
-	r = lib(r);
-	if (!nb || sock_type(s) != SOCK_STREAM)
-		return r;
-	switch (-r) {
-	case EINVAL:
-	case EFAULT:
-	case EAFNOSUPPORT:
-	case EISCONN:
-	case EALREADY:
-		return r; /* the call itself was wrong: no connection was attempted */
-	default:
-		if (s < MAX_LIB_FDS)
-			pending[s] = (int)-r;
-		return -EINPROGRESS;
-	}
-}
-
-static long do_shutdown(int64_t fd, int how)
-{
-	int64_t s = sock_of(fd, NULL);
-
-	return s < 0 ? s : lib(shutdown((int)s, how));
-}
-
-static long do_name(int64_t fd, uint64_t uaddr, uint64_t ulenp, int peer)
-{
-	struct sockaddr_storage ss;
-	socklen_t cap, got = MAX_ADDR;
-	int64_t s = uaddr ? sock_and_cap(fd, uaddr, ulenp, &cap, NULL) : -EFAULT;
-	long r;
-
-	if (s < 0)
-		return s;
-	r = lib(peer ? getpeername((int)s, (struct sockaddr *)&ss, &got)
-		     : getsockname((int)s, (struct sockaddr *)&ss, &got));
-	if (r == 0)
-		addr_out(&ss, got, uaddr, ulenp, cap);
-	return r;
-}
-
-/* ---- options ------------------------------------------------------------------------- */
-
-static long do_setsockopt(int64_t fd, int level, int name, uint64_t uval, uint64_t ulen)
-{
-	uint8_t val[MAX_OPT];
-	int64_t s = sock_of(fd, NULL);
-
-	if (s < 0)
-		return s;
-	if (ulen > MAX_OPT)
-		return -EINVAL;
-	if (!uval || !lx_user_ok(uval, ulen))
-		return -EFAULT;
-	memcpy(val, (const void *)(uintptr_t)uval, ulen);
-	return lib(setsockopt((int)s, level, name, val, (socklen_t)ulen));
-}
-
-static long do_getsockopt(int64_t fd, int level, int name, uint64_t uval, uint64_t ulenp)
-{
-	uint8_t val[MAX_OPT];
-	int32_t cap;
-	socklen_t len;
-	int64_t s = sock_of(fd, NULL);
-	long r;
-
-	if (s < 0)
-		return s;
-	if (!ulenp || !lx_user_ok(ulenp, sizeof(cap)))
-		return -EFAULT;
-	memcpy(&cap, (const void *)(uintptr_t)ulenp, sizeof(cap));
-	if (cap < 0)
-		return -EINVAL;
-	len = (socklen_t)cap < MAX_OPT ? (socklen_t)cap : MAX_OPT;
-	if (!uval || !lx_user_ok(uval, len))
-		return -EFAULT;
-	memset(val, 0, sizeof(val));
-	if (level == SOL_SOCKET && name == SO_ERROR) {
-		/* A non-blocking connect's outcome, collected once. */
-		int err = s < MAX_LIB_FDS ? pending[s] : 0;
-
-		if (s < MAX_LIB_FDS)
-			pending[s] = 0;
-		memcpy(val, &err, sizeof(err));
-		len = len < sizeof(err) ? len : sizeof(err);
-		r = 0;
-	} else {
-		r = lib(getsockopt((int)s, level, name, val, &len));
-	}
-	if (r < 0)
-		return r;
-	memcpy((void *)(uintptr_t)uval, val, len);
-	cap = (int32_t)len;
-	memcpy((void *)(uintptr_t)ulenp, &cap, sizeof(cap));
-	return 0;
 }
 
 /* ---- data ------------------------------------------------------------------------------ */

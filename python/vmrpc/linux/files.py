@@ -20,29 +20,24 @@ import posixpath
 import stat
 import struct
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-from vmrpc import _vmm
-from vmrpc.hostmodule import HostModule, function
-from vmrpc.linux.confine import openat2
+from vmrpc.hostmodule import function
+from vmrpc.linux.filebase import (
+    AT_FDCWD,
+    AT_REMOVEDIR,
+    AT_SYMLINK_NOFOLLOW,
+    RENAME_NOREPLACE,
+    FilesBase,
+    Handle,
+)
 from vmrpc.linux.layouts import dirent_type, pack_dirent, pack_stat, pack_statx
 from vmrpc.linux.locks import record_lock
-from vmrpc.linux.synth import Synthetic
+from vmrpc.linux.mounts import FileAccess, Mount
 from vmrpc.linux.syscalls import syscall_name
-from vmrpc.linux.tracefmt import format_call, format_result
+from vmrpc.linux.tracefmt import TraceRecord
 
 __all__ = ["FileAccess", "FilesModule", "Mount", "TraceRecord"]
 
-AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x100
-AT_REMOVEDIR = 0x200
-AT_EMPTY_PATH = 0x1000
-RENAME_NOREPLACE = 1
-_REQ = struct.Struct("<6q")
-_RESULT = struct.Struct("<q")
 _TRACE_ARGS = struct.Struct("<5q")  # a trace record's arguments 1..5 (guest/linux/trace.c)
 # Open flags a guest may pass through (the host adds O_CLOEXEC itself).
 _OPEN_FLAGS = (
@@ -62,78 +57,7 @@ _OPEN_FLAGS = (
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-@dataclass(frozen=True)
-class Mount:
-    """Host directory ``host`` seen by the guest at ``guest`` (absolute), maybe read-only."""
-
-    host: Path
-    guest: str
-    readonly: bool = False
-
-    @staticmethod
-    def parse(spec: str) -> Mount:
-        """``HOST:GUEST`` or ``HOST:GUEST:ro`` (``rw`` is the default)."""
-        parts = spec.split(":")
-        if len(parts) == 3 and parts[2] in ("ro", "rw"):
-            return Mount(Path(parts[0]), parts[1], parts[2] == "ro")
-        if len(parts) == 2:
-            return Mount(Path(parts[0]), parts[1])
-        raise ValueError(f"mount must be HOST:GUEST[:ro], got {spec!r}")
-
-
-@dataclass(frozen=True)
-class FileAccess:
-    """What the audit hook sees: the operation, the guest path, flags, the mount."""
-
-    op: str
-    path: str
-    flags: int
-    mount: Mount | None
-
-
-@dataclass(frozen=True)
-class TraceRecord:
-    """One system call of the program (``trace=True``): its six raw arguments, the paths
-    it passed (in argument order), its result and the time the personality spent on it.
-    ``str()`` decodes it strace-style (`vmrpc.linux.tracefmt`)."""
-
-    name: str
-    args: tuple[int, ...]
-    result: int
-    ns: int
-    paths: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        call = format_call(self.name, self.args, self.paths)
-        return f"{call} = {format_result(self.name, self.result)} <{self.ns} ns>"
-
-
-@dataclass
-class _Handle:
-    fd: int
-    mount: Mount | None
-    guest_path: str
-    is_dir: bool = False
-    dirents: list[bytes] | None = None
-    dirpos: int = 0
-
-
-@dataclass
-class _MountRoot:
-    mount: Mount
-    parts: tuple[str, ...]
-    fd: int
-
-
-class _Denied(Exception):
-    pass
-
-
-def _split(path: str) -> tuple[str, ...]:
-    return tuple(p for p in path.split("/") if p and p != ".")
-
-
-class FilesModule(HostModule):
+class FilesModule(FilesBase):
     """The host side of a Linux program's files (see the module documentation).
 
     Args:
@@ -153,222 +77,6 @@ class FilesModule(HostModule):
     name = "files"
     version = 1
 
-    def __init__(
-        self,
-        mounts: Sequence[Mount] = (),
-        *,
-        stdin: bytes | os.PathLike[str] | None = None,
-        on_stdout: Callable[[bytes], object] | None = None,
-        on_stderr: Callable[[bytes], object] | None = None,
-        audit: Callable[[FileAccess], bool] | None = None,
-        cwd: str = "/",
-        data_plane: _vmm.FilesDataPlane | None = None,
-        synthetic: Synthetic | None = None,
-    ) -> None:
-        self._synth = synthetic if synthetic is not None else Synthetic()
-        self._roots: list[_MountRoot] = []
-        for m in mounts:
-            if not m.guest.startswith("/"):
-                raise ValueError(f"guest mount point must be absolute: {m.guest!r}")
-            fd = os.open(m.host, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._roots.append(_MountRoot(m, _split(m.guest), fd))
-        # Longest guest path first: the most specific mount wins.
-        self._roots.sort(key=lambda r: len(r.parts), reverse=True)
-        if stdin is None:
-            self._stdin = b""
-        elif isinstance(stdin, bytes | bytearray):
-            self._stdin = bytes(stdin)
-        else:
-            self._stdin = Path(stdin).read_bytes()
-        self._stdin_pos = 0
-        self._out = {1: bytearray(), 2: bytearray()}
-        self._sinks = {1: on_stdout, 2: on_stderr}
-        self._audit = audit
-        self._plane = data_plane
-        self._handles: dict[int, _Handle] = {}
-        # stdio is a pipe to the program, as when a shell captures its output.
-        r, w = os.pipe()
-        self._fifo_stat = os.fstat(r)
-        os.close(r)
-        os.close(w)
-        self._next = 3
-        self._cwd = cwd
-        if data_plane is not None:
-            data_plane.set_cwd(os.fsencode(cwd))
-            # Without an audit hook, plain read-only opens and stats need no
-            # Python: the plane serves them below the same mounts (pathops.rs).
-            if audit is None:
-                data_plane.set_mounts([(os.fsencode(r.mount.guest), r.fd) for r in self._roots])
-        self.enosys: Counter[str] = Counter()
-        """Unsupported system calls the program made, by name."""
-        self.trace: list[TraceRecord] = []
-        """The system calls the program made, when traced."""
-        self.on_trace: Callable[[TraceRecord], object] | None = None
-        """Called with each `TraceRecord` as it arrives, when traced."""
-
-    @property
-    def cwd(self) -> str:
-        """The program's working directory (a guest path)."""
-        return self._cwd
-
-    @cwd.setter
-    def cwd(self, path: str) -> None:
-        self._cwd = path
-        if self._plane is not None:
-            self._plane.set_cwd(os.fsencode(path))
-
-    @property
-    def stdout(self) -> bytes:
-        """Everything the program wrote to fd 1."""
-        return bytes(self._out[1])
-
-    @property
-    def stderr(self) -> bytes:
-        """Everything the program wrote to fd 2."""
-        return bytes(self._out[2])
-
-    def close(self) -> None:
-        """Close every host fd this module holds."""
-        for h in self._handles.values():
-            os.close(h.fd)
-        self._handles.clear()
-        for r in self._roots:
-            os.close(r.fd)
-        self._roots.clear()
-
-    # -- path resolution -------------------------------------------------------------
-
-    def _absolute(self, dirh: int, path: str) -> str:
-        if path.startswith("/"):
-            return path
-        if dirh == AT_FDCWD:
-            return posixpath.join(self.cwd, path)
-        h = self._lookup(dirh)
-        if h is None:
-            raise OSError(errno.EBADF, "bad dir handle")
-        if not h.is_dir:
-            raise OSError(errno.ENOTDIR, "not a directory")
-        return posixpath.join(h.guest_path, path)
-
-    def _locate(self, dirh: int, path: str) -> tuple[_MountRoot, bytes, str]:
-        """The mount a guest path falls in, the path below its root, the guest path."""
-        guest = self._absolute(dirh, path)
-        parts = _split(guest)
-        for root in self._roots:
-            n = len(root.parts)
-            if parts[:n] == root.parts:
-                rest = "/".join(parts[n:]) or "."
-                return root, os.fsencode(rest), guest
-        raise OSError(errno.ENOENT, "no mount")
-
-    def _check(self, op: str, guest: str, flags: int, root: _MountRoot, writes: bool) -> None:
-        if (
-            self._audit is not None
-            and self._audit(FileAccess(op, guest, flags, root.mount)) is False
-        ):
-            raise _Denied
-        if writes and root.mount.readonly:
-            raise OSError(errno.EROFS, "read-only mount")
-
-    def _open(self, root: _MountRoot, rel: bytes, flags: int, mode: int = 0) -> int:
-        try:
-            return openat2(root.fd, rel, flags, mode)
-        except OSError as e:
-            # RESOLVE_BENEATH refused to leave the mount: to the guest, not allowed.
-            if e.errno == errno.EXDEV:
-                raise OSError(errno.EACCES, "outside the mount") from None
-            raise
-
-    def _device(self, op: str, dirh: int, path: str, flags: int) -> str | None:
-        """The host device a synthesized ``/dev`` path stands for (audited), or None."""
-        guest = self._absolute(dirh, path)
-        dev = self._synth.device(guest)
-        audit = self._audit
-        if (
-            dev is not None
-            and audit is not None
-            and audit(FileAccess(op, guest, flags, None)) is False
-        ):
-            raise _Denied
-        return dev
-
-    def _parent(self, root: _MountRoot, rel: bytes) -> tuple[int, bytes]:
-        """An O_PATH fd of ``rel``'s parent (inside the mount) and the last name."""
-        head, _, name = rel.rstrip(b"/").rpartition(b"/")
-        if name in (b"", b".", b".."):
-            raise OSError(errno.EBUSY if name != b".." else errno.ENOTEMPTY, "bad name")
-        return self._open(root, head or b".", os.O_PATH | os.O_DIRECTORY), name
-
-    # -- wire helpers ----------------------------------------------------------------
-
-    @staticmethod
-    def _args(request: bytes) -> tuple[tuple[int, ...], bytes]:
-        if len(request) < _REQ.size:
-            raise OSError(errno.EINVAL, "short request")
-        return _REQ.unpack_from(request), request[_REQ.size :]
-
-    @staticmethod
-    def _paths(data: bytes) -> list[str]:
-        return [os.fsdecode(p) for p in data.split(b"\0")]
-
-    @staticmethod
-    def _answer(result: int, data: bytes = b"") -> bytes:
-        return _RESULT.pack(result) + data
-
-    def _call(
-        self, request: bytes, body: Callable[[tuple[int, ...], bytes], tuple[int, bytes]]
-    ) -> bytes:
-        self._reap()
-        try:
-            args, data = self._args(request)
-            result, out = body(args, data)
-            return self._answer(result, out)
-        except _Denied:
-            return self._answer(-errno.EACCES)
-        except OSError as e:
-            return self._answer(-(e.errno or errno.EIO))
-
-    def _reap(self) -> None:
-        """Close handles adopted from the data plane that the program has closed."""
-        if self._plane is not None:
-            for h in self._plane.take_orphans():
-                handle = self._handles.pop(h, None)
-                if handle is not None:
-                    os.close(handle.fd)
-
-    def _lookup(self, h: int) -> _Handle | None:
-        """Handle ``h``, taking it over from the data plane if it was opened there."""
-        handle = self._handles.get(h)
-        if handle is None and self._plane is not None:
-            adopted = self._plane.adopt(h)
-            if adopted is not None:
-                fd, guest, mount = adopted
-                handle = _Handle(fd, self._roots[mount].mount, os.fsdecode(guest))
-                self._handles[h] = handle
-        return handle
-
-    def _handle(self, h: int) -> _Handle:
-        handle = self._lookup(h)
-        if handle is None:
-            raise OSError(errno.EBADF, "bad handle")
-        return handle
-
-    def _add(self, handle: _Handle) -> int:
-        # One handle space with the plane's own opens.
-        if self._plane is not None:
-            h = self._plane.new_handle()
-        else:
-            h = self._next
-            self._next += 1
-        self._handles[h] = handle
-        return h
-
-    def _emit(self, fd: int, data: bytes) -> None:
-        self._out[fd] += data
-        sink = self._sinks[fd]
-        if sink is not None:
-            sink(data)
-
     # -- functions -------------------------------------------------------------------
 
     @function(0)
@@ -383,7 +91,7 @@ class FilesModule(HostModule):
             if dev is not None:
                 keep = os.O_ACCMODE | os.O_NONBLOCK | os.O_APPEND
                 fd = os.open(dev, (flags & keep) | os.O_CLOEXEC | os.O_NOCTTY)
-                return self._add(_Handle(fd, None, dev)), b""
+                return self._add(Handle(fd, None, dev)), b""
             root, rel, guest = self._locate(dirh, self._paths(data)[0])
             self._check("open", guest, flags, root, bool(flags & _WRITE_FLAGS))
             # The mode means something only with O_CREAT (musl's open passes whatever
@@ -391,7 +99,7 @@ class FilesModule(HostModule):
             fd = self._open(root, rel, flags, mode & 0o7777 if flags & os.O_CREAT else 0)
             mode = os.fstat(fd).st_mode
             is_dir = stat.S_ISDIR(mode)
-            h = self._add(_Handle(fd, root.mount, posixpath.normpath(guest), is_dir))
+            h = self._add(Handle(fd, root.mount, posixpath.normpath(guest), is_dir))
             # Only regular files: a read there never waits for long on the engine.
             if self._plane is not None and stat.S_ISREG(mode) and not flags & os.O_PATH:
                 self._plane.attach(h, fd)
@@ -468,26 +176,6 @@ class FilesModule(HostModule):
 
         return self._call(request, body)
 
-    def _stat_handle(self, h: int) -> os.stat_result:
-        if h in (0, 1, 2):
-            return self._fifo_stat
-        return os.fstat(self._handle(h).fd)
-
-    def _stat_path(self, dirh: int, path: str, flags: int) -> os.stat_result:
-        if path == "" and flags & AT_EMPTY_PATH:
-            return self._stat_handle(dirh)
-        dev = self._device("stat", dirh, path, flags)
-        if dev is not None:
-            return os.stat(dev)
-        root, rel, guest = self._locate(dirh, path)
-        self._check("stat", guest, flags, root, False)
-        nofollow = os.O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0
-        fd = self._open(root, rel, os.O_PATH | nofollow)
-        try:
-            return os.fstat(fd)
-        finally:
-            os.close(fd)
-
     @function(8)
     def fstat(self, request: bytes) -> bytes:
         return self._call(request, lambda a, d: (0, pack_stat(self._stat_handle(a[0]))))
@@ -506,7 +194,7 @@ class FilesModule(HostModule):
             lambda a, d: (0, pack_statx(self._stat_path(a[0], self._paths(d)[0], a[1]))),
         )
 
-    def _dirents(self, handle: _Handle) -> list[bytes]:
+    def _dirents(self, handle: Handle) -> list[bytes]:
         if handle.dirents is None:
             st = os.fstat(handle.fd)
             records = [(st.st_ino, 4, b"."), (st.st_ino, 4, b"..")]

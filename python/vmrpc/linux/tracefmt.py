@@ -12,8 +12,9 @@ import errno
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
-__all__ = ["format_call", "format_result"]
+__all__ = ["TraceRecord", "format_call", "format_result"]
 
 AT_FDCWD = -100
 
@@ -236,3 +237,20 @@ def format_result(name: str, result: int) -> str:
     if name in ("mmap", "mremap", "brk") and result > 0xFFFF:
         return hex(result)
     return str(result)
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One system call of the program (``trace=True``): its six raw arguments, the paths
+    it passed (in argument order), its result and the time the personality spent on it.
+    ``str()`` decodes it strace-style (`format_call`)."""
+
+    name: str
+    args: tuple[int, ...]
+    result: int
+    ns: int
+    paths: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        call = format_call(self.name, self.args, self.paths)
+        return f"{call} = {format_result(self.name, self.result)} <{self.ns} ns>"

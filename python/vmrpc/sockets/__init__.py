@@ -13,7 +13,7 @@ Register one `SocketOutsourcing` per VM::
         vm.run()
     print(sockets.audit, sockets.stats)
 
-The guest side is ``guest/lib/sockets.c`` (POSIX-style API in ``vmrpc/socket.h``);
+The guest side is ``guest/lib/sockets/`` (POSIX-style API in ``vmrpc/socket.h``);
 the wire format is ``guest/include/vmrpc/socket_proto.h``, mirrored by `proto`.
 """
 

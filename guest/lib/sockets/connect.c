@@ -1,0 +1,167 @@
+/*
+ * connect: specialised to a guest-local peer (pipes) or to a host socket.
+ */
+#include "internal.h"
+
+/* Creates s's host table entry and replays the options set so far. */
+int host_attach(struct gsock *s)
+{
+	struct vmrpc_sock_socket_req req = { (uint32_t)s->family, (uint32_t)s->type, 0, 0 };
+	long rc;
+
+	if (s->host)
+		return 0;
+	rc = host_simple(VMRPC_SOCK_FN_SOCKET, &req, sizeof(req));
+	if (rc < 0)
+		return -1;
+	if (rc == 0)
+		return fail(EIO);
+	s->host = (uint32_t)rc;
+	for (int i = 0; i < s->nopts; i++) {
+		uint8_t buf[sizeof(struct vmrpc_sock_sockopt_req) + sizeof(s->opts[i].val)];
+		struct vmrpc_sock_sockopt_req o = { s->host, s->opts[i].level, s->opts[i].name,
+					       s->opts[i].len };
+
+		memcpy(buf, &o, sizeof(o));
+		memcpy(buf + sizeof(o), s->opts[i].val, s->opts[i].len);
+		host_simple(VMRPC_SOCK_FN_SETSOCKOPT, buf, sizeof(o) + s->opts[i].len);
+	}
+	return 0;
+}
+
+static int connect_host(struct gsock *s, const struct vmrpc_sock_addr *a)
+{
+	struct vmrpc_sock_connect_req req;
+	struct vmrpc_sock_addr_resp resp;
+
+	if (host_attach(s) < 0)
+		return -1;
+	memset(&req, 0, sizeof(req));
+	req.handle = s->host;
+	/* Like Linux, a connect waits at most SO_SNDTIMEO (the host's own limit
+	 * applies too), handshakes with a proxy or a TLS server included. */
+	req.timeout_ms = s->sndtimeo_ms;
+	req.addr = *a;
+	if (host_call(VMRPC_SOCK_FN_CONNECT, &req, sizeof(req), &resp, sizeof(resp), NULL) < 0) {
+		if (s->type == SOCK_STREAM) {
+			/* A failed stream connect leaves the host entry unusable. */
+			host_close(s->host);
+			s->host = 0;
+		}
+		return -1;
+	}
+	if (!s->bound) {
+		s->self = resp.addr;
+		s->bound = 1;
+	}
+	stat_add(&stats.host_connects, 1);
+	return 0;
+}
+
+/* Connects stream s to the guest listener l through a new pair of pipes. */
+static int connect_local(struct gsock *s, struct gsock *l, const struct vmrpc_sock_addr *dst)
+{
+	struct gsock *srv;
+	struct lpipe *up, *down;
+	int queued = 0;
+
+	if (ensure_bound(s) < 0)
+		return -1;
+	srv = sock_alloc(s->family, SOCK_STREAM);
+	up = pipe_new();
+	down = pipe_new();
+	if (!srv || !up || !down) {
+		free(srv);
+		if (up) {
+			free(up->buf);
+			free(up);
+		}
+		if (down) {
+			free(down->buf);
+			free(down);
+		}
+		return fail(ENOMEM);
+	}
+	srv->state = ST_CONNECTED;
+	srv->local = 1;
+	srv->bound = srv->has_peer = 1;
+	srv->self = *dst;
+	srv->peer = s->self;
+	srv->rx = up;
+	srv->tx = down;
+	s->rx = down;
+	s->tx = up;
+	s->local = 1;
+	s->peer = *dst;
+	s->has_peer = 1;
+	rt_spin_lock(&l->lock);
+	if (l->backlog && !l->closed && l->bl_count < l->bl_cap) {
+		l->backlog[(l->bl_head + l->bl_count) % l->bl_cap] = srv;
+		l->bl_count++;
+		queued = 1;
+	}
+	rt_spin_unlock(&l->lock);
+	if (!queued) {
+		s->rx = s->tx = NULL;
+		s->local = 0;
+		s->has_peer = 0;
+		sock_put(srv);
+		return fail(ECONNREFUSED);
+	}
+	__atomic_store_n(&s->state, ST_CONNECTED, __ATOMIC_RELEASE);
+	stat_add(&stats.local_connects, 1);
+	return 0;
+}
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct gsock *s = sock_get(fd), *l;
+	struct vmrpc_sock_addr a;
+	int rc;
+
+	if (!s)
+		return -1;
+	if (addr_from_user(addr, len, s->family, &a) < 0) {
+		sock_put(s);
+		return -1;
+	}
+	if (s->type == SOCK_STREAM && (s->state == ST_CONNECTED || s->state == ST_LISTEN)) {
+		sock_put(s);
+		return fail(s->state == ST_LISTEN ? EINVAL : EISCONN);
+	}
+	if (a.port == 0 && s->type == SOCK_STREAM) {
+		sock_put(s);
+		return fail(ECONNREFUSED);
+	}
+	rt_spin_lock(&tbl_lock);
+	l = local_peer_locked(s->type, &a);
+	rt_spin_unlock(&tbl_lock);
+	if (s->type == SOCK_STREAM) {
+		if (l) {
+			rc = connect_local(s, l, &a);
+			sock_put(l);
+		} else {
+			rc = connect_host(s, &a);
+			if (rc == 0) {
+				s->peer = a;
+				s->has_peer = 1;
+				__atomic_store_n(&s->state, ST_CONNECTED, __ATOMIC_RELEASE);
+			}
+		}
+	} else {
+		/* Datagram: remember the peer; a host peer also goes through the
+		 * policy now, as on a host a connected UDP socket would. */
+		rc = 0;
+		if (l)
+			sock_put(l);
+		else
+			rc = connect_host(s, &a);
+		if (rc == 0) {
+			rc = ensure_bound(s);
+			s->peer = a;
+			s->has_peer = 1;
+		}
+	}
+	sock_put(s);
+	return rc;
+}

@@ -1,0 +1,126 @@
+/*
+ * Guest-local pipes: one direction of a stream whose peer is in this guest.
+ */
+#include "internal.h"
+
+struct lpipe *pipe_new(void)
+{
+	struct lpipe *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->buf = malloc(PIPE_CAP);
+	if (!p->buf) {
+		free(p);
+		return NULL;
+	}
+	p->refs = 2;
+	return p;
+}
+
+void pipe_put(struct lpipe *p)
+{
+	if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		free(p->buf);
+		free(p);
+	}
+}
+
+uint64_t pipe_avail(struct lpipe *p)
+{
+	return __atomic_load_n(&p->wpos, __ATOMIC_ACQUIRE) - __atomic_load_n(&p->rpos, __ATOMIC_ACQUIRE);
+}
+
+/* Copies len bytes in or out of the ring at position pos (wrapping). */
+static void ring_copy(struct lpipe *p, uint64_t pos, uint8_t *data, size_t len, int to_ring)
+{
+	size_t off = (size_t)(pos % PIPE_CAP);
+	size_t first = len < PIPE_CAP - off ? len : PIPE_CAP - off;
+
+	if (to_ring) {
+		memcpy(p->buf + off, data, first);
+		memcpy(p->buf, data + first, len - first);
+	} else {
+		memcpy(data, p->buf + off, first);
+		memcpy(data + first, p->buf, len - first);
+	}
+}
+
+ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonblock,
+		   uint64_t deadline)
+{
+	size_t done = 0;
+
+	while (done < len || len == 0) {
+		size_t space, k;
+
+		rt_spin_lock(&p->lock);
+		if (p->rclosed) {
+			int reset = p->reset;
+
+			rt_spin_unlock(&p->lock);
+			if (done)
+				break;
+			return fail(reset ? ECONNRESET : EPIPE);
+		}
+		if (p->wclosed) {
+			rt_spin_unlock(&p->lock);
+			return done ? (ssize_t)done : fail(EPIPE);
+		}
+		space = PIPE_CAP - (size_t)(p->wpos - p->rpos);
+		k = len - done < space ? len - done : space;
+		if (k) {
+			ring_copy(p, p->wpos, (uint8_t *)data + done, k, 1);
+			__atomic_store_n(&p->wpos, p->wpos + k, __ATOMIC_RELEASE);
+			done += k;
+		}
+		rt_spin_unlock(&p->lock);
+		if (done == len)
+			break;
+		if (!k) {
+			if (nonblock)
+				return done ? (ssize_t)done : fail(EAGAIN);
+			if (expired(deadline))
+				return done ? (ssize_t)done : fail(EAGAIN);
+			cpu_relax();
+		}
+	}
+	stat_add(&stats.local_bytes, done);
+	return (ssize_t)done;
+}
+
+ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int nonblock,
+		  uint64_t deadline)
+{
+	size_t done = 0;
+
+	for (;;) {
+		size_t avail, k;
+
+		rt_spin_lock(&p->lock);
+		if (p->reset) {
+			rt_spin_unlock(&p->lock);
+			return done ? (ssize_t)done : fail(ECONNRESET);
+		}
+		avail = (size_t)(p->wpos - p->rpos);
+		k = len - done < avail ? len - done : avail;
+		if (k) {
+			ring_copy(p, p->rpos, data + done, k, 0);
+			if (!(flags & MSG_PEEK))
+				__atomic_store_n(&p->rpos, p->rpos + k, __ATOMIC_RELEASE);
+			done += k;
+		}
+		if (!k && p->wclosed) {
+			rt_spin_unlock(&p->lock);
+			return (ssize_t)done; /* EOF */
+		}
+		rt_spin_unlock(&p->lock);
+		if (done == len || (done && !(flags & MSG_WAITALL)) || (done && (flags & MSG_PEEK)))
+			return (ssize_t)done;
+		if (nonblock)
+			return done ? (ssize_t)done : fail(EAGAIN);
+		if (expired(deadline))
+			return done ? (ssize_t)done : fail(EAGAIN);
+		cpu_relax();
+	}
+}

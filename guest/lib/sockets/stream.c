@@ -1,0 +1,185 @@
+/*
+ * Stream data: send and recv (zero-copy host calls first), read and write.
+ */
+#include "internal.h"
+
+/*
+ * One zero-copy attempt (VMRPC_SOCK_FN_SEND_BUF / RECV_BUF): the host moves bytes
+ * straight between its socket and our buffer, never waiting.  Returns the bytes
+ * moved or -errno; -EAGAIN: nothing now; -EOPNOTSUPP: never for this socket.
+ */
+static long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len)
+{
+	struct vmrpc_sock_buf_req req;
+	struct vmrpc_sock_resp r;
+	int32_t result;
+
+	req.handle = s->host;
+	req.len = (uint32_t)(len < VMRPC_SOCK_MAX_BUF ? len : VMRPC_SOCK_MAX_BUF);
+	req.gpa = (uint64_t)(uintptr_t)buf; /* guest memory is identity-mapped */
+	if (host_rpc(fn, &req, sizeof(req), &r, sizeof(r), NULL, &result) < 0)
+		return -errno;
+	if (result == -EOPNOTSUPP)
+		s->no_zero_copy = 1;
+	return result;
+}
+
+static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int timeout_ms)
+{
+	uint8_t *sc = cpu_scratch();
+	size_t done = 0;
+
+	/* Zero-copy first; whatever it cannot move now goes the copying way, which
+	 * also waits (and reports errors) as the socket's timeout says. */
+	while (done < len && !s->no_zero_copy) {
+		long rc = host_zero_copy(s, VMRPC_SOCK_FN_SEND_BUF, buf + done, len - done);
+
+		if (rc <= 0) {
+			if (rc < 0 && rc != -EAGAIN && rc != -EOPNOTSUPP)
+				return done ? (ssize_t)done : fail((int)-rc);
+			break;
+		}
+		done += (size_t)rc;
+	}
+	if (done == len || (done && timeout_ms == 0))
+		return (ssize_t)done;
+	if (!sc)
+		return fail(ENOMEM);
+	do {
+		size_t k = len - done < VMRPC_SOCK_MAX_SEND ? len - done : VMRPC_SOCK_MAX_SEND;
+		struct vmrpc_sock_wait_req req = { s->host, 0, timeout_ms, 0 };
+		long rc;
+
+		memcpy(sc, &req, sizeof(req));
+		memcpy(sc + sizeof(req), buf + done, k);
+		rc = host_call(VMRPC_SOCK_FN_SEND, sc, sizeof(req) + k, sc, sizeof(struct vmrpc_sock_resp),
+			       NULL);
+		if (rc < 0)
+			return done ? (ssize_t)done : -1;
+		done += (size_t)rc;
+		if ((size_t)rc < k)
+			break; /* non-blocking or timed out: partial */
+	} while (done < len);
+	return (ssize_t)done;
+}
+
+ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	struct gsock *s = sock_get(fd);
+	ssize_t n;
+	int ms;
+
+	if (!s)
+		return -1;
+	if (len && !buf) {
+		sock_put(s);
+		return fail(EFAULT);
+	}
+	ms = wait_ms(s, flags, 1);
+	if (s->type == SOCK_DGRAM) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int connected = s->has_peer;
+
+		if (connected)
+			addr_to_user(&s->peer, (struct sockaddr *)&peer, &plen);
+		sock_put(s);
+		if (!connected)
+			return fail(EDESTADDRREQ);
+		return sendto(fd, buf, len, flags, (struct sockaddr *)&peer, plen);
+	}
+	if (s->state != ST_CONNECTED)
+		n = fail(ENOTCONN);
+	else if (s->local)
+		n = pipe_write(s->tx, buf, len, ms == 0, deadline_in(ms));
+	else
+		n = host_send(s, buf, len, ms);
+	sock_put(s);
+	return n;
+}
+
+static ssize_t host_recv(struct gsock *s, uint8_t *buf, size_t len, int flags, int timeout_ms)
+{
+	uint8_t *sc = cpu_scratch();
+	struct vmrpc_sock_wait_req req;
+	size_t k = len < VMRPC_SOCK_MAX_RECV ? len : VMRPC_SOCK_MAX_RECV;
+	size_t got = 0;
+	long rc;
+
+	if (!sc)
+		return fail(ENOMEM);
+	req.handle = s->host;
+	req.flags = (flags & MSG_PEEK ? VMRPC_SOCK_F_PEEK : 0) | (flags & MSG_WAITALL ? VMRPC_SOCK_F_WAITALL : 0);
+	req.timeout_ms = timeout_ms;
+	req.arg = (uint32_t)k;
+	rc = host_call(VMRPC_SOCK_FN_RECV, &req, sizeof(req), sc, sizeof(struct vmrpc_sock_resp) + k, &got);
+	if (rc < 0)
+		return -1;
+	if ((size_t)rc > k || got != sizeof(struct vmrpc_sock_resp) + (size_t)rc)
+		return fail(EIO);
+	memcpy(buf, sc + sizeof(struct vmrpc_sock_resp), (size_t)rc);
+	return rc;
+}
+
+/* Zero-copy first (straight into buf); the copying way when it would wait. */
+static ssize_t host_recv_zero_copy(struct gsock *s, uint8_t *buf, size_t len, int timeout_ms)
+{
+	long rc = host_zero_copy(s, VMRPC_SOCK_FN_RECV_BUF, buf, len);
+
+	if (rc >= 0)
+		return rc; /* 0: end of stream */
+	if (rc != -EAGAIN && rc != -EOPNOTSUPP)
+		return fail((int)-rc);
+	return host_recv(s, buf, len, 0, timeout_ms);
+}
+
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	struct gsock *s = sock_get(fd);
+	ssize_t n;
+	int ms;
+
+	if (!s)
+		return -1;
+	if (len && !buf) {
+		sock_put(s);
+		return fail(EFAULT);
+	}
+	ms = wait_ms(s, flags, 0);
+	if (s->type == SOCK_DGRAM)
+		n = dgram_recv(s, buf, len, flags, NULL);
+	else if (s->state != ST_CONNECTED)
+		n = fail(ENOTCONN);
+	else if (s->shut_rd || len == 0)
+		n = 0;
+	else if (s->local)
+		n = pipe_read(s->rx, buf, len, flags, ms == 0, deadline_in(ms));
+	else if (!flags && !s->no_zero_copy)
+		n = host_recv_zero_copy(s, buf, len, ms);
+	else if (!(flags & MSG_WAITALL) || len <= VMRPC_SOCK_MAX_RECV)
+		n = host_recv(s, buf, len, flags, ms);
+	else {
+		size_t done = 0;
+
+		n = 0;
+		while (done < len) {
+			n = host_recv(s, (uint8_t *)buf + done, len - done, flags, ms);
+			if (n <= 0)
+				break;
+			done += (size_t)n;
+		}
+		n = done ? (ssize_t)done : n;
+	}
+	sock_put(s);
+	return n;
+}
+
+ssize_t read(int fd, void *buf, size_t len)
+{
+	return recv(fd, buf, len, 0);
+}
+
+ssize_t write(int fd, const void *buf, size_t len)
+{
+	return send(fd, buf, len, 0);
+}

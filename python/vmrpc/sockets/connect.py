@@ -1,0 +1,185 @@
+"""Outbound connect: plain TCP, through a SOCKS5 proxy, and TLS on top of either,
+as the policy decides; a UDP connect just fixes the peer.
+
+A stream socket stays CONNECTING until every handshake has finished, so no data
+path can send a byte before them. Imports `waiting` (below it) and `socks5`; see
+`dispatch` for the layers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+from functools import partial
+
+from vmrpc.hostmodule import function
+from vmrpc.sockets import proto, socks5
+from vmrpc.sockets.audit import Decision
+from vmrpc.sockets.dispatch import Answer, errno_of
+from vmrpc.sockets.policy import TLS, TLS_ERRNO, Deny, Proxy
+from vmrpc.sockets.proto import Addr, ProtoError
+from vmrpc.sockets.table import Entry, State
+from vmrpc.sockets.waiting import LoopWaits
+
+#: Default of `SocketOutsourcing`'s ``connect_timeout``: Linux's usual SYN retry time.
+CONNECT_TIMEOUT_S = 75.0
+_HANDSHAKE_S = 15.0
+
+
+class Connecting(LoopWaits):
+    """``connect`` (function `proto.FN_CONNECT`)."""
+
+    connect_timeout: float
+
+    @function(proto.FN_CONNECT)
+    def rpc_connect(self, payload: bytes) -> Answer:
+        return self._call(proto.FN_CONNECT, payload, self._connect)
+
+    def _connect(self, req: proto.ConnectReq) -> Answer:
+        entry = self._entry(req.handle)
+        if req.addr.family != entry.family:
+            raise ProtoError("address family differs from the socket's", errno.EAFNOSUPPORT)
+        if entry.state is State.LISTENING:
+            raise ProtoError("listening socket", errno.EINVAL)
+        if entry.state is State.CONNECTING:
+            raise ProtoError("connect already under way", errno.EALREADY)
+        if entry.state is not State.NEW and entry.type == proto.SOCK_STREAM:
+            raise ProtoError("already connected", errno.EISCONN)
+        flow = self._flow("outbound", entry.protocol, req.addr)
+        rule, action = self.policy.decide(flow)
+        if isinstance(action, Deny):
+            self._record("connect", flow, rule, action, err=action.errno)
+            return proto.error_addr_resp(action.errno)
+        if entry.type == proto.SOCK_DGRAM:
+            if isinstance(action, TLS | Proxy):
+                err = errno.EPROTONOSUPPORT
+                self._record("connect", flow, rule, action, err=err, detail="UDP: no TLS or proxy")
+                return proto.error_addr_resp(err)
+            self._record("connect", flow, rule, action)
+            if entry.sock is None:
+                entry.sock = self._host_socket(entry)
+            entry.sock.connect(req.addr.sockaddr())
+            entry.peer = req.addr
+            entry.state = State.READY
+            entry.udp_decisions[(req.addr.host, req.addr.port)] = 0
+            return self._local_answer(entry)
+        self._record("connect", flow, rule, action)
+        limit = self.connect_timeout
+        timeout = limit if req.timeout is None else min(req.timeout, limit)
+        # From here until the handshakes end no data path may touch the socket.
+        entry.state = State.CONNECTING
+        return self._connect_stream(entry, req.addr, (flow, rule, action), timeout)
+
+    async def _connect_stream(
+        self, entry: Entry, addr: Addr, decision: Decision, timeout: float
+    ) -> bytes:
+        flow, rule, action = decision
+        deadline = self._deadline(timeout)
+        target = addr
+        if isinstance(action, Proxy):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                action.host, action.port, type=socket.SOCK_STREAM
+            )
+            target = proto.addr_from_sockaddr(infos[0][0], infos[0][4])
+        sock = self._host_socket(entry, target.socket_family)
+        entry.sock = sock
+        try:
+            await self._raw_connect(entry, sock, target, deadline)
+            if isinstance(action, Proxy):
+                try:
+                    await self._socks5(entry, sock, addr, deadline)
+                except BlockingIOError as error:  # the deadline passed (a silent proxy)
+                    detail = f"SOCKS5 proxy did not answer in time: {error}"
+                    self._record(
+                        "proxy-failed", flow, rule, action, err=errno.ETIMEDOUT, detail=detail
+                    )
+                    raise TimeoutError(errno.ETIMEDOUT, detail) from error
+                except OSError as error:
+                    self._record(
+                        "proxy-failed", flow, rule, action, err=errno_of(error), detail=str(error)
+                    )
+                    raise
+            tls = action.tls if isinstance(action, Proxy) else action
+            if isinstance(tls, TLS):  # TLS, or TLS through the proxy's tunnel
+                await self._tls(entry, tls, (flow, rule, action), deadline)
+            entry.peer = addr
+            self._ready(entry)
+        except BaseException:
+            current = entry.sock or sock
+            entry.sock = None
+            entry.tls = False
+            entry.peer = None
+            if entry.state is State.CONNECTING:
+                entry.state = State.NEW
+            current.close()
+            raise
+        return self._local_answer(entry)
+
+    async def _raw_connect(
+        self, entry: Entry, sock: socket.socket, target: Addr, deadline: float | None
+    ) -> None:
+        err = sock.connect_ex(target.sockaddr())
+        if err in (errno.EINPROGRESS, errno.EAGAIN):
+            if not await self._wait(entry, True, deadline):
+                raise TimeoutError(errno.ETIMEDOUT, "connect timed out")
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, errno.errorcode.get(err, "connect failed"))
+
+    async def _socks5(
+        self, entry: Entry, sock: socket.socket, dest: Addr, deadline: float | None
+    ) -> None:
+        """A SOCKS5 CONNECT (RFC 1928) without authentication, over ``sock``."""
+
+        async def send(data: bytes) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[await self._io(entry, partial(sock.send, view), True, deadline) :]
+
+        async def recv(n: int) -> bytes:
+            out = b""
+            while len(out) < n:
+                op = partial(sock.recv, n - len(out))
+                chunk = await self._io(entry, op, False, deadline)
+                if not chunk:
+                    raise OSError(errno.ECONNREFUSED, "SOCKS5 proxy closed the connection")
+                out += chunk
+            return out
+
+        await socks5.connect(send, recv, dest)
+
+    async def _tls(
+        self, entry: Entry, config: TLS, decision: Decision, deadline: float | None
+    ) -> None:
+        """Wraps the connected (or tunnelled) socket in TLS as ``config`` says;
+        ``decision`` is what the audit names."""
+        flow, rule, action = decision
+        names = self._names.names(str(flow.canonical))
+        hostname = config.server_hostname or (names[-1] if names else str(flow.canonical))
+        assert entry.sock is not None
+        try:
+            context = ssl.create_default_context(cafile=config.cafile)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            tls = context.wrap_socket(
+                entry.sock, server_hostname=hostname, do_handshake_on_connect=False
+            )
+        except (OSError, ValueError) as error:
+            self._record("tls-failed", flow, rule, action, err=TLS_ERRNO, detail=str(error))
+            raise OSError(TLS_ERRNO, str(error)) from error
+        entry.sock = tls
+        entry.tls = True
+        hs_deadline = self._deadline(_HANDSHAKE_S)
+        if deadline is not None and hs_deadline is not None:
+            hs_deadline = min(deadline, hs_deadline)
+        try:
+            await self._io(entry, tls.do_handshake, False, hs_deadline)
+        except BlockingIOError as error:  # the deadline passed: a silent server
+            detail = f"TLS handshake with {hostname} timed out"
+            self._record("tls-failed", flow, rule, action, err=errno.ETIMEDOUT, detail=detail)
+            raise TimeoutError(errno.ETIMEDOUT, detail) from error
+        except (ssl.SSLError, ssl.CertificateError, OSError) as error:
+            self._record("tls-failed", flow, rule, action, err=TLS_ERRNO, detail=str(error))
+            raise OSError(TLS_ERRNO, f"TLS handshake with {hostname} failed: {error}") from error
+        self._record("tls-established", flow, rule, action, detail=f"{tls.version()} {hostname}")
