@@ -137,10 +137,10 @@ demo: dev
 	$(VPY) -m vmrpc demo
 
 # Programs nobody here wrote, for the Linux personality's tests (tests/test_linux*.py):
-# Debian's busybox-static, sqlite3 and curl, and musl-gcc to build the project's own
+# Debian's busybox-static, sqlite3, curl and iperf3, and musl-gcc to build the project's own
 # test programs.
 LINUX_DEPS := /bin/busybox:busybox-static /usr/bin/musl-gcc:musl-tools /usr/bin/sqlite3:sqlite3 \
-	/usr/bin/curl:curl
+	/usr/bin/curl:curl /usr/bin/iperf3:iperf3
 
 linux-deps:
 	@missing=""; for d in $(LINUX_DEPS); do \

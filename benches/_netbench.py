@@ -49,6 +49,17 @@ def parse(output: str) -> dict[str, str]:
     return fields
 
 
+def listening(port: int) -> bool:
+    """Whether a TCP socket listens on ``port``, read from /proc without connecting
+    (a connection would count as a one-shot server's client, iperf3's ``-s -1``)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
 @contextmanager
 def server(exe: Path) -> Iterator[int]:
     """The native server on 127.0.0.1 for the duration; yields its port."""

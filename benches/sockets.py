@@ -27,11 +27,15 @@ Run: ``python benches/sockets.py`` (or ``python -m vmrpc bench sockets``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,7 @@ import _netbench as nb
 from _common import Target, guest_bench_lines, print_verdicts, table, verdicts, write_json
 
 from vmrpc import VM
+from vmrpc.linux import LinuxVM, Mount
 from vmrpc.sockets import SocketOutsourcing
 
 BULK_BYTES = 128 << 20
@@ -141,6 +146,52 @@ def sockbench_value(key: str, port: int) -> float:
     return int(nbytes) / MIB / (int(ns) / 1e9)
 
 
+# ---- Debian's iperf3 client, natively and in a LinuxVM, against a native iperf3 -s -----
+
+IPERF3 = "/usr/bin/iperf3"
+IPERF3_BYTES = "1G"
+IPERF3_TARGET = Target("iperf3 client throughput / native", ">=", 0.8)
+
+
+def iperf3_gbits(in_vm: bool, tmp: Path) -> float:
+    """One iperf3 test (-n IPERF3_BYTES) against a fresh native `iperf3 -s -1`; the
+    receiver's Gbit/s."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([IPERF3, "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not nb.listening(port):
+            assert time.monotonic() < deadline, "iperf3 -s does not listen"
+            assert server.poll() is None, "iperf3 -s exited"
+            time.sleep(0.01)
+        args = ["-c", "127.0.0.1", "-p", str(port), "-n", IPERF3_BYTES, "-J"]
+        if in_vm:
+            with LinuxVM(
+                IPERF3, args, sockets=SocketOutsourcing(), mounts=[Mount(tmp, "/tmp")],
+                timeout=300,
+            ) as vm:  # fmt: skip
+                assert vm.run() == 0, vm.stderr
+                out = vm.stdout
+        else:
+            out = subprocess.run([IPERF3, *args], capture_output=True, check=True).stdout
+        report = json.loads(out)
+        assert "error" not in report, report["error"]
+        return float(report["end"]["sum_received"]["bits_per_second"]) / 1e9
+    finally:
+        server.wait(timeout=30)
+
+
+def iperf3_summary(runs: dict[str, list[float]]) -> tuple[float, list[str], dict[str, Any]]:
+    """The iperf3 runs as (vmrpc / native, table row, JSON record)."""
+    nat, vm = statistics.median(runs["native"]), statistics.median(runs["vm"])
+    ratio = vm / nat
+    row = ["Debian's iperf3 client (Gbit/s)", fmt(nat), fmt(vm), f"{ratio:.2f}"]
+    record = {"unit": "Gbit/s", "native": nat, "vmrpc": vm, "ratio": ratio, "runs": runs}
+    return ratio, [*row, IPERF3_TARGET.cell(ratio)], record
+
+
 # ---- the run ---------------------------------------------------------------------------
 
 
@@ -172,6 +223,10 @@ def main() -> None:
                     vm_runs[key].append(stats)
                     if key != "conn":
                         samples[key]["sockbench"].append(sockbench_value(key, port))
+        iperf3_runs: dict[str, list[float]] = {"native": [], "vm": []}
+        for _ in range(RUNS):  # alternating, like the rest
+            for side, runs in iperf3_runs.items():
+                runs.append(iperf3_gbits(side == "vm", Path(tmp)))
     load_after = os.getloadavg()
 
     pairs: list[tuple[Target, float]] = []
@@ -201,6 +256,9 @@ def main() -> None:
                 [f"{bare} ({unit})", fmt(m["native"]), fmt(m["sockbench"]), f"{b:.2f}"]
             )
 
+    i_ratio, i_row, results["iperf3"] = iperf3_summary(iperf3_runs)
+    pairs.append((IPERF3_TARGET, i_ratio))
+    rows.append(i_row)
     decided = verdicts(pairs)
     print(table(["measurement", "native C client", "C client in vmrpc", "ratio", "target"], rows))
     print()

@@ -15,7 +15,7 @@ PROBE_SOURCE = Path(__file__).parent / "linux_programs" / "probe.c"
 #: Safety net for a hung guest; no test measures time.
 TIMEOUT = 60.0
 INSTALL_HINT = (
-    "install them with `sudo apt-get install busybox-static musl-tools sqlite3 curl` "
+    "install them with `sudo apt-get install busybox-static musl-tools sqlite3 curl iperf3` "
     "(make test does)"
 )
 

@@ -6,8 +6,9 @@
  */
 #include "linux.h"
 #include "net.h"
+#include <vmrpc/socket_proto.h>
 
-#define MAX_OPT 64u
+#define MAX_OPT VMRPC_SOCK_MAX_OPTLEN /* the host protocol's limit: TCP_INFO fits */
 #define MAX_LIB_FDS 1100 /* above the library's FD_BASE + MAX_FDS */
 
 /* The result of a non-blocking connect, until SO_ERROR (or connect) collects it. */

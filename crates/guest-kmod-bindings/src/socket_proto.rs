@@ -79,8 +79,8 @@ pub const VMRPC_SOCK_MAX_POLL: u32 = 1024_u32;
 pub const VMRPC_SOCK_MAX_ADDRS: u32 = 16_u32;
 /// Bytes of a host name.
 pub const VMRPC_SOCK_MAX_NAME: u32 = 253_u32;
-/// Bytes of a socket option value.
-pub const VMRPC_SOCK_MAX_OPTLEN: u32 = 64_u32;
+/// Bytes of a socket option value (TCP_INFO, the largest read, takes about 240).
+pub const VMRPC_SOCK_MAX_OPTLEN: u32 = 256_u32;
 pub const VMRPC_SOCK_MAX_BACKLOG: u32 = 4096_u32;
 /// Bytes per SEND_BUF / RECV_BUF.
 pub const VMRPC_SOCK_MAX_BUF: u32 = 1_u32 << 20;

@@ -94,8 +94,8 @@
 // Bytes of a host name.
 #define VMRPC_SOCK_MAX_NAME 253u
 
-// Bytes of a socket option value.
-#define VMRPC_SOCK_MAX_OPTLEN 64u
+// Bytes of a socket option value (TCP_INFO, the largest read, takes about 240).
+#define VMRPC_SOCK_MAX_OPTLEN 256u
 
 #define VMRPC_SOCK_MAX_BACKLOG 4096u
 

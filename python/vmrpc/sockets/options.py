@@ -30,7 +30,17 @@ _OPTIONS: dict[tuple[int, int], int] = {
     (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL): _INT,
     (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY): _INT,
 }
-_READ_ONLY = {(socket.SOL_SOCKET, socket.SO_ERROR), (socket.SOL_SOCKET, socket.SO_TYPE)}
+# Options a guest may only read, (level, name) -> the most bytes asked of the host:
+# what the connection is (iperf3 and other tools report TCP_INFO, the congestion
+# control and the segment size). TCP_INFO's struct grows with the kernel: the host
+# kernel fills what fits and says how much.
+_READ_ONLY: dict[tuple[int, int], int] = {
+    (socket.SOL_SOCKET, socket.SO_ERROR): _INT,
+    (socket.SOL_SOCKET, socket.SO_TYPE): _INT,
+    (socket.IPPROTO_TCP, socket.TCP_MAXSEG): _INT,
+    (socket.IPPROTO_TCP, socket.TCP_CONGESTION): 16,  # TCP_CA_NAME_MAX
+    (socket.IPPROTO_TCP, socket.TCP_INFO): proto.MAX_OPTLEN,
+}
 
 
 class Options(SocketTable):
@@ -62,10 +72,12 @@ class Options(SocketTable):
     def _getsockopt(self, req: proto.SockoptReq) -> bytes:
         entry = self._entry(req.handle)
         key = (req.level, req.name)
-        size = _OPTIONS.get(key, _INT if key in _READ_ONLY else None)
+        size = _OPTIONS.get(key, _READ_ONLY.get(key))
         if size is None:
             raise ProtoError(f"option {req.level}/{req.name}", errno.ENOPROTOOPT)
-        if req.length < size:
+        if key in _READ_ONLY and size > _INT:
+            size = min(size, req.length)  # a struct or a name: the caller's buffer bounds it
+        if req.length < size or size < 1:
             raise ProtoError("option buffer too short")
         if entry.sock is not None:
             value = entry.sock.getsockopt(req.level, req.name, size)
