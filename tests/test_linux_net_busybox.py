@@ -208,6 +208,48 @@ def test_wget_through_a_socks5_proxy(
     assert http_server.paths == ["/proxied"]
 
 
+@pytest.fixture
+def socks_proxy_login() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """pproxy requiring the username "alice" and the password "s3cret:/@"."""
+    yield from test_sockets.run_pproxy("alice:s3cret:/@")
+
+
+@pytest.mark.parametrize(
+    ("credentials", "fetched"),
+    [("alice:s3cret%3A%2F%40@", True), ("alice:wrong@", False), ("", False)],
+)
+def test_wget_through_a_socks5_proxy_that_requires_a_login(
+    http_server: HttpServer,
+    socks_proxy_login: tuple[int, subprocess.Popen[bytes]],
+    credentials: str,
+    fetched: bool,
+) -> None:
+    # The rule's URL carries the login (percent-escaped); the program knows nothing of it.
+    proxy_port, _ = socks_proxy_login
+    rule = Rule(Proxy(f"socks5://{credentials}127.0.0.1:{proxy_port}"), port=http_server.port)
+    module = SocketOutsourcing(Policy([rule]))
+    code, out, err = wget(f"http://127.0.0.1:{http_server.port}/login", module)
+    if fetched:
+        assert (code, out) == (0, BODY)
+        assert http_server.paths == ["/login"]
+    else:
+        assert (code, out) == (1, b"")
+        # A wrong password is EACCES. Offered no login, pproxy hangs up rather than
+        # answering "no acceptable method", which reads as a refused connection.
+        expected = errno.EACCES if credentials else errno.ECONNREFUSED
+        assert os.strerror(expected) in err
+        assert http_server.paths == []
+        assert [r.event for r in module.audit][-1] == "proxy-failed"
+
+
+def test_proxy_repr_hides_the_password() -> None:
+    proxy = Proxy("socks5://alice:s3cret@127.0.0.1:1080")
+    assert (proxy.username, proxy.password) == (b"alice", b"s3cret")
+    assert "s3cret" not in repr(proxy)
+    with pytest.raises(ValueError, match="1-255 bytes"):
+        Proxy("socks5://alice:@127.0.0.1:1080")
+
+
 def test_nc_to_a_host_server() -> None:
     received: list[bytes] = []
     listener = socket.create_server(("127.0.0.1", 0))

@@ -761,12 +761,19 @@ def test_peer_reset_is_econnreset(vm_factory: VmFactory) -> None:
 
 @pytest.fixture
 def socks_proxy() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    yield from run_pproxy()
+
+
+def run_pproxy(login: str = "") -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A real SOCKS5 server (pproxy) on 127.0.0.1; ``login`` ("user:password") makes it
+    require RFC 1929 authentication."""
     pytest.importorskip("pproxy")
+    login = f"#{login}" if login else ""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pproxy", "-l", f"socks5://127.0.0.1:{port}"],
+        [sys.executable, "-m", "pproxy", "-l", f"socks5://127.0.0.1:{port}" + login],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -89,7 +89,7 @@ class Connecting(LoopWaits):
             await self._raw_connect(entry, sock, target, deadline)
             if isinstance(action, Proxy):
                 try:
-                    await self._socks5(entry, sock, addr, deadline)
+                    await self._socks5(entry, sock, addr, deadline, action)
                 except BlockingIOError as error:  # the deadline passed (a silent proxy)
                     detail = f"SOCKS5 proxy did not answer in time: {error}"
                     self._record(
@@ -129,9 +129,15 @@ class Connecting(LoopWaits):
             raise OSError(err, errno.errorcode.get(err, "connect failed"))
 
     async def _socks5(
-        self, entry: Entry, sock: socket.socket, dest: Addr, deadline: float | None
+        self,
+        entry: Entry,
+        sock: socket.socket,
+        dest: Addr,
+        deadline: float | None,
+        action: Proxy,
     ) -> None:
-        """A SOCKS5 CONNECT (RFC 1928) without authentication, over ``sock``."""
+        """A SOCKS5 CONNECT (RFC 1928) over ``sock``, logging in (RFC 1929) when the
+        rule's URL has a username and password."""
 
         async def send(data: bytes) -> None:
             view = memoryview(data)
@@ -148,7 +154,10 @@ class Connecting(LoopWaits):
                 out += chunk
             return out
 
-        await socks5.connect(send, recv, dest)
+        login = None
+        if action.username is not None and action.password is not None:
+            login = (action.username, action.password)
+        await socks5.connect(send, recv, dest, login)
 
     async def _tls(
         self, entry: Entry, config: TLS, decision: Decision, deadline: float | None

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 __all__ = [
     "TLS_ERRNO",
@@ -135,23 +135,32 @@ class TLS:
 
 @dataclass(frozen=True)
 class Proxy:
-    """Outbound TCP only: connect through a SOCKS5 proxy, ``"socks5://host:port"``.
+    """Outbound TCP only: connect through a SOCKS5 proxy, ``"socks5://host:port"``, or
+    ``"socks5://user:password@host:port"`` to log in (RFC 1929; percent-escapes are
+    decoded; 1-255 bytes each). The password never appears in ``repr``.
 
     With ``tls``, the host also runs TLS to the destination through the proxy's tunnel
     (the proxy sees only TLS records), exactly as the `TLS` action does without one.
     """
 
-    url: str
+    url: str = field(repr=False)
     tls: TLS | None = None
     host: str = field(init=False)
     port: int = field(init=False)
+    username: bytes | None = field(init=False, default=None)
+    password: bytes | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("socks5", "socks5h") or not parts.hostname or not parts.port:
             raise ValueError(f"proxy URL must look like socks5://host:port, got {self.url!r}")
-        if parts.username or parts.password:
-            raise ValueError("SOCKS5 authentication is not supported")
+        if parts.username is not None or parts.password is not None:
+            user = unquote_to_bytes(parts.username or "")
+            password = unquote_to_bytes(parts.password or "")
+            if not 1 <= len(user) <= 255 or not 1 <= len(password) <= 255:
+                raise ValueError("SOCKS5 username and password must be 1-255 bytes each")
+            object.__setattr__(self, "username", user)
+            object.__setattr__(self, "password", password)
         if self.tls is not None and not isinstance(self.tls, TLS):
             raise TypeError(f"Proxy tls must be a TLS action, got {self.tls!r}")
         object.__setattr__(self, "host", parts.hostname)

@@ -1,4 +1,5 @@
-"""A SOCKS5 client's CONNECT (RFC 1928), without authentication.
+"""A SOCKS5 client's CONNECT (RFC 1928), with no authentication or with a username
+and password (RFC 1929).
 
 Protocol only: the caller brings the transport, ``send(data)`` and ``recv(n)``
 (exactly ``n`` bytes, or an OSError). Failures are OSErrors carrying the errno the
@@ -27,12 +28,22 @@ _SOCKS_ERRORS = {
 
 
 async def connect(
-    send: Callable[[bytes], Awaitable[None]], recv: Callable[[int], Awaitable[bytes]], dest: Addr
+    send: Callable[[bytes], Awaitable[None]],
+    recv: Callable[[int], Awaitable[bytes]],
+    dest: Addr,
+    credentials: tuple[bytes, bytes] | None = None,
 ) -> None:
-    """Asks the proxy at the other end of the transport to connect to ``dest``."""
-    await send(b"\x05\x01\x00")
-    if await recv(2) != b"\x05\x00":
-        raise OSError(errno.ECONNREFUSED, "SOCKS5 proxy refused the no-authentication method")
+    """Asks the proxy at the other end of the transport to connect to ``dest``; with
+    ``credentials`` (username, password: 1-255 bytes each), offers to log in too."""
+    await send(b"\x05\x02\x00\x02" if credentials else b"\x05\x01\x00")
+    version, method = await recv(2)
+    if version != 5:
+        raise OSError(errno.ECONNREFUSED, "not a SOCKS5 proxy")
+    if method == 2 and credentials:
+        await _login(send, recv, *credentials)
+    elif method != 0:
+        # 0xff: none of the offered methods (a proxy that wants a login we lack).
+        raise OSError(errno.EACCES, f"SOCKS5 proxy refused the authentication (method {method})")
     if dest.family == proto.AF_INET:
         atyp = b"\x01" + socket.inet_pton(socket.AF_INET, dest.host)
     else:
@@ -52,3 +63,19 @@ async def connect(
         await recv(length + 2)
     else:
         raise OSError(errno.ECONNREFUSED, f"SOCKS5 reply address type {kind}")
+
+
+async def _login(
+    send: Callable[[bytes], Awaitable[None]],
+    recv: Callable[[int], Awaitable[bytes]],
+    username: bytes,
+    password: bytes,
+) -> None:
+    """RFC 1929: version 1, the username and the password, each with its length."""
+    await send(b"\x01" + bytes([len(username)]) + username + bytes([len(password)]) + password)
+    try:
+        version, status = await recv(2)
+    except OSError as error:  # some proxies (pproxy) hang up instead of answering "no"
+        raise OSError(errno.EACCES, "SOCKS5 proxy closed the connection at the login") from error
+    if version != 1 or status != 0:
+        raise OSError(errno.EACCES, "SOCKS5 proxy refused the username and password")
