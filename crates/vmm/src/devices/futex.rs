@@ -125,6 +125,20 @@ impl FutexDevice {
     }
 
     /// Blocks the calling (vCPU) thread until woken, timed out or the VM stops.
+    /// Whether the futex word at `uaddr` holds `val`: Ok, or the -errno the
+    /// guest gets (EFAULT outside memory, EAGAIN for another value). Callers
+    /// hold the table lock, so no wake slips between this and what follows.
+    fn word_is(&self, uaddr: u64, val: u32) -> Result<(), i64> {
+        match self
+            .memory
+            .load::<u32>(GuestAddress(uaddr), Ordering::SeqCst)
+        {
+            Err(_) => Err(-FutexError::Fault.errno()),
+            Ok(v) if v != val => Err(-EAGAIN),
+            Ok(_) => Ok(()),
+        }
+    }
+
     /// Returns 0 (woken) or -errno.
     pub fn wait(&self, uaddr: u64, val: u32, timeout: Option<Duration>, bitset: u32) -> i64 {
         if bitset == 0 || uaddr & 3 != 0 {
@@ -139,13 +153,8 @@ impl FutexDevice {
             let mut table = lock(&self.table);
             // Compared under the table lock: a waker that changed the word
             // first is seen here; one that changes it later finds us listed.
-            match self
-                .memory
-                .load::<u32>(GuestAddress(uaddr), Ordering::SeqCst)
-            {
-                Err(_) => return -FutexError::Fault.errno(),
-                Ok(v) if v != val => return -EAGAIN,
-                Ok(_) => {}
+            if let Err(errno) = self.word_is(uaddr, val) {
+                return errno;
             }
             table.entry(uaddr).or_default().push(waiter.clone());
         }
@@ -244,13 +253,8 @@ impl FutexDevice {
         self.stats.futex_wakes.inc();
         let mut table = lock(&self.table);
         if let Some(val) = expect {
-            match self
-                .memory
-                .load::<u32>(GuestAddress(uaddr), Ordering::SeqCst)
-            {
-                Err(_) => return -FutexError::Fault.errno(),
-                Ok(v) if v != val => return -EAGAIN,
-                Ok(_) => {}
+            if let Err(errno) = self.word_is(uaddr, val) {
+                return errno;
             }
         }
         let woken = Self::wake_locked(&mut table, uaddr, count, u32::MAX);
