@@ -93,12 +93,7 @@ mod tests {
     /// guest-memory one (MSI-route failures used to be `VmError::Memory`).
     #[test]
     fn routes_without_the_irqchip_fail_as_an_irq_error() {
-        let Ok(kvm) = kvm_ioctls::Kvm::new() else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true: /dev/kvm is unusable"
-            );
-            eprintln!("skipped: /dev/kvm is not usable here");
+        let Some(kvm) = crate::test_kvm::kvm_or_skip() else {
             return;
         };
         let vm_fd = kvm.create_vm().unwrap();

@@ -25,6 +25,8 @@ pub mod sockfast;
 pub mod stats;
 pub mod stop;
 pub mod symbolize;
+#[cfg(test)]
+mod test_kvm;
 pub mod vcpu;
 pub mod vm;
 
