@@ -84,6 +84,7 @@ sdk: guest
 	mkdir -p $(SDK).tmp/linux/include/vmrpc $(SDK).tmp/linux/lib
 	cp guest/linux/sdk/include/vmrpc_linux.h $(SDK).tmp/linux/include/
 	cp guest/linux/sdk/include/vmrpc/linux_calls.h guest/include/vmrpc/abi.h \
+		guest/include/vmrpc/evq_calls.h \
 		guest/include/vmrpc/abi_gen.h $(SDK).tmp/linux/include/vmrpc/
 	cp guest/build/libvmrpc_linux.a $(SDK).tmp/linux/lib/
 	mkdir -p $(SDK).tmp/linux/python

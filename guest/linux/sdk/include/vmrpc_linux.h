@@ -45,18 +45,7 @@ struct vmrpc_evq {
 	uint32_t max_event_size; /* payload bytes per event */
 };
 
-/* Opens the host's queue `name`; returns 0 and fills *q, or a VMRPC_E* code. */
-int evq_open(const char *name, struct vmrpc_evq *q);
-/* Sends one event (waits while the queue is full); 0 or VMRPC_E*. */
-int put_event(struct vmrpc_evq *q, const void *data, size_t len);
-/* As put_event, but VMRPC_EFULL at once if the queue is full. */
-int try_put_event(struct vmrpc_evq *q, const void *data, size_t len);
-/* Receives one event (waits while the queue is empty); its length or VMRPC_E*. */
-long get_event(struct vmrpc_evq *q, void *buf, size_t cap);
-/* As get_event, but VMRPC_EEMPTY at once if the queue is empty. */
-long try_get_event(struct vmrpc_evq *q, void *buf, size_t cap);
-/* How long a blocked put/get polls before the vCPU halts, in microseconds. */
-void evq_set_spin_us(unsigned us);
+#include <vmrpc/evq_calls.h>
 
 #ifdef __cplusplus
 }
