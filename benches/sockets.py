@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -156,9 +155,7 @@ IPERF3_TARGET = Target("iperf3 client throughput / native", ">=", 0.8)
 def iperf3_gbits(in_vm: bool, tmp: Path) -> float:
     """One iperf3 test (-n IPERF3_BYTES) against a fresh native `iperf3 -s -1`; the
     receiver's Gbit/s."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = nb.free_port()
     server = subprocess.Popen([IPERF3, "-s", "-1", "-p", str(port)], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10

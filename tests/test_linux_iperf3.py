@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,17 +20,11 @@ from vmrpc.sockets import SocketOutsourcing
 pytestmark = pytest.mark.kvm
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_iperf3_client_in_the_vm_against_a_native_server(tmp_path: Path) -> None:
     iperf3 = shutil.which("iperf3")
     if iperf3 is None:
         pytest.fail("iperf3 is missing: install it with `sudo apt-get install iperf3`")
-    port = free_port()
+    port = nb.free_port()
     server = subprocess.Popen(
         [iperf3, "-s", "-1", "-J", "-p", str(port)], stdout=subprocess.PIPE, text=True
     )
