@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import grp
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -12,10 +14,15 @@ from pathlib import Path
 import pytest
 
 from vmrpc import VM, HostModule, NativeModule, function
-from vmrpc.kvmaccess import kvm_access_problem
+from vmrpc.kvmaccess import kvm_access_problem, permission_hint
 from vmrpc.modspec import ModuleSpecError, resolve_module
 
 from conftest import VmFactory, run_python
+
+#: User and group nobody (a child drops to them to meet a refused /dev/kvm).
+NOBODY = 65534
+#: Some group id, for hints computed from a made-up device.
+GROUP_ID = 4242
 
 ECHO_MODULE = """\
 import vmrpc
@@ -174,31 +181,104 @@ def test_kvm_problem_none_when_the_device_opens(tmp_path: Path) -> None:
     assert kvm_access_problem(str(device)) is None
 
 
+def _stat(mode: int, uid: int, gid: int) -> os.stat_result:
+    return os.stat_result((stat.S_IFCHR | mode, 0, 0, 1, uid, gid, 0, 0, 0, 0))
+
+
+def _some_group() -> grp.struct_group:
+    """A named group that is neither root nor nobody's own."""
+    return next(g for g in grp.getgrall() if g.gr_gid not in (0, NOBODY))
+
+
+def test_kvm_hint_for_an_owner_only_device_without_a_kvm_group() -> None:
+    # This machine's case: crw------- root:root and no kvm group. Joining group root
+    # would not help (and would give far more than KVM): the hint must not say so.
+    hint = permission_hint("/dev/kvm", _stat(0o600, 0, 0), "ann", {1000}, None)
+
+    assert hint.startswith("/dev/kvm is crw------- root:root: only root may open it")
+    assert "no 'kvm' group" in hint
+    assert "sudo setfacl -m u:ann:rw /dev/kvm" in hint
+    assert "usermod" not in hint
+
+
+def test_kvm_hint_for_an_owner_only_device_with_a_kvm_group() -> None:
+    hint = permission_hint("/dev/kvm", _stat(0o660, 0, 0), "ann", {1000}, "kvm")
+
+    assert "crw-rw---- root:root: only root and group root may open it" in hint
+    assert "sudo chgrp kvm /dev/kvm && sudo chmod 660 /dev/kvm" in hint
+    assert "sudo usermod -aG kvm ann" in hint
+    assert "-aG root" not in hint
+
+
+def test_kvm_hint_for_a_group_device_says_which_group_to_join() -> None:
+    group = _some_group()
+    device = _stat(0o660, 0, group.gr_gid)
+
+    hint = permission_hint("/dev/kvm", device, "ann", {1000}, "kvm")
+
+    assert f"crw-rw---- root:{group.gr_name} and user 'ann' is not in group" in hint
+    assert f"`sudo usermod -aG {group.gr_name} ann`" in hint
+
+
+@pytest.mark.parametrize(("mode", "groups"), [(0o666, set()), (0o660, {GROUP_ID})])
+def test_kvm_hint_when_the_mode_allows_but_open_was_refused(mode: int, groups: set[int]) -> None:
+    hint = permission_hint("/dev/kvm", _stat(mode, 0, GROUP_ID), "ann", groups, "kvm")
+
+    assert "allows user 'ann', yet opening it was refused" in hint
+    assert "usermod" not in hint
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
-def test_kvm_problem_names_owner_group_and_the_fix() -> None:
+def test_kvm_problem_of_a_real_device_as_another_user() -> None:
     # A directory user nobody can enter (pytest's tmp_path is private to root).
+    group = _some_group()
     with tempfile.TemporaryDirectory(prefix="vmrpc-kvm-") as where:
         Path(where).chmod(0o755)
         device = Path(where) / "kvm"
         device.write_bytes(b"")
         device.chmod(0o660)
-        result = _open_as_nobody(device)
+        os.chown(device, 0, group.gr_gid)
+        result = _as_nobody(f"print(kvm_access_problem({str(device)!r}))")
 
     assert result.returncode == 0, result.stderr
-    assert "-rw-rw----" in result.stdout
-    assert "root:root" in result.stdout
-    assert "sudo usermod -aG root" in result.stdout
+    assert f"-rw-rw---- root:{group.gr_name}" in result.stdout
+    assert f"sudo usermod -aG {group.gr_name} nobody" in result.stdout
 
 
-def _open_as_nobody(device: Path) -> subprocess.CompletedProcess[str]:
-    # A child that became user nobody (not in root's group) tries to open it.
-    # Imports first: user nobody cannot read this interpreter's installation.
-    code = (
+def _nobody_may_open_kvm() -> bool:
+    result = _as_nobody("print(kvm_access_problem())")
+    return result.returncode == 0 and result.stdout.strip() == "None"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+@pytest.mark.parametrize("command", [["run", "hello"], ["demo"], ["run", "--linux", "/bin/true"]])
+def test_cli_without_kvm_access_gives_the_hint_and_exit_code_2(command: list[str]) -> None:
+    if _nobody_may_open_kvm():
+        pytest.skip("/dev/kvm here is open to every user: nothing to refuse")
+
+    result = _as_nobody(f"from vmrpc.cli import main\nraise SystemExit(main({command!r}))")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "KvmError: opening /dev/kvm failed" in result.stderr
+    assert "vmrpc: /dev/kvm is c" in result.stderr  # the device's mode, owner and the fix
+
+
+def _as_nobody(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child that became user nobody (in no other group).
+
+    Imports first: user nobody may not be able to read this interpreter's installation.
+    """
+    prelude = (
         "import os\n"
+        "import vmrpc.cli, vmrpc.demo\n"
         "from vmrpc.kvmaccess import kvm_access_problem\n"
-        "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
-        f"print(kvm_access_problem({str(device)!r}))\n"
+        f"os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n"
     )
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )

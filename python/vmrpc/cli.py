@@ -23,11 +23,10 @@ from vmrpc.errors import (
     GuestError,
     GuestTimeout,
     ImageError,
-    KvmError,
     VmrpcError,
 )
 from vmrpc.images import builtin_images, image_path, testing_images
-from vmrpc.kvmaccess import kvm_access_problem
+from vmrpc.kvmaccess import explain_kvm_error
 from vmrpc.linux.cli import add_arguments as add_linux_arguments
 from vmrpc.linux.cli import run_linux
 from vmrpc.modspec import ModuleSpecError, load_module
@@ -49,9 +48,9 @@ log = logging.getLogger("vmrpc")
 EXIT_TIMEOUT = 124
 #: Exit status of ``vmrpc run`` when the guest crashed.
 EXIT_CRASHED = 125
-#: Exit status for a bad configuration or image.
+#: Exit status for a bad configuration or image, or no access to /dev/kvm.
 EXIT_USAGE = 2
-#: Exit status for other vmrpc errors (KVM failures).
+#: Exit status for other vmrpc errors (a KVM call that failed).
 EXIT_ERROR = 1
 #: Exit status after Ctrl-C.
 EXIT_INTERRUPTED = 130
@@ -194,11 +193,7 @@ def _report_vm_error(error: VmrpcError, image: str) -> int:
             sys.stderr.write(f"vmrpc: compile it first: vmrpc build-guest {image}\n")
         return EXIT_USAGE
     sys.stderr.write(f"vmrpc: {type(error).__name__}: {error}\n")
-    problem = kvm_access_problem() if isinstance(error, KvmError) else None
-    if problem is None:
-        return EXIT_ERROR
-    sys.stderr.write(f"vmrpc: {problem}\n")
-    return EXIT_USAGE
+    return EXIT_USAGE if explain_kvm_error(error, sys.stderr) else EXIT_ERROR
 
 
 def _cmd_images(ns: argparse.Namespace) -> int:
@@ -284,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Boot IMAGE (a built-in name or an ELF path) with ARGS and stream its "
         "console to stdout. Exits with the guest's exit code; 124 if the guest timed out, "
         "125 if it crashed (the reason and registers go to stderr), 2 for a bad "
-        "configuration or image. Host modules given with --module are registered before "
+        "configuration or image, or no access to /dev/kvm. Host modules given with --module are registered before "
         "the guest starts. Arguments after IMAGE that are not options of `run` are the "
         "guest's, even if they start with '-' (`--` ends vmrpc's options).",
     )

@@ -14,6 +14,7 @@ import sys
 
 from vmrpc.errors import VmrpcError
 from vmrpc.hostmodule import HostModule, NativeModule, function
+from vmrpc.kvmaccess import explain_kvm_error
 from vmrpc.vm import VM
 
 __all__ = ["KV", "main"]
@@ -61,4 +62,5 @@ def main() -> int:
             return code
     except VmrpcError as error:
         print(f"demo failed: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        # No access to /dev/kvm is the machine's configuration, as in `vmrpc run`: 2.
+        return 2 if explain_kvm_error(error, sys.stderr) else 1

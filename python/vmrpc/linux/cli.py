@@ -12,6 +12,7 @@ import sys
 from typing import BinaryIO
 
 from vmrpc.errors import ConfigError, GuestError, GuestTimeout, ImageError, VmrpcError
+from vmrpc.kvmaccess import explain_kvm_error
 from vmrpc.linux.files import Mount, TraceRecord
 from vmrpc.linux.vm import LinuxVM
 
@@ -102,4 +103,4 @@ def run_linux(ns: argparse.Namespace, exit_crashed: int, exit_timeout: int, exit
         return exit_usage
     except VmrpcError as error:
         sys.stderr.write(f"vmrpc: {type(error).__name__}: {error}\n")
-        return 1
+        return exit_usage if explain_kvm_error(error, sys.stderr) else 1
