@@ -59,7 +59,7 @@ $(STAMPS)/venv: requirements-dev.txt
 
 # The guest Makefile is incremental; always ask it.
 guest:
-	$(MAKE) -s -C guest
+	@$(MAKE) -s -C guest
 
 # Guests shipped to users as built-in images (`vmrpc images`). The Linux personality
 # (linux.elf) goes to _guest/linux/: LinuxVM boots it, it is no example. Every other app
@@ -69,6 +69,8 @@ EXAMPLE_IMAGES := demo hello fault spin smp http_get tcp_echo_client echo_server
 # Copy the guest build into the package (generated, gitignored). Built in a scratch
 # directory and swapped in, so a failed copy never leaves half an SDK behind. This is
 # also how every package build gets its guests: crates/vmm/build.rs runs `make sdk`.
+# Silent but for a one-line summary: `make demo` shows the demo, not the copy.
+.SILENT: sdk
 sdk: guest
 	rm -rf $(SDK).tmp
 	mkdir -p $(SDK).tmp/images $(SDK).tmp/testing $(SDK).tmp/linux $(SDK).tmp/lib
@@ -99,6 +101,8 @@ sdk: guest
 	# carries existence only: dated 1970 so that cargo never takes it for a change.
 	touch -d @0 $(SDK).tmp/.complete
 	rm -rf $(SDK) && mv $(SDK).tmp $(SDK)
+	echo "guest SDK in $(SDK): $$(ls $(SDK)/images | wc -l) example images," \
+		"$$(ls $(SDK)/testing | wc -l) test and benchmark images, the Linux personality"
 
 # --- Native extension -----------------------------------------------------------------
 
