@@ -6,6 +6,7 @@ a user guest. One wheel build serves every test here (module-scoped fixture).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -158,3 +159,15 @@ def test_installed_wheel_runs_a_linux_program(installed: Path, tmp_path: Path) -
 
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert ran.stdout == "hi\n"
+
+
+def test_long_description_reads_on_its_own() -> None:
+    # README.md is the package's long description (PyPI's page): a link relative to the
+    # repository leads nowhere there, and the tutorial runs "in any directory", so it
+    # cannot use a checkout's .venv.
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)", readme)
+    tutorial = readme.split("\n## Tutorial\n", 1)[1].split("\n## ", 1)[0]
+
+    assert [link for link in links if not link.startswith(("https://", "#"))] == []
+    assert ".venv/bin/python" not in tutorial
