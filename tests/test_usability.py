@@ -10,12 +10,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from vmrpc import VM, HostModule, NativeModule, function
 from vmrpc.kvmaccess import kvm_access_problem, permission_hint
 from vmrpc.modspec import ModuleSpecError, resolve_module
+from vmrpc.vm import VmState
 
 from conftest import VmFactory, run_python
 
@@ -101,6 +103,33 @@ def test_iter_console_yields_everything_including_the_tail(vm_factory: VmFactory
     assert vm.wait() == 0
     assert streamed == vm.console
     assert words[-1] in streamed
+
+
+class ExitsBetweenReadAndStateCheck(VM):
+    """A VM stand-in whose guest writes its last line and exits right after the first
+    console read: the window a stream that read first and checked the state second
+    would lose the tail in (a real guest hits it only by chance)."""
+
+    def __init__(self) -> None:  # no KVM: only what the console stream looks at
+        self.written, self.current, self.reads = "first\n", "running", 0
+
+    @property
+    def state(self) -> VmState:
+        return cast(VmState, self.current)
+
+    def console_from(self, pos: int) -> tuple[str, int]:
+        text = self.written[pos:]
+        self.reads += 1
+        if self.reads == 1:
+            self.written += "last\n"
+            self.current = "exited"
+        return text, pos + len(text)
+
+
+def test_iter_console_keeps_a_tail_written_just_before_the_exit() -> None:
+    vm = ExitsBetweenReadAndStateCheck()
+
+    assert "".join(vm.iter_console(poll=0)) == "first\nlast\n"
 
 
 @pytest.mark.kvm
