@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -171,3 +172,14 @@ def test_long_description_reads_on_its_own() -> None:
 
     assert [link for link in links if not link.startswith(("https://", "#"))] == []
     assert ".venv/bin/python" not in tutorial
+
+
+def test_every_maturin_build_is_a_stripped_release_build() -> None:
+    # `maturin develop` without --release (the design's workflow), `pip install` and
+    # `maturin build` all take the profile from here; a debug build makes a null RPC
+    # about 4x slower.
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        maturin = tomllib.load(f)["tool"]["maturin"]
+
+    assert maturin["profile"] == "release"
+    assert maturin["strip"] is True
