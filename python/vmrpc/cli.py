@@ -279,9 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Boot IMAGE (a built-in name or an ELF path) with ARGS and stream its "
         "console to stdout. Exits with the guest's exit code; 124 if the guest timed out, "
         "125 if it crashed (the reason and registers go to stderr), 2 for a bad "
-        "configuration or image, or no access to /dev/kvm. Host modules given with --module are registered before "
-        "the guest starts. Arguments after IMAGE that are not options of `run` are the "
-        "guest's, even if they start with '-' (`--` ends vmrpc's options).",
+        "configuration or image, or no access to /dev/kvm. Host modules given with "
+        "--module are registered before the guest starts. Arguments after IMAGE that are "
+        "not options of `run` are the guest's, even if they start with '-' (`--` ends "
+        "vmrpc's options).",
     )
     run.add_argument("image", metavar="IMAGE", help="built-in image name or path of a guest ELF")
     run.add_argument("args", metavar="ARGS", nargs="*", help="arguments passed to the guest")
