@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import grp
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -170,6 +171,27 @@ def test_cli_version() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"vmrpc {__version__}"
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`vmrpc images --testing | head`: a reader that went away is not a crash."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the first write: every write fails with EPIPE
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "vmrpc", "images", "--testing"],
+            check=False,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+
+    assert result.returncode == 128 + signal.SIGPIPE
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
 
 
 def test_cli_bench_outside_a_checkout_says_where_benchmarks_live(tmp_path: Path) -> None:

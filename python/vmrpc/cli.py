@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -435,5 +437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(_guest_args_last(list(sys.argv[1:] if argv is None else argv), run))
     level = {0: logging.WARNING, 1: logging.INFO}.get(ns.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    status: int = ns.func(ns)
+    try:
+        status: int = ns.func(ns)
+    except BrokenPipeError:
+        # The reader went away (`vmrpc images | head`): no traceback, and no second one when
+        # the interpreter flushes stdout at exit. 128 + SIGPIPE, as a shell reports it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return status
