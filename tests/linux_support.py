@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,16 @@ def build_probe(libc: str, out_dir: Path, source: Path = PROBE_SOURCE) -> Path:
         capture_output=True,
     )
     return out
+
+
+def libc_programs(source: Path) -> Any:
+    """A module-scoped fixture: ``source`` built static with glibc, then with musl."""
+
+    @pytest.fixture(scope="module", params=["glibc", "musl"])
+    def program(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return build_probe(request.param, tmp_path_factory.mktemp(request.param), source)
+
+    return program
 
 
 #: The LSTAR safety net runs the handler in ring 3 only on PVM (this workplace's

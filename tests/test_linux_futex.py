@@ -12,18 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from linux_support import TIMEOUT, build_probe
+from linux_support import TIMEOUT, libc_programs
 
 from vmrpc.linux import LinuxVM
 
 pytestmark = pytest.mark.kvm
 
-SOURCE = Path(__file__).parent / "linux_programs" / "futex.c"
-
-
-@pytest.fixture(scope="module", params=["glibc", "musl"])
-def program(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_probe(request.param, tmp_path_factory.mktemp(request.param), SOURCE)
+program = libc_programs(Path(__file__).parent / "linux_programs" / "futex.c")
 
 
 def test_futex_answers_like_linux_for_one_thread(program: Path) -> None:

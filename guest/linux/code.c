@@ -16,12 +16,7 @@ long lx_code_rewrite(uint64_t addr, uint64_t len)
 
 	if (!(lx_info->flags & LX_FLAG_REWRITE) || !len)
 		return 0;
-	if (!code_handle) {
-		code_handle = bind_module(LX_CODE_MODULE, VMRPC_VERSION(1, 0));
-		if (code_handle <= 0)
-			code_handle = -1;
-	}
-	if (code_handle < 0)
+	if (lx_lazy_module(&code_handle, LX_CODE_MODULE) < 0)
 		return 0;
 	n = perform_rpc(code_handle, LXC_REWRITE, &r, sizeof(r), &result, sizeof(result));
 	return n == (long)sizeof(result) ? (long)result : -EIO;

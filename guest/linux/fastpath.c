@@ -61,12 +61,7 @@ long lx_host_fast(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const void *d
 		return -EOPNOTSUPP;
 	if (nfn == LXD_CLOSE && !(a0 & LX_NATIVE_HANDLE))
 		return -EOPNOTSUPP;
-	if (!fast_handle) {
-		fast_handle = bind_module(LX_FILES_DATA_MODULE, VMRPC_VERSION(1, 0));
-		if (fast_handle <= 0)
-			fast_handle = -1;
-	}
-	if (fast_handle < 0)
+	if (lx_lazy_module(&fast_handle, LX_FILES_DATA_MODULE) < 0)
 		return -EOPNOTSUPP;
 	if (nfn == LXD_CLOSE) {
 		/* Only a read-only regular file of ours: nothing to see until the batch is full. */

@@ -10,8 +10,6 @@
 /* POLL*, O_NONBLOCK, F_GETFL/F_SETFL and struct pollfd come from vmrpc/socket.h (Linux values). */
 #define MAX_FDS 256
 #define MAX_OFILES 256
-#define MAX_PIPES 8
-#define PIPE_SIZE 65536u
 
 #define O_ACCMODE 3
 #define O_WRONLY 1
@@ -31,13 +29,6 @@
 
 enum { OF_FREE, OF_HOST, OF_PIPE_R, OF_PIPE_W, OF_SOCK, OF_EPOLL };
 
-struct pipe {
-	int used;
-	uint32_t head, tail; /* free-running byte counters */
-	int readers, writers;
-	uint8_t buf[PIPE_SIZE];
-};
-
 struct fdent {
 	struct ofile *of;
 	int cloexec;
@@ -45,7 +36,6 @@ struct fdent {
 
 static struct fdent fds[MAX_FDS];
 static struct ofile ofiles[MAX_OFILES];
-static struct pipe pipes[MAX_PIPES];
 static uint8_t bounce[LX_CHUNK];
 
 static struct ofile *of_new(int kind)
@@ -70,12 +60,10 @@ static void of_put(struct ofile *of)
 		lx_net_release(of->host);
 	else if (of->kind == OF_EPOLL)
 		lx_epoll_release(of->host);
-	else if (of->kind == OF_PIPE_R && --of->pipe->readers == 0 && !of->pipe->writers)
-		of->pipe->used = 0;
-	else if (of->kind == OF_PIPE_W && --of->pipe->writers == 0 && !of->pipe->readers)
-		of->pipe->used = 0;
-	if (of->kind == OF_PIPE_R || of->kind == OF_PIPE_W)
+	if (of->kind == OF_PIPE_R || of->kind == OF_PIPE_W) {
+		lx_pipe_close_end(of->pipe, of->kind == OF_PIPE_W);
 		lx_ready_changed(); /* a waiting peer sees EOF / EPIPE */
+	}
 	of->kind = OF_FREE;
 }
 
@@ -238,39 +226,60 @@ long lx_fd_close(int64_t fd)
 	return do_close(fd);
 }
 
+/* ---- fork (fork.c) ---------------------------------------------------------- */
+
+/* The parent's fd table comes back after its child; the open files are shared. */
+void lx_fd_fork_keep(void)
+{
+	lx_fork_keep(fds, sizeof(fds));
+}
+
+/* The child's table is a copy: one more reference on each open file. */
+void lx_fd_fork_hold(void)
+{
+	for (int fd = 0; fd < MAX_FDS; fd++)
+		if (fds[fd].of)
+			fds[fd].of->refs++;
+}
+
+/* The child ended: its fds close (what the parent still holds stays open). */
+void lx_fd_close_all(void)
+{
+	for (int fd = 0; fd < MAX_FDS; fd++)
+		if (fds[fd].of)
+			do_close(fd);
+}
+
 /* ---- data ------------------------------------------------------------------ */
 static long pipe_read(struct ofile *of, uint8_t *dst, uint64_t len)
 {
-	struct pipe *p = of->pipe;
-	uint64_t n = 0;
+	uint64_t n;
 
-	while (p->head == p->tail) {
+	if (!len)
+		return 0;
+	while (!(n = lx_pipe_take(of->pipe, dst, len))) {
 		long r;
 
-		if (!p->writers)
+		if (!lx_pipe_writers(of->pipe))
 			return 0;
 		r = pipe_wait(of);
 		if (r < 0)
 			return r;
 	}
-	while (n < len && p->tail != p->head)
-		dst[n++] = p->buf[p->tail++ % PIPE_SIZE];
 	lx_ready_changed();
 	return (long)n;
 }
 
 static long pipe_write(struct ofile *of, const uint8_t *src, uint64_t len)
 {
-	struct pipe *p = of->pipe;
-	uint64_t n = 0;
+	uint64_t n;
 
 	for (;;) {
 		long r;
 
-		if (!p->readers)
+		if (!lx_pipe_readers(of->pipe))
 			return -EPIPE; /* SIGPIPE is not delivered in part 1 */
-		while (n < len && p->head - p->tail < PIPE_SIZE)
-			p->buf[p->head++ % PIPE_SIZE] = src[n++];
+		n = lx_pipe_put(of->pipe, src, len);
 		if (n || !len)
 			break;
 		r = pipe_wait(of);
@@ -453,7 +462,7 @@ static long do_fcntl(int64_t fd, int cmd, uint64_t arg)
 static long do_pipe2(uint64_t out, int flags)
 {
 	int *fdp = (int *)(uintptr_t)out;
-	struct pipe *p = NULL;
+	struct pipe *p;
 	struct ofile *r, *w;
 	long a, b;
 
@@ -461,11 +470,6 @@ static long do_pipe2(uint64_t out, int flags)
 		return -EFAULT;
 	if (flags & ~(O_CLOEXEC | O_NONBLOCK))
 		return -EINVAL;
-	for (int i = 0; i < MAX_PIPES && !p; i++)
-		if (!pipes[i].used)
-			p = &pipes[i];
-	if (!p)
-		return -ENFILE;
 	for (int fd = 0, free_fds = 0; free_fds < 2; fd++) {
 		if (fd == MAX_FDS)
 			return -EMFILE;
@@ -473,14 +477,14 @@ static long do_pipe2(uint64_t out, int flags)
 	}
 	r = of_new(OF_PIPE_R);
 	w = r ? of_new(OF_PIPE_W) : NULL;
-	if (!w) {
+	p = w ? lx_pipe_new() : NULL;
+	if (!p) {
 		if (r)
 			r->kind = OF_FREE;
+		if (w)
+			w->kind = OF_FREE;
 		return -ENFILE;
 	}
-	p->used = 1;
-	p->head = p->tail = 0;
-	p->readers = p->writers = 1;
 	r->pipe = w->pipe = p;
 	r->flags = flags & O_NONBLOCK;
 	w->flags = O_WRONLY | (flags & O_NONBLOCK);
@@ -501,7 +505,6 @@ static long do_pipe2(uint64_t out, int flags)
 int lx_fd_ready(int fd, int events)
 {
 	struct ofile *of = get(fd);
-	struct pipe *p;
 
 	if (!of)
 		return POLLNVAL;
@@ -509,10 +512,7 @@ int lx_fd_ready(int fd, int events)
 		return events & (POLLIN | POLLOUT);
 	if (of->kind == OF_SOCK || of->kind == OF_EPOLL)
 		return 0; /* wait.c: sockets; an epoll fd in a poll set is never ready */
-	p = of->pipe;
-	if (of->kind == OF_PIPE_R)
-		return (p->head != p->tail ? (events & POLLIN) : 0) | (p->writers ? 0 : POLLHUP);
-	return (p->head - p->tail < PIPE_SIZE ? (events & POLLOUT) : 0) | (p->readers ? 0 : POLLERR);
+	return lx_pipe_ready(of->pipe, of->kind == OF_PIPE_W, events);
 }
 
 static long do_ioctl(int64_t fd, uint64_t req, uint64_t arg)

@@ -305,9 +305,11 @@ long lx_fs_syscall(struct lx_frame *f)
 	case __NR_getcwd:
 		return do_getcwd(f->rdi, f->rsi);
 	case __NR_chdir:
+		lx_fork_cwd_changing(); /* a forked child's cd is not its parent's */
 		return simple_path(LXF_CHDIR, LX_AT_FDCWD, f->rdi, 0, 0);
 	case __NR_fchdir: {
 		int64_t h = lx_fd_host((int)a0);
+		lx_fork_cwd_changing();
 		if (h < 0)
 			return h == -EINVAL ? -ENOTDIR : h;
 		return lx_host_path(LXF_CHDIR, h, 0, 0, "", NULL, NULL, 0, NULL);

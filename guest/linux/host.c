@@ -5,6 +5,17 @@
  */
 #include "linux.h"
 
+/* A module bound on first use: its handle, or < 0 if the host has none (asked once). */
+int lx_lazy_module(int *slot, const char *name)
+{
+	if (!*slot) {
+		*slot = bind_module(name, VMRPC_VERSION(1, 0));
+		if (*slot <= 0)
+			*slot = -1;
+	}
+	return *slot;
+}
+
 static int files_handle;
 static int data_handle; /* "files_data", or <= 0 if the host has none */
 static uint8_t req_buf[VMRPC_MAX_PAYLOAD] __attribute__((aligned(16)));

@@ -34,6 +34,8 @@ int lx_host_init(void);
  */
 long lx_host(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, int64_t a3, const void *data,
 	     size_t len, void *out, size_t cap, size_t *got);
+/* Binds module `name` (version 1.0) into *slot on first use; its handle or < 0. */
+int lx_lazy_module(int *slot, const char *name);
 /* lx_host's native path operations (fastpath.c); -EOPNOTSUPP: ask Python. */
 long lx_host_fast(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const void *data, size_t len,
 		  void *out, size_t cap, size_t *got);
@@ -87,8 +89,10 @@ long lx_rpc_syscall(struct lx_frame *f);
 /* Sends the trace record of one call (trace.c). */
 void lx_trace(const struct lx_frame *f, long result, uint64_t ns);
 
-/* Ends the program (and the VM) with this status. */
+/* Ends the program (and the VM) with this status; a forked child ends alone (fork.c). */
 _Noreturn void lx_exit(int status);
+/* Ends the program as signal sig's default action would (128 + sig for the VM). */
+_Noreturn void lx_exit_killed(int sig);
 
 #define LX_ENOSYS_MARK (-100000) /* a family's "not mine" answer */
 
@@ -125,6 +129,44 @@ void lx_block_end(int held);
  */
 void lx_ready_changed(void);
 long lx_ready_wait(int64_t timeout_ns);
+
+/* ---- fork (fork.c): the child runs first, in its parent's memory --------- */
+/*
+ * fork/vfork/clone without CLONE_VM: 0 in the child; the parent's call returns
+ * (from lx_fork_exit) once the child has ended.  parent_tid (checked, or 0) gets
+ * the child's pid in the parent's memory; child_tid is CLONE_CHILD_SETTID/CLEARTID's.
+ */
+#define LX_CLONE_CHILD_CLEARTID 0x200000
+#define LX_CLONE_CHILD_SETTID 0x1000000
+long lx_fork(const struct lx_frame *f, uint64_t flags, uint64_t parent_tid, uint64_t child_tid);
+/* wait4, waitid, fork, vfork, getpid, getppid. */
+long lx_fork_syscall(struct lx_frame *f);
+/* 1 while a forked child runs (its parent is suspended). */
+int lx_forked(void);
+/* The ends of a forked child: exit status (wait's encoding) -> the parent resumes. */
+_Noreturn void lx_fork_exit(int wstatus);
+uint32_t lx_pid(void);
+/* Adds [addr, addr + len) to the parent's snapshot being built; 0 or -ENOMEM. */
+int lx_fork_keep(const volatile void *addr, uint64_t len);
+int lx_fork_keep_user(uint64_t addr, uint64_t len);
+/* Before a chdir: a child's first one remembers the parent's cwd. */
+void lx_fork_cwd_changing(void);
+/* Each family's part of a fork: what it keeps for the parent, and the child's end. */
+void lx_fd_fork_keep(void);
+void lx_fd_fork_hold(void);
+void lx_fd_close_all(void);
+void lx_mem_fork_keep(uint64_t rsp);
+void lx_prot_fork_keep(void);
+void lx_misc_fork_keep(void);
+void lx_thread_fork_keep(void);
+/* The child's thread: its tid (= pid) and CLONE_CHILD_CLEARTID word. */
+void lx_thread_forked(uint32_t tid, uint64_t clear_tid);
+/* A new thread or process id. */
+uint32_t lx_new_tid(void);
+/* Returns to the program as the syscall in f would: rax, fs base restored. */
+_Noreturn void lx_thread_resume(const struct lx_frame *f, uint64_t rax, uint64_t fs);
+/* 1 if the program ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT): no zombies. */
+int lx_sig_child_ignored(void);
 
 #endif
 

@@ -114,6 +114,24 @@ struct lx_code_req {
 };
 _Static_assert(sizeof(struct lx_code_req) == 16, "agrees with code.rs");
 
+/*
+ * The "linux_fork" host module (crates/vmm/src/linux/fork.rs): keeps a forked
+ * parent's memory while its child runs.  SAVE: an array of struct
+ * lx_fork_range (at most 2048) copied into a new host snapshot; RESTORE: the
+ * newest snapshot written back and dropped.  Answer: one int64_t (0 or -errno).
+ */
+#define LX_FORK_MODULE "linux_fork"
+enum lx_fork_fn {
+	LXK_SAVE = 0,
+	LXK_RESTORE = 1,
+};
+
+struct lx_fork_range {
+	uint64_t gva; /* identity-mapped: also the guest-physical address */
+	uint64_t len;
+};
+_Static_assert(sizeof(struct lx_fork_range) == 16, "agrees with fork.rs");
+
 struct lx_req {
 	int64_t a[6];
 };

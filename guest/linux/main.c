@@ -34,7 +34,16 @@ long lx_user_str(uint64_t addr, char *buf, size_t cap)
 
 _Noreturn void lx_exit(int status)
 {
+	if (lx_forked())
+		lx_fork_exit((status & 0xff) << 8); /* its parent resumes */
 	exit(status & 0xff);
+}
+
+_Noreturn void lx_exit_killed(int sig)
+{
+	if (lx_forked())
+		lx_fork_exit(sig & 0x7f);
+	exit((128 + sig) & 0xff);
 }
 
 /*

@@ -282,3 +282,48 @@ long lx_madvise(uint64_t addr, uint64_t len, int advice)
 				memset((void *)(uintptr_t)va, 0, PAGE);
 	return 0;
 }
+
+/*
+ * What a forked parent needs back (fork.c): the program image and brk area,
+ * the mmap pages in use, its stack from below rsp (the red zone and the
+ * rewritten call's slot included) to the top, and this file's bookkeeping.
+ * brk_high and clean_lo only say which memory is still zero: the child's
+ * values stay (they can only be more cautious).
+ */
+#define FORK_MMAP_RUNS 768
+
+void lx_mem_fork_keep(uint64_t rsp)
+{
+	uint64_t stack_lo = lx_info->mmap_hi, stack_hi = rt_boot_info()->shared_base;
+	uint64_t words = (npages + 63) / 64, runs = 0, first = npages;
+
+	lx_fork_keep(&brk_cur, sizeof(brk_cur));
+	lx_fork_keep(used, words * sizeof(used[0]));
+	lx_fork_keep(shared, words * sizeof(shared[0]));
+	lx_fork_keep_user(LX_PROGRAM_MIN, page_up(brk_cur) - LX_PROGRAM_MIN);
+	/* A program running on a stack of its own (in the mmap area) keeps all of the main one. */
+	if (rsp > stack_lo + 4 * PAGE && rsp <= stack_hi)
+		stack_lo = (rsp - 2 * PAGE) & ~(PAGE - 1);
+	lx_fork_keep_user(stack_lo, stack_hi - stack_lo);
+	for (uint64_t p = 0; p < npages; p++) {
+		if (test(p) && (p == 0 || !test(p - 1))) {
+			runs++;
+			if (first == npages)
+				first = p;
+		}
+	}
+	if (runs > FORK_MMAP_RUNS) {
+		/* Too scattered to list: everything from the lowest page in use up. */
+		lx_fork_keep_user(area_lo + first * PAGE, (npages - first) * PAGE);
+		return;
+	}
+	for (uint64_t p = 0; p < npages; p++) {
+		uint64_t n = 0;
+
+		while (p + n < npages && test(p + n))
+			n++;
+		if (n)
+			lx_fork_keep_user(area_lo + p * PAGE, n * PAGE);
+		p += n;
+	}
+}

@@ -8,10 +8,13 @@
 #define ARCH_SET_FS 0x1002
 #define ARCH_GET_FS 0x1003
 #define ARCH_GET_GS 0x1004
-#define LX_PID 1
+#define LX_PGID 1 /* one process group and session: the first process's */
 #define NSIG 64
 #define SIGKILL 9
 #define SIGSTOP 19
+#define SIGCHLD 17
+#define SIG_IGN 1
+#define SA_NOCLDWAIT 2
 #define RLIMIT_STACK 3
 #define RLIMIT_NOFILE 7
 #define RLIM_NLIMITS 16
@@ -114,7 +117,7 @@ static long do_prlimit(int64_t pid, unsigned res, uint64_t new, uint64_t old)
 {
 	struct rlimit64 r = {RLIM_INFINITY, RLIM_INFINITY};
 
-	if (pid != 0 && pid != LX_PID)
+	if (pid != 0 && pid != lx_pid())
 		return -ESRCH;
 	if (res >= RLIM_NLIMITS)
 		return -EINVAL;
@@ -144,7 +147,7 @@ static long do_affinity(int64_t pid, uint64_t len, uint64_t mask)
 {
 	uint64_t one = 1; /* the program runs on one vCPU */
 
-	if (pid != 0 && pid != LX_PID)
+	if (pid != 0 && pid != lx_pid())
 		return -ESRCH;
 	if (len < 8 || (len & 7))
 		return -EINVAL;
@@ -208,9 +211,24 @@ int lx_sig_caught(int sig)
 	return actions[sig].handler != 0 || ((sigmask >> (sig - 1)) & 1);
 }
 
+int lx_sig_child_ignored(void)
+{
+	return actions[SIGCHLD].handler == SIG_IGN || (actions[SIGCHLD].flags & SA_NOCLDWAIT);
+}
+
+/* A forked child's changes to these are not its parent's (fork.c). */
+void lx_misc_fork_keep(void)
+{
+	lx_fork_keep(actions, sizeof(actions));
+	lx_fork_keep(&sigmask, sizeof(sigmask));
+	lx_fork_keep(altstack, sizeof(altstack));
+	lx_fork_keep(&umask_value, sizeof(umask_value));
+	lx_fork_keep(task_name, sizeof(task_name));
+}
+
 static long kill_self(int64_t pid, int sig)
 {
-	if (pid != LX_PID && pid != 0 && pid != -1)
+	if (pid != lx_pid() && pid != 0 && pid != -1)
 		return -ESRCH;
 	if (sig == 0)
 		return 0;
@@ -218,7 +236,7 @@ static long kill_self(int64_t pid, int sig)
 		return -EINVAL;
 	/* Signal delivery is not in part 1: a signal to itself ends the program
 	 * the way the default action would (the shell's 128 + signal). */
-	lx_exit(128 + sig);
+	lx_exit_killed(sig);
 }
 
 long lx_misc_syscall(struct lx_frame *f)
@@ -248,13 +266,10 @@ long lx_misc_syscall(struct lx_frame *f)
 		return 0;
 	case __NR_uname:
 		return do_uname(f->rdi);
-	case __NR_getpid:
 	case __NR_getpgrp:
 	case __NR_getsid:
 	case __NR_getpgid:
-		return LX_PID;
-	case __NR_getppid:
-		return 0;
+		return LX_PGID; /* getpid, getppid: fork.c */
 	case __NR_setpgid:
 	case __NR_setsid:
 		return f->nr == __NR_setsid ? -EPERM : 0;
@@ -294,7 +309,7 @@ long lx_misc_syscall(struct lx_frame *f)
 	case __NR_kill:
 		return kill_self((int64_t)(int32_t)f->rdi, (int)f->rsi);
 	case __NR_tkill:
-		return kill_self(LX_PID, (int)f->rsi);
+		return kill_self(lx_pid(), (int)f->rsi);
 	case __NR_tgkill:
 		return kill_self((int64_t)(int32_t)f->rdi, (int)f->rdx);
 	default:

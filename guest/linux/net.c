@@ -133,7 +133,7 @@ void addr_out(const struct sockaddr_storage *ss, socklen_t got, uint64_t uaddr,
 static long epipe(long r, int flags)
 {
 	if (r == -EPIPE && !(flags & MSG_NOSIGNAL) && !lx_sig_caught(SIGPIPE))
-		lx_exit(128 + SIGPIPE);
+		lx_exit_killed(SIGPIPE);
 	return r;
 }
 

@@ -98,6 +98,20 @@ long lx_prot_set(uint64_t addr, uint64_t len, int prot)
 	return r;
 }
 
+/*
+ * A forked parent's page rights (fork.c): the directories over program memory
+ * and the 4 KiB tables in use.  Tables the child split come back as free; the
+ * caller flushes the TLB once they are written back.
+ */
+void lx_prot_fork_keep(void)
+{
+	uint64_t gib = (rt_boot_info()->shared_base + (1ull << 30) - 1) >> 30;
+
+	lx_fork_keep((const volatile void *)(uintptr_t)PD_GPA, gib * PAGE);
+	lx_fork_keep(&pool_used, sizeof(pool_used));
+	lx_fork_keep(pool, pool_used * sizeof(pool[0]));
+}
+
 int lx_prot_writable(uint64_t addr)
 {
 	volatile uint64_t *pde = pde_of(addr), *pte;

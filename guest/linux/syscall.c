@@ -13,6 +13,7 @@ static const lx_family_fn families[] = {
 	lx_fs_syscall,
 	lx_time_syscall,
 	lx_thread_syscall,
+	lx_fork_syscall, /* before misc: getpid/getppid */
 	lx_misc_syscall,
 	lx_wait_syscall,
 	lx_futex_syscall,

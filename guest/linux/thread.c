@@ -7,8 +7,8 @@
  * holds no other.  A thread that exits parks its vCPU again; the last one to
  * exit ends the program.
  *
- * clone/clone3 serve what pthread_create passes (glibc and musl); fork-like
- * calls (no CLONE_VM) answer ENOSYS, other flag sets EINVAL.
+ * clone/clone3 serve what pthread_create passes (glibc and musl); without
+ * CLONE_VM they fork (fork.c, "child first"); other flag sets answer EINVAL.
  */
 #include "linux.h"
 
@@ -22,6 +22,12 @@
 #define CLONE_DETACHED 0x400000
 #define CLONE_CHILD_SETTID 0x1000000
 #define CLONE_THREAD 0x10000
+#define CLONE_VFORK 0x4000
+#define CSIGNAL 0xff
+#define SIGCHLD 17
+/* What glibc's fork and vfork-style spawns pass without CLONE_VM. */
+#define FORK_MAY                                                                          \
+	(CSIGNAL | CLONE_VFORK | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID)
 #define CLONE_SYSVSEM 0x40000
 #define THREAD_NEEDS (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD)
 #define THREAD_MAY                                                                        \
@@ -133,6 +139,63 @@ static long put_u32(uint64_t addr, uint32_t v)
 	return 0;
 }
 
+uint32_t lx_new_tid(void)
+{
+	uint32_t tid = next_tid++;
+
+	if (next_tid > FUTEX_TID_MASK)
+		next_tid = 2;
+	return tid;
+}
+
+/* The new thread's registers: the caller's at its syscall, with rax and rsp given. */
+static struct lx_thread_regs regs_from(const struct lx_frame *f, uint64_t rax, uint64_t rsp)
+{
+	return (struct lx_thread_regs){f->rdi, f->rsi, f->rdx, f->r10, f->r8,  f->r9,
+				       rax,    f->rbx, f->rbp, f->r12, f->r13, f->r14,
+				       f->r15, f->rflags, f->rip, rsp};
+}
+
+/* A forked parent resumes on this vCPU (fork.c): its syscall returns rax. */
+_Noreturn void lx_thread_resume(const struct lx_frame *f, uint64_t rax, uint64_t fs)
+{
+	static struct lx_thread_regs resume[VMRPC_MAX_VCPUS];
+	struct lx_thread_regs *r = &resume[rt_cpu_id()];
+
+	*r = regs_from(f, rax, f->rsp);
+	__asm__ volatile("wrfsbase %0" : : "r"(fs) : "memory");
+	lx_thread_enter(r);
+}
+
+/* This thread's state and the live count: a forked child's changes are undone. */
+void lx_thread_fork_keep(void)
+{
+	lx_fork_keep(self(), sizeof(struct lx_thread));
+	lx_fork_keep(&live, sizeof(live));
+}
+
+void lx_thread_forked(uint32_t tid, uint64_t clear_tid)
+{
+	struct lx_thread *t = self();
+
+	t->tid = tid;
+	t->clear_tid = clear_tid;
+	t->robust = 0; /* Linux clears the child's robust list */
+}
+
+static long fork_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, uint64_t ptid,
+		       uint64_t ctid, uint64_t tls)
+{
+	(void)tls;
+	/* A child on another stack would need the parent's stack saved twice: not served. */
+	if ((flags & ~(uint64_t)FORK_MAY) || stack ||
+	    ((flags & CSIGNAL) && (flags & CSIGNAL) != SIGCHLD))
+		return -EINVAL;
+	if ((flags & CLONE_PARENT_SETTID) && !u32_ok(ptid))
+		return -EFAULT;
+	return lx_fork(f, flags, (flags & CLONE_PARENT_SETTID) ? ptid : 0, ctid);
+}
+
 static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, uint64_t ptid,
 		     uint64_t ctid, uint64_t tls)
 {
@@ -141,9 +204,12 @@ static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, u
 	uint32_t tid;
 
 	if (!(flags & CLONE_VM))
-		return -ENOSYS; /* fork, vfork-style spawns: no processes here */
+		return fork_clone(f, flags, stack, ptid, ctid, tls);
 	if ((flags & THREAD_NEEDS) != THREAD_NEEDS || (flags & ~(uint64_t)THREAD_MAY) || !stack)
 		return -EINVAL;
+	/* A forked child's threads would outlive it, running in its parent's memory. */
+	if (lx_forked())
+		return -EAGAIN;
 	/* Checked, not written: musl's ctid is its thread-list lock, held by the caller. */
 	if (((flags & CLONE_PARENT_SETTID) && !u32_ok(ptid)) ||
 	    ((flags & (CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID)) && !u32_ok(ctid)))
@@ -156,9 +222,7 @@ static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, u
 	}
 	if (!t)
 		return -EAGAIN; /* one thread per vCPU: LinuxVM(threads=...) */
-	tid = next_tid++;
-	if (next_tid > FUTEX_TID_MASK)
-		next_tid = 2;
+	tid = lx_new_tid();
 	t->tid = tid;
 	t->clear_tid = (flags & CLONE_CHILD_CLEARTID) ? ctid : 0;
 	t->robust = 0;
@@ -166,9 +230,7 @@ static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, u
 		t->fs = tls;
 	else
 		__asm__ volatile("rdfsbase %0" : "=r"(t->fs));
-	t->regs = (struct lx_thread_regs){f->rdi, f->rsi, f->rdx, f->r10, f->r8,  f->r9,
-					  0,      f->rbx, f->rbp, f->r12, f->r13, f->r14,
-					  f->r15, f->rflags, f->rip, stack};
+	t->regs = regs_from(f, 0, stack);
 	if (flags & CLONE_PARENT_SETTID)
 		put_u32(ptid, tid);
 	if (flags & CLONE_CHILD_SETTID)
@@ -189,8 +251,11 @@ static long do_clone3(const struct lx_frame *f, uint64_t uargs, uint64_t size)
 		return -EFAULT;
 	memcpy(&a, (const void *)(uintptr_t)uargs, sizeof(a));
 	/* pidfd is only read with CLONE_PIDFD, which threads do not get (glibc fills it anyway). */
-	if (a.exit_signal)
-		return (a.flags & CLONE_VM) ? -EINVAL : -ENOSYS;
+	if (a.exit_signal > CSIGNAL || (a.exit_signal && (a.flags & CLONE_VM)))
+		return -EINVAL;
+	if (!(a.flags & CLONE_VM))
+		return a.stack ? -EINVAL : fork_clone(f, a.flags | a.exit_signal, 0, a.parent_tid,
+							a.child_tid, a.tls);
 	if (a.stack + a.stack_size < a.stack)
 		return -EINVAL;
 	return do_clone(f, a.flags, a.stack + a.stack_size, a.parent_tid, a.child_tid, a.tls);

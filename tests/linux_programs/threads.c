@@ -12,7 +12,7 @@
  *   exitgroup  a thread ends the program (exit_group) while main waits forever
  *   robust     a thread dies holding a robust mutex: the next locker gets EOWNERDEAD
  *   limit N    starts up to N threads that wait; prints how many started
- *   fork       fork answers an error, not a child
+ *   fork       fork alone makes a child; beside a live thread it answers an error
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -217,6 +218,33 @@ static int mode_limit(int n)
 	return 0;
 }
 
+static void fork_once(const char *when)
+{
+	pid_t p = fork();
+
+	if (p == 0)
+		_exit(0);
+	if (p > 0)
+		waitpid(p, NULL, 0);
+	printf("fork %s: %s\n", when, p < 0 ? strerror(errno) : "made a child");
+}
+
+static int mode_fork(void)
+{
+	pthread_t t;
+
+	fork_once("alone");
+	if (pthread_create(&t, NULL, waiter, NULL))
+		return 2;
+	fork_once("beside a thread");
+	pthread_mutex_lock(&mu);
+	release = 1;
+	pthread_cond_broadcast(&cv);
+	pthread_mutex_unlock(&mu);
+	pthread_join(t, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -234,13 +262,8 @@ int main(int argc, char **argv)
 		return mode_robust();
 	if (argc >= 3 && !strcmp(argv[1], "limit"))
 		return mode_limit(atoi(argv[2]));
-	if (argc >= 2 && !strcmp(argv[1], "fork")) {
-		pid_t p = fork();
-		if (p == 0)
-			_exit(0);
-		printf("fork %s\n", p < 0 ? "failed" : "made a child");
-		return 0;
-	}
+	if (argc >= 2 && !strcmp(argv[1], "fork"))
+		return mode_fork();
 	fprintf(stderr, "usage: threads sum N | pipe | poll | sock PORT | exitgroup | robust | limit N | fork\n");
 	return 2;
 }

@@ -14,11 +14,13 @@
 //! | 8 MiB below the shared region | the program's stack |
 
 use std::path::Path;
+use std::sync::Arc;
 
-use guest_kmod_bindings::BootInfo;
+use guest_kmod_bindings::{vmrpc_version, BootInfo};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::elf::{self, Program};
+use super::fork::{ForkMemory, FORK_NAME};
 use super::rewrite;
 use super::stack::{self, Auxv};
 use super::LinuxError;
@@ -362,10 +364,14 @@ pub fn place(
     })
 }
 
-/// Sets up a created VM to run the program: memory, then LSTAR on every vCPU.
+/// Sets up a created VM to run the program: memory, then LSTAR on every vCPU,
+/// and the `linux_fork` module that keeps a forked parent's memory (`fork.rs`).
 pub fn setup(vm: &crate::Vm, p: &LinuxParams) -> Result<Placement, LinuxError> {
     let (shared_base, _) = layout::shared_region(vm.config().mem_size(), vm.config().vcpus);
     let placement = place(vm.memory(), shared_base, p)?;
+    let fork = Arc::new(ForkMemory::default());
+    vm.register_module(FORK_NAME, vmrpc_version(1, 0), fork)
+        .map_err(|e| LinuxError::Vm(e.to_string()))?;
     for (msr, value) in [(MSR_LSTAR, TRAMPOLINE_GPA), (MSR_EFER, EFER_LINUX)] {
         vm.set_msr_before_start(msr, value)
             .map_err(|e| LinuxError::Vm(e.to_string()))?;
