@@ -7,18 +7,26 @@ pytest plugin, `vmrpc.pytest_plugin`, loaded through its ``pytest11`` entry poin
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from vmrpc import VM
 from vmrpc.pytest_plugin import VmFactory
 
 # Re-exported for tests that still do `from conftest import VmFactory`.
 __all__ = ["CHILD_TIMEOUT_S", "VmFactory", "run_python"]
+
+# Property tests have no deadline: a timing limit fails them on a loaded machine
+# (the policy property test did, once, beside other builds), and the suite makes no
+# timing assertions. Under CI the examples are derandomized, so a run can be repeated.
+settings.register_profile("vmrpc", deadline=None, derandomize=os.environ.get("CI") == "true")
+settings.load_profile("vmrpc")
 
 #: A child process (the CLI, an example script) that runs longer is a failure.
 CHILD_TIMEOUT_S = 90
