@@ -155,6 +155,8 @@ static ssize_t host_stream_recv(struct gsock *s, uint8_t *buf, size_t len, int f
 			continue;
 		if (rc == 0 || (got && peek))
 			return (ssize_t)got; /* end of stream, or all a peek can see now */
+		if (rc == -ENOMEM && !got && !peek && !(flags & MSG_WAITALL))
+			return host_recv_zero_copy(s, buf, len, timeout_ms); /* no buffer */
 		if (rc == -EAGAIN && timeout_ms == 0)
 			return got ? (ssize_t)got : fail(EAGAIN);
 		if (rc != -EAGAIN && rc != -EOPNOTSUPP && rc != -ENOMEM)
