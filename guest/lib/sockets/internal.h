@@ -95,7 +95,7 @@ struct gsock {
 	int no_zero_copy;             /* the host said SEND_BUF/RECV_BUF cannot serve it */
 	uint8_t *ra;                  /* read-ahead of a host stream (readahead.c), or NULL */
 	uint32_t ra_pos, ra_end;      /* its unread bytes: [ra_pos, ra_end) */
-	int ra_filling;               /* a vCPU is refilling it */
+	int ra_busy;                  /* a vCPU is filling it or copying out of it */
 	struct sockopt opts[MAX_OPTS];
 	int nopts;
 };

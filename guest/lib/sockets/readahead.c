@@ -6,12 +6,13 @@
  * per RA_CAP received rather than one per call, and every host call waits for the
  * VMM's engine thread to get a CPU.
  *
- * The buffer is allocated on first use and freed at teardown (unread bytes then
- * make the close a reset, as on Linux).  s->lock guards the
- * indices and the "filling" flag; the one vCPU that fills writes the buffer
- * without the lock while it is empty and flagged, so nobody else reads it.  Other
- * readers of the same socket wait for that fill (it never waits on the host side),
- * so bytes are handed out in stream order.
+ * The buffer is allocated by the fill and freed once drained, so only sockets
+ * with unread bytes hold one (the personality's heap is shared with guest-local
+ * pipes), and at close (unread bytes then make the close a reset, as on Linux).  s->lock guards the indices and the
+ * "busy" flag; the one vCPU that fills the buffer, or copies out of it, does so
+ * without the lock while the flag is up, so nobody else touches it.  Other readers
+ * of the same socket wait for that (a fill never waits on the host side), so bytes
+ * are handed out in stream order.
  */
 #include "internal.h"
 
@@ -20,16 +21,20 @@
 /* Buffered bytes not yet received (poll and FIONREAD count them as readable). */
 uint32_t ra_avail(struct gsock *s)
 {
-	return __atomic_load_n(&s->ra_end, __ATOMIC_ACQUIRE) -
-	       __atomic_load_n(&s->ra_pos, __ATOMIC_ACQUIRE);
+	uint32_t n;
+
+	rt_spin_lock(&s->lock);
+	n = s->ra_end - s->ra_pos;
+	rt_spin_unlock(&s->lock);
+	return n;
 }
 
-/* Waits until no other vCPU is filling s's buffer; returns with s->lock held. */
+/* Waits until no other vCPU fills or copies s's buffer; returns with s->lock held. */
 static void lock_idle(struct gsock *s)
 {
 	for (;;) {
 		rt_spin_lock(&s->lock);
-		if (!s->ra_filling)
+		if (!s->ra_busy)
 			return;
 		rt_spin_unlock(&s->lock);
 		cpu_relax();
@@ -38,18 +43,33 @@ static void lock_idle(struct gsock *s)
 
 size_t ra_take(struct gsock *s, uint8_t *buf, size_t len, int peek)
 {
+	uint8_t *drained;
+	uint32_t at;
 	size_t n;
 
 	lock_idle(s);
-	n = s->ra_end - s->ra_pos;
+	at = s->ra_pos;
+	n = s->ra_end - at;
 	if (n > len)
 		n = len;
-	if (n) {
-		memcpy(buf, s->ra + s->ra_pos, n);
-		if (!peek)
-			__atomic_store_n(&s->ra_pos, s->ra_pos + (uint32_t)n, __ATOMIC_RELEASE);
+	if (!n) {
+		rt_spin_unlock(&s->lock);
+		return 0;
 	}
+	/* Copy without the lock (the program's page may fault in); the flag keeps
+	 * every other vCPU off the buffer meanwhile. */
+	s->ra_busy = 1;
 	rt_spin_unlock(&s->lock);
+	memcpy(buf, s->ra + at, n);
+	rt_spin_lock(&s->lock);
+	if (!peek)
+		s->ra_pos = at + (uint32_t)n;
+	drained = s->ra_pos == s->ra_end ? s->ra : NULL;
+	if (drained) /* the next fill allocates again: idle sockets hold no buffer */
+		s->ra = NULL;
+	s->ra_busy = 0;
+	rt_spin_unlock(&s->lock);
+	free(drained);
 	return n;
 }
 
@@ -71,28 +91,32 @@ long ra_fill(struct gsock *s)
 	kept = s->ra_end - s->ra_pos;
 	if (mem && kept && s->ra_pos)
 		memmove(mem, mem + s->ra_pos, kept);
-	__atomic_store_n(&s->ra_pos, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&s->ra_end, kept, __ATOMIC_RELEASE);
+	s->ra_pos = 0;
+	s->ra_end = kept;
 	if (!mem || kept == RA_CAP) {
 		rt_spin_unlock(&s->lock);
 		return mem ? -EAGAIN : -ENOMEM;
 	}
-	s->ra_filling = 1;
+	s->ra_busy = 1;
 	rt_spin_unlock(&s->lock);
 	/* Only this vCPU touches the free tail while the flag is up. */
 	rc = host_zero_copy(s, VMRPC_SOCK_FN_RECV_BUF, mem + kept, RA_CAP - kept);
 	rt_spin_lock(&s->lock);
 	if (rc > 0)
-		__atomic_store_n(&s->ra_end, kept + (uint32_t)rc, __ATOMIC_RELEASE);
-	s->ra_filling = 0;
+		s->ra_end = kept + (uint32_t)rc;
+	s->ra_busy = 0;
 	rt_spin_unlock(&s->lock);
 	return rc;
 }
 
 int ra_bypass(struct gsock *s, size_t len)
 {
-	return len >= RA_CAP && !__atomic_load_n(&s->ra_filling, __ATOMIC_ACQUIRE) &&
-	       ra_avail(s) == 0;
+	int empty;
+
+	rt_spin_lock(&s->lock);
+	empty = !s->ra_busy && s->ra_end == s->ra_pos;
+	rt_spin_unlock(&s->lock);
+	return len >= RA_CAP && empty;
 }
 
 void ra_free(struct gsock *s)
@@ -104,8 +128,8 @@ void ra_free(struct gsock *s)
 	unread = s->ra_end != s->ra_pos;
 	mem = s->ra;
 	s->ra = NULL;
-	__atomic_store_n(&s->ra_pos, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&s->ra_end, 0, __ATOMIC_RELEASE);
+	s->ra_pos = 0;
+	s->ra_end = 0;
 	rt_spin_unlock(&s->lock);
 	free(mem);
 	if (unread && s->host) {
