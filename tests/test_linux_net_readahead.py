@@ -86,9 +86,9 @@ def echo_peer() -> Iterator[Peer]:
     peer.close()
 
 
-def in_vm(program: Path, *args: str) -> tuple[int, str, SocketOutsourcing]:
+def in_vm(program: Path, *args: str, threads: int = 1) -> tuple[int, str, SocketOutsourcing]:
     module = SocketOutsourcing()
-    with LinuxVM(program, args, timeout=TIMEOUT, sockets=module) as vm:
+    with LinuxVM(program, args, timeout=TIMEOUT, sockets=module, threads=threads) as vm:
         code = vm.run()
         return code, vm.stdout.decode(), module
 
@@ -121,3 +121,31 @@ def test_close_with_unread_bytes_resets_the_connection(rxprobe: Path) -> None:
     finally:
         peer.close()
     assert seen == ["reset", "reset"]
+
+
+SHARED_BYTES = 4 << 20
+
+
+def _send_pattern(conn: socket.socket) -> None:
+    """SHARED_BYTES where byte p is p % 251, then EOF."""
+    block = bytes(i % 251 for i in range(251 * 256))
+    sent = 0
+    while sent < SHARED_BYTES:
+        piece = block[: min(len(block), SHARED_BYTES - sent)]
+        conn.sendall(piece)
+        sent += len(piece)
+
+
+def test_two_threads_reading_one_stream_get_contiguous_calls(rxprobe: Path) -> None:
+    """Each vCPU's receive is served whole from the shared buffer, or refills it:
+    no byte is lost, doubled, or handed out of order within a call."""
+    peer = Peer(_send_pattern)
+    try:
+        want = native(rxprobe, "share", str(peer.port))
+        got = in_vm(rxprobe, "share", str(peer.port), threads=2)
+    finally:
+        peer.close()
+    total = SHARED_BYTES
+    checksum = sum((p % 251) for p in range(251)) * (total // 251) + sum(range(total % 251))
+    assert want == (0, f"share total {total} sum {checksum} broken 0\n")
+    assert got[:2] == want

@@ -9,12 +9,15 @@
  *                              MSG_WAITALL (whole and timed out), SHUT_RD, with
  *                              bytes already received but not yet read
  *   rxprobe reset PORT         close with unread bytes (the peer sees a reset)
+ *   rxprobe share PORT         two threads receive one stream (byte p is p % 251)
+ *                              until EOF: every call's bytes must be contiguous
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +206,49 @@ static int reset(int port)
 	return 0;
 }
 
+struct share {
+	int s;
+	long total, sum, broken;
+};
+
+/* One thread's receives: each call's bytes follow on from each other (mod 251). */
+static void *share_reader(void *arg)
+{
+	struct share *t = arg;
+	static __thread unsigned char b[3000]; /* odd sizes: calls end mid-buffer */
+
+	for (;;) {
+		ssize_t r = recv(t->s, b, sizeof(b) - (size_t)(t->total % 7), 0);
+
+		if (r <= 0)
+			return NULL;
+		for (ssize_t i = 1; i < r; i++)
+			if (b[i] != (b[i - 1] + 1) % 251)
+				t->broken++;
+		for (ssize_t i = 0; i < r; i++)
+			t->sum += b[i];
+		t->total += r;
+	}
+}
+
+static int share(int port)
+{
+	struct share t[2];
+	pthread_t th;
+	int s = connected(port);
+
+	memset(t, 0, sizeof(t));
+	t[0].s = t[1].s = s;
+	if (pthread_create(&th, NULL, share_reader, &t[1]) != 0)
+		return 5;
+	share_reader(&t[0]);
+	pthread_join(th, NULL);
+	printf("share total %ld sum %ld broken %ld\n", t[0].total + t[1].total,
+	       t[0].sum + t[1].sum, t[0].broken + t[1].broken);
+	close(s);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -210,6 +256,8 @@ int main(int argc, char **argv)
 		return ahead(atoi(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "reset"))
 		return reset(atoi(argv[2]));
-	fprintf(stderr, "usage: rxprobe ahead|reset PORT\n");
+	if (argc >= 3 && !strcmp(argv[1], "share"))
+		return share(atoi(argv[2]));
+	fprintf(stderr, "usage: rxprobe ahead|reset|share PORT\n");
 	return 2;
 }

@@ -80,8 +80,8 @@ size_t ra_take(struct gsock *s, uint8_t *buf, size_t len, int peek)
  */
 long ra_fill(struct gsock *s)
 {
+	uint8_t *mem, *empty;
 	uint32_t kept;
-	uint8_t *mem;
 	long rc;
 
 	lock_idle(s);
@@ -104,8 +104,12 @@ long ra_fill(struct gsock *s)
 	rt_spin_lock(&s->lock);
 	if (rc > 0)
 		s->ra_end = kept + (uint32_t)rc;
+	empty = s->ra_end == s->ra_pos ? mem : NULL;
+	if (empty) /* nothing came (or never will: TLS): hold no buffer meanwhile */
+		s->ra = NULL;
 	s->ra_busy = 0;
 	rt_spin_unlock(&s->lock);
+	free(empty);
 	return rc;
 }
 
