@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import re
+import socket
 import struct
 
 import pytest
@@ -57,29 +58,108 @@ def test_no_guest_data_before_the_handshakes_finish(vm_factory: VmFactory, route
         witness.close()
 
 
+def _connect_req(handle: int, port: int) -> bytes:
+    addr = proto.ADDR.pack(proto.AF_INET, port, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
+    return struct.pack("<Ii", handle, -1) + addr
+
+
+def _assert_no_data_path(module: SocketOutsourcing, handle: int, port: int) -> None:
+    """Every data call on a CONNECTING socket is refused and poll reports nothing."""
+    again = module.rpc_connect(_connect_req(handle, port))
+    assert proto.RESP.unpack_from(again)[0] == -errno.EALREADY  # type: ignore[arg-type]
+    send = module.rpc_send(proto.WAIT_REQ.pack(handle, 0, 0, 0) + PAYLOAD)
+    assert proto.RESP.unpack_from(send)[0] == -errno.ENOTCONN  # type: ignore[arg-type]
+    recv = module.rpc_recv(proto.WAIT_REQ.pack(handle, 0, 0, 64))
+    assert proto.RESP.unpack_from(recv)[0] == -errno.ENOTCONN  # type: ignore[arg-type]
+    poll = module.rpc_poll(proto.POLL_REQ.pack(0, 1) + proto.POLLFD.pack(handle, 0x5, 0))
+    ready, _ = proto.RESP.unpack_from(poll)  # type: ignore[arg-type]
+    assert ready == 0
+    zero_copy = module.rpc_send_buf(proto.BUF_REQ.pack(handle, 4, 0))
+    assert proto.RESP.unpack_from(zero_copy)[0] == -errno.EOPNOTSUPP  # type: ignore[arg-type]
+    assert module.native_data_plane.stats["attached"] == 0
+
+
+def _new_socket(module: SocketOutsourcing) -> int:
+    answer = module.rpc_socket(proto.SOCKET_REQ.pack(2, 1, 0, 0))
+    assert isinstance(answer, bytes)
+    handle: int = proto.RESP.unpack(answer)[0]
+    return handle
+
+
 def test_a_connecting_socket_takes_no_data_in_any_path() -> None:
     """The state machine itself, without a guest: between the guest's CONNECT and the
-    end of its handshakes every data call is refused and poll reports nothing."""
-    module = SocketOutsourcing()
-    handle = proto.RESP.unpack(module.rpc_socket(proto.SOCKET_REQ.pack(2, 1, 0, 0)))[0]
-    addr = proto.ADDR.pack(proto.AF_INET, 9, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
-    connecting = module.rpc_connect(struct.pack("<Ii", handle, -1) + addr)
+    end of its handshakes every data call is refused and poll reports nothing. A TLS
+    rule keeps the connect on the loop (a plain one to a closed port is refused at once)."""
+    module = SocketOutsourcing(Policy([Rule(TLS(server_hostname="localhost"), port=9)]))
+    handle = _new_socket(module)
+    connecting = module.rpc_connect(_connect_req(handle, 9))
     assert not isinstance(connecting, bytes)  # the connect waits on the loop; not run yet
     try:
-        again = module.rpc_connect(struct.pack("<Ii", handle, -1) + addr)
-        assert proto.RESP.unpack_from(again)[0] == -errno.EALREADY  # type: ignore[arg-type]
-        send = module.rpc_send(proto.WAIT_REQ.pack(handle, 0, 0, 0) + PAYLOAD)
-        assert proto.RESP.unpack_from(send)[0] == -errno.ENOTCONN  # type: ignore[arg-type]
-        recv = module.rpc_recv(proto.WAIT_REQ.pack(handle, 0, 0, 64))
-        assert proto.RESP.unpack_from(recv)[0] == -errno.ENOTCONN  # type: ignore[arg-type]
-        poll = module.rpc_poll(proto.POLL_REQ.pack(0, 1) + proto.POLLFD.pack(handle, 0x5, 0))
-        ready, _ = proto.RESP.unpack_from(poll)  # type: ignore[arg-type]
-        assert ready == 0
-        zero_copy = module.rpc_send_buf(proto.BUF_REQ.pack(handle, 4, 0))
-        assert proto.RESP.unpack_from(zero_copy)[0] == -errno.EOPNOTSUPP  # type: ignore[arg-type]
-        assert module.native_data_plane.stats["attached"] == 0
+        _assert_no_data_path(module, handle, 9)
     finally:
         # Nothing listens on port 9: the connect itself is refused.
         refused = run_on_loop(connecting)
         module.close()
     assert proto.RESP.unpack_from(refused)[0] == -errno.ECONNREFUSED
+
+
+def test_a_plain_connect_still_under_way_takes_no_data_in_any_path() -> None:
+    """A plain connect that has not finished when the engine thread looks (the peer's
+    accept queue is full, so its SYN waits) stays CONNECTING on the loop with the socket
+    it started, and becomes READY only once the peer takes it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    first = socket.create_connection(("127.0.0.1", port))  # fills the accept queue
+    module = SocketOutsourcing()
+    try:
+        handle = _new_socket(module)
+        connecting = module.rpc_connect(_connect_req(handle, port))
+        assert not isinstance(connecting, bytes)
+        assert module.stats["sockets_created"] == 1  # started on the engine thread
+        _assert_no_data_path(module, handle, port)
+        listener.accept()[0].close()  # room in the queue: the handshake can finish
+        done = run_on_loop(connecting, timeout=30)
+        assert proto.RESP.unpack_from(done)[0] == 0
+        assert module.stats["sockets_created"] == 1  # the same socket, not a second one
+        assert module.native_data_plane.stats["attached"] == 1
+    finally:
+        module.close()
+        first.close()
+        listener.close()
+
+
+def test_a_plain_loopback_connect_and_close_never_wait_on_the_loop() -> None:
+    """connect to a listening local peer is READY in the call, a refused one fails in
+    the call (and the socket may connect again), and close of an idle socket closes it
+    in the call: no coroutine for the loop, so no loop hop."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    module = SocketOutsourcing()
+    try:
+        handle = _new_socket(module)
+        closed_port = socket.socket()
+        closed_port.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        refused = module.rpc_connect(_connect_req(handle, closed_port.getsockname()[1]))
+        closed_port.close()
+        assert isinstance(refused, bytes)
+        assert proto.RESP.unpack_from(refused)[0] == -errno.ECONNREFUSED
+        ready = module.rpc_connect(_connect_req(handle, port))
+        assert isinstance(ready, bytes)
+        assert proto.RESP.unpack_from(ready)[0] == 0
+        assert module.native_data_plane.stats["attached"] == 1
+        peer = listener.accept()[0]
+        closed = module.rpc_close(proto.HANDLE_REQ.pack(handle, 0))
+        assert isinstance(closed, bytes)
+        assert proto.RESP.unpack_from(closed)[0] == 0
+        assert peer.recv(1) == b""  # the host socket is closed: the peer sees EOF
+        peer.close()
+        assert module.stats["sockets_open"] == 0
+        assert module.native_data_plane.stats["attached"] == 0
+        assert not any(key.startswith("waits.") for key in module.stats)
+    finally:
+        module.close()
+        listener.close()

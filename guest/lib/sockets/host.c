@@ -97,3 +97,24 @@ long host_simple(uint32_t fn, const void *req, size_t req_len)
 
 	return host_call(fn, req, req_len, &r, sizeof(r), NULL);
 }
+
+/*
+ * One zero-copy attempt (VMRPC_SOCK_FN_SEND_BUF / RECV_BUF): the host moves bytes
+ * straight between its socket and our buffer, never waiting.  Returns the bytes
+ * moved or -errno; -EAGAIN: nothing now; -EOPNOTSUPP: never for this socket.
+ */
+long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len)
+{
+	struct vmrpc_sock_buf_req req;
+	struct vmrpc_sock_resp r;
+	int32_t result;
+
+	req.handle = s->host;
+	req.len = (uint32_t)(len < VMRPC_SOCK_MAX_BUF ? len : VMRPC_SOCK_MAX_BUF);
+	req.gpa = (uint64_t)(uintptr_t)buf; /* guest memory is identity-mapped */
+	if (host_rpc(fn, &req, sizeof(req), &r, sizeof(r), NULL, &result) < 0)
+		return -errno;
+	if (result == -EOPNOTSUPP)
+		s->no_zero_copy = 1;
+	return result;
+}

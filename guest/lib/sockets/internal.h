@@ -22,6 +22,7 @@
  *   connect.c accept.c                    specialisation: guest-local pipes or a host socket
  *   bind.c                                names, ports, bind and listen
  *   table.c addr.c                        descriptors and socket lifetime; addresses
+ *   readahead.c                           buffered receive of host streams
  *   pipe.c host.c                         guest-local pipes; host module calls
  *   deadline.c stats.c                    time and waits; counters
  */
@@ -92,6 +93,9 @@ struct gsock {
 	size_t dq_bytes;
 	int rcvtimeo_ms, sndtimeo_ms; /* -1: none */
 	int no_zero_copy;             /* the host said SEND_BUF/RECV_BUF cannot serve it */
+	uint8_t *ra;                  /* read-ahead of a host stream (readahead.c), or NULL */
+	uint32_t ra_pos, ra_end;      /* its unread bytes: [ra_pos, ra_end) */
+	int ra_busy;                  /* a vCPU is filling it or copying out of it */
 	struct sockopt opts[MAX_OPTS];
 	int nopts;
 };
@@ -128,6 +132,14 @@ int host_rpc(uint32_t fn, const void *req, size_t req_len, void *resp, size_t re
 long host_call(uint32_t fn, const void *req, size_t req_len, void *resp, size_t resp_cap,
 	       size_t *resp_len);
 long host_simple(uint32_t fn, const void *req, size_t req_len);
+long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len);
+
+/* readahead.c */
+uint32_t ra_avail(struct gsock *s);
+size_t ra_take(struct gsock *s, uint8_t *buf, size_t len, int peek);
+long ra_fill(struct gsock *s);
+int ra_bypass(struct gsock *s, size_t len);
+void ra_free(struct gsock *s);
 
 /* pipe.c */
 struct lpipe *pipe_new(void);

@@ -39,6 +39,8 @@ static short local_revents(struct gsock *s, short events, uint32_t *host, int *l
 			rev |= POLLHUP;
 	} else if (s->state == ST_CONNECTED) {
 		*host = s->host;
+		if (ra_avail(s))
+			rev |= POLLIN; /* read ahead: the host socket may be empty by now */
 	} else {
 		rev |= POLLHUP; /* an unconnected stream socket */
 	}

@@ -3,27 +3,6 @@
  */
 #include "internal.h"
 
-/*
- * One zero-copy attempt (VMRPC_SOCK_FN_SEND_BUF / RECV_BUF): the host moves bytes
- * straight between its socket and our buffer, never waiting.  Returns the bytes
- * moved or -errno; -EAGAIN: nothing now; -EOPNOTSUPP: never for this socket.
- */
-static long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len)
-{
-	struct vmrpc_sock_buf_req req;
-	struct vmrpc_sock_resp r;
-	int32_t result;
-
-	req.handle = s->host;
-	req.len = (uint32_t)(len < VMRPC_SOCK_MAX_BUF ? len : VMRPC_SOCK_MAX_BUF);
-	req.gpa = (uint64_t)(uintptr_t)buf; /* guest memory is identity-mapped */
-	if (host_rpc(fn, &req, sizeof(req), &r, sizeof(r), NULL, &result) < 0)
-		return -errno;
-	if (result == -EOPNOTSUPP)
-		s->no_zero_copy = 1;
-	return result;
-}
-
 static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int timeout_ms)
 {
 	uint8_t *sc = cpu_scratch();
@@ -133,6 +112,67 @@ static ssize_t host_recv_zero_copy(struct gsock *s, uint8_t *buf, size_t len, in
 	return host_recv(s, buf, len, 0, timeout_ms);
 }
 
+/* The copying way, which waits as timeout_ms says; MSG_WAITALL in pieces. */
+static ssize_t host_recv_wait(struct gsock *s, uint8_t *buf, size_t len, int flags,
+			      int timeout_ms)
+{
+	size_t done = 0;
+	ssize_t n = 0;
+
+	if (!(flags & MSG_WAITALL) || len <= VMRPC_SOCK_MAX_RECV)
+		return host_recv(s, buf, len, flags, timeout_ms);
+	while (done < len) {
+		n = host_recv(s, buf + done, len - done, flags, timeout_ms);
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	return done ? (ssize_t)done : n;
+}
+
+/*
+ * A connected host stream: from the read-ahead buffer (readahead.c), refilled by
+ * one native call when empty; the copying way only when the host has nothing now
+ * and the call may wait (or the socket has no native data plane).
+ */
+static ssize_t host_stream_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
+				int timeout_ms)
+{
+	int peek = flags & MSG_PEEK;
+	size_t got = 0;
+
+	if (!peek && !(flags & MSG_WAITALL) && ra_bypass(s, len))
+		return host_recv_zero_copy(s, buf, len, timeout_ms); /* big enough alone */
+	for (int topped = 0;; topped = 1) {
+		long rc;
+
+		/* A peek sees the buffer, topped up once with what the host holds now. */
+		got = peek ? ra_take(s, buf, len, 1) : got + ra_take(s, buf + got, len - got, 0);
+		if (got == len || (got && !(flags & MSG_WAITALL) && (!peek || topped)))
+			return (ssize_t)got;
+		rc = ra_fill(s);
+		if (rc > 0)
+			continue;
+		if (rc == 0 || (got && peek))
+			return (ssize_t)got; /* end of stream, or all a peek can see now */
+		if (rc == -ENOMEM && !got && !peek && !(flags & MSG_WAITALL))
+			return host_recv_zero_copy(s, buf, len, timeout_ms); /* no buffer */
+		if (rc == -EAGAIN && timeout_ms == 0)
+			return got ? (ssize_t)got : fail(EAGAIN);
+		if (rc != -EAGAIN && rc != -EOPNOTSUPP && rc != -ENOMEM)
+			return got ? (ssize_t)got : fail((int)-rc);
+		break; /* the host has nothing now (or no buffer): wait the copying way */
+	}
+	if (!got) /* nothing buffered now, nor being filled: straight into buf */
+		return host_recv_wait(s, buf, len, flags, timeout_ms);
+	/* MSG_WAITALL with part of it buffered: the rest waits */
+	{
+		ssize_t n = host_recv_wait(s, buf + got, len - got, flags, timeout_ms);
+
+		return n > 0 ? (ssize_t)got + n : (ssize_t)got;
+	}
+}
+
 ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
 	struct gsock *s = sock_get(fd);
@@ -154,22 +194,10 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 		n = 0;
 	else if (s->local)
 		n = pipe_read(s->rx, buf, len, flags, ms == 0, deadline_in(ms));
-	else if (!flags && !s->no_zero_copy)
-		n = host_recv_zero_copy(s, buf, len, ms);
-	else if (!(flags & MSG_WAITALL) || len <= VMRPC_SOCK_MAX_RECV)
-		n = host_recv(s, buf, len, flags, ms);
-	else {
-		size_t done = 0;
-
-		n = 0;
-		while (done < len) {
-			n = host_recv(s, (uint8_t *)buf + done, len - done, flags, ms);
-			if (n <= 0)
-				break;
-			done += (size_t)n;
-		}
-		n = done ? (ssize_t)done : n;
-	}
+	else if (!s->no_zero_copy || ra_avail(s))
+		n = host_stream_recv(s, buf, len, flags, ms);
+	else
+		n = host_recv_wait(s, buf, len, flags, ms);
 	sock_put(s);
 	return n;
 }

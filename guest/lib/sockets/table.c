@@ -78,6 +78,7 @@ void sock_teardown(struct gsock *s)
 		free(dq);
 		dq = next;
 	}
+	ra_free(s); /* close drops what was read ahead */
 	host_close(s->host);
 	host_close(s->host_listen);
 	errno = saved;
@@ -87,6 +88,7 @@ void sock_put(struct gsock *s)
 {
 	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		sock_teardown(s);
+		ra_free(s); /* a receive racing with close may have refilled it */
 		pipe_put(s->rx);
 		pipe_put(s->tx);
 		free(s);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import select
 import socket
 import ssl
 from functools import partial
@@ -17,7 +18,7 @@ from functools import partial
 from vmrpc.hostmodule import function
 from vmrpc.sockets import proto, socks5
 from vmrpc.sockets.audit import Decision
-from vmrpc.sockets.dispatch import Answer, errno_of
+from vmrpc.sockets.dispatch import Answer, Closed, errno_of
 from vmrpc.sockets.policy import TLS, TLS_ERRNO, Deny, Proxy
 from vmrpc.sockets.proto import Addr, ProtoError
 from vmrpc.sockets.table import Entry, State
@@ -70,11 +71,59 @@ class Connecting(LoopWaits):
         timeout = limit if req.timeout is None else min(req.timeout, limit)
         # From here until the handshakes end no data path may touch the socket.
         entry.state = State.CONNECTING
-        return self._connect_stream(entry, req.addr, (flow, rule, action), timeout)
+        started = None
+        if not isinstance(action, TLS | Proxy):
+            started = self._start_connect(entry, req.addr)
+            if started is None:  # connected (or refused) already: no loop hop
+                return self._local_answer(entry)
+        return self._connect_stream(entry, req.addr, (flow, rule, action), timeout, started)
+
+    def _start_connect(self, entry: Entry, addr: Addr) -> int | None:
+        """Starts a plain TCP connect on the engine thread: None if it has ended
+        (READY, or the error raised), else the pending connect's errno for the loop.
+
+        A loopback connect answers EINPROGRESS but has finished by the time a
+        zero-timeout poll looks, so connections to local peers never wait in Python.
+        """
+        try:
+            sock = self._host_socket(entry, addr.socket_family)
+        except BaseException:
+            entry.state = State.NEW  # no host socket (the fd budget said no)
+            raise
+        entry.sock = sock
+        try:
+            err = sock.connect_ex(addr.sockaddr())
+            if err in (errno.EINPROGRESS, errno.EAGAIN):
+                probe = select.poll()
+                probe.register(sock, select.POLLOUT)
+                if not probe.poll(0):
+                    return err  # still under way: the loop waits for it
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, errno.errorcode.get(err, "connect failed"))
+            entry.peer = addr
+            self._ready(entry)
+        except BaseException:
+            self._unconnect(entry, sock)
+            raise
+        return None
+
+    @staticmethod
+    def _unconnect(entry: Entry, sock: socket.socket) -> None:
+        """A failed connect: the entry goes back to NEW and its host socket closes."""
+        current = entry.sock or sock
+        entry.sock = None
+        entry.tls = False
+        entry.peer = None
+        if entry.state is State.CONNECTING:
+            entry.state = State.NEW
+        current.close()
 
     async def _connect_stream(
-        self, entry: Entry, addr: Addr, decision: Decision, timeout: float
+        self, entry: Entry, addr: Addr, decision: Decision, timeout: float, started: int | None
     ) -> bytes:
+        """The connect that waits: a plain one under way (``started``: its errno so
+        far), or one through a proxy and/or TLS, from the start."""
         flow, rule, action = decision
         deadline = self._deadline(timeout)
         target = addr
@@ -83,10 +132,13 @@ class Connecting(LoopWaits):
                 action.host, action.port, type=socket.SOCK_STREAM
             )
             target = proto.addr_from_sockaddr(infos[0][0], infos[0][4])
-        sock = self._host_socket(entry, target.socket_family)
-        entry.sock = sock
+        if started is None:
+            entry.sock = self._host_socket(entry, target.socket_family)
+        elif entry.sock is None:
+            raise Closed()  # closed before the loop took the connect over
+        sock = entry.sock
         try:
-            await self._raw_connect(entry, sock, target, deadline)
+            await self._raw_connect(entry, sock, target, deadline, started)
             if isinstance(action, Proxy):
                 try:
                     await self._socks5(entry, sock, addr, deadline, action)
@@ -107,20 +159,19 @@ class Connecting(LoopWaits):
             entry.peer = addr
             self._ready(entry)
         except BaseException:
-            current = entry.sock or sock
-            entry.sock = None
-            entry.tls = False
-            entry.peer = None
-            if entry.state is State.CONNECTING:
-                entry.state = State.NEW
-            current.close()
+            self._unconnect(entry, sock)
             raise
         return self._local_answer(entry)
 
     async def _raw_connect(
-        self, entry: Entry, sock: socket.socket, target: Addr, deadline: float | None
+        self,
+        entry: Entry,
+        sock: socket.socket,
+        target: Addr,
+        deadline: float | None,
+        started: int | None,
     ) -> None:
-        err = sock.connect_ex(target.sockaddr())
+        err = sock.connect_ex(target.sockaddr()) if started is None else started
         if err in (errno.EINPROGRESS, errno.EAGAIN):
             if not await self._wait(entry, True, deadline):
                 raise TimeoutError(errno.ETIMEDOUT, "connect timed out")

@@ -129,10 +129,15 @@ class Control(LoopWaits):
 
     def _close(self, req: proto.HandleReq) -> Answer:
         entry = self._entry(req.handle)
-        entry.state = State.CLOSED  # no new operation starts on it from now on
-        if entry.sock is None:
-            with self._lock:
+        with self._lock:
+            entry.state = State.CLOSED  # no new operation starts on it from now on
+            # Nothing on the loop can be using it: close here, without the loop hop.
+            idle = self._loop_calls == 0 and not entry.readers and not entry.writers
+            if entry.sock is None:
                 self._table.pop(entry.handle, None)
+                return proto.resp(0)
+        if idle:
+            self._close_entry(entry)
             return proto.resp(0)
 
         async def close() -> bytes:

@@ -74,6 +74,7 @@ class Dispatcher(HostModule):
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_calls = 0  # coroutines handed to the loop and not finished
         self._closed = False
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -94,11 +95,13 @@ class Dispatcher(HostModule):
         except ProtoError as error:
             log.debug("sockets.%s: rejected request: %s", proto.FUNCTION_NAMES[fn], error)
             return fail(error.errno)
-        except OSError as error:
-            return fail(errno_of(error))
+        except (OSError, Closed) as error:
+            return fail(failure_errno(fn, error))
         if isinstance(answer, bytes):
             return answer
-        self._count("waits." + proto.FUNCTION_NAMES[fn])
+        with self._lock:
+            self._counts["waits." + proto.FUNCTION_NAMES[fn]] += 1
+            self._loop_calls += 1
         return self._guard(fn, answer, fail)
 
     async def _guard(
@@ -118,3 +121,5 @@ class Dispatcher(HostModule):
         finally:
             if task is not None:
                 self._tasks.discard(task)
+            with self._lock:
+                self._loop_calls -= 1
