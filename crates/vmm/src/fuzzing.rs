@@ -310,10 +310,26 @@ struct FilesTree {
     null: File,
 }
 
+/// The scratch tree's top directory, removed at exit.
+static FILES_TOP: OnceLock<PathBuf> = OnceLock::new();
+
+/// libFuzzer ends with `exit()`, which runs no Rust destructors: remove the
+/// scratch tree from an `atexit` handler instead.
+extern "C" fn remove_files_tree() {
+    if let Some(top) = FILES_TOP.get() {
+        let _ = std::fs::remove_dir_all(top);
+    }
+}
+
 fn files_tree() -> &'static FilesTree {
     static T: OnceLock<FilesTree> = OnceLock::new();
     T.get_or_init(|| {
-        let top = std::env::temp_dir().join(format!("vmrpc-fuzz-files-{}", std::process::id()));
+        let top = FILES_TOP.get_or_init(|| {
+            std::env::temp_dir().join(format!("vmrpc-fuzz-files-{}", std::process::id()))
+        });
+        // SAFETY: registers a plain function with no captured state; it only
+        // reads a static set above and removes a directory.
+        unsafe { libc::atexit(remove_files_tree) };
         let root = top.join("root");
         std::fs::create_dir_all(root.join("dir")).expect("scratch dir");
         std::fs::write(top.join("secret"), b"outside the mount").expect("secret");
