@@ -33,7 +33,8 @@ PKG := python/vmrpc
 SDK := $(PKG)/_guest
 
 # Paths given to ruff; benches/ and examples/ only once they exist.
-PY_LINT_PATHS := python tests tools $(wildcard benches) $(wildcard examples) guest/linux/sdk/python
+PY_LINT_PATHS := python tests tools $(wildcard benches) $(wildcard examples) guest/linux/sdk/python \
+	fuzz/python
 
 # Inputs of the native extension: when none changed and the built module is in place,
 # `maturin develop` is skipped (it would be an incremental no-op, but a slow one).
@@ -202,24 +203,30 @@ abi:
 # libFuzzer (libfuzzer-sys) on stable Rust: SanitizerCoverage is enabled with stable
 # codegen flags, as cargo-fuzz does on nightly (minus AddressSanitizer, which needs
 # nightly; the targets are safe Rust, and panics and failed checks abort). --target
-# keeps the flags off build scripts. A crash is saved in fuzz/artifacts/<target>/ and
+# keeps the flags off build scripts. The Python parsers (the sockets wire format and
+# the Linux file system calls) run under atheris, libFuzzer for Python, installed into
+# the venv from fuzz/requirements.txt. A crash is saved in fuzz/artifacts/<target>/ and
 # fails the run.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := rpc_engine evq_queue sock_buf
+FUZZ_TARGETS := rpc_engine evq_queue sock_buf files_data
+FUZZ_PY_TARGETS := sock_proto linux_files
 FUZZ_TRIPLE := x86_64-unknown-linux-gnu
 FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
 	-Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares \
 	-Cdebug-assertions -Coverflow-checks --cfg fuzzing
 
-fuzz:
+fuzz: dev
+	$(VPY) -m pip install --quiet -r fuzz/requirements.txt
 	cd fuzz && RUSTFLAGS="$(FUZZ_RUSTFLAGS)" $(CARGO) build --release --bins --target $(FUZZ_TRIPLE)
-	for t in $(FUZZ_TARGETS); do \
+	for t in $(FUZZ_TARGETS) $(FUZZ_PY_TARGETS); do \
 		mkdir -p fuzz/corpus/$$t fuzz/artifacts/$$t; \
 		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
-		fuzz/target/$(FUZZ_TRIPLE)/release/$$t -max_total_time=$(FUZZ_SECONDS) \
+		if [[ " $(FUZZ_PY_TARGETS) " == *" $$t "* ]]; then run="$(VPY) fuzz/python/$$t.py"; \
+		else run=fuzz/target/$(FUZZ_TRIPLE)/release/$$t; fi; \
+		$$run -max_total_time=$(FUZZ_SECONDS) \
 			-print_final_stats=1 -artifact_prefix=fuzz/artifacts/$$t/ fuzz/corpus/$$t \
-			2>&1 | grep -E '^(stat::number_of_executed_units|stat::peak_rss|#[0-9]+ +DONE|==|SUMMARY|.*panicked)' \
+			2>&1 | grep -E '^(stat::number_of_executed_units|stat::peak_rss|#[0-9]+ +DONE|==|SUMMARY|.*panicked|.*Error)' \
 			|| true; \
 		test -z "$$(ls fuzz/artifacts/$$t)" || { echo "fuzz $$t: crash in fuzz/artifacts/$$t"; exit 1; }; \
 	done

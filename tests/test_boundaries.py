@@ -28,6 +28,22 @@ def test_huge_and_infinite_timeouts_mean_no_timeout(vm_factory: VmFactory, timeo
     assert vm.wait(timeout) == 0
 
 
+@pytest.mark.parametrize("timeout", NO_TIMEOUT)
+def test_event_queue_waits_with_huge_timeouts_get_the_guests_events(
+    vm_factory: VmFactory, timeout: float
+) -> None:
+    # Issue 13.6's own call: q.get_event(1e300) waiting on a live queue.
+    vm = vm_factory("evq_produce", args=["q", "3", "8"])
+    q = vm.make_ev_queue("q", capacity=4, max_event_size=8)
+    vm.start()
+    assert q.wait_readable(timeout)
+    events = [q.get_event(timeout)]
+    while len(events) < 3:
+        events += q.get_events(3 - len(events), timeout)
+    assert [len(e) for e in events] == [8, 8, 8]
+    assert vm.wait(timeout) == 0, vm.console
+
+
 @pytest.mark.parametrize("timeout", BAD_TIMEOUTS)
 def test_nan_and_negative_timeouts_are_value_errors(vm_factory: VmFactory, timeout: float) -> None:
     vm = vm_factory("hello", args=["x"])

@@ -11,9 +11,17 @@
 //!   slot lengths, payloads) through `take_into`, `put`, `ready`.
 //! - `sock_buf`: SEND_BUF / RECV_BUF requests of the native socket data
 //!   plane (handle, length, guest address) over a connected socket pair.
+//! - `files_data`: a Linux program's system-call arguments as the native
+//!   files module takes them (`read`/`write`/`pread64`/`pwrite64`: handle,
+//!   buffer, length, offset; `openat`/`newfstatat`/`fstat`/`close`: handles,
+//!   flags, stat buffer, path bytes) over a mount of a scratch directory; every
+//!   file it opens must lie inside the mount.
 
+use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -28,9 +36,10 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::evq::geometry::Geometry;
 use crate::evq::{EventQueue, VmLink, Wait};
 use crate::layout;
+use crate::linux::dataplane::FilesDataPlane;
 use crate::rpc::channel::{Channel, Completion};
 use crate::rpc::engine::Rig;
-use crate::rpc::module::NativeHandler;
+use crate::rpc::module::{HostModule, NativeHandler};
 use crate::sockfast::SocketDataPlane;
 use crate::stats::Stats;
 
@@ -212,9 +221,47 @@ pub fn evq_queue(data: &[u8]) {
     assert_canary_outside(mem, EVQ_MEM, EVQ_BASE, end);
 }
 
-// ---- socket data plane ----------------------------------------------------------------
+// ---- native modules (socket and files data planes) -------------------------------------
 
-const SOCK_MEM: usize = 1 << 20;
+/// Guest RAM of the native-module targets; their channel lies at `NATIVE_CHAN`.
+const NATIVE_MEM: usize = 1 << 20;
+const NATIVE_CHAN: u64 = 0xf_0000;
+
+/// A channel over `mem` at `NATIVE_CHAN`, with fresh host-side ring state.
+fn native_channel(mem: &GuestMemoryMmap) -> Arc<Channel> {
+    let irq = EventFd::new(EFD_NONBLOCK).expect("eventfd");
+    Arc::new(Channel::new(
+        0,
+        mem.clone(),
+        NATIVE_CHAN,
+        irq,
+        Arc::new(Stats::default()),
+    ))
+}
+
+/// A completion for one request on `chan`. When the response ring is full
+/// the guest consumes everything; if the guest's buffers overwrote its own
+/// ring so that room never comes back, the "guest" starts a new channel.
+fn native_completion(chan: &mut Arc<Channel>, mem: &GuestMemoryMmap) -> Completion {
+    let resp = GuestAddress(NATIVE_CHAN + VMRPC_CHAN_RESP_RING_OFFSET as u64);
+    for _ in 0..2 {
+        if chan.reserve() {
+            return Completion::new(chan.clone(), 1, 0, 8);
+        }
+        let head: u32 = mem.load(resp, Ordering::Acquire).expect("head");
+        mem.store(
+            head,
+            GuestAddress(resp.0 + ring_off::TAIL),
+            Ordering::Release,
+        )
+        .expect("tail");
+    }
+    // Both rings lie below the data area.
+    fill(mem, NATIVE_CHAN, VMRPC_CHAN_DATA_OFFSET as usize, 0);
+    *chan = native_channel(mem);
+    assert!(chan.reserve(), "a fresh channel has room");
+    Completion::new(chan.clone(), 1, 0, 8)
+}
 
 /// Input: a sequence of (function selector, 16-byte request) pairs, served
 /// by a data plane with handle 3 attached to one end of a socket pair.
@@ -233,43 +280,128 @@ pub fn sock_buf(data: &[u8]) {
         let dp = SocketDataPlane::default();
         dp.attach(3, ours.as_raw_fd()).expect("attach");
         Fixture {
-            mem: memory(SOCK_MEM),
+            mem: memory(NATIVE_MEM),
             dp,
             _peer: peer,
             _ours: ours,
         }
     });
-    let stats = Arc::new(Stats::default());
-    let irq = EventFd::new(EFD_NONBLOCK).expect("eventfd");
-    // The channel's rings and data area at 0xf0000; the buffers the requests
-    // name may be anywhere, in RAM or not.
-    let chan = Arc::new(Channel::new(0, f.mem.clone(), 0xf_0000, irq, stats));
+    // The buffers the requests name may be anywhere, in RAM or not.
+    let mut chan = native_channel(&f.mem);
     let mut input = Input(data);
     while !input.0.is_empty() {
         let function = input.u32() & 0x1f;
         let request = input.bytes(16).to_vec();
-        if !chan.reserve() {
-            // The response ring is full: the guest consumes everything.
-            let head: u32 = f
-                .mem
-                .load(
-                    GuestAddress(0xf_0000 + VMRPC_CHAN_RESP_RING_OFFSET as u64),
-                    Ordering::Acquire,
-                )
-                .expect("head");
-            f.mem
-                .store(
-                    head,
-                    GuestAddress(0xf_0000 + VMRPC_CHAN_RESP_RING_OFFSET as u64 + ring_off::TAIL),
-                    Ordering::Release,
-                )
-                .expect("tail");
-            continue;
-        }
-        let done = Completion::new(chan.clone(), 1, 0, 8);
+        let done = native_completion(&mut chan, &f.mem);
         // Anything not served natively comes back, and is answered as Python would.
         if let Some(done) = f.dp.try_call(function, &request, done) {
             done.err(guest_kmod_bindings::VMRPC_ENOFUNC);
         }
     }
+}
+
+/// The scratch tree of `files_data`, made once per process: the mount root
+/// holds a file, a directory and symlinks that point out of it; `secret`
+/// lies beside the root, outside the mount.
+struct FilesTree {
+    root: PathBuf,
+    root_dir: File,
+    file: File,
+    null: File,
+}
+
+/// The scratch tree's top directory, removed at exit.
+static FILES_TOP: OnceLock<PathBuf> = OnceLock::new();
+
+/// libFuzzer ends with `exit()`, which runs no Rust destructors: remove the
+/// scratch tree from an `atexit` handler instead.
+extern "C" fn remove_files_tree() {
+    if let Some(top) = FILES_TOP.get() {
+        let _ = std::fs::remove_dir_all(top);
+    }
+}
+
+fn files_tree() -> &'static FilesTree {
+    static T: OnceLock<FilesTree> = OnceLock::new();
+    T.get_or_init(|| {
+        let top = FILES_TOP.get_or_init(|| {
+            std::env::temp_dir().join(format!("vmrpc-fuzz-files-{}", std::process::id()))
+        });
+        // SAFETY: registers a plain function with no captured state; it only
+        // reads a static set above and removes a directory.
+        unsafe { libc::atexit(remove_files_tree) };
+        let root = top.join("root");
+        std::fs::create_dir_all(root.join("dir")).expect("scratch dir");
+        std::fs::write(top.join("secret"), b"outside the mount").expect("secret");
+        std::fs::write(root.join("file"), vec![7u8; 5000]).expect("file");
+        std::fs::write(root.join("dir/inner"), b"inner").expect("inner");
+        for (name, target) in [
+            ("up", ".."),
+            ("abs", "/etc/passwd"),
+            ("sec", "../secret"),
+            ("self", "file"),
+        ] {
+            let _ = symlink(target, root.join(name));
+        }
+        let root = root.canonicalize().expect("canonical root");
+        FilesTree {
+            root_dir: File::open(&root).expect("root"),
+            file: File::open(root.join("file")).expect("file"),
+            null: File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .expect("/dev/null"),
+            root,
+        }
+    })
+}
+
+/// Input: a sequence of (function 0..7, request length, request bytes),
+/// served by a fresh files data plane: mounts `/` and `/data` (both the
+/// scratch root), cwd `/dir`, handle 3 a read-only file and 4 `/dev/null`.
+/// After each native open the file must be inside the mount.
+pub fn files_data(data: &[u8]) {
+    static MEM: OnceLock<GuestMemoryMmap> = OnceLock::new();
+    let mem = MEM.get_or_init(|| memory(NATIVE_MEM));
+    let tree = files_tree();
+    let plane = FilesDataPlane::default();
+    {
+        let fd = tree.root_dir.as_raw_fd();
+        let mut paths = plane.paths();
+        paths
+            .set_mounts(&[(b"/".to_vec(), fd), (b"/data".to_vec(), fd)])
+            .expect("mounts");
+        paths.set_cwd(b"/dir");
+    }
+    plane.attach(3, tree.file.as_raw_fd()).expect("attach");
+    plane.attach(4, tree.null.as_raw_fd()).expect("attach");
+    let mut chan = native_channel(mem);
+    let mut input = Input(data);
+    while !input.0.is_empty() {
+        let head = input.u32();
+        let function = head & 7;
+        let request = input.bytes((head >> 3) as usize & 0x7f).to_vec();
+        let done = native_completion(&mut chan, mem);
+        let opened_before = plane.opens.load(Ordering::Relaxed);
+        plane.call(function, &request, done);
+        if plane.opens.load(Ordering::Relaxed) != opened_before {
+            assert_opened_inside(&plane, &tree.root);
+        }
+    }
+}
+
+/// Panics unless the newest native handle is a file below `root`.
+fn assert_opened_inside(plane: &FilesDataPlane, root: &std::path::Path) {
+    // `new_handle` counts up: the handle just opened is the one before it.
+    let handle = (plane.new_handle() - 1) | crate::linux::dataplane::NATIVE_HANDLE_BIT;
+    let (fd, _) = plane
+        .adopt(handle)
+        .expect("dup")
+        .expect("the open made a native handle");
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("fd path");
+    assert!(
+        path.starts_with(root),
+        "opened {path:?}, outside the mount {root:?}"
+    );
 }

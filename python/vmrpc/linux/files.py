@@ -249,6 +249,8 @@ class FilesModule(FilesBase):
     def faccessat(self, request: bytes) -> bytes:
         def body(a: tuple[int, ...], data: bytes) -> tuple[int, bytes]:
             mode, flags = a[1], a[2]
+            if mode & ~(os.R_OK | os.W_OK | os.X_OK):  # as Linux: only F_OK and R/W/X_OK
+                raise OSError(errno.EINVAL, "access mode")
             root, rel, guest = self._locate(a[0], self._paths(data)[0])
             self._check("access", guest, mode, root, bool(mode & os.W_OK))
             nofollow = os.O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0
