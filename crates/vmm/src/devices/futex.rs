@@ -39,7 +39,6 @@ const EINVAL: i64 = 22;
 const EINTR: i64 = 4;
 const ETIMEDOUT: i64 = 110;
 
-
 /// `struct lx_futex_req` in guest/linux/futex_abi.h.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
