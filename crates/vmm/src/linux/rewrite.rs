@@ -50,6 +50,17 @@ static SITE_CACHE: Mutex<Option<HashMap<SiteKey, Vec<usize>>>> = Mutex::new(None
 /// Rewrites every `syscall` in `code` to `call *%rax`; returns how many. With a
 /// `key`, the sites are decoded once per process for that file and segment.
 pub fn rewrite(code: &mut [u8], vaddr: u64, key: Option<SiteKey>) -> usize {
+    let sites = sites_of(code, vaddr, key);
+    for &at in &sites {
+        debug_assert_eq!(code[at..at + 2], SYSCALL);
+        code[at..at + 2].copy_from_slice(&CALL_RAX);
+    }
+    sites.len()
+}
+
+/// The offsets of every `syscall` in `code` (mapped at `vaddr`), each checked
+/// to still hold `syscall`; with a `key`, decoded once per process.
+pub fn sites_of(code: &[u8], vaddr: u64, key: Option<SiteKey>) -> Vec<usize> {
     let cached = key.as_ref().and_then(|k| {
         let cache = SITE_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
         cache.as_ref().and_then(|c| c.get(k).cloned())
@@ -74,11 +85,7 @@ pub fn rewrite(code: &mut [u8], vaddr: u64, key: Option<SiteKey>) -> usize {
             sites
         }
     };
-    for &at in &sites {
-        debug_assert_eq!(code[at..at + 2], SYSCALL);
-        code[at..at + 2].copy_from_slice(&CALL_RAX);
-    }
-    sites.len()
+    sites
 }
 
 /// The page at virtual address 0: the sled, then `jmp *%gs:slot`.
