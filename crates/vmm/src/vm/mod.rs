@@ -7,6 +7,7 @@
 //! `setup` builds the pieces, `shared` is what the vCPU threads see of the VM,
 //! `launch` starts the vCPU threads (all at `start`, or on demand).
 
+mod cpu_clock;
 mod launch;
 mod setup;
 mod shared;
@@ -29,11 +30,13 @@ use crate::rpc::{EngineThread, RpcHost};
 use crate::stats::Stats;
 use crate::stop::StopToken;
 use crate::{bootinfo, irq, kick, layout};
+use cpu_clock::CpuClockDevice;
 use guest_kmod_bindings as abi;
 use launch::{Launcher, VcpuRecipe, VcpuStartDevice};
 use shared::lock;
 
 pub use crate::outcome::{GuestFailure, Outcome};
+pub use cpu_clock::{MMIO_CPU_CLOCK, MMIO_CPU_CLOCK_LEN};
 pub use launch::{VcpuStartError, MMIO_VCPU_START, MMIO_VCPU_START_LEN};
 pub use shared::VmShared;
 
@@ -121,6 +124,11 @@ impl Vm {
         buses
             .mmio
             .insert(MMIO_VCPU_START, MMIO_VCPU_START_LEN, vcpu_start.clone())?;
+        // The vCPU threads' CPU time, for the guest's getrusage (`cpu_clock`).
+        let cpu_clock = Arc::new(CpuClockDevice::default());
+        buses
+            .mmio
+            .insert(MMIO_CPU_CLOCK, MMIO_CPU_CLOCK_LEN, cpu_clock.clone())?;
         let rpc = RpcHost::new(
             &vm_fd,
             &memory,
@@ -185,6 +193,7 @@ impl Vm {
         let shared = Arc::new(VmShared::new(buses, stats, console, stop, config.vcpus));
         let launcher = Arc::new(Launcher::new(shared.clone(), cgroup.clone(), recipe));
         vcpu_start.bind(&launcher);
+        cpu_clock.bind(&shared);
         Ok(Vm {
             config,
             shared,
