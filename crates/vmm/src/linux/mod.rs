@@ -10,6 +10,7 @@
 pub mod code;
 pub mod dataplane;
 pub mod elf;
+pub mod image_cache;
 pub mod pathops;
 pub mod rewrite;
 pub mod setup;

@@ -57,6 +57,7 @@ fn linux_setup<'py>(
     d.set_item("read_ns", placed.times.read_ns)?;
     d.set_item("load_ns", placed.times.load_ns)?;
     d.set_item("rest_ns", placed.times.rest_ns)?;
+    d.set_item("images_cached", placed.images_cached)?;
     Ok(d)
 }
 
