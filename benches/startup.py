@@ -15,7 +15,8 @@ For ``busybox true`` and ``python3 -c pass`` (medians of RUNS, after one warm-up
 - ``vcpus_created`` from the VM's counters.
 
 Run: ``python benches/startup.py``. Prints a table; writes no results file (the
-benchmarks with targets are benches/linux.py and benches/python.py).
+benchmarks with targets are benches/linux.py and benches/python.py). Counters an older
+vmrpc lacks (to compare with one) print as -1.
 """
 
 from __future__ import annotations
@@ -56,15 +57,16 @@ def phases(program: str, args: list[str]) -> dict[str, list[float]]:
         assert code == 0, vm.stderr
         if i == 0:
             continue  # warm-up: caches of the process (rewritten sites, imports)
-        setup = vm.layout["read_ns"] + vm.layout["load_ns"] + vm.layout["rest_ns"]
+        layout = collections.defaultdict(lambda: -1, vm.layout)
+        setup = layout["read_ns"] + layout["load_ns"] + layout["rest_ns"]
         out["constructor"].append(t1 - t0)
-        out["  linux_setup: read"].append(vm.layout["read_ns"])
-        out["  linux_setup: load"].append(vm.layout["load_ns"])
+        out["  linux_setup: read"].append(layout["read_ns"])
+        out["  linux_setup: load"].append(layout["load_ns"])
         out["  rest of the constructor"].append(t1 - t0 - setup)
         out["run (start to exit status)"].append(t2 - t1)
         out["close"].append(t3 - t2)
         out["total"].append(t3 - t0)
-        out["vcpus_created"].append(stats["vcpus_created"])
+        out["vcpus_created"].append(stats.get("vcpus_created", -1))
     return out
 
 
