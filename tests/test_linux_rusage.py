@@ -4,7 +4,8 @@ tests/linux_programs/rusage.c checks its own getrusage answers against bounds th
 hold on Linux too (CPU time that covers a burn measured on the thread's own clock,
 a thread's time within the process's, a peak ru_maxrss that covers 32 MiB touched,
 RUSAGE_CHILDREN zeros, EINVAL and EFAULT); it runs natively and in a VM and must
-print the same lines. No check compares a time with a fixed number.
+print the same lines, plus, in the VM, ru_maxrss below the VM's memory. No check
+compares a time with a fixed number.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def test_getrusage_answers_within_the_bounds_linux_meets(libc: str, tmp_path: Pa
     program = build_probe(libc, tmp_path, SOURCE)
     native = subprocess.run([program], capture_output=True, timeout=TIMEOUT, check=False)
     assert native.returncode == 0, native.stdout
-    with LinuxVM(program, [], timeout=TIMEOUT, threads=2) as vm:
+    with LinuxVM(program, [str(256 * 1024)], timeout=TIMEOUT, threads=2, memory_mib=256) as vm:
         code = vm.run()
-        assert (code, vm.stdout) == (0, native.stdout), vm.stdout.decode()
+        want = native.stdout + b"ok maxrss-below-limit\n"
+        assert (code, vm.stdout) == (0, want), vm.stdout.decode()
         assert "enosys_getrusage" not in vm.stats
