@@ -12,7 +12,10 @@ For ``busybox true`` and ``python3 -c pass`` (medians of RUNS, after one warm-up
   total is not the untraced one): the time the personality spent in each system call,
   summed by name, and the time the `files` module spent in Python per function
   (its request handler timed here);
-- ``vcpus_created`` from the VM's counters.
+- ``vcpus_created`` from the VM's counters;
+- ``close`` of a ``busybox true`` VM right after its exit, and after a 20 ms pause: the
+  kernel's ``srcu_barrier`` in ``kvm_destroy_vm`` waits for the grace period of the
+  I/O bus update made when the doorbell's ioeventfd was registered (docs/linux.md).
 
 Run: ``python benches/startup.py``. Prints a table; writes no results file (the
 benchmarks with targets are benches/linux.py and benches/python.py). Counters an older
@@ -108,7 +111,23 @@ def traced(program: str, args: list[str]) -> tuple[collections.Counter[str], dic
     return handler_ns, dict(calls)
 
 
+def close_after(pause_s: float) -> float:
+    times = []
+    for _ in range(RUNS):
+        vm = LinuxVM("/bin/busybox", ["true"], timeout=60)
+        assert vm.run() == 0
+        time.sleep(pause_s)
+        t = time.perf_counter_ns()
+        vm.close()
+        times.append(time.perf_counter_ns() - t)
+    return statistics.median(times)
+
+
 def main() -> int:
+    for pause in (0.0, 0.02):
+        print(
+            f"close of busybox true {pause * 1000:.0f} ms after its exit: {ms(close_after(pause))}"
+        )
     for title, (program, args) in PROGRAMS.items():
         print(f"{title} (median of {RUNS})")
         for name, values in phases(program, args).items():
