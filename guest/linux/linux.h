@@ -51,6 +51,7 @@ long lx_host_data(int write, int64_t h, void *buf, uint64_t len, int64_t off);
 
 /* ---- families ------------------------------------------------------------ */
 void lx_mem_init(void);
+uint64_t lx_mem_mapped_peak(void);
 long lx_brk(uint64_t addr);
 long lx_mmap(uint64_t addr, uint64_t len, int prot, int flags, int fd, int64_t off);
 long lx_munmap(uint64_t addr, uint64_t len);
@@ -83,6 +84,7 @@ long lx_fd_syscall(struct lx_frame *f);
 long lx_fd_pread_into(int fd, void *dst, uint64_t len, int64_t off);
 long lx_fs_syscall(struct lx_frame *f);
 long lx_misc_syscall(struct lx_frame *f);
+long lx_rusage_syscall(struct lx_frame *f);
 /* VM RPC for the program (rpc.c, sdk/include/vmrpc/linux_calls.h). */
 long lx_rpc_syscall(struct lx_frame *f);
 

@@ -24,6 +24,7 @@ static uint64_t shared[MAX_PAGES / 64]; /* bit set: a MAP_SHARED file page (no P
 static uint64_t area_lo, npages;
 static uint64_t clean_lo;            /* pages at or above it were handed out before */
 static uint64_t brk_cur, brk_high;
+static uint64_t used_pages, peak_bytes; /* for getrusage's ru_maxrss (rusage.c) */
 
 #define LX_HEAP_MAX (16ull << 20)
 
@@ -66,11 +67,27 @@ static void mark_bits(uint64_t *bits, uint64_t first, uint64_t n, int on)
 	}
 }
 
+/* Counts the pages whose `used` bit changes, then notes the peak mapped. */
 static void mark(uint64_t first, uint64_t n, int on)
 {
+	for (uint64_t p = first; p < first + n; p++)
+		if (test(p) != !!on)
+			used_pages += on ? 1 : (uint64_t)-1;
 	mark_bits(used, first, n, on);
 	if (!on)
 		mark_bits(shared, first, n, 0);
+	lx_mem_mapped_peak();
+}
+
+/* The most the program has had mapped: its image (and ld.so's) up to the
+ * break's high-water mark, plus the pages of the mmap area in use. */
+uint64_t lx_mem_mapped_peak(void)
+{
+	uint64_t now = (brk_high - LX_PROGRAM_MIN) + used_pages * PAGE;
+
+	if (now > peak_bytes)
+		peak_bytes = now;
+	return peak_bytes;
 }
 
 static int range_free(uint64_t first, uint64_t n)
@@ -129,8 +146,10 @@ long lx_brk(uint64_t addr)
 		memset((void *)(uintptr_t)brk_cur, 0, end - brk_cur);
 	}
 	brk_cur = addr;
-	if (addr > brk_high)
+	if (addr > brk_high) {
 		brk_high = page_up(addr);
+		lx_mem_mapped_peak();
+	}
 	return (long)brk_cur;
 }
 

@@ -15,6 +15,7 @@ static const lx_family_fn families[] = {
 	lx_thread_syscall,
 	lx_fork_syscall, /* before misc: getpid/getppid */
 	lx_misc_syscall,
+	lx_rusage_syscall,
 	lx_wait_syscall,
 	lx_futex_syscall,
 	lx_rpc_syscall,

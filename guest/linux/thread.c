@@ -1,8 +1,9 @@
 /*
- * Threads: one program thread per vCPU (docs/linux.md, "Threads").  Every
- * vCPU of a Linux VM starts the personality; vCPU 0 runs the program's main
- * thread and the others park in the host (lx_futex_park on their slot's
- * state: no CPU used) until clone hands them a thread.  The host kernel then
+ * Threads: one program thread per vCPU (docs/linux.md, "Threads").  vCPU 0
+ * runs the program's main thread; the host starts another vCPU when clone
+ * first needs it (vcpu_abi.h), and an idle one parks in the host
+ * (lx_futex_park on its slot's state: no CPU used) until clone hands it a
+ * thread.  The host kernel then
  * schedules the vCPUs' threads: a thread blocked in a host call or a futex
  * holds no other.  A thread that exits parks its vCPU again; the last one to
  * exit ends the program.
@@ -11,6 +12,7 @@
  * CLONE_VM they fork (fork.c, "child first"); other flag sets answer EINVAL.
  */
 #include "linux.h"
+#include "vcpu_abi.h"
 
 #define CLONE_VM 0x100
 #define CLONE_FS 0x200
@@ -69,6 +71,8 @@ struct clone_args {
 static struct lx_thread threads[VMRPC_MAX_VCPUS];
 static volatile uint32_t live = 1;
 static uint32_t next_tid = 2;
+/* Bit i: vCPU i runs (the host starts vCPU 0; the others on demand, vcpu_abi.h). */
+static uint32_t vcpus_running = 1;
 static uint8_t syscall_stack[VMRPC_MAX_VCPUS][32768] __attribute__((aligned(16)));
 
 void lx_syscall_entry(void);
@@ -222,6 +226,13 @@ static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, u
 	}
 	if (!t)
 		return -EAGAIN; /* one thread per vCPU: LinuxVM(threads=...) */
+	if (!(vcpus_running & (1u << i))) {
+		/* Its first thread: the host creates the vCPU now, which boots and
+		 * waits in lx_thread_idle for the T_START stored below. */
+		if (*(volatile uint32_t *)(uintptr_t)(LX_MMIO_VCPU_START + 4u * i) != 0)
+			return -EAGAIN;
+		vcpus_running |= 1u << i;
+	}
 	tid = lx_new_tid();
 	t->tid = tid;
 	t->clear_tid = (flags & CLONE_CHILD_CLEARTID) ? ctid : 0;

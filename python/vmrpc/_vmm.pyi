@@ -113,6 +113,7 @@ class Vm:
         console_limit: int = 1 << 20,
         rpc_spin_us: int = ...,
         cpu_limit: float | None = None,
+        vcpus_on_demand: bool = False,
     ) -> Vm: ...
     @property
     def cgroup(self) -> str | None:

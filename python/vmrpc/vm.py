@@ -57,6 +57,9 @@ class VM:
             the kernel with a cgroup made for this VM and holding only its vCPU threads
             (cgroup v2 ``cpu.max`` or v1 CFS quota). ``None``: no limit. Needs root or a
             delegated cgroup; otherwise `ConfigError` says what is missing.
+        vcpus_on_demand: start vCPU 0 only; the guest starts each other vCPU the first
+            time it reads that vCPU's register at ``MMIO_VCPU_START`` (the Linux
+            personality does, at its first threads). Counted in ``stats["vcpus_created"]``.
 
     The configuration and the image are checked before any KVM object is created:
     `ConfigError` or `ImageError` come from the constructor. Use it as a context manager
@@ -79,6 +82,7 @@ class VM:
         modules: Sequence[ModuleLike] = (),
         rpc_spin_us: int | None = None,
         cpu_limit: float | None = None,
+        vcpus_on_demand: bool = False,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -96,6 +100,7 @@ class VM:
             args=list(self.args),
             console_limit=console_limit,
             cpu_limit=cpu_limit,
+            vcpus_on_demand=vcpus_on_demand,
             **spin,
         )
         self._closers: list[Callable[[], object]] = []

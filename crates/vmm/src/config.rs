@@ -70,6 +70,9 @@ pub struct VmConfig {
     /// CPU budget of the VM's vCPU threads together, in host CPUs (0.5: half
     /// of one host CPU), enforced with a cgroup (see `cgroup`). None: no limit.
     pub cpu_limit: Option<f64>,
+    /// Start vCPU 0 only; the guest starts the others when it first needs
+    /// them (`vm::launch`; the Linux personality does, at its first threads).
+    pub vcpus_on_demand: bool,
 }
 
 impl VmConfig {
@@ -82,6 +85,7 @@ impl VmConfig {
             console_limit: 1 << 20,
             rpc_spin_us: DEFAULT_RPC_SPIN_US,
             cpu_limit: None,
+            vcpus_on_demand: false,
         }
     }
 

@@ -56,6 +56,8 @@ counters! {
     futex_waits,
     /// Futex wakes that reached the host (a waiter may have been listed).
     futex_wakes,
+    /// vCPUs created (KVM_CREATE_VCPU): all at once, or on demand (`vm::launch`).
+    vcpus_created,
 }
 
 #[derive(Default, Debug)]

@@ -154,6 +154,10 @@ class LinuxVM:
             timeout=timeout,
             modules=registered,
             vcpus=threads,
+            # vCPU 0 runs the program; the personality starts the others at its
+            # first threads (guest/linux/thread.c), so a program without threads
+            # never pays for them.
+            vcpus_on_demand=True,
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
@@ -38,9 +38,6 @@ const EAGAIN: i64 = 11;
 const EINVAL: i64 = 22;
 const EINTR: i64 = 4;
 const ETIMEDOUT: i64 = 110;
-
-/// How often a blocked vCPU thread looks whether its VM is stopping.
-const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// `struct lx_futex_req` in guest/linux/futex_abi.h.
 #[repr(C)]
@@ -104,17 +101,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The futex table of one VM.
 pub struct FutexDevice {
     memory: GuestMemoryMmap,
-    table: Mutex<Table>,
-    /// The VM's stop token: every wait ends once the VM stops.
+    table: Arc<Mutex<Table>>,
+    /// The VM's stop token: every wait ends once the VM stops (its hook wakes
+    /// every listed waiter, so a stop is seen at once, not at a poll).
     stop: StopToken,
     stats: Arc<Stats>,
 }
 
 impl FutexDevice {
     pub fn new(memory: GuestMemoryMmap, stop: StopToken, stats: Arc<Stats>) -> Self {
+        let table = Arc::new(Mutex::new(HashMap::new()));
+        let weak = Arc::downgrade(&table);
+        stop.on_stop(Box::new(move || wake_all_for_stop(&weak)));
         FutexDevice {
             memory,
-            table: Mutex::new(HashMap::new()),
+            table,
             stop,
             stats,
         }
@@ -166,21 +167,29 @@ impl FutexDevice {
             if *woken {
                 return 0;
             }
-            let now = Instant::now();
-            let slice = match deadline {
-                Some(d) if d <= now => break,
-                Some(d) => (d - now).min(STOP_POLL),
-                None => STOP_POLL,
-            };
-            woken = waiter
-                .cv
-                .wait_timeout(woken, slice)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if !*woken && self.stopping() {
+            // Checked under the waiter's lock, which the stop hook takes after
+            // setting the flag: a stop after this check notifies us.
+            if self.stopping() {
                 drop(woken);
                 return self.leave(&waiter, -EINTR);
             }
+            woken = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if d <= now {
+                        break;
+                    }
+                    waiter
+                        .cv
+                        .wait_timeout(woken, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => waiter
+                    .cv
+                    .wait(woken)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
         }
         drop(woken);
         self.leave(&waiter, -ETIMEDOUT)
@@ -302,6 +311,19 @@ impl FutexDevice {
     }
 }
 
+/// The stop hook: wakes every listed waiter (each sees the stop flag and
+/// leaves with EINTR). Lock order as in a wake: table, then waiter.
+fn wake_all_for_stop(table: &Weak<Mutex<Table>>) {
+    let Some(table) = table.upgrade() else {
+        return;
+    };
+    let table = lock(&table);
+    for w in table.values().flatten() {
+        let _held = lock(&w.woken);
+        w.cv.notify_one();
+    }
+}
+
 impl BusDevice for FutexDevice {
     fn write(&self, _offset: u64, data: &[u8]) -> DeviceAction {
         let mut raw = [0u8; 8];
@@ -390,6 +412,24 @@ mod tests {
         let waiter = listed_waiter(&d, 0x300, !0);
         d.stop.stop();
         assert_eq!(waiter.join().unwrap(), -EINTR);
+    }
+
+    #[test]
+    fn a_stop_wakes_waits_with_a_far_timeout_and_ends_later_ones_at_once() {
+        // No polling: only the stop hook can end this wait (an hour away).
+        let d = device();
+        let hour = Some(Duration::from_secs(3600));
+        let waiter = {
+            let d = d.clone();
+            std::thread::spawn(move || d.wait(0x700, 0, hour, !0))
+        };
+        while lock(&d.table).get(&0x700).is_none() {
+            std::thread::yield_now();
+        }
+        d.stop.stop();
+        assert_eq!(waiter.join().unwrap(), -EINTR);
+        assert_eq!(d.wait(0x700, 0, None, !0), -EINTR, "after the stop");
+        assert!(lock(&d.table).is_empty());
     }
 
     #[test]

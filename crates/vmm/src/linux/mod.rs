@@ -11,6 +11,7 @@ pub mod code;
 pub mod dataplane;
 pub mod elf;
 pub mod fork;
+pub mod image_cache;
 pub mod pathops;
 pub mod rewrite;
 pub mod setup;

@@ -9,11 +9,6 @@
 //! decodes from each segment's start; compilers keep x86-64 jump tables out of
 //! `.text`). A site the sweep misses still works: it traps to `MSR_LSTAR`.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
-
 use iced_x86::{Code, Decoder, DecoderOptions};
 
 /// `call *%rax`
@@ -39,43 +34,12 @@ pub fn syscall_sites(code: &[u8], vaddr: u64) -> Vec<usize> {
     sites
 }
 
-/// Which file (path, size, modification time) and segment (file offset) a list
-/// of sites belongs to: decoding a big program takes tens of milliseconds, and
-/// the same program is often started many times in one process.
-pub type SiteKey = (PathBuf, u64, SystemTime, u64);
-
-/// Decoded sites by program segment, for the life of the process (a few KiB each).
-static SITE_CACHE: Mutex<Option<HashMap<SiteKey, Vec<usize>>>> = Mutex::new(None);
-
-/// Rewrites every `syscall` in `code` to `call *%rax`; returns how many. With a
-/// `key`, the sites are decoded once per process for that file and segment.
-pub fn rewrite(code: &mut [u8], vaddr: u64, key: Option<SiteKey>) -> usize {
-    let cached = key.as_ref().and_then(|k| {
-        let cache = SITE_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-        cache.as_ref().and_then(|c| c.get(k).cloned())
-    });
-    // A cached list is only trusted where the bytes still say `syscall`.
-    let sites = match cached {
-        Some(sites)
-            if sites
-                .iter()
-                .all(|&at| code.get(at..at + 2) == Some(&SYSCALL[..])) =>
-        {
-            sites
-        }
-        _ => {
-            let sites = syscall_sites(code, vaddr);
-            if let Some(k) = key {
-                let mut cache = SITE_CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-                cache
-                    .get_or_insert_with(HashMap::new)
-                    .insert(k, sites.clone());
-            }
-            sites
-        }
-    };
+/// Rewrites every `syscall` in `code` (mapped at `vaddr`) to `call *%rax`;
+/// returns how many. Programs are decoded once per process: their loaded
+/// images are kept (`image_cache`), as are shared libraries' sites (`code`).
+pub fn rewrite(code: &mut [u8], vaddr: u64) -> usize {
+    let sites = syscall_sites(code, vaddr);
     for &at in &sites {
-        debug_assert_eq!(code[at..at + 2], SYSCALL);
         code[at..at + 2].copy_from_slice(&CALL_RAX);
     }
     sites.len()
@@ -101,20 +65,7 @@ mod tests {
             0xc3,
         ];
         assert_eq!(syscall_sites(&code, 0x401000), vec![5, 12]);
-        let key = Some((PathBuf::from("/x"), 15, SystemTime::UNIX_EPOCH, 0));
-        let original = code.clone();
-        assert_eq!(rewrite(&mut code, 0x401000, key.clone()), 2);
-        let mut again = original.clone();
-        assert_eq!(
-            rewrite(&mut again, 0x401000, key.clone()),
-            2,
-            "from the cache"
-        );
-        assert_eq!(again, code);
-        // Different bytes under the same key: the cache is not trusted.
-        let mut other = original.clone();
-        other[5..7].copy_from_slice(&[0x90, 0x90]);
-        assert_eq!(rewrite(&mut other, 0x401000, key), 1);
+        assert_eq!(rewrite(&mut code, 0x401000), 2);
         assert_eq!(&code[1..3], &SYSCALL, "the immediate is left alone");
         assert_eq!(&code[5..7], &CALL_RAX);
         assert_eq!(&code[12..14], &CALL_RAX);

@@ -54,6 +54,10 @@ fn linux_setup<'py>(
     d.set_item("mmap_lo", placed.info.mmap_lo)?;
     d.set_item("mmap_hi", placed.info.mmap_hi)?;
     d.set_item("syscall_sites", placed.syscall_sites)?;
+    d.set_item("read_ns", placed.times.read_ns)?;
+    d.set_item("load_ns", placed.times.load_ns)?;
+    d.set_item("rest_ns", placed.times.rest_ns)?;
+    d.set_item("images_cached", placed.images_cached)?;
     Ok(d)
 }
 

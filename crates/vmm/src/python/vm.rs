@@ -73,9 +73,9 @@ impl PyVm {
     #[pyo3(
         signature = (
             image, *, vcpus = None, memory_mib = None, args = Vec::new(), console_limit = None,
-            rpc_spin_us = None, cpu_limit = None,
+            rpc_spin_us = None, cpu_limit = None, vcpus_on_demand = false,
         ),
-        text_signature = "(image, *, vcpus=1, memory_mib=64, args=..., console_limit=..., rpc_spin_us=..., cpu_limit=None)"
+        text_signature = "(image, *, vcpus=1, memory_mib=64, args=..., console_limit=..., rpc_spin_us=..., cpu_limit=None, vcpus_on_demand=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -87,6 +87,7 @@ impl PyVm {
         console_limit: Option<&Bound<'_, PyAny>>,
         rpc_spin_us: Option<&Bound<'_, PyAny>>,
         cpu_limit: Option<Bound<'_, PyAny>>,
+        vcpus_on_demand: bool,
     ) -> PyResult<Self> {
         // Integers are checked here rather than by PyO3 (see `config_int`).
         let max_mib = crate::layout::MAX_MEM_SIZE >> 20;
@@ -113,6 +114,7 @@ impl PyVm {
             console_limit,
             rpc_spin_us,
             cpu_limit: cpu_limit.as_ref().map(cpu_limit_value).transpose()?,
+            vcpus_on_demand,
         };
         let vm = Arc::new(py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?);
         track_live_vm(&vm);

@@ -5,13 +5,14 @@
 //! timeout} decides the outcome and stops every vCPU → `wait` reports it.
 //!
 //! `setup` builds the pieces, `shared` is what the vCPU threads see of the VM,
-//! `launch_vcpu` (below) the one way a vCPU thread starts.
+//! `launch` starts the vCPU threads (all at `start`, or on demand).
 
+mod cpu_clock;
+mod launch;
 mod setup;
 mod shared;
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kvm_ioctls::{VcpuFd, VmFd};
@@ -28,17 +29,19 @@ use crate::rpc::module::HostModule;
 use crate::rpc::{EngineThread, RpcHost};
 use crate::stats::Stats;
 use crate::stop::StopToken;
-use crate::{bootinfo, irq, kick, layout, vcpu};
+use crate::{bootinfo, irq, kick, layout};
+use cpu_clock::CpuClockDevice;
 use guest_kmod_bindings as abi;
+use launch::{Launcher, VcpuRecipe, VcpuStartDevice};
 use shared::lock;
 
 pub use crate::outcome::{GuestFailure, Outcome};
+pub use cpu_clock::{MMIO_CPU_CLOCK, MMIO_CPU_CLOCK_LEN};
+pub use launch::{VcpuStartError, MMIO_VCPU_START, MMIO_VCPU_START_LEN};
 pub use shared::VmShared;
 
 /// How often a stopping VM's vCPUs are kicked again while the owner waits.
 const REKICK_INTERVAL: Duration = Duration::from_millis(10);
-/// vCPU threads run little Rust code; a small stack keeps idle VMs cheap.
-const VCPU_STACK_SIZE: usize = 512 << 10;
 
 /// Where a VM is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,17 +58,20 @@ pub struct Vm {
     shared: Arc<VmShared>,
     /// vCPUs set up by `new`, moved into their threads by `start`.
     pending: Mutex<Vec<VcpuFd>>,
-    handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Starts the vCPU threads and joins them (holds the recipe for vCPUs
+    /// created on demand, and the cgroup).
+    launcher: Arc<Launcher>,
     rpc: RpcHost,
     evq: Arc<EvqHost>,
     // Declared after everything that uses it: the VM fd goes before guest memory.
     _vm_fd: Arc<VmFd>,
     memory: GuestMemoryMmap,
-    /// The cgroup holding the vCPU threads when `cpu_limit` is set. Declared
-    /// last: it is removed after `Drop for Vm` has joined those threads and
-    /// after the VM fd is closed, which stops KVM's own worker thread for this
-    /// VM (`kvm-nx-lpage-recovery`, a thread of this process forked from the
-    /// first vCPU to run, so it joins the VM's cgroup too).
+    /// The cgroup holding the vCPU threads when `cpu_limit` is set (the
+    /// launcher holds it too). Declared last: it is removed after `Drop for
+    /// Vm` has joined those threads and after the VM fd is closed, which stops
+    /// KVM's own worker thread for this VM (`kvm-nx-lpage-recovery`, a thread
+    /// of this process forked from the first vCPU to run, so it joins the VM's
+    /// cgroup too).
     cgroup: Option<Arc<VmCgroup>>,
 }
 
@@ -113,6 +119,16 @@ impl Vm {
         // Linux threads block here (guest/linux/futex.c); unused by bare guests.
         let futex = FutexDevice::new(memory.clone(), stop.clone(), stats.clone());
         buses.mmio.insert(MMIO_FUTEX, 8, Arc::new(futex))?;
+        // The guest asks for vCPUs started on demand here (`launch`).
+        let vcpu_start = Arc::new(VcpuStartDevice::default());
+        buses
+            .mmio
+            .insert(MMIO_VCPU_START, MMIO_VCPU_START_LEN, vcpu_start.clone())?;
+        // The vCPU threads' CPU time, for the guest's getrusage (`cpu_clock`).
+        let cpu_clock = Arc::new(CpuClockDevice::default());
+        buses
+            .mmio
+            .insert(MMIO_CPU_CLOCK, MMIO_CPU_CLOCK_LEN, cpu_clock.clone())?;
         let rpc = RpcHost::new(
             &vm_fd,
             &memory,
@@ -138,10 +154,19 @@ impl Vm {
             .insert(abi::VMRPC_MMIO_EVQ_DOORBELL, 4, evq.doorbell_device())?;
 
         let supported = setup::supported_cpuid(kvm_fd)?;
-        let vcpus = (0..config.vcpus)
-            .map(|index| setup::create_vcpu(&vm_fd, supported, (index, config.vcpus), cr3))
-            .collect::<Result<Vec<_>, _>>()?;
-        let tsc_khz = vcpus.first().map_or(0, |v| v.get_tsc_khz().unwrap_or(0));
+        let mut recipe = VcpuRecipe {
+            stats: stats.clone(),
+            vm_fd: vm_fd.clone(),
+            supported,
+            vcpus: config.vcpus,
+            cr3,
+            entry,
+            boot_info: 0,
+            msrs: Mutex::new(Vec::new()),
+        };
+        // vCPU 0 first: the boot info needs its TSC frequency.
+        let first = recipe.create(0)?;
+        let tsc_khz = first.get_tsc_khz().unwrap_or(0);
         let argv = config.guest_argv();
         let boot_info = bootinfo::write(
             &memory,
@@ -155,17 +180,25 @@ impl Vm {
             },
         )
         .map_err(|e| VmError::Memory(e.to_string()))?;
-        for (index, vcpu) in vcpus.iter().enumerate() {
-            let regs = crate::arch::vcpu_state::entry_regs(entry, boot_info, index as u32);
-            vcpu.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))?;
+        recipe.boot_info = boot_info;
+        let regs = crate::arch::vcpu_state::entry_regs(entry, boot_info, 0);
+        first.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))?;
+        let mut vcpus = vec![first];
+        if !config.vcpus_on_demand {
+            for index in 1..config.vcpus {
+                vcpus.push(recipe.create(index)?);
+            }
         }
 
         let shared = Arc::new(VmShared::new(buses, stats, console, stop, config.vcpus));
+        let launcher = Arc::new(Launcher::new(shared.clone(), cgroup.clone(), recipe));
+        vcpu_start.bind(&launcher);
+        cpu_clock.bind(&shared);
         Ok(Vm {
             config,
             shared,
             pending: Mutex::new(vcpus),
-            handles: Mutex::new(Vec::new()),
+            launcher,
             rpc,
             evq,
             cgroup,
@@ -186,22 +219,18 @@ impl Vm {
         &self.shared
     }
 
-    /// Sets one MSR on every vCPU; only before `start` (the Linux personality
-    /// points `MSR_LSTAR` at its system-call entry this way).
+    /// Sets one MSR on every vCPU, those created on demand later included;
+    /// only before `start` (the Linux personality points `MSR_LSTAR` at its
+    /// system-call entry this way).
     pub fn set_msr_before_start(&self, index: u32, data: u64) -> Result<(), VmError> {
         let pending = lock(&self.pending);
         if pending.is_empty() {
             return Err(VmError::AlreadyStarted);
         }
-        let msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
-            index,
-            data,
-            ..Default::default()
-        }])
-        .map_err(|e| VmError::Memory(format!("MSR list: {e:?}")))?;
         for vcpu in pending.iter() {
-            vcpu.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
+            launch::set_msr(vcpu, index, data)?;
         }
+        lock(&self.launcher.recipe.msrs).push((index, data));
         Ok(())
     }
 
@@ -210,7 +239,8 @@ impl Vm {
         self.cgroup.as_deref().map(VmCgroup::path)
     }
 
-    /// Starts the RPC engine and one thread per vCPU.
+    /// Starts the RPC engine and one thread per vCPU (with `vcpus_on_demand`,
+    /// vCPU 0 only; the guest asks for the others, see `launch`).
     pub fn start(&self) -> Result<(), VmError> {
         self.start_with(crate::rpc::plain_engine_thread)
     }
@@ -223,63 +253,19 @@ impl Vm {
             if run.started || run.outcome.is_some() {
                 return Err(VmError::AlreadyStarted);
             }
+            let vcpus = std::mem::take(&mut *lock(&self.pending));
             run.started = true;
-            run.live = self.config.vcpus;
-            std::mem::take(&mut *lock(&self.pending))
+            run.live = vcpus.len() as u32;
+            vcpus
         };
         if let Err(e) = self.rpc.start(self.evq.clone(), engine_thread) {
             lock(&self.shared.run).live = 0;
             self.shared.finish(Outcome::Killed);
             return Err(e.into());
         }
-        let total = vcpus.len() as u32;
-        for (index, vcpu) in vcpus.into_iter().enumerate() {
-            if let Err(e) = self.launch_vcpu(index as u32, vcpu) {
-                // The vCPUs after this one were never launched: they will never report.
-                lock(&self.shared.run).live -= total - index as u32 - 1;
-                self.kill();
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs `vcpu` (index `index`, its registers already set) on a thread of
-    /// its own: the one way a vCPU starts. The caller has counted it in the
-    /// run state's `live`. With a cgroup, returns once the thread is in it;
-    /// without one, does not wait for the thread at all. On failure the vCPU
-    /// is already accounted for (it stopped, or never ran).
-    fn launch_vcpu(&self, index: u32, vcpu: VcpuFd) -> Result<(), VmError> {
-        use std::os::unix::thread::JoinHandleExt;
-        let shared = self.shared.clone();
-        let cgroup = self.cgroup.clone();
-        let (placed_tx, placed_rx) = std::sync::mpsc::sync_channel(1);
-        let spawned = std::thread::Builder::new()
-            .name(format!("vmrpc-vcpu{index}"))
-            .stack_size(VCPU_STACK_SIZE)
-            .spawn(move || {
-                // Enter the VM's cgroup before the first KVM_RUN, so that no
-                // guest instruction runs outside the budget.
-                let placed = cgroup.map_or(Ok(()), |c| c.enter_current_thread());
-                let ok = placed.is_ok();
-                let _ = placed_tx.send(placed);
-                if ok {
-                    vcpu::run(vcpu, index, shared);
-                } else {
-                    shared.vcpu_stopped(index, Vec::new());
-                }
-            });
-        let handle = match spawned {
-            Ok(h) => h,
-            Err(e) => {
-                lock(&self.shared.run).live -= 1;
-                return Err(VmError::Os("spawning a vCPU thread", e));
-            }
-        };
-        lock(&self.shared.threads).push(handle.as_pthread_t());
-        lock(&self.handles).push(handle);
-        if self.cgroup.is_some() {
-            placed_rx.recv().unwrap_or(Ok(()))?;
+        if let Err(e) = self.launcher.launch_all(vcpus) {
+            self.kill();
+            return Err(e);
         }
         Ok(())
     }
@@ -314,7 +300,7 @@ impl Vm {
             }
         }
         drop(run);
-        self.join_threads();
+        self.launcher.join_threads();
         self.rpc.join();
         true
     }
@@ -380,17 +366,6 @@ impl Vm {
         self.shared.finish(Outcome::Killed);
         if lock(&self.shared.run).started {
             self.wait_stopped(Duration::MAX / 4);
-        }
-    }
-
-    fn join_threads(&self) {
-        let mut handles = lock(&self.handles);
-        // Forget the pthread ids first: a joined thread must never be kicked.
-        lock(&self.shared.threads).clear();
-        for h in handles.drain(..) {
-            if h.join().is_err() {
-                log::error!("a vCPU thread panicked");
-            }
         }
     }
 
