@@ -387,9 +387,11 @@ fn a_bad_length_stops_the_batch_before_it() {
 /// raises `consumer_waiting`, so the guest sees no flag and rings no
 /// doorbell. Only the re-check after raising the flag can find it.
 ///
-/// Mutant killed (applied by hand, seen to fail): the re-check moved
+/// Mutants killed (applied by hand, each seen to fail): the re-check moved
 /// after `block` (the host blocks with the event already there; it would
-/// wake only at its deadline, or never without one).
+/// wake only at its deadline, or never without one); a `block` call added
+/// right after the flag is raised, before the loop (caught because the
+/// hook is inside `block`, not at its call site).
 #[test]
 fn an_event_published_before_the_host_flag_is_found_by_the_recheck() {
     let f = fixture(4, 8, Duration::ZERO);
