@@ -394,7 +394,10 @@ def test_async_for_ends_when_the_queue_is_deleted(hello_vm: VM) -> None:
 
     async def main() -> list[bytes]:
         async def delete_soon() -> None:
-            await asyncio.sleep(0.05)
+            # Delete once the iteration really waits (its flag in the ring is up), so
+            # the blocked waiter's wake path runs, not the closed-before-waiting one.
+            while not q.ring_state()["g2h_consumer_waiting"]:
+                await asyncio.sleep(0)
             hello_vm.del_ev_queue("q")
 
         deleter = asyncio.create_task(delete_soon())

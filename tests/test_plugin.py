@@ -85,6 +85,7 @@ def test_factory_gives_the_safety_timeout_unless_told(vm_factory: VmFactory) -> 
     assert len(vm_factory.vms) == 2
 
 
+@pytest.mark.kvm  # its inner tests run VMs (they would skip, not pass)
 def test_failing_and_timed_out_tests_still_close_their_vms(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -116,6 +117,7 @@ def test_failing_and_timed_out_tests_still_close_their_vms(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*Timeout*"])
 
 
+@pytest.mark.kvm  # its inner tests run VMs (they would skip, not pass)
 def test_failure_report_has_console_counters_and_registers(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -170,6 +172,7 @@ def test_failure_report_has_console_counters_and_registers(pytester: pytest.Pyte
     assert "_ test_passing _" not in out
 
 
+@pytest.mark.kvm  # its inner tests run VMs (they would skip, not pass)
 def test_console_tail_is_cut_to_the_setting(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nvmrpc_console_tail = 2\n")
     pytester.makepyfile(
@@ -191,6 +194,7 @@ def test_console_tail_is_cut_to_the_setting(pytester: pytest.Pytester) -> None:
     assert "arg[1]=a" not in out
 
 
+@pytest.mark.kvm  # its inner tests run VMs (they would skip, not pass)
 def test_vm_marker_builds_sources(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -212,6 +216,7 @@ def test_vm_marker_builds_sources(
     assert list((pytester.path / "cache" / "vmrpc" / "guests").glob("*.elf"))
 
 
+@pytest.mark.kvm  # its inner tests run VMs (they would skip, not pass)
 def test_runs_under_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

@@ -9,7 +9,10 @@ see the guest's payload:
 - a TLS server whose certificate (from the trusted CA) names another host;
 - a plain TCP server that answers like an HTTP server (not a TLS record).
 
-With ``check_hostname = False`` in the module (a mutant) the wrong-name case fails.
+The peer's bytes are checked before the guest's answer, so each wire check can fail
+on its own. Mutants seen to fail (applied by hand): ``check_hostname = False`` fails the
+wrong-name case; no TLS at all (``_tls`` returning at once) fails the raw-listener and
+plain-server cases on their first-byte checks.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -42,24 +46,43 @@ def tls_rule(route: str, port: int, config: TLS, request: pytest.FixtureRequest)
     return Rule(Proxy(f"socks5://127.0.0.1:{proxy_port}", tls=config), port=port)
 
 
-def forced_tls_fails(
+@dataclass
+class Attempt:
+    """How the guest's connect under TLS ended, for checks after the peer's."""
+
+    code: int
+    console: str
+    module: SocketOutsourcing
+
+
+def connect_under_tls(
     vm_factory: VmFactory, ca: str, route: str, request: pytest.FixtureRequest, port: int
-) -> SocketOutsourcing:
-    """The guest's connect to ``port`` under TLS for "localhost" fails with EPROTO."""
+) -> Attempt:
+    """The guest connects to ``port`` under TLS for "localhost" and sends its payload
+    if that succeeds."""
     config = TLS(server_hostname="localhost", cafile=ca)
     module = SocketOutsourcing(Policy([tls_rule(route, port, config, request)]))
     vm = vm_factory("tcp_echo_client", args=["127.0.0.1", str(port), str(SIZE)], modules=[module])
-    assert vm.run() == 2, vm.console
-    assert "connect failed" in vm.console
-    assert guest_errno(vm.console) == TLS_ERRNO == errno.EPROTO
-    assert [r.event for r in module.audit] == ["connect", "tls-failed"]
-    assert module.stats["sockets_open"] == 0
-    return module
+    attempt = Attempt(vm.run(), vm.console, module)
+    # Closing the VM closes any host socket it still has, so the peer sees every
+    # connection end even when the connect wrongly succeeded.
+    vm.close()
+    return attempt
+
+
+def assert_eproto(attempt: Attempt) -> None:
+    """The guest's connect failed with EPROTO, audited, with no socket left open."""
+    assert attempt.code == 2, attempt.console
+    assert "connect failed" in attempt.console
+    assert guest_errno(attempt.console) == TLS_ERRNO == errno.EPROTO
+    assert [r.event for r in attempt.module.audit] == ["connect", "tls-failed"]
+    assert attempt.module.stats["sockets_open"] == 0
 
 
 class Recorder(TcpServer):
-    """A server that records what its handler receives (after TLS, if wrapped) and
-    answers each chunk with ``reply`` (None: echo it)."""
+    """A server that records what its handler receives (after TLS, if wrapped). It
+    echoes every chunk, or, given ``reply``, answers the first chunk with it and
+    closes, as an HTTP server does after a 400 (so a client waiting for more ends)."""
 
     def __init__(self, *, reply: bytes | None = None, wrap: Any = None) -> None:
         self.received: list[bytes] = []
@@ -72,6 +95,8 @@ class Recorder(TcpServer):
             while chunk := conn.recv(65536):
                 data += chunk
                 conn.sendall(chunk if self.reply is None else self.reply)
+                if self.reply is not None:
+                    break
         except ConnectionError:  # the client gave up on our answer: fine
             pass
         finally:
@@ -94,11 +119,12 @@ def test_raw_listener_sees_a_client_hello_first_and_never_the_payload(
 ) -> None:
     witness = ByteWitness()
     try:
-        forced_tls_fails(vm_factory, tls_material["ca"], route, request, witness.port)
+        attempt = connect_under_tls(vm_factory, tls_material["ca"], route, request, witness.port)
         [record] = witness.wait_records()
         assert record[:1] == b"\x16"  # TLS record type: handshake
         assert record[1:2] == b"\x03"  # TLS major version
         assert PAYLOAD[:8] not in record
+        assert_eproto(attempt)
     finally:
         witness.close()
 
@@ -110,11 +136,12 @@ def test_certificate_for_another_name_is_eproto(
 ) -> None:
     server = Recorder(wrap=tls_material["other_name_server"])
     try:
-        module = forced_tls_fails(vm_factory, tls_material["ca"], route, request, server.port)
-        assert "hostname" in module.audit[-1].detail.lower(), module.audit[-1]
+        attempt = connect_under_tls(vm_factory, tls_material["ca"], route, request, server.port)
         server.wait_done()
         assert server.received == []  # no handshake, so not one byte of application data
         assert server.errors  # the server saw the client abort its handshake
+        assert_eproto(attempt)
+        assert "hostname" in attempt.module.audit[-1].detail.lower(), attempt.module.audit[-1]
         # Control: the same server and CA, asked for the name it has, work.
         config = TLS(server_hostname="other.test", cafile=tls_material["ca"])
         module = SocketOutsourcing(Policy([tls_rule(route, server.port, config, request)]))
@@ -135,11 +162,12 @@ def test_plain_tcp_server_is_eproto(
 ) -> None:
     server = Recorder(reply=b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
     try:
-        forced_tls_fails(vm_factory, tls_material["ca"], route, request, server.port)
+        attempt = connect_under_tls(vm_factory, tls_material["ca"], route, request, server.port)
         server.wait_done()
         [received] = server.received
         assert received[:1] == b"\x16"
         assert PAYLOAD[:8] not in received
+        assert_eproto(attempt)
     finally:
         server.close()
 

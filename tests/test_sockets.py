@@ -947,7 +947,11 @@ def test_killed_guest_leaks_no_host_fds_and_does_not_stall_others(
     while server.accepted < 40 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.accepted == 40, blocked.console
-    time.sleep(0.2)  # the guest is now blocked in poll on 40 host sockets
+    # The guest's poll over its 40 sockets waits on the host (its answer is pending):
+    # a real state to wait for, where a sleep would only make it likely.
+    while module.stats.get("waits.poll", 0) == 0:
+        assert time.monotonic() < deadline, blocked.console
+        time.sleep(0.001)
     assert module.stats["sockets_open"] == 40
 
     # A blocked guest socket holds up neither other VMs nor the asyncio loop.

@@ -96,6 +96,21 @@ mod tests {
         assert_eq!(g.slot_size, 72);
     }
 
+    /// The exact edges, which the property below draws only now and then
+    /// (mutant killed: `<` for `<=`, refusing a full-size event).
+    #[test]
+    fn valid_len_edges() {
+        for size in [1, 8, 64, 65528] {
+            let g = Geometry::new(8, size).unwrap();
+            let size = size as u32;
+            assert_eq!(g.valid_len(0), Some(0));
+            assert_eq!(g.valid_len(size - 1), Some(size as usize - 1));
+            assert_eq!(g.valid_len(size), Some(size as usize));
+            assert_eq!(g.valid_len(size + 1), None);
+            assert_eq!(g.valid_len(u32::MAX), None);
+        }
+    }
+
     proptest! {
         #[test]
         fn every_slot_lies_inside_its_ring(shift in 0u32..=16, size in 1u64..=65528, index: u32) {

@@ -71,7 +71,7 @@ pub(super) struct TestHooks {
     pub(super) after_publish: Option<Box<dyn FnMut() + Send>>,
     /// In `wait`, after the last poll, before the host's flag is raised.
     pub(super) before_flag: Option<Box<dyn FnMut() + Send>>,
-    /// In `wait`, when it is about to block.
+    /// In `block`, before it blocks on the queue's descriptors.
     pub(super) before_block: Option<Box<dyn FnMut() + Send>>,
 }
 
@@ -287,10 +287,6 @@ impl EventQueue {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
-            #[cfg(test)]
-            if let Some(hook) = &mut lock(&self.hooks).before_block {
-                hook();
-            }
             self.block(deadline);
         }
     }
@@ -298,6 +294,12 @@ impl EventQueue {
     /// Blocks until the doorbell rings, the queue closes, the VM stops, or
     /// `deadline`; one thread polls the eventfds, the others wait for it.
     fn block(&self, deadline: Option<Instant>) {
+        // In `block` itself, not at its call site: whatever path reaches a
+        // block goes through the hook.
+        #[cfg(test)]
+        if let Some(hook) = &mut lock(&self.hooks).before_block {
+            hook();
+        }
         self.waiters.block(deadline, || {
             let fds = self.fds();
             let link = self.link.fds();

@@ -369,17 +369,21 @@ fn a_stopped_vm_ends_waits_that_cannot_complete() {
 fn a_bad_length_stops_the_batch_before_it() {
     let f = fixture(8, 8, Duration::ZERO);
     f.guest_put(0, b"ok");
-    f.guest_put(1, b"ok2");
-    let slot = f.q.g2h.0 + f.q.geo.slot_offset(1);
+    f.guest_put(1, b"max_size"); // exactly max_event_size: valid
+    f.guest_put(2, b"ok2");
+    let slot = f.q.g2h.0 + f.q.geo.slot_offset(2);
     f.mem.write_obj(9u32, GuestAddress(slot)).unwrap();
-    assert_eq!(f.take_all().unwrap(), vec![b"ok".to_vec()]);
+    assert_eq!(
+        f.take_all().unwrap(),
+        vec![b"ok".to_vec(), b"max_size".to_vec()]
+    );
     let err = f.take_all().unwrap_err();
     assert!(
         err.to_string()
             .contains("has length 9, more than max_event_size 8"),
         "{err}"
     );
-    assert_eq!(f.load(f.g2h(ring_off::TAIL)), 1, "the bad event stays");
+    assert_eq!(f.load(f.g2h(ring_off::TAIL)), 2, "the bad event stays");
 }
 
 /// The host waiter's side of "no lost wakeup", on the real `wait`: the
@@ -387,9 +391,11 @@ fn a_bad_length_stops_the_batch_before_it() {
 /// raises `consumer_waiting`, so the guest sees no flag and rings no
 /// doorbell. Only the re-check after raising the flag can find it.
 ///
-/// Mutant killed (applied by hand, seen to fail): the re-check moved
+/// Mutants killed (applied by hand, each seen to fail): the re-check moved
 /// after `block` (the host blocks with the event already there; it would
-/// wake only at its deadline, or never without one).
+/// wake only at its deadline, or never without one); a `block` call added
+/// right after the flag is raised, before the loop (caught because the
+/// hook is inside `block`, not at its call site).
 #[test]
 fn an_event_published_before_the_host_flag_is_found_by_the_recheck() {
     let f = fixture(4, 8, Duration::ZERO);

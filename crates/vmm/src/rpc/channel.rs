@@ -219,7 +219,9 @@ mod tests {
     //! Mutants these kill (applied by hand, seen to survive the other unit
     //! tests before): `reserve` allowing one more request in flight than
     //! the response ring holds (an answer is then dropped), and `post`
-    //! interrupting always or never instead of when `consumer_waiting` is set.
+    //! interrupting always or never instead of when `consumer_waiting` is set;
+    //! `post` without its check of the guest's tail (it then writes over
+    //! answers the guest has not read and moves its head past them).
     use super::*;
     use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
@@ -244,6 +246,28 @@ mod tests {
         assert_eq!(chan.stats.rpcs.get(), taken as u64);
         assert_eq!(chan.stats.rpc_malformed.get(), 0, "no answer dropped");
         assert!(!chan.reserve(), "still full until the guest consumes");
+    }
+
+    /// A guest that rewrites its response tail after a request was taken
+    /// (the ring then looks full, or the tail is ahead of the host's head):
+    /// the answer is dropped and counted, nothing is written.
+    #[test]
+    fn a_rewritten_response_tail_drops_the_answer() {
+        let (chan, mem) = channel();
+        let head = chan.resp_ring.unchecked_add(ring_off::HEAD);
+        let tail = chan.resp_ring.unchecked_add(ring_off::TAIL);
+        let slot0 = chan.resp_ring.unchecked_add(RING_HDR);
+        for (bad_tail, dropped) in [(0u32.wrapping_sub(VMRPC_RPC_RING_ENTRIES), 1), (5, 2)] {
+            assert!(chan.reserve());
+            mem.store(bad_tail, tail, Ordering::SeqCst).unwrap();
+            Completion::new(chan.clone(), 7, 0, 0).ok(&[]);
+            assert_eq!(chan.stats.rpc_malformed.get(), dropped);
+            assert_eq!(mem.load::<u32>(head, Ordering::SeqCst).unwrap(), 0);
+            let desc: RespDesc = mem.read_obj(slot0).unwrap();
+            assert_eq!(desc.tag, 0, "no answer written over the guest's");
+            mem.store(0u32, tail, Ordering::SeqCst).unwrap();
+        }
+        assert_eq!(chan.stats.rpcs.get(), 0);
     }
 
     #[test]
