@@ -174,6 +174,14 @@ void lx_thread_fork_keep(void)
 	lx_fork_keep(&live, sizeof(live));
 }
 
+void lx_thread_exec(void)
+{
+	struct lx_thread *t = self();
+
+	t->clear_tid = 0; /* the old program's words are gone */
+	t->robust = 0;
+}
+
 void lx_thread_forked(uint32_t tid, uint64_t clear_tid)
 {
 	struct lx_thread *t = self();

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use guest_kmod_bindings::{vmrpc_version, BootInfo};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use super::dataplane::FilesDataPlane;
 use super::elf::{self, Program};
+use super::exec::{ExecConfig, ExecModule, EXEC_NAME};
 use super::fork::{ForkMemory, FORK_NAME};
 use super::rewrite;
 use super::stack::{self, Auxv};
@@ -105,6 +107,9 @@ pub struct LinuxParams<'a> {
     pub sysroot: Option<&'a Path>,
     /// Rewrite `syscall` sites to calls into the page-0 sled (see `rewrite`).
     pub rewrite: bool,
+    /// The files data plane, through which exec reads programs (`exec.rs`);
+    /// without it execve answers EACCES.
+    pub files: Option<Arc<FilesDataPlane>>,
 }
 
 /// The flat layout `place` chose; returned for diagnostics and tests.
@@ -250,23 +255,34 @@ pub fn trampoline() -> [u8; 8] {
 }
 
 /// A program file read and checked.
-struct Loaded {
+pub(crate) struct Loaded {
     path: std::path::PathBuf,
     file: Vec<u8>,
     modified: std::time::SystemTime,
     prog: Program,
 }
 
+impl Loaded {
+    /// Checks `file`, the bytes of the host file `path` (last modified then).
+    pub(crate) fn new(
+        path: std::path::PathBuf,
+        file: Vec<u8>,
+        modified: std::time::SystemTime,
+    ) -> Result<Self, LinuxError> {
+        let prog = elf::parse(&file)?;
+        Ok(Loaded {
+            path,
+            file,
+            modified,
+            prog,
+        })
+    }
+}
+
 fn load_file(path: &Path) -> Result<Loaded, LinuxError> {
     let file = std::fs::read(path)?;
     let modified = std::fs::metadata(path)?.modified()?;
-    let prog = elf::parse(&file)?;
-    Ok(Loaded {
-        path: path.to_owned(),
-        file,
-        modified,
-        prog,
-    })
+    Loaded::new(path.to_owned(), file, modified)
 }
 
 /// The host path of interpreter `interp` (a guest path) under `sysroot`.
@@ -287,7 +303,10 @@ fn load_segments(
     let mut syscall_sites = 0;
     for seg in &l.prog.segments {
         let at = seg.vaddr + bias;
-        let zeros = vec![0u8; seg.memsz as usize];
+        // Up to the end of the last page, as Linux: an exec lands on the old
+        // image's bytes, and ld.so's early calloc takes the rest of its bss
+        // page as zeroed.
+        let zeros = vec![0u8; (page_up(at + seg.memsz) - at) as usize];
         mem.write_slice(&zeros, GuestAddress(at)).map_err(mem_err)?;
         let mut bytes = l.file[seg.offset as usize..(seg.offset + seg.filesz) as usize].to_vec();
         if rewrite_code && seg.exec {
@@ -299,17 +318,40 @@ fn load_segments(
     Ok(syscall_sites)
 }
 
-/// Loads the program (and its interpreter) into `mem` and writes the info
-/// block; returns the placement.
-pub fn place(
-    mem: &GuestMemoryMmap,
+/// A program ready to be written into guest memory: everything that can
+/// fail for a reason of the program's (its interpreter, the layout, the
+/// arguments) was found before any guest memory changes (exec's point of no
+/// return, `exec.rs`, comes after this).
+pub(crate) struct Image {
+    exe: Loaded,
+    interp: Option<Loaded>,
+    bias: u64,
+    interp_bias: u64,
+    info: LinuxInfo,
+    stack: stack::InitialStack,
+}
+
+impl Image {
+    /// The info block the image will have (its areas, entry and stack).
+    pub(crate) fn info(&self) -> &LinuxInfo {
+        &self.info
+    }
+}
+
+/// Loads `exe`'s interpreter (from the host, under `sysroot`), plans the
+/// layout below `shared_base` and builds the initial stack.
+pub(crate) fn prepare<S: AsRef<[u8]>>(
+    exe: Loaded,
+    sysroot: Option<&Path>,
     shared_base: u64,
-    p: &LinuxParams,
-) -> Result<Placement, LinuxError> {
-    let exe = load_file(p.program)?;
+    argv: &[S],
+    envp: &[S],
+    execfn: &[u8],
+    flags: u64,
+) -> Result<Image, LinuxError> {
     let interp = match &exe.prog.interp {
         Some(path) => {
-            let host = interp_host_path(path, p.sysroot);
+            let host = interp_host_path(path, sysroot);
             Some(load_file(&host).map_err(|e| {
                 LinuxError::Interpreter(format!("{path} ({}): {e}", host.display()))
             })?)
@@ -318,10 +360,6 @@ pub fn place(
     };
     let prog = &exe.prog;
     let (bias, interp_bias, mut info) = plan(prog, interp.as_ref().map(|l| &l.prog), shared_base)?;
-    let mut syscall_sites = load_segments(mem, &exe, bias, p.rewrite)?;
-    if let Some(l) = &interp {
-        syscall_sites += load_segments(mem, l, interp_bias, p.rewrite)?;
-    }
     let random = host_random()?;
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -339,16 +377,55 @@ pub fn place(
         random: at_random,
     };
     let top = info.mmap_hi + STACK_SIZE;
-    let st = stack::build(top, ARGS_ROOM, p.argv, p.envp, p.execfn, &aux)?;
-    mem.write_slice(&st.bytes, GuestAddress(st.sp))
-        .map_err(mem_err)?;
+    let st = stack::build(top, ARGS_ROOM, argv, envp, execfn, &aux)?;
     info.sp = st.sp;
     info.uid = uid;
     info.gid = gid;
     info.seed.copy_from_slice(&random[16..]);
-    info.flags = if p.trace { FLAG_TRACE } else { 0 } | if p.rewrite { FLAG_REWRITE } else { 0 };
-    mem.write_obj(info, GuestAddress(INFO_GPA))
+    info.flags = flags;
+    Ok(Image {
+        exe,
+        interp,
+        bias,
+        interp_bias,
+        info,
+        stack: st,
+    })
+}
+
+/// Writes the image into guest memory: segments (code rewritten if asked),
+/// the initial stack and the info block. Returns the sites rewritten.
+pub(crate) fn commit(mem: &GuestMemoryMmap, img: &Image) -> Result<usize, LinuxError> {
+    let rewrite_code = img.info.flags & FLAG_REWRITE != 0;
+    let mut syscall_sites = load_segments(mem, &img.exe, img.bias, rewrite_code)?;
+    if let Some(l) = &img.interp {
+        syscall_sites += load_segments(mem, l, img.interp_bias, rewrite_code)?;
+    }
+    mem.write_slice(&img.stack.bytes, GuestAddress(img.stack.sp))
         .map_err(mem_err)?;
+    mem.write_obj(img.info, GuestAddress(INFO_GPA))
+        .map_err(mem_err)?;
+    Ok(syscall_sites)
+}
+
+/// Loads the program (and its interpreter) into `mem` and writes the info
+/// block; returns the placement.
+pub fn place(
+    mem: &GuestMemoryMmap,
+    shared_base: u64,
+    p: &LinuxParams,
+) -> Result<Placement, LinuxError> {
+    let flags = if p.trace { FLAG_TRACE } else { 0 } | if p.rewrite { FLAG_REWRITE } else { 0 };
+    let img = prepare(
+        load_file(p.program)?,
+        p.sysroot,
+        shared_base,
+        p.argv,
+        p.envp,
+        p.execfn.as_bytes(),
+        flags,
+    )?;
+    let syscall_sites = commit(mem, &img)?;
     mem.write_slice(&trampoline(), GuestAddress(TRAMPOLINE_GPA))
         .map_err(mem_err)?;
     // The personality's own heap must end where the program begins.
@@ -357,20 +434,29 @@ pub fn place(
         .map_err(mem_err)?;
     map_page_zero(mem, p.rewrite)?;
     Ok(Placement {
-        bias,
-        interp_bias,
-        info,
+        bias: img.bias,
+        interp_bias: img.interp_bias,
+        info: img.info,
         syscall_sites,
     })
 }
 
 /// Sets up a created VM to run the program: memory, then LSTAR on every vCPU,
-/// and the `linux_fork` module that keeps a forked parent's memory (`fork.rs`).
+/// the `linux_fork` module that keeps a forked parent's memory (`fork.rs`) and
+/// the `linux_exec` module that loads another program at run time (`exec.rs`).
 pub fn setup(vm: &crate::Vm, p: &LinuxParams) -> Result<Placement, LinuxError> {
     let (shared_base, _) = layout::shared_region(vm.config().mem_size(), vm.config().vcpus);
     let placement = place(vm.memory(), shared_base, p)?;
     let fork = Arc::new(ForkMemory::default());
     vm.register_module(FORK_NAME, vmrpc_version(1, 0), fork)
+        .map_err(|e| LinuxError::Vm(e.to_string()))?;
+    let config = ExecConfig {
+        sysroot: p.sysroot.map(Path::to_owned),
+        flags: placement.info.flags,
+        shared_base,
+    };
+    let exec = Arc::new(ExecModule::new(config, p.files.clone()));
+    vm.register_module(EXEC_NAME, vmrpc_version(1, 0), exec)
         .map_err(|e| LinuxError::Vm(e.to_string()))?;
     for (msr, value) in [(MSR_LSTAR, TRAMPOLINE_GPA), (MSR_EFER, EFER_LINUX)] {
         vm.set_msr_before_start(msr, value)
