@@ -141,12 +141,11 @@ fn parse(request: &[u8]) -> Result<Request, ExecError> {
     })
 }
 
+/// argv, envp and execfn, borrowed from the strings block.
+type Strings<'a> = (Vec<&'a [u8]>, Vec<&'a [u8]>, &'a [u8]);
+
 /// Splits the strings block (each NUL-terminated) into argv, envp and execfn.
-fn split_strings(
-    block: &[u8],
-    argc: u64,
-    envc: u64,
-) -> Result<(Vec<&[u8]>, Vec<&[u8]>, &[u8]), ExecError> {
+fn split_strings(block: &[u8], argc: u64, envc: u64) -> Result<Strings<'_>, ExecError> {
     if argc + envc >= MAX_COUNT {
         return Err(ExecError::TooBig);
     }
@@ -275,6 +274,26 @@ impl ExecModule {
             Err(_) => LATE,
         }
     }
+}
+
+/// Registers `linux_exec` on a VM `setup::setup` prepared: execs keep its
+/// sysroot and flags (`placed.info.flags`), and read programs through `files`
+/// (without it execve answers EACCES).
+pub fn register(
+    vm: &crate::Vm,
+    sysroot: Option<&std::path::Path>,
+    flags: u64,
+    files: Option<Arc<FilesDataPlane>>,
+) -> Result<(), LinuxError> {
+    let (shared_base, _) = crate::layout::shared_region(vm.config().mem_size(), vm.config().vcpus);
+    let config = ExecConfig {
+        sysroot: sysroot.map(std::path::Path::to_owned),
+        flags,
+        shared_base,
+    };
+    let module = Arc::new(ExecModule::new(config, files));
+    vm.register_module(EXEC_NAME, guest_kmod_bindings::vmrpc_version(1, 0), module)
+        .map_err(|e| LinuxError::Vm(e.to_string()))
 }
 
 impl HostModule for ExecModule {

@@ -19,9 +19,7 @@ use std::sync::Arc;
 use guest_kmod_bindings::{vmrpc_version, BootInfo};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::dataplane::FilesDataPlane;
 use super::elf::{self, Program};
-use super::exec::{ExecConfig, ExecModule, EXEC_NAME};
 use super::fork::{ForkMemory, FORK_NAME};
 use super::rewrite;
 use super::stack::{self, Auxv};
@@ -107,9 +105,6 @@ pub struct LinuxParams<'a> {
     pub sysroot: Option<&'a Path>,
     /// Rewrite `syscall` sites to calls into the page-0 sled (see `rewrite`).
     pub rewrite: bool,
-    /// The files data plane, through which exec reads programs (`exec.rs`);
-    /// without it execve answers EACCES.
-    pub files: Option<Arc<FilesDataPlane>>,
 }
 
 /// The flat layout `place` chose; returned for diagnostics and tests.
@@ -442,21 +437,13 @@ pub fn place(
 }
 
 /// Sets up a created VM to run the program: memory, then LSTAR on every vCPU,
-/// the `linux_fork` module that keeps a forked parent's memory (`fork.rs`) and
-/// the `linux_exec` module that loads another program at run time (`exec.rs`).
+/// and the `linux_fork` module that keeps a forked parent's memory (`fork.rs`).
+/// (`exec::register` adds the module that loads programs at run time.)
 pub fn setup(vm: &crate::Vm, p: &LinuxParams) -> Result<Placement, LinuxError> {
     let (shared_base, _) = layout::shared_region(vm.config().mem_size(), vm.config().vcpus);
     let placement = place(vm.memory(), shared_base, p)?;
     let fork = Arc::new(ForkMemory::default());
     vm.register_module(FORK_NAME, vmrpc_version(1, 0), fork)
-        .map_err(|e| LinuxError::Vm(e.to_string()))?;
-    let config = ExecConfig {
-        sysroot: p.sysroot.map(Path::to_owned),
-        flags: placement.info.flags,
-        shared_base,
-    };
-    let exec = Arc::new(ExecModule::new(config, p.files.clone()));
-    vm.register_module(EXEC_NAME, vmrpc_version(1, 0), exec)
         .map_err(|e| LinuxError::Vm(e.to_string()))?;
     for (msr, value) in [(MSR_LSTAR, TRAMPOLINE_GPA), (MSR_EFER, EFER_LINUX)] {
         vm.set_msr_before_start(msr, value)

@@ -6,6 +6,7 @@ use pyo3::types::PyDict;
 use super::errors::{ConfigError, ImageError};
 use super::files_data_plane::PyFilesDataPlane;
 use super::vm::PyVm;
+use crate::linux::exec;
 use crate::linux::setup::{setup, LinuxParams};
 use crate::linux::LinuxError;
 
@@ -44,10 +45,16 @@ fn linux_setup<'py>(
         trace,
         sysroot: sysroot.as_deref(),
         rewrite,
-        files: files.map(|f| f.inner.clone()),
     };
+    let files = files.map(|f| f.inner.clone());
 
-    let placed = py.detach(|| setup(&vm, &params)).map_err(to_pyerr)?;
+    let placed = py
+        .detach(|| {
+            let placed = setup(&vm, &params)?;
+            exec::register(&vm, params.sysroot, placed.info.flags, files)?;
+            Ok(placed)
+        })
+        .map_err(to_pyerr)?;
     let d = PyDict::new(py);
     d.set_item("bias", placed.bias)?;
     d.set_item("interp_bias", placed.interp_bias)?;
