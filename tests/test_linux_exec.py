@@ -115,6 +115,7 @@ def test_exec_answers_like_linux(program: Path) -> None:
         "bad argv string: -14",
         "bad envp array: -14",
         "missing: -2",
+        "huge argument: -7",
         "directory: -13",
         "X=1",
         "dynamic program exited 0",

@@ -5,7 +5,8 @@
  * DYNAMIC a dynamically linked program (e.g. /usr/bin/env) to run from a
  * forked child.
  *
- * Before exec: bad pointers (EFAULT), a missing file (ENOENT), a directory
+ * Before exec: bad pointers (EFAULT), a missing file (ENOENT), a 300 KB
+ * argument (E2BIG), a directory
  * (SELF's, EACCES), a forked child exec'ing DYNAMIC; then SELF is exec'd with other
  * arguments and environment, a pipe without O_CLOEXEC (with bytes in it) and one
  * with, a handled and an ignored signal.  The new image reports what it got.
@@ -76,6 +77,8 @@ static int child(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	static char *bad_arg[] = {"exec", (char *)8, NULL};
+	static char huge[300000];
+	char *huge_argv[] = {"exec", huge, NULL};
 	char *args[8], *env[] = {"GREETING=hello", "B=2", NULL};
 	char keep_s[16], gone_s[16], pid_s[16], dir[4096];
 	int keep[2], gone[2], status;
@@ -93,6 +96,9 @@ int main(int argc, char **argv)
 	printf("bad argv string: %ld\n", raw_execve(argv[1], bad_arg, environ));
 	printf("bad envp array: %ld\n", raw_execve(argv[1], argv, (void *)16));
 	printf("missing: %ld\n", raw_execve("/no/such/program", argv, environ));
+	/* Past Linux's 128 KiB per string and the VM's 256 KiB in all. */
+	memset(huge, 'x', sizeof(huge) - 1);
+	printf("huge argument: %ld\n", raw_execve(argv[1], huge_argv, environ));
 	snprintf(dir, sizeof(dir), "%s", argv[1]);
 	if (strrchr(dir, '/'))
 		*strrchr(dir, '/') = 0; /* SELF's directory */
