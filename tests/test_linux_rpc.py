@@ -40,7 +40,10 @@ def test_a_linux_program_calls_a_host_module_and_an_event_queue(client: Path) ->
     assert kv.data == {b"k": b"hello"}
     lines = vm.stdout.decode().splitlines()
     assert lines[:3] == ["rpc k=hello: ok", "rpc k: hello", "rpc x: ENOFUNC (no such function)"]
-    assert lines[3] == "bind files: ENOMODULE (no such module/version)"
+    assert lines[3] == (
+        "bind files: ENOMODULE (no such module/version), "
+        "linux_exec: ENOMODULE (no such module/version)"
+    )
     assert lines[4].endswith(": EBADHANDLE (handle not bound)")
     assert lines[5] == "rpc into the personality: EINVAL (malformed request)"
     assert lines[6] == "evq_open nosuch: ENOQUEUE (no such event queue)"

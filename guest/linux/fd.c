@@ -250,6 +250,14 @@ void lx_fd_close_all(void)
 			do_close(fd);
 }
 
+/* exec (exec.c): close-on-exec fds close; the others stay, flags and all. */
+void lx_fd_exec(void)
+{
+	for (int fd = 0; fd < MAX_FDS; fd++)
+		if (fds[fd].of && fds[fd].cloexec)
+			do_close(fd);
+}
+
 /* ---- data ------------------------------------------------------------------ */
 static long pipe_read(struct ofile *of, uint8_t *dst, uint64_t len)
 {

@@ -126,6 +126,8 @@ long lx_fork(const struct lx_frame *f, uint64_t flags, uint64_t parent_tid, uint
 	lx_misc_fork_keep();
 	lx_prot_fork_keep();
 	lx_mem_fork_keep(f->rsp);
+	lx_fork_keep(lx_info, sizeof(*lx_info)); /* a child's exec rewrites it */
+	lx_exec_fork_keep();
 	if (overflow)
 		return -ENOMEM;
 	r = host_call(LXK_SAVE, ranges, nranges * sizeof(ranges[0]));

@@ -33,10 +33,16 @@ static long get_path(uint64_t addr, char *buf, int allow_empty)
 /* The common start of an *at call: dirfd to a host handle, path copied into path1. */
 static long at_args(int64_t dirfd, uint64_t upath, int allow_empty, int64_t *dh)
 {
+	long r;
+
 	*dh = lx_fd_dir_handle(dirfd);
 	if (*dh < 0 && *dh != LX_AT_FDCWD)
 		return *dh;
-	return get_path(upath, path1, allow_empty);
+	r = get_path(upath, path1, allow_empty);
+	/* /proc/self/exe leads to the program (the kernel's magic link does). */
+	if (r == 0 && lx_exe_alias(path1, sizeof(path1)))
+		*dh = LX_AT_FDCWD;
+	return r;
 }
 
 static long out_bytes(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const char *path,
@@ -116,6 +122,13 @@ static long do_readlinkat(int64_t dirfd, uint64_t upath, uint64_t buf, uint64_t 
 		size = PATH_MAX;
 	if (!lx_user_ok(buf, size))
 		return -EFAULT;
+	r = get_path(upath, path1, 0);
+	if (r == 0 && !strcmp(path1, "/proc/self/exe") && lx_exe_path()) {
+		got = strlen(lx_exe_path()); /* readlink does not NUL-terminate */
+		got = got < size ? got : size;
+		memcpy((void *)(uintptr_t)buf, lx_exe_path(), got);
+		return (long)got;
+	}
 	r = at_args(dirfd, upath, 0, &dh);
 	if (r < 0)
 		return r;

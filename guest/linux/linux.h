@@ -132,6 +132,27 @@ void lx_block_end(int held);
 void lx_ready_changed(void);
 long lx_ready_wait(int64_t timeout_ns);
 
+/* ---- execve (exec.c) ------------------------------------------------------ */
+long lx_exec_syscall(struct lx_frame *f);
+/* Takes the program's path (AT_EXECFN of the initial stack) for /proc/self/exe. */
+void lx_exec_init(uint64_t sp);
+/* Replaces "/proc/self/exe" in path (cap bytes) by the program's path; 1 if done. */
+int lx_exe_alias(char *path, size_t cap);
+/* The program's path, or NULL if not known. */
+const char *lx_exe_path(void);
+void lx_exec_fork_keep(void);
+/* Each family's part of an exec, once the new image is in place. */
+void lx_fd_exec(void);      /* close-on-exec fds close */
+void lx_misc_exec(void);    /* handlers back to default (ignored stay), no altstack */
+void lx_thread_exec(void);  /* no clear-tid word, no robust list */
+void lx_mem_exec(void);     /* brk and mmap areas of the new program */
+void lx_prot_exec(void);    /* page rights as at start (then lx_prot_init_program) */
+/* The lowest address of the personality's heap (the top of the mmap area). */
+uint64_t lx_mem_heap_lo(void);
+/* Turns the reserved auxv slot of the stack at sp into AT_SYSINFO_EHDR (main.c). */
+void lx_offer_vdso(uint64_t sp);
+_Noreturn void lx_enter_program(uint64_t entry, uint64_t sp);
+
 /* ---- fork (fork.c): the child runs first, in its parent's memory --------- */
 /*
  * fork/vfork/clone without CLONE_VM: 0 in the child; the parent's call returns

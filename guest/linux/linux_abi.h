@@ -132,6 +132,30 @@ struct lx_fork_range {
 };
 _Static_assert(sizeof(struct lx_fork_range) == 16, "agrees with fork.rs");
 
+/*
+ * The "linux_exec" host module (crates/vmm/src/linux/exec.rs): loads the
+ * program behind an open file's handle over the running one (execve).  The
+ * strings block holds argv, envp and then AT_EXECFN, each NUL-terminated.
+ * Answer: one int64_t: 0 (the new image and info block are in place), -errno
+ * (nothing changed), or LX_EXEC_LATE (memory was being replaced: end the process).
+ */
+#define LX_EXEC_MODULE "linux_exec"
+#define LX_EXEC_LATE 1
+enum lx_exec_fn {
+	LXE_EXEC = 0,
+	LXE_CHECK = 1, /* int64_t handle: 0, or -EACCES if not an executable regular file */
+};
+
+struct lx_exec_req {
+	int64_t handle;   /* the program file's files handle (a regular file) */
+	uint64_t strings; /* guest address of the strings block */
+	uint64_t len;     /* its length */
+	uint64_t counts;  /* argc | envc << 32 */
+	uint64_t limit;   /* the new mmap area must end below this (the personality's heap) */
+	uint64_t reserved;
+};
+_Static_assert(sizeof(struct lx_exec_req) == 48, "agrees with exec.rs");
+
 struct lx_req {
 	int64_t a[6];
 };

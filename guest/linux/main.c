@@ -7,8 +7,6 @@
 
 const struct vmrpc_linux_info *lx_info;
 
-_Noreturn void lx_enter_program(uint64_t entry, uint64_t sp);
-
 int lx_user_ok(uint64_t addr, uint64_t len)
 {
 	uint64_t end = addr + len;
@@ -51,7 +49,7 @@ _Noreturn void lx_exit_killed(int sig)
  * LX_AUXV_VDSO_SLOT, crates/vmm/src/linux/stack.rs) that becomes
  * AT_SYSINFO_EHDR, so libc reads the clocks without a system call.
  */
-static void offer_vdso(uint64_t sp)
+void lx_offer_vdso(uint64_t sp)
 {
 	extern char lx_vdso_image[];
 	uint64_t *w = (uint64_t *)(uintptr_t)sp;
@@ -95,7 +93,8 @@ int main(int argc, char **argv)
 	}
 	wall = lx_host(LXF_HELLO, 0, 0, 0, 0, NULL, 0, NULL, 0, NULL);
 	lx_time_init(wall > 0 ? wall : 0);
-	offer_vdso(lx_info->sp);
+	lx_offer_vdso(lx_info->sp);
+	lx_exec_init(lx_info->sp);
 	lx_rand_init(lx_info->seed);
 	lx_mem_init();
 	lx_prot_init_program();

@@ -25,6 +25,7 @@ static uint64_t area_lo, npages;
 static uint64_t clean_lo;            /* pages at or above it were handed out before */
 static uint64_t brk_cur, brk_high;
 static uint64_t used_pages, peak_bytes; /* for getrusage's ru_maxrss (rusage.c) */
+static uint64_t heap_lo;             /* the personality's heap: the mmap area's end */
 
 #define LX_HEAP_MAX (16ull << 20)
 
@@ -44,12 +45,38 @@ void lx_mem_init(void)
 	heap = heap > LX_HEAP_MAX ? LX_HEAP_MAX : heap & ~(PAGE - 1);
 	top = lx_info->mmap_hi - heap;
 	rt_heap_add((void *)(uintptr_t)top, heap);
+	heap_lo = top;
 	area_lo = lx_info->mmap_lo;
 	npages = (top - area_lo) / PAGE;
 	if (npages > MAX_PAGES)
 		npages = MAX_PAGES;
 	clean_lo = area_lo + npages * PAGE;
 	brk_cur = brk_high = lx_info->brk_start;
+}
+
+uint64_t lx_mem_heap_lo(void)
+{
+	return heap_lo;
+}
+
+/*
+ * exec: the new program's areas (the host checked that they end below the
+ * heap, which stays with its pipes and sockets).  The old image left data
+ * everywhere, so all memory handed out from now on is zeroed: clean_lo and
+ * brk_high say "nothing is still zero".  A forked parent keeps those values
+ * when it resumes (fork.c restores neither): cautious for it too.
+ */
+void lx_mem_exec(void)
+{
+	area_lo = lx_info->mmap_lo;
+	npages = (heap_lo - area_lo) / PAGE;
+	if (npages > MAX_PAGES)
+		npages = MAX_PAGES;
+	memset(used, 0, sizeof(used));
+	memset(shared, 0, sizeof(shared));
+	clean_lo = 0;
+	brk_cur = lx_info->brk_start;
+	brk_high = ~0ull;
 }
 
 static int test(uint64_t p)
@@ -317,6 +344,8 @@ void lx_mem_fork_keep(uint64_t rsp)
 	uint64_t words = (npages + 63) / 64, runs = 0, first = npages;
 
 	lx_fork_keep(&brk_cur, sizeof(brk_cur));
+	lx_fork_keep(&area_lo, sizeof(area_lo)); /* a child's exec moves the areas */
+	lx_fork_keep(&npages, sizeof(npages));
 	lx_fork_keep(used, words * sizeof(used[0]));
 	lx_fork_keep(shared, words * sizeof(shared[0]));
 	lx_fork_keep_user(LX_PROGRAM_MIN, page_up(brk_cur) - LX_PROGRAM_MIN);

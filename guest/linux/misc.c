@@ -226,6 +226,16 @@ void lx_misc_fork_keep(void)
 	lx_fork_keep(task_name, sizeof(task_name));
 }
 
+/* exec: handlers go back to the default action, ignored signals stay ignored,
+ * the mask stays, and the alternate stack is gone (as Linux). */
+void lx_misc_exec(void)
+{
+	for (int sig = 1; sig <= NSIG; sig++)
+		if (actions[sig].handler != SIG_IGN)
+			memset(&actions[sig], 0, sizeof(actions[sig]));
+	memset(altstack, 0, sizeof(altstack));
+}
+
 static long kill_self(int64_t pid, int sig)
 {
 	if (pid != lx_pid() && pid != 0 && pid != -1)

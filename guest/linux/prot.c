@@ -30,6 +30,9 @@
 
 static uint64_t pool[POOL][512] __attribute__((aligned(4096)));
 static unsigned pool_used;
+/* The directory entries over program memory as the VMM made them (exec puts them back). */
+#define PD_ENTRIES (4 * 512) /* layout.rs: four directories, 4 GiB */
+static uint64_t pd_initial[PD_ENTRIES];
 
 static volatile uint64_t *pde_of(uint64_t va)
 {
@@ -201,11 +204,28 @@ static int program_bias(const struct lx_phdr *ph, uint64_t n, uint64_t *bias)
 	return 0;
 }
 
+/* exec: every page of program memory gets the VMM's rights back, the pool is free. */
+void lx_prot_exec(void)
+{
+	uint64_t end = rt_boot_info()->shared_base / LARGE;
+
+	for (uint64_t i = LX_PROGRAM_MIN / LARGE; i < end && i < PD_ENTRIES; i++)
+		*pde_of(i * LARGE) = pd_initial[i];
+	pool_used = 0;
+}
+
 void lx_prot_init_program(void)
 {
 	const uint64_t *w = (const uint64_t *)(uintptr_t)lx_info->sp;
 	uint64_t phdr = 0, phnum = 0, base = 0, bias;
 
+	static int pd_saved;
+
+	if (!pd_saved) {
+		for (uint64_t i = 0; i < PD_ENTRIES; i++)
+			pd_initial[i] = *pde_of(i * LARGE);
+		pd_saved = 1;
+	}
 	w += 1 + w[0] + 1; /* argc, argv, NULL */
 	while (*w)
 		w++;

@@ -20,7 +20,7 @@ static uint8_t queue_open[LX_EVQS];
 static int reserved_name(const char *name)
 {
 	return !strcmp(name, LX_FILES_MODULE) || !strcmp(name, LX_FILES_DATA_MODULE) ||
-	       !strcmp(name, LX_FORK_MODULE);
+	       !strcmp(name, LX_FORK_MODULE) || !strcmp(name, LX_EXEC_MODULE);
 }
 
 static int *handle_slot(int h)

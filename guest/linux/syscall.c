@@ -14,6 +14,7 @@ static const lx_family_fn families[] = {
 	lx_time_syscall,
 	lx_thread_syscall,
 	lx_fork_syscall, /* before misc: getpid/getppid */
+	lx_exec_syscall,
 	lx_misc_syscall,
 	lx_rusage_syscall,
 	lx_wait_syscall,

@@ -178,6 +178,14 @@ void lx_thread_fork_keep(void)
 	lx_fork_keep(&live, sizeof(live));
 }
 
+void lx_thread_exec(void)
+{
+	struct lx_thread *t = self();
+
+	t->clear_tid = 0; /* the old program's words are gone */
+	t->robust = 0;
+}
+
 void lx_thread_forked(uint32_t tid, uint64_t clear_tid)
 {
 	struct lx_thread *t = self();
@@ -200,6 +208,38 @@ static long fork_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack,
 	return lx_fork(f, flags, (flags & CLONE_PARENT_SETTID) ? ptid : 0, ctid);
 }
 
+/*
+ * CLONE_VM|CLONE_VFORK on a stack of the caller's (glibc's posix_spawn):
+ * Linux suspends the parent until the child execs or exits, which is the
+ * order a child-first fork keeps, so it is served as one whose child starts on
+ * that stack (rax = 0, the caller's other registers: glibc's wrappers keep the
+ * function to call in them).  What differs from a shared address space: what
+ * the child writes before its exec is undone for the parent, which gets its
+ * memory back as at the clone.  glibc's child writes only its own stack and,
+ * when its exec fails, an error word the parent reads: such a posix_spawn
+ * reports success, and the child's exit status 127, instead of the errno.
+ */
+static long vfork_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, uint64_t ptid,
+			uint64_t ctid)
+{
+	struct lx_frame child;
+	uint64_t fs;
+	long r;
+
+	if ((flags & ~(uint64_t)(FORK_MAY | CLONE_VM)) || !stack ||
+	    ((flags & CSIGNAL) && (flags & CSIGNAL) != SIGCHLD))
+		return -EINVAL;
+	if (!lx_user_ok(stack - 64, 64) || ((flags & CLONE_PARENT_SETTID) && !u32_ok(ptid)))
+		return -EFAULT;
+	r = lx_fork(f, flags & ~(uint64_t)CLONE_VM, (flags & CLONE_PARENT_SETTID) ? ptid : 0, ctid);
+	if (r != 0)
+		return r; /* refused; the parent's own return comes when the child ends */
+	child = *f;
+	child.rsp = stack;
+	__asm__ volatile("rdfsbase %0" : "=r"(fs));
+	lx_thread_resume(&child, 0, fs);
+}
+
 static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, uint64_t ptid,
 		     uint64_t ctid, uint64_t tls)
 {
@@ -209,6 +249,8 @@ static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, u
 
 	if (!(flags & CLONE_VM))
 		return fork_clone(f, flags, stack, ptid, ctid, tls);
+	if ((flags & (CLONE_VFORK | CLONE_THREAD)) == CLONE_VFORK)
+		return vfork_clone(f, flags, stack, ptid, ctid);
 	if ((flags & THREAD_NEEDS) != THREAD_NEEDS || (flags & ~(uint64_t)THREAD_MAY) || !stack)
 		return -EINVAL;
 	/* A forked child's threads would outlive it, running in its parent's memory. */
@@ -262,7 +304,14 @@ static long do_clone3(const struct lx_frame *f, uint64_t uargs, uint64_t size)
 		return -EFAULT;
 	memcpy(&a, (const void *)(uintptr_t)uargs, sizeof(a));
 	/* pidfd is only read with CLONE_PIDFD, which threads do not get (glibc fills it anyway). */
-	if (a.exit_signal > CSIGNAL || (a.exit_signal && (a.flags & CLONE_VM)))
+	if (a.exit_signal > CSIGNAL)
+		return -EINVAL;
+	if ((a.flags & (CLONE_VM | CLONE_VFORK | CLONE_THREAD)) == (CLONE_VM | CLONE_VFORK))
+		return a.stack + a.stack_size < a.stack
+			       ? -EINVAL
+			       : vfork_clone(f, a.flags | a.exit_signal, a.stack + a.stack_size,
+					     a.parent_tid, a.child_tid);
+	if (a.exit_signal && (a.flags & CLONE_VM))
 		return -EINVAL;
 	if (!(a.flags & CLONE_VM))
 		return a.stack ? -EINVAL : fork_clone(f, a.flags | a.exit_signal, 0, a.parent_tid,

@@ -213,9 +213,11 @@ def linux_setup(
     trace: bool = False,
     rewrite: bool = True,
     sysroot: str | os.PathLike[str] | None = None,
+    files: FilesDataPlane | None = None,
 ) -> dict[str, int]:
     """Load a Linux program (and its ELF interpreter, found under ``sysroot``) into a
-    created ``linux`` VM (see `vmrpc.LinuxVM`)."""
+    created ``linux`` VM (see `vmrpc.LinuxVM`); ``files``: the data plane through
+    which execve reads programs (without it execve answers EACCES)."""
 
 def abi_table() -> tuple[
     dict[str, int | str], dict[str, tuple[int, list[tuple[str, int, int, str, int]]]]

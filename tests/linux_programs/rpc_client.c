@@ -34,7 +34,9 @@ int main(void)
 	call(h, 1, "k");
 	call(h, 9, "x");
 	/* The personality's own modules and handles are not the program's. */
-	printf("bind files: %s\n", vmrpc_strerror(bind_module("files", VMRPC_VERSION(1, 0))));
+	printf("bind files: %s", vmrpc_strerror(bind_module("files", VMRPC_VERSION(1, 0))));
+	printf(", linux_exec: %s\n",
+	       vmrpc_strerror(bind_module("linux_exec", VMRPC_VERSION(1, 0))));
 	printf("rpc on handle %d: %s\n", h + 1,
 	       vmrpc_strerror((int)perform_rpc(h + 1, 0, "x", 1, buf, sizeof(buf))));
 	printf("rpc into the personality: %s\n",

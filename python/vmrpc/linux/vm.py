@@ -175,6 +175,7 @@ class LinuxVM:
                 trace,
                 rewrite_syscalls,
                 None if sysroot is None else os.fspath(sysroot),
+                self._plane,
             )
             """Where the program and its memory areas were placed (diagnostics)."""
         except BaseException:

@@ -128,6 +128,12 @@ impl FilesDataPlane {
         Ok(())
     }
 
+    /// A duplicate of the descriptor behind `handle` (exec reads the program
+    /// through it, `exec.rs`); None if `handle` is not served here.
+    pub fn dup_fd(&self, handle: i64) -> Option<std::io::Result<OwnedFd>> {
+        self.table().get(&handle).map(|e| e.fd.try_clone())
+    }
+
     /// Stops serving `handle` and closes the duplicate.
     pub fn detach(&self, handle: i64) {
         self.table().remove(&handle);

@@ -94,25 +94,64 @@ fn with_cache<T>(f: impl FnOnce(&mut Cache) -> T) -> T {
 /// Opens and checks the program at `path`; its bytes are read only when this
 /// state of the file was never parsed in this process.
 pub fn load(path: &Path) -> Result<Loaded, LinuxError> {
-    let mut file = File::open(path)?;
+    read(File::open(path)?, path.to_owned(), None)
+}
+
+/// Checks the program open as `file` (exec: the descriptor the guest's open
+/// gave, so the file checked is the file loaded); its bytes are always read
+/// from that descriptor, never again by `path` (which only names it), and at
+/// most `max_bytes` of them (the file may grow while it is read).
+pub fn load_open(
+    file: File,
+    path: std::path::PathBuf,
+    max_bytes: u64,
+) -> Result<Loaded, LinuxError> {
+    read(file, path, Some(max_bytes))
+}
+
+/// `keep_bytes`: read the bytes even when the program is known, at most this many.
+fn read(
+    mut file: File,
+    path: std::path::PathBuf,
+    keep_bytes: Option<u64>,
+) -> Result<Loaded, LinuxError> {
     let id = FileId::of(&file.metadata()?);
-    if let Some(prog) = with_cache(|c| c.programs.get(&id).cloned()) {
+    let known = with_cache(|c| c.programs.get(&id).cloned());
+    if let (Some(prog), None) = (&known, keep_bytes) {
         return Ok(Loaded {
             id,
-            prog,
+            prog: prog.clone(),
             bytes: None,
-            path: path.to_owned(),
+            path,
         });
     }
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let prog = elf::parse(&bytes)?;
-    with_cache(|c| c.programs.insert(id, prog.clone()));
+    match keep_bytes {
+        Some(max) => {
+            (&mut file)
+                .take(max.saturating_add(1))
+                .read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > max {
+                return Err(LinuxError::Layout("the program does not fit".into()));
+            }
+        }
+        None => {
+            file.read_to_end(&mut bytes)?;
+        }
+    }
+    let prog = match known {
+        Some(prog) => prog,
+        None => {
+            let prog = elf::parse(&bytes)?;
+            with_cache(|c| c.programs.insert(id, prog.clone()));
+            prog
+        }
+    };
     Ok(Loaded {
         id,
         prog,
         bytes: Some(bytes),
-        path: path.to_owned(),
+        path,
     })
 }
 

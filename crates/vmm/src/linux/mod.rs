@@ -10,6 +10,7 @@
 pub mod code;
 pub mod dataplane;
 pub mod elf;
+pub mod exec;
 pub mod fork;
 pub mod image_cache;
 pub mod pathops;

@@ -311,7 +311,10 @@ fn load_segments(
     let image_end = img.lo + img.len;
     for seg in &l.prog.segments {
         let start = (seg.vaddr + bias + seg.filesz).max(image_end);
-        let end = seg.vaddr + bias + seg.memsz;
+        // Up to the end of the last page, as Linux: an exec lands on the old
+        // image's bytes, and ld.so's early calloc takes the rest of its bss
+        // page as zeroed.
+        let end = page_up(seg.vaddr + bias + seg.memsz);
         if end > start {
             populate(mem, start, end - start);
             let zeros = vec![0u8; (end - start) as usize];
@@ -322,18 +325,40 @@ fn load_segments(
     Ok((img.sites, cached))
 }
 
-/// Loads the program (and its interpreter) into `mem` and writes the info
-/// block; returns the placement.
-pub fn place(
-    mem: &GuestMemoryMmap,
+/// A program ready to be written into guest memory: everything that can
+/// fail for a reason of the program's (its interpreter, the layout, the
+/// arguments) was found before any guest memory changes (exec's point of no
+/// return, `exec.rs`, comes after this).
+pub(crate) struct Image {
+    exe: Loaded,
+    interp: Option<Loaded>,
+    bias: u64,
+    interp_bias: u64,
+    info: LinuxInfo,
+    stack: stack::InitialStack,
+}
+
+impl Image {
+    /// The info block the image will have (its areas, entry and stack).
+    pub(crate) fn info(&self) -> &LinuxInfo {
+        &self.info
+    }
+}
+
+/// Loads `exe`'s interpreter (from the host, under `sysroot`), plans the
+/// layout below `shared_base` and builds the initial stack.
+pub(crate) fn prepare<S: AsRef<[u8]>>(
+    exe: Loaded,
+    sysroot: Option<&Path>,
     shared_base: u64,
-    p: &LinuxParams,
-) -> Result<Placement, LinuxError> {
-    let t0 = std::time::Instant::now();
-    let exe = image_cache::load(p.program)?;
+    argv: &[S],
+    envp: &[S],
+    execfn: &[u8],
+    flags: u64,
+) -> Result<Image, LinuxError> {
     let interp = match &exe.prog.interp {
         Some(path) => {
-            let host = interp_host_path(path, p.sysroot);
+            let host = interp_host_path(path, sysroot);
             Some(image_cache::load(&host).map_err(|e| {
                 LinuxError::Interpreter(format!("{path} ({}): {e}", host.display()))
             })?)
@@ -342,17 +367,6 @@ pub fn place(
     };
     let prog = &exe.prog;
     let (bias, interp_bias, mut info) = plan(prog, interp.as_ref().map(|l| &l.prog), shared_base)?;
-    let read_ns = ns_since(t0);
-    let t1 = std::time::Instant::now();
-    let (mut syscall_sites, exe_cached) = load_segments(mem, &exe, bias, p.rewrite)?;
-    let mut images_cached = u32::from(exe_cached);
-    if let Some(l) = &interp {
-        let (sites, cached) = load_segments(mem, l, interp_bias, p.rewrite)?;
-        syscall_sites += sites;
-        images_cached += u32::from(cached);
-    }
-    let load_ns = ns_since(t1);
-    let t2 = std::time::Instant::now();
     let random = host_random()?;
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -370,16 +384,73 @@ pub fn place(
         random: at_random,
     };
     let top = info.mmap_hi + STACK_SIZE;
-    let st = stack::build(top, ARGS_ROOM, p.argv, p.envp, p.execfn, &aux)?;
-    mem.write_slice(&st.bytes, GuestAddress(st.sp))
-        .map_err(mem_err)?;
+    let st = stack::build(top, ARGS_ROOM, argv, envp, execfn, &aux)?;
     info.sp = st.sp;
     info.uid = uid;
     info.gid = gid;
     info.seed.copy_from_slice(&random[16..]);
-    info.flags = if p.trace { FLAG_TRACE } else { 0 } | if p.rewrite { FLAG_REWRITE } else { 0 };
-    mem.write_obj(info, GuestAddress(INFO_GPA))
+    info.flags = flags;
+    Ok(Image {
+        exe,
+        interp,
+        bias,
+        interp_bias,
+        info,
+        stack: st,
+    })
+}
+
+/// What `commit` wrote: `syscall` sites rewritten, and images (program,
+/// interpreter) mapped from the process's cache.
+pub(crate) struct Committed {
+    pub(crate) syscall_sites: usize,
+    pub(crate) images_cached: u32,
+}
+
+/// Writes the image into guest memory: segments (code rewritten if asked),
+/// the initial stack and the info block.
+pub(crate) fn commit(mem: &GuestMemoryMmap, img: &Image) -> Result<Committed, LinuxError> {
+    let rewrite_code = img.info.flags & FLAG_REWRITE != 0;
+    let (mut syscall_sites, exe_cached) = load_segments(mem, &img.exe, img.bias, rewrite_code)?;
+    let mut images_cached = u32::from(exe_cached);
+    if let Some(l) = &img.interp {
+        let (sites, cached) = load_segments(mem, l, img.interp_bias, rewrite_code)?;
+        syscall_sites += sites;
+        images_cached += u32::from(cached);
+    }
+    mem.write_slice(&img.stack.bytes, GuestAddress(img.stack.sp))
         .map_err(mem_err)?;
+    mem.write_obj(img.info, GuestAddress(INFO_GPA))
+        .map_err(mem_err)?;
+    Ok(Committed {
+        syscall_sites,
+        images_cached,
+    })
+}
+
+/// Loads the program (and its interpreter) into `mem` and writes the info
+/// block; returns the placement.
+pub fn place(
+    mem: &GuestMemoryMmap,
+    shared_base: u64,
+    p: &LinuxParams,
+) -> Result<Placement, LinuxError> {
+    let t0 = std::time::Instant::now();
+    let flags = if p.trace { FLAG_TRACE } else { 0 } | if p.rewrite { FLAG_REWRITE } else { 0 };
+    let img = prepare(
+        image_cache::load(p.program)?,
+        p.sysroot,
+        shared_base,
+        p.argv,
+        p.envp,
+        p.execfn.as_bytes(),
+        flags,
+    )?;
+    let read_ns = ns_since(t0);
+    let t1 = std::time::Instant::now();
+    let done = commit(mem, &img)?;
+    let load_ns = ns_since(t1);
+    let t2 = std::time::Instant::now();
     mem.write_slice(&trampoline(), GuestAddress(TRAMPOLINE_GPA))
         .map_err(mem_err)?;
     // The personality's own heap must end where the program begins.
@@ -388,11 +459,11 @@ pub fn place(
         .map_err(mem_err)?;
     map_page_zero(mem, p.rewrite)?;
     Ok(Placement {
-        bias,
-        interp_bias,
-        info,
-        syscall_sites,
-        images_cached,
+        bias: img.bias,
+        interp_bias: img.interp_bias,
+        info: img.info,
+        syscall_sites: done.syscall_sites,
+        images_cached: done.images_cached,
         times: PlaceTimes {
             read_ns,
             load_ns,
@@ -403,6 +474,7 @@ pub fn place(
 
 /// Sets up a created VM to run the program: memory, then LSTAR on every vCPU,
 /// and the `linux_fork` module that keeps a forked parent's memory (`fork.rs`).
+/// (`exec::register` adds the module that loads programs at run time.)
 pub fn setup(vm: &crate::Vm, p: &LinuxParams) -> Result<Placement, LinuxError> {
     let (shared_base, _) = layout::shared_region(vm.config().mem_size(), vm.config().vcpus);
     let placement = place(vm.memory(), shared_base, p)?;

@@ -58,16 +58,17 @@ pub struct InitialStack {
 }
 
 /// Lays out the stack that ends at `top`, using at most `room` bytes below it.
-pub fn build(
+/// Strings are bytes, as Linux takes them (an exec'd program's need not be UTF-8).
+pub fn build<S: AsRef<[u8]>>(
     top: u64,
     room: u64,
-    argv: &[String],
-    envp: &[String],
-    execfn: &str,
+    argv: &[S],
+    envp: &[S],
+    execfn: &[u8],
     aux: &Auxv,
 ) -> Result<InitialStack, LinuxError> {
-    for s in argv.iter().chain(envp).map(String::as_str).chain([execfn]) {
-        if s.contains('\0') {
+    for s in argv.iter().chain(envp).map(AsRef::as_ref).chain([execfn]) {
+        if s.contains(&0) {
             return Err(LinuxError::Args(
                 "an argument or variable contains a NUL byte".into(),
             ));
@@ -83,16 +84,16 @@ pub fn build(
     let random_off = put(&aux.random);
     let platform_off = put(PLATFORM.as_bytes());
     put(b"\0");
-    let execfn_off = put(execfn.as_bytes());
+    let execfn_off = put(execfn);
     put(b"\0");
     let mut argv_offs = Vec::with_capacity(argv.len());
     for a in argv {
-        argv_offs.push(put(a.as_bytes()));
+        argv_offs.push(put(a.as_ref()));
         put(b"\0");
     }
     let mut envp_offs = Vec::with_capacity(envp.len());
     for e in envp {
-        envp_offs.push(put(e.as_bytes()));
+        envp_offs.push(put(e.as_ref()));
         put(b"\0");
     }
     let strings_len = (strings.len() as u64).next_multiple_of(16);
@@ -182,7 +183,7 @@ mod tests {
         let top = 0x800_0000;
         let argv = vec!["prog".to_string(), "a b".into()];
         let envp = vec!["K=V".to_string()];
-        let st = build(top, 1 << 20, &argv, &envp, "/bin/prog", &aux()).unwrap();
+        let st = build(top, 1 << 20, &argv, &envp, b"/bin/prog", &aux()).unwrap();
         assert_eq!(st.sp % 16, 0);
         assert_eq!(st.sp + st.bytes.len() as u64, top);
         assert_eq!(word(&st, st.sp), 2);
@@ -213,7 +214,7 @@ mod tests {
     #[test]
     fn refuses_too_much_or_nul() {
         let big = vec!["x".repeat(5000)];
-        assert!(build(0x10000, 4096, &big, &[], "p", &aux()).is_err());
-        assert!(build(0x10000, 4096, &["a\0b".to_string()], &[], "p", &aux()).is_err());
+        assert!(build(0x10000, 4096, &big, &[], b"p", &aux()).is_err());
+        assert!(build(0x10000, 4096, &["a\0b".to_string()], &[], b"p", &aux()).is_err());
     }
 }

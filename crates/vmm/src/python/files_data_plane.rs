@@ -17,7 +17,7 @@ use crate::linux::dataplane::{FilesDataPlane, FILES_DATA_NAME};
 /// The files data plane (`dataplane.rs`) as seen from `vmrpc.linux.FilesModule`.
 #[pyclass(name = "FilesDataPlane", module = "vmrpc._vmm", frozen)]
 pub struct PyFilesDataPlane {
-    inner: Arc<FilesDataPlane>,
+    pub(crate) inner: Arc<FilesDataPlane>,
 }
 
 #[pymethods]

@@ -4,7 +4,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::errors::{ConfigError, ImageError};
+use super::files_data_plane::PyFilesDataPlane;
 use super::vm::PyVm;
+use crate::linux::exec;
 use crate::linux::setup::{setup, LinuxParams};
 use crate::linux::LinuxError;
 
@@ -21,7 +23,7 @@ fn to_pyerr(e: LinuxError) -> PyErr {
 /// system-call entry at the Linux personality; returns the chosen layout.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments
-#[pyo3(signature = (vm, program, argv, envp, execfn, trace = false, rewrite = true, sysroot = None))]
+#[pyo3(signature = (vm, program, argv, envp, execfn, trace = false, rewrite = true, sysroot = None, files = None))]
 fn linux_setup<'py>(
     py: Python<'py>,
     vm: &PyVm,
@@ -32,6 +34,7 @@ fn linux_setup<'py>(
     trace: bool,
     rewrite: bool,
     sysroot: Option<std::path::PathBuf>,
+    files: Option<PyRef<'_, PyFilesDataPlane>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let vm = vm.get()?;
     let params = LinuxParams {
@@ -43,8 +46,15 @@ fn linux_setup<'py>(
         sysroot: sysroot.as_deref(),
         rewrite,
     };
+    let files = files.map(|f| f.inner.clone());
 
-    let placed = py.detach(|| setup(&vm, &params)).map_err(to_pyerr)?;
+    let placed = py
+        .detach(|| {
+            let placed = setup(&vm, &params)?;
+            exec::register(&vm, params.sysroot, placed.info.flags, files)?;
+            Ok(placed)
+        })
+        .map_err(to_pyerr)?;
     let d = PyDict::new(py);
     d.set_item("bias", placed.bias)?;
     d.set_item("interp_bias", placed.interp_bias)?;
