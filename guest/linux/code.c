@@ -10,7 +10,7 @@ static int code_handle; /* 0: not bound yet; < 0: the host has no such module */
 
 long lx_code_rewrite(uint64_t addr, uint64_t len)
 {
-	struct lx_code_req r = {addr, len};
+	struct lx_range r = {addr, len};
 	int64_t result;
 	long n;
 

@@ -55,7 +55,7 @@ struct zombie {
 static struct level levels[LX_FORK_DEPTH];
 static unsigned depth;
 static uint32_t cur_pid = 1, cur_ppid;
-static struct lx_fork_range ranges[LX_FORK_RANGES];
+static struct lx_range ranges[LX_FORK_RANGES];
 static unsigned nranges;
 static int overflow;
 static struct zombie zombies[LX_ZOMBIES];
@@ -75,7 +75,7 @@ int lx_forked(void)
 int lx_fork_keep(const volatile void *addr, uint64_t len)
 {
 	uint64_t a = (uint64_t)(uintptr_t)addr;
-	struct lx_fork_range *last = nranges ? &ranges[nranges - 1] : NULL;
+	struct lx_range *last = nranges ? &ranges[nranges - 1] : NULL;
 
 	if (!len)
 		return 0;
@@ -87,7 +87,7 @@ int lx_fork_keep(const volatile void *addr, uint64_t len)
 		overflow = 1;
 		return -ENOMEM;
 	}
-	ranges[nranges++] = (struct lx_fork_range){a, len};
+	ranges[nranges++] = (struct lx_range){a, len};
 	return 0;
 }
 

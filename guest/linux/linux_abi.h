@@ -98,9 +98,19 @@ struct lx_data_req {
 _Static_assert(sizeof(struct lx_data_req) == 32, "agrees with dataplane.rs");
 
 /*
+ * A range of guest memory, as the linux_code and linux_fork modules read it
+ * (code.rs and fork.rs: guest address, length; 16 bytes).
+ */
+struct lx_range {
+	uint64_t gva; /* identity-mapped: also the guest-physical address */
+	uint64_t len;
+};
+_Static_assert(sizeof(struct lx_range) == 16, "agrees with code.rs and fork.rs");
+
+/*
  * The "linux_code" host module (crates/vmm/src/linux/code.rs): rewrites the
  * syscall sites of code the program maps executable at run time (ld.so
- * loading shared libraries).  Request: struct lx_code_req; answer: one
+ * loading shared libraries).  Request: one struct lx_range; answer: one
  * int64_t (sites rewritten, or -errno).
  */
 #define LX_CODE_MODULE "linux_code"
@@ -108,16 +118,10 @@ enum lx_code_fn {
 	LXC_REWRITE = 0,
 };
 
-struct lx_code_req {
-	uint64_t gva; /* identity-mapped: also the guest-physical address */
-	uint64_t len;
-};
-_Static_assert(sizeof(struct lx_code_req) == 16, "agrees with code.rs");
-
 /*
  * The "linux_fork" host module (crates/vmm/src/linux/fork.rs): keeps a forked
  * parent's memory while its child runs.  SAVE: an array of struct
- * lx_fork_range (at most 2048) copied into a new host snapshot; RESTORE: the
+ * lx_range (at most 2048) copied into a new host snapshot; RESTORE: the
  * newest snapshot written back and dropped.  Answer: one int64_t (0 or -errno).
  */
 #define LX_FORK_MODULE "linux_fork"
@@ -125,12 +129,6 @@ enum lx_fork_fn {
 	LXK_SAVE = 0,
 	LXK_RESTORE = 1,
 };
-
-struct lx_fork_range {
-	uint64_t gva; /* identity-mapped: also the guest-physical address */
-	uint64_t len;
-};
-_Static_assert(sizeof(struct lx_fork_range) == 16, "agrees with fork.rs");
 
 /*
  * The "linux_exec" host module (crates/vmm/src/linux/exec.rs): loads the

@@ -19,7 +19,7 @@ use crate::rpc::module::HostModule;
 
 /// The module name the personality binds (`LX_CODE_MODULE`).
 pub const CODE_NAME: &str = "linux_code";
-/// `struct lx_code_req`: guest address, length.
+/// `struct lx_range`: guest address, length.
 const REQ_SIZE: usize = 16;
 /// Bytes one call may rewrite: more than any shared library's text.
 pub const MAX_CODE: u64 = 64 << 20;

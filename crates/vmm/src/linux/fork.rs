@@ -26,7 +26,7 @@ use crate::rpc::module::HostModule;
 pub const FORK_NAME: &str = "linux_fork";
 const FN_SAVE: u32 = 0;
 const FN_RESTORE: u32 = 1;
-/// `struct lx_fork_range`: guest address, length.
+/// `struct lx_range`: guest address, length.
 const RANGE_SIZE: usize = 16;
 /// Ranges one snapshot may name (the personality sends at most 1024).
 pub const MAX_RANGES: usize = 2048;
