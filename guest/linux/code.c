@@ -11,13 +11,10 @@ static int code_handle; /* 0: not bound yet; < 0: the host has no such module */
 long lx_code_rewrite(uint64_t addr, uint64_t len)
 {
 	struct lx_range r = {addr, len};
-	int64_t result;
-	long n;
 
 	if (!(lx_info->flags & LX_FLAG_REWRITE) || !len)
 		return 0;
 	if (lx_lazy_module(&code_handle, LX_CODE_MODULE) < 0)
-		return 0;
-	n = perform_rpc(code_handle, LXC_REWRITE, &r, sizeof(r), &result, sizeof(result));
-	return n == (long)sizeof(result) ? (long)result : -EIO;
+		return 0; /* no rewriter: the sites trap to MSR_LSTAR instead */
+	return lx_module_call(&code_handle, LX_CODE_MODULE, LXC_REWRITE, &r, sizeof(r));
 }

@@ -186,17 +186,10 @@ static long parse_script(char *head, size_t n, char **interp, char **arg)
 	return 0;
 }
 
-/* Hands the open file and the strings (argv, envp, then execfn) to the host loader. */
 /* One call to linux_exec: its int64_t answer, or -errno. */
 static long host_call(uint32_t fn, const void *req, size_t len)
 {
-	int64_t result;
-	long n;
-
-	if (lx_lazy_module(&exec_handle, LX_EXEC_MODULE) < 0)
-		return -ENOSYS;
-	n = perform_rpc(exec_handle, fn, req, len, &result, sizeof(result));
-	return n == (long)sizeof(result) ? (long)result : -EIO;
+	return lx_module_call(&exec_handle, LX_EXEC_MODULE, fn, req, len);
 }
 
 /* Hands the open file and the strings (argv, envp, then execfn) to the host loader. */

@@ -98,13 +98,7 @@ int lx_fork_keep_user(uint64_t addr, uint64_t len)
 
 static long host_call(uint32_t fn, const void *req, size_t len)
 {
-	int64_t result;
-	long n;
-
-	if (lx_lazy_module(&fork_handle, LX_FORK_MODULE) < 0)
-		return -ENOSYS;
-	n = perform_rpc(fork_handle, fn, req, len, &result, sizeof(result));
-	return n == (long)sizeof(result) ? (long)result : -EIO;
+	return lx_module_call(&fork_handle, LX_FORK_MODULE, fn, req, len);
 }
 
 long lx_fork(const struct lx_frame *f, uint64_t flags, uint64_t parent_tid, uint64_t child_tid)

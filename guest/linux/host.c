@@ -16,6 +16,17 @@ int lx_lazy_module(int *slot, const char *name)
 	return *slot;
 }
 
+long lx_module_call(int *slot, const char *name, uint32_t fn, const void *req, size_t len)
+{
+	int64_t result;
+	long n;
+
+	if (lx_lazy_module(slot, name) < 0)
+		return -ENOSYS;
+	n = perform_rpc(*slot, fn, req, len, &result, sizeof(result));
+	return n == (long)sizeof(result) ? (long)result : -EIO;
+}
+
 static int files_handle;
 static int data_handle; /* "files_data", or <= 0 if the host has none */
 static uint8_t req_buf[VMRPC_MAX_PAYLOAD] __attribute__((aligned(16)));

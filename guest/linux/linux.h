@@ -36,6 +36,9 @@ long lx_host(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, int64_t a3, const 
 	     size_t len, void *out, size_t cap, size_t *got);
 /* Binds module `name` (version 1.0) into *slot on first use; its handle or < 0. */
 int lx_lazy_module(int *slot, const char *name);
+/* One call to a module bound on first use whose answer is one int64_t: that
+ * answer; -ENOSYS without the module, -EIO for an answer of another size. */
+long lx_module_call(int *slot, const char *name, uint32_t fn, const void *req, size_t len);
 /* lx_host's native path operations (fastpath.c); -EOPNOTSUPP: ask Python. */
 long lx_host_fast(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const void *data, size_t len,
 		  void *out, size_t cap, size_t *got);
