@@ -165,16 +165,12 @@ ssize_t dgram_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
 ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
 		 socklen_t *fromlen)
 {
-	struct gsock *s = sock_get(fd);
+	struct gsock *s = sock_get_io(fd, buf, len);
 	struct vmrpc_sock_addr a;
 	ssize_t n;
 
 	if (!s)
 		return -1;
-	if (len && !buf) {
-		sock_put(s);
-		return fail(EFAULT);
-	}
 	if (s->type == SOCK_STREAM) {
 		sock_put(s);
 		n = recv(fd, buf, len, flags);

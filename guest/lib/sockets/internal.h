@@ -159,6 +159,8 @@ void host_close(uint32_t handle);
 void sock_teardown(struct gsock *s);
 void sock_put(struct gsock *s);
 struct gsock *sock_get(int fd);
+/* sock_get for a data call: NULL with EFAULT for a missing buffer of nonzero length. */
+struct gsock *sock_get_io(int fd, const void *buf, size_t len);
 int fd_install(struct gsock *s);
 
 /* addr.c */

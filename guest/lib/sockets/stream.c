@@ -44,16 +44,12 @@ static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int ti
 
 ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-	struct gsock *s = sock_get(fd);
+	struct gsock *s = sock_get_io(fd, buf, len);
 	ssize_t n;
 	int ms;
 
 	if (!s)
 		return -1;
-	if (len && !buf) {
-		sock_put(s);
-		return fail(EFAULT);
-	}
 	ms = wait_ms(s, flags, 1);
 	if (s->type == SOCK_DGRAM) {
 		struct sockaddr_storage peer;
@@ -175,16 +171,12 @@ static ssize_t host_stream_recv(struct gsock *s, uint8_t *buf, size_t len, int f
 
 ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-	struct gsock *s = sock_get(fd);
+	struct gsock *s = sock_get_io(fd, buf, len);
 	ssize_t n;
 	int ms;
 
 	if (!s)
 		return -1;
-	if (len && !buf) {
-		sock_put(s);
-		return fail(EFAULT);
-	}
 	ms = wait_ms(s, flags, 0);
 	if (s->type == SOCK_DGRAM)
 		n = dgram_recv(s, buf, len, flags, NULL);

@@ -112,6 +112,18 @@ struct gsock *sock_get(int fd)
 	return s;
 }
 
+struct gsock *sock_get_io(int fd, const void *buf, size_t len)
+{
+	struct gsock *s = sock_get(fd);
+
+	if (s && len && !buf) {
+		sock_put(s);
+		errno = EFAULT;
+		return NULL;
+	}
+	return s;
+}
+
 /* Installs s in the lowest free descriptor; the table owns the reference. */
 int fd_install(struct gsock *s)
 {
