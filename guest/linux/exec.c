@@ -106,22 +106,14 @@ static long put(struct strings *s, const char *str, size_t n)
 /* Copies a user string (checked byte by byte) to the end of the block. */
 static long put_user(struct strings *s, uint64_t addr)
 {
-	uint32_t start = s->len;
+	long r = lx_user_str(addr, s->buf + s->len, STRINGS_MAX - s->len);
 
-	for (;;) {
-		char c;
-
-		if (!lx_user_ok(addr, 1))
-			return -EFAULT;
-		if (s->len == STRINGS_MAX) {
-			s->len = start;
-			return -E2BIG;
-		}
-		c = *(const volatile char *)(uintptr_t)addr++;
-		s->buf[s->len++] = c;
-		if (!c)
-			return 0;
-	}
+	if (r == -ENAMETOOLONG)
+		return -E2BIG; /* the block is full */
+	if (r < 0)
+		return r;
+	s->len += (uint32_t)strlen(s->buf + s->len) + 1;
+	return 0;
 }
 
 /* Copies a NULL-terminated array of user strings (from index `from`); their count. */
