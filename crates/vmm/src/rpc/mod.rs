@@ -7,7 +7,7 @@ pub mod module;
 pub mod registry;
 pub mod wire;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -53,21 +53,28 @@ pub fn plain_engine_thread(body: Box<dyn FnOnce() + Send>) {
 
 /// The doorbell register as a bus device, reached while no ioeventfd backs it.
 ///
-/// The ioeventfd is registered lazily, on the first ring: with any ioeventfd
-/// registered, tearing a VM down costs 8-20 ms on this workplace's host (the
-/// kernel synchronises its I/O bus), which VMs that never ring would pay for
-/// nothing. The first ring exits to user space (an ordinary MMIO exit), wakes
-/// the engine, and registers the ioeventfd so later rings do not exit.
+/// The ioeventfd is registered lazily, after `RINGS_BEFORE_IOEVENTFD` rings:
+/// registering it updates the VM's I/O bus, and tearing the VM down within the
+/// next 8-20 ms waits for that update's grace period (`srcu_barrier` in
+/// `kvm_destroy_vm`) on this workplace's host. A short-lived VM (a Linux
+/// `busybox true` rings about ten times) would pay that at close for nothing;
+/// until the threshold every ring exits to user space (an ordinary MMIO exit,
+/// tens of microseconds) and lands here, which wakes the engine just the same.
 struct DoorbellPort {
     doorbell: Arc<EventFd>,
     vm_fd: Arc<VmFd>,
-    registered: AtomicBool,
+    rings: AtomicU32,
 }
+
+/// Rings served by MMIO exits before the ioeventfd is registered: at ~30 µs an
+/// exit, a busy VM pays at most ~2 ms once; one that rings fewer times never
+/// pays the teardown wait.
+const RINGS_BEFORE_IOEVENTFD: u32 = 64;
 
 impl BusDevice for DoorbellPort {
     fn write(&self, _offset: u64, _data: &[u8]) -> DeviceAction {
         let _ = self.doorbell.write(1);
-        if !self.registered.swap(true, Ordering::AcqRel) {
+        if self.rings.fetch_add(1, Ordering::AcqRel) == RINGS_BEFORE_IOEVENTFD - 1 {
             let addr = IoEventAddress::Mmio(VMRPC_MMIO_DOORBELL);
             if let Err(e) = self
                 .vm_fd
@@ -179,7 +186,7 @@ impl RpcHost {
         Arc::new(DoorbellPort {
             doorbell: self.doorbell.clone(),
             vm_fd: self.vm_fd.clone(),
-            registered: AtomicBool::new(false),
+            rings: AtomicU32::new(0),
         })
     }
 
