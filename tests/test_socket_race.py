@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import re
 import socket
-import struct
 
 import pytest
 from test_sockets import ByteWitness, run_on_loop
@@ -58,9 +57,9 @@ def test_no_guest_data_before_the_handshakes_finish(vm_factory: VmFactory, route
         witness.close()
 
 
-def _connect_req(handle: int, port: int) -> bytes:
-    addr = proto.ADDR.pack(proto.AF_INET, port, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
-    return struct.pack("<Ii", handle, -1) + addr
+def _connect_req(handle: int, port: int, timeout_ms: int = -1) -> bytes:
+    addr = (proto.AF_INET, port, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
+    return proto.CONNECT_REQ.pack(handle, timeout_ms, 0, 0, *addr)
 
 
 def _assert_no_data_path(module: SocketOutsourcing, handle: int, port: int) -> None:

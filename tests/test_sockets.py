@@ -444,7 +444,7 @@ def minimal_request(function: int, handle: int) -> bytes:
         proto.FN_BIND: struct.pack("<IIII", proto.AF_INET, proto.SOCK_STREAM, 1, 0) + addr,
         proto.FN_POLL: proto.POLL_REQ.pack(0, 1) + proto.POLLFD.pack(handle, select.POLLIN, 0),
         proto.FN_GETADDRINFO: proto.GAI_REQ.pack(0, 0, 0, 9) + b"localhost",
-        proto.FN_CONNECT: struct.pack("<Ii", handle, 0) + addr,
+        proto.FN_CONNECT: struct.pack("<IiII", handle, 0, 0, 0) + addr,
         proto.FN_SENDTO: struct.pack("<IIiI", handle, 0, 0, 0) + addr + b"x",
         proto.FN_SEND: proto.WAIT_REQ.pack(handle, 0, 0, 0) + b"x",
         proto.FN_SETSOCKOPT: proto.SOCKOPT_REQ.pack(
