@@ -14,7 +14,7 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,13 +75,6 @@ class SlowPeer:
         self.listener.close()
 
 
-@pytest.fixture
-def peer() -> Iterator[SlowPeer]:
-    p = SlowPeer()
-    yield p
-    p.close()
-
-
 def run_native(program: Path, args: list[str], out: Output) -> tuple[int, str]:
     proc = subprocess.Popen([program, *args], stdout=subprocess.PIPE)
     assert proc.stdout is not None
@@ -92,7 +85,9 @@ def run_native(program: Path, args: list[str], out: Output) -> tuple[int, str]:
     return proc.wait(TIMEOUT), got.decode()
 
 
-def run_vm(program: Path, args: list[str], out: Output, module: SocketOutsourcing) -> tuple[int, str]:
+def run_vm(
+    program: Path, args: list[str], out: Output, module: SocketOutsourcing
+) -> tuple[int, str]:
     with LinuxVM(program, args, timeout=TIMEOUT, sockets=module, on_stdout=out) as vm:
         return vm.run(), vm.stdout.decode()
 
@@ -148,19 +143,18 @@ EXPECTED = {
 def test_nonblocking_connect_returns_before_the_peer_answers(
     netprobe: Path, how: str, outcome: str
 ) -> None:
-    args = ["slow", "0", how]
     results = {}
     module = SocketOutsourcing()
     for side in ("native", "vm"):
         peer = SlowPeer()
-        args[1] = str(peer.port)
-        try:
+        args = ["slow", str(peer.port), how]
+
+        def run(out: Output, side: str = side, args: list[str] = args) -> tuple[int, str]:
             if side == "native":
-                run: Callable[[Output], tuple[int, str]] = lambda out: run_native(
-                    netprobe, args, out
-                )
-            else:
-                run = lambda out: run_vm(netprobe, args, out, module)  # noqa: E731
+                return run_native(netprobe, args, out)
+            return run_vm(netprobe, args, out, module)
+
+        try:
             in_time, results[side] = run_with_cue(run, getattr(peer, outcome))
         finally:
             peer.close()
