@@ -38,9 +38,10 @@ def soft_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 30
 
 
-def default_reserve() -> int:
-    """``max(64, soft limit / 8)``: fds kept free for VM creation and the rest."""
-    return max(MIN_RESERVE, soft_limit() // 8)
+def default_reserve(limit: int | None = None) -> int:
+    """``max(64, soft limit / 8)``: fds kept free for VM creation and the rest
+    (``limit``: the soft limit, if the caller has it already)."""
+    return max(MIN_RESERVE, (soft_limit() if limit is None else limit) // 8)
 
 
 def open_fds() -> int:
@@ -73,14 +74,15 @@ class FdBudget:
         """
         if held + max(need, 1) > self.max_host_fds:
             raise ProtoError(f"VM holds {held} host fds (budget {self.max_host_fds})", errno.EMFILE)
-        reserve = default_reserve() if self.reserve is None else self.reserve
+        limit = soft_limit()
+        reserve = default_reserve(limit) if self.reserve is None else self.reserve
         try:
             in_use = open_fds()
         except OSError as error:  # no fd left even to count them
             raise ProtoError(f"cannot count open fds: {error}", errno.ENFILE) from error
-        if in_use + need > soft_limit() - reserve:
+        if in_use + need > limit - reserve:
             raise ProtoError(
-                f"process has {in_use} fds open; {reserve} of {soft_limit()} stay reserved",
+                f"process has {in_use} fds open; {reserve} of {limit} stay reserved",
                 errno.ENFILE,
             )
 

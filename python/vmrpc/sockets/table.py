@@ -183,7 +183,7 @@ class SocketTable(Dispatcher):
         """Host fds this VM holds: its sockets and the native data plane's duplicates."""
         with self._lock:
             sockets = sum(1 for e in self._table.values() if e.sock is not None)
-        return sockets + self.native_data_plane.stats["attached"]
+        return sockets + self.native_data_plane.attached
 
     def _host_socket(self, entry: Entry, family: int | None = None) -> socket.socket:
         self._fd_budget.check(self._held_fds())
