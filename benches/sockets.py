@@ -300,8 +300,8 @@ def halted_share(stats: dict[str, int]) -> float:
 
 def per_operation(runs: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, Any]]:
     """Host calls per operation of the VM client, over all runs: socket RPCs, the
-    share served by the native data plane, waits handed to Python's event loop, and
-    halted waits."""
+    share served by the native data plane, those that reached Python, waits handed to
+    Python's event loop, and halted waits."""
     ops: dict[str, tuple[str, float]] = {
         "send": ("MiB", BULK_BYTES / MIB),
         "recv": ("MiB", BULK_BYTES / MIB),
@@ -319,6 +319,7 @@ def per_operation(runs: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, 
             "per": unit,
             "socket_rpcs": total["rpcs"] / n,
             "native_data_calls": (total["native_sends"] + total["native_recvs"]) / n,
+            "python_calls": total["python_rpcs"] / n,
             "python_waits": waits / n,
             "halted_waits": total["vm.interrupts"] / n,
             "halted_share_of_all_host_calls": total["vm.interrupts"] / max(1, total["vm.rpcs"]),
@@ -329,8 +330,8 @@ def per_operation(runs: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, 
 def per_op_lines(per_op: dict[str, dict[str, Any]]) -> list[str]:
     return [
         f"vmrpc {key}: {v['socket_rpcs']:.2f} socket RPCs per {v['per']} "
-        f"({v['native_data_calls']:.2f} on the native data plane, "
-        f"{v['python_waits']:.2f} waits in Python); "
+        f"({v['native_data_calls']:.2f} data calls on the native data plane, "
+        f"{v['python_calls']:.2f} calls into Python, {v['python_waits']:.2f} waits in Python); "
         f"{v['halted_share_of_all_host_calls']:.0%} of host calls halted the vCPU"
         for key, v in per_op.items()
     ]

@@ -80,7 +80,7 @@ def test_the_sockets_layers_are_those_drawn_in_dispatch() -> None:
         {"audit"},
         {"table"},
         {"dispatch"},
-        {"dns", "socks5", "proto", "policy", "fdbudget"},
+        {"dns", "socks5", "proto", "policy", "fdbudget", "optnames"},
     ]
     rank = {name: i for i, layer in enumerate(layers) for name in layer}
     graph = imports_within("vmrpc.sockets")

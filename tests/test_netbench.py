@@ -64,6 +64,13 @@ def test_every_connection_is_answered(exe: Path, port: int) -> None:
     got, stats = nb.in_vm(exe, "conn", str(port), "5")
     assert (got["count"], got["answered"]) == ("5", "5")
     assert stats["sockets_created"] == stats["sockets_closed"] == 5
+    assert stats["sockets_open"] == 0
+    # One call into Python per connection: the connect, with the socket() folded in.
+    # TCP_NODELAY, the bytes and the close are the native data plane's (a receive
+    # that had to wait is Python's on a loaded machine: not counted here).
+    waited = sum(stats[f"rpc.{f}"] - stats[f"native_{f}s"] for f in ("send", "recv"))
+    assert stats["python_rpcs"] - waited == stats["rpc.connect"] == 5
+    assert stats["native_setsockopts"] == stats["native_closes"] == 5
 
 
 def test_local_connection_stays_in_the_guest(exe: Path) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import errno
 import re
+import select
 import socket
-import struct
 
 import pytest
 from test_sockets import ByteWitness, run_on_loop
@@ -58,9 +58,9 @@ def test_no_guest_data_before_the_handshakes_finish(vm_factory: VmFactory, route
         witness.close()
 
 
-def _connect_req(handle: int, port: int) -> bytes:
-    addr = proto.ADDR.pack(proto.AF_INET, port, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
-    return struct.pack("<Ii", handle, -1) + addr
+def _connect_req(handle: int, port: int, timeout_ms: int = -1) -> bytes:
+    addr = (proto.AF_INET, port, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
+    return proto.CONNECT_REQ.pack(handle, timeout_ms, 0, 0, *addr)
 
 
 def _assert_no_data_path(module: SocketOutsourcing, handle: int, port: int) -> None:
@@ -103,15 +103,21 @@ def test_a_connecting_socket_takes_no_data_in_any_path() -> None:
     assert proto.RESP.unpack_from(refused)[0] == -errno.ECONNREFUSED
 
 
-def test_a_plain_connect_still_under_way_takes_no_data_in_any_path() -> None:
-    """A plain connect that has not finished when the engine thread looks (the peer's
-    accept queue is full, so its SYN waits) stays CONNECTING on the loop with the socket
-    it started, and becomes READY only once the peer takes it."""
+def _full_listener() -> tuple[socket.socket, int, socket.socket]:
+    """A listener whose accept queue is full (a connect to it waits: its SYN is
+    dropped), its port, and the connection that fills the queue."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
     port = listener.getsockname()[1]
-    first = socket.create_connection(("127.0.0.1", port))  # fills the accept queue
+    return listener, port, socket.create_connection(("127.0.0.1", port))
+
+
+def test_a_plain_connect_still_under_way_takes_no_data_in_any_path() -> None:
+    """A plain connect that has not finished when the engine thread looks (the peer's
+    accept queue is full, so its SYN waits) stays CONNECTING on the loop with the socket
+    it started, and becomes READY only once the peer takes it."""
+    listener, port, first = _full_listener()
     module = SocketOutsourcing()
     try:
         handle = _new_socket(module)
@@ -162,4 +168,64 @@ def test_a_plain_loopback_connect_and_close_never_wait_on_the_loop() -> None:
         assert not any(key.startswith("waits.") for key in module.stats)
     finally:
         module.close()
+        listener.close()
+
+
+def _new_connect_req(port: int, options: bytes = b"") -> bytes:
+    """CONNECT of a new stream socket (handle 0), non-blocking (timeout 0)."""
+    addr = (proto.AF_INET, port, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
+    return proto.CONNECT_REQ.pack(0, 0, proto.SOCK_STREAM, 0, *addr) + options
+
+
+def _poll_req(handle: int, timeout_ms: int) -> bytes:
+    return proto.POLL_REQ.pack(timeout_ms, 1) + proto.POLLFD.pack(handle, select.POLLOUT, 0)
+
+
+def _revents(answer: bytes) -> int:
+    revents: int = proto.POLLFD.unpack_from(answer, proto.RESP.size)[2] & 0xFFFF
+    return revents
+
+
+@pytest.mark.parametrize("outcome", ["accepted", "refused"])
+def test_a_nonblocking_connect_answers_at_once_and_settles_later(outcome: str) -> None:
+    """CONNECT of a new socket with timeout 0 to a peer that cannot answer yet (its
+    accept queue is full): EINPROGRESS and the new handle at once, the option it
+    carried already set; CONNECTING meanwhile (no data, no poll events); the end
+    wakes a waiting poll; a failure is POLLERR and SO_ERROR, collected once."""
+    listener, port, first = _full_listener()
+    module = SocketOutsourcing()
+    nodelay = proto.SOCKOPT_REQ.pack(0, socket.IPPROTO_TCP, socket.TCP_NODELAY, 4)
+    try:
+        answer = module.rpc_connect(_new_connect_req(port, nodelay + (1).to_bytes(4, "little")))
+        assert isinstance(answer, bytes)
+        result, handle = proto.RESP.unpack_from(answer)
+        assert (result, module.stats["sockets_created"]) == (-errno.EINPROGRESS, 1)
+        get = proto.SOCKOPT_REQ.pack(handle, socket.IPPROTO_TCP, socket.TCP_NODELAY, 4)
+        assert module.rpc_getsockopt(get)[proto.RESP.size :] == (1).to_bytes(4, "little")  # type: ignore[index]
+        _assert_no_data_path(module, handle, port)
+        waiting = module.rpc_poll(_poll_req(handle, 30_000))
+        assert not isinstance(waiting, bytes)  # waits for the connect's end
+        if outcome == "accepted":
+            listener.accept()[0].close()  # room in the queue: the SYN's retry gets in
+        else:
+            first.close()
+            listener.close()  # nothing listens: the SYN's retry gets a reset
+        polled = run_on_loop(waiting, timeout=30)
+        again = module.rpc_connect(_connect_req(handle, port, timeout_ms=0))
+        so_error = proto.SOCKOPT_REQ.pack(handle, socket.SOL_SOCKET, socket.SO_ERROR, 4)
+        if outcome == "accepted":
+            assert _revents(polled) == select.POLLOUT
+            assert proto.RESP.unpack_from(again)[0] == -errno.EISCONN  # type: ignore[arg-type]
+            assert module.native_data_plane.stats["attached"] == 1
+        else:
+            failed = select.POLLOUT | select.POLLERR | select.POLLHUP  # as asked, and Linux
+            assert _revents(polled) == failed
+            assert proto.RESP.unpack_from(again)[0] == -errno.ECONNREFUSED  # type: ignore[arg-type]
+            error = module.rpc_getsockopt(so_error)
+            assert error[proto.RESP.size :] == bytes(4)  # collected by the connect already  # type: ignore[index]
+            assert _revents(module.rpc_poll(_poll_req(handle, 0))) & select.POLLERR == 0  # type: ignore[arg-type]
+        assert module.stats["waits.connect"] == 1
+    finally:
+        module.close()
+        first.close()
         listener.close()

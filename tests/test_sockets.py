@@ -444,7 +444,7 @@ def minimal_request(function: int, handle: int) -> bytes:
         proto.FN_BIND: struct.pack("<IIII", proto.AF_INET, proto.SOCK_STREAM, 1, 0) + addr,
         proto.FN_POLL: proto.POLL_REQ.pack(0, 1) + proto.POLLFD.pack(handle, select.POLLIN, 0),
         proto.FN_GETADDRINFO: proto.GAI_REQ.pack(0, 0, 0, 9) + b"localhost",
-        proto.FN_CONNECT: struct.pack("<Ii", handle, 0) + addr,
+        proto.FN_CONNECT: struct.pack("<IiII", handle, 0, 0, 0) + addr,
         proto.FN_SENDTO: struct.pack("<IIiI", handle, 0, 0, 0) + addr + b"x",
         proto.FN_SEND: proto.WAIT_REQ.pack(handle, 0, 0, 0) + b"x",
         proto.FN_SETSOCKOPT: proto.SOCKOPT_REQ.pack(
@@ -511,6 +511,51 @@ def test_every_socket_function_is_reachable_by_name() -> None:
     assert len(proto.FUNCTION_NAMES) == proto.FN_COUNT == 19
     for function, name in proto.FUNCTION_NAMES.items():
         assert callable(getattr(module, f"rpc_{name}")), (function, name)
+
+
+def test_a_new_sockets_connect_carries_only_vetted_options() -> None:
+    """CONNECT of a new socket (handle 0) sets the allow-listed options it carries
+    before connecting, ignores others (as a replayed setsockopt was refused), and
+    rejects malformed option lists; a refused connect leaves no socket behind."""
+    loopback = bytes([127, 0, 0, 1]) + bytes(12)
+    addr = proto.ADDR.pack(proto.AF_INET, 9, 0, 0, loopback)
+
+    def connect(options: bytes, handle: int = 0, type_: int = proto.SOCK_STREAM) -> int:
+        head = proto.CONNECT_REQ.pack(handle, 0, type_, 0, *proto.ADDR.unpack(addr))
+        answer = module.rpc_connect(head + options)
+        assert isinstance(answer, bytes)
+        result: int = proto.RESP.unpack_from(answer)[0]
+        return result
+
+    def option(level: int, name: int, value: bytes, length: int | None = None) -> bytes:
+        size = len(value) if length is None else length
+        return proto.SOCKOPT_REQ.pack(0, level, name, size) + value
+
+    module = SocketOutsourcing(Policy([Rule(Deny(errno.EACCES))]), max_sockets=1)
+    keepalive = option(socket.SOL_SOCKET, socket.SO_KEEPALIVE, (1).to_bytes(4, "little"))
+    unknown = option(socket.SOL_SOCKET, socket.SO_PRIORITY, (1).to_bytes(4, "little"))
+    assert connect(keepalive + unknown) == -errno.EACCES  # well formed: the policy decides
+    assert connect(keepalive[:-1]) == -errno.EINVAL  # value shorter than its length
+    assert connect(keepalive * (proto.MAX_CONNECT_OPTS + 1)) == -errno.EINVAL
+    assert connect(keepalive, handle=1) == -errno.EINVAL  # options are for a new socket
+    assert connect(b"", type_=7) == -errno.ESOCKTNOSUPPORT
+    assert connect(keepalive) == -errno.EACCES  # not EMFILE: the denied socket was dropped
+    assert module.stats["sockets_created"] == 0
+    assert module.stats["sockets_open"] == 0
+    module.close()
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    addr = proto.ADDR.pack(proto.AF_INET, listener.getsockname()[1], 0, 0, loopback)
+    module = SocketOutsourcing()
+    try:
+        handle = connect(keepalive + unknown)
+        assert handle == 0  # connected at once (loopback); the answer's aux names it
+        get = proto.SOCKOPT_REQ.pack(1, socket.SOL_SOCKET, socket.SO_KEEPALIVE, 4)
+        assert module.rpc_getsockopt(get)[proto.RESP.size :] == (1).to_bytes(4, "little")  # type: ignore[index]
+        assert module.stats["sockets_created"] == 1
+    finally:
+        module.close()
+        listener.close()
 
 
 def test_async_answer_from_a_sync_function_is_supported() -> None:

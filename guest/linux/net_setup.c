@@ -13,11 +13,15 @@
 
 /* The result of a non-blocking connect, until SO_ERROR (or connect) collects it. */
 static int pending[MAX_LIB_FDS];
+/* A non-blocking connect going on in the host: the library answers later connects. */
+static uint8_t in_host[MAX_LIB_FDS];
 
 void lx_net_release(int64_t s)
 {
-	if (s >= 0 && s < MAX_LIB_FDS)
+	if (s >= 0 && s < MAX_LIB_FDS) {
 		pending[s] = 0;
+		in_host[s] = 0;
+	}
 	close((int)s);
 }
 
@@ -147,10 +151,12 @@ long do_accept(int64_t fd, uint64_t uaddr, uint64_t ulenp, int flags)
 }
 
 /*
- * The host protocol has no asynchronous connect yet: on a non-blocking socket
- * the connection is made (or fails) before the call returns, which then answers
- * EINPROGRESS and keeps the outcome for SO_ERROR (and POLLERR), as Linux does
- * for a connection still in progress.
+ * On a non-blocking stream socket the library's connect answers EINPROGRESS as
+ * soon as the host cannot finish it at once (a remote or slow peer, a proxy, a
+ * TLS handshake): the connect goes on in the host, and poll/select/epoll
+ * (POLLOUT, POLLERR) and SO_ERROR report its outcome, as on Linux.  A connect
+ * that ended within the call (a loopback peer, a refusal, the policy) answers
+ * EINPROGRESS too, and its outcome is kept here for SO_ERROR (and POLLERR).
  */
 long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 {
@@ -174,6 +180,11 @@ long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 	r = connect((int)s, (struct sockaddr *)&ss, len);
 	lx_block_end(held);
 	r = lib(r);
+	if (s < MAX_LIB_FDS && in_host[s]) {
+		/* EALREADY until the library sees the end, then 0 or the error, as Linux. */
+		in_host[s] = r == -EALREADY;
+		return r;
+	}
 	if (!nb || sock_type(s) != SOCK_STREAM)
 		return r;
 	switch (-r) {
@@ -183,6 +194,10 @@ long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 	case EISCONN:
 	case EALREADY:
 		return r; /* the call itself was wrong: no connection was attempted */
+	case EINPROGRESS: /* under way in the host: the library reports its outcome */
+		if (s < MAX_LIB_FDS)
+			in_host[s] = 1;
+		return r;
 	default:
 		if (s < MAX_LIB_FDS)
 			pending[s] = (int)-r;
@@ -249,12 +264,12 @@ long do_getsockopt(int64_t fd, int level, int name, uint64_t uval, uint64_t ulen
 	if (!uval || !lx_user_ok(uval, len))
 		return -EFAULT;
 	memset(val, 0, sizeof(val));
-	if (level == SOL_SOCKET && name == SO_ERROR) {
-		/* A non-blocking connect's outcome, collected once. */
-		int err = s < MAX_LIB_FDS ? pending[s] : 0;
+	if (level == SOL_SOCKET && name == SO_ERROR && lx_net_pending_error(s)) {
+		/* A non-blocking connect's outcome, collected once (one still under
+		 * way in the host: the library's SO_ERROR). */
+		int err = pending[s];
 
-		if (s < MAX_LIB_FDS)
-			pending[s] = 0;
+		pending[s] = 0;
 		memcpy(val, &err, sizeof(err));
 		len = len < sizeof(err) ? len : sizeof(err);
 		r = 0;

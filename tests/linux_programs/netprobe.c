@@ -5,6 +5,7 @@
  *
  *   netprobe basics TCP_ECHO_PORT
  *   netprobe nonblock CLOSED_PORT TCP_ECHO_PORT
+ *   netprobe slow PORT poll|select|epoll (a non-blocking connect to a peer that answers later)
  *   netprobe wait TCP_ECHO_PORT          (poll, select, epoll over a pipe and a socket)
  *   netprobe udp UDP_ECHO_PORT
  *   netprobe hostile TCP_ECHO_PORT
@@ -54,6 +55,8 @@ static const char *en(int e)
 	case EEXIST: return "EEXIST";
 	case ENOENT: return "ENOENT";
 	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case EALREADY: return "EALREADY";
+	case EISCONN: return "EISCONN";
 	default: return "other";
 	}
 }
@@ -229,6 +232,73 @@ static int nonblock(int closed_port, int open_port)
 	p.events = POLLIN;
 	r = poll(&p, 1, 5000);
 	printf("poll in %d revents %d\n", r, p.revents & POLLIN);
+	printf("recv %zd\n", recv(s, buf, sizeof(buf), 0));
+	return 0;
+}
+
+/* Waits up to 20 s for s to become writable with poll, select or epoll. */
+static void wait_writable(int s, const char *how)
+{
+	int out = 0, err = 0;
+
+	if (!strcmp(how, "poll")) {
+		struct pollfd p = { s, POLLOUT, 0 };
+
+		if (poll(&p, 1, 20000) == 1) {
+			out = !!(p.revents & POLLOUT);
+			err = !!(p.revents & POLLERR);
+		}
+	} else if (!strcmp(how, "select")) {
+		struct timeval tv = { 20, 0 };
+		fd_set w;
+
+		FD_ZERO(&w);
+		FD_SET(s, &w);
+		out = select(s + 1, NULL, &w, NULL, &tv) == 1 && FD_ISSET(s, &w);
+	} else {
+		struct epoll_event ev = { EPOLLOUT, { .fd = s } };
+		int ep = epoll_create1(0);
+
+		epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+		if (epoll_wait(ep, &ev, 1, 20000) == 1) {
+			out = !!(ev.events & EPOLLOUT);
+			err = !!(ev.events & EPOLLERR);
+		}
+		close(ep);
+	}
+	printf("%s: writable %d error %d\n", how, out, err);
+}
+
+/*
+ * A non-blocking connect to a peer that cannot answer yet (its accept queue is
+ * full): EINPROGRESS at once and nothing ready; the test lets the peer answer, or
+ * refuse, only once it has read the first line.  Then the outcome through poll,
+ * select or epoll, and SO_ERROR; an option set before the connect applies.
+ */
+static int slow_connect(int port, const char *how)
+{
+	struct sockaddr_in a = loop_addr(port);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1, first, again, err;
+	struct pollfd p = { s, POLLOUT, 0 };
+	socklen_t len = sizeof(one);
+	char buf[8];
+
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	first = connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 ? errno : 0;
+	again = connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 ? errno : 0;
+	printf("connect %s, again %s, ready %d\n", en(first), en(again), poll(&p, 1, 0));
+	wait_writable(s, how);
+	err = so_error(s);
+	printf("so_error %s\n", en(err));
+	one = 0;
+	getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, &len);
+	printf("nodelay %d\n", one != 0);
+	if (err)
+		return 0;
+	printf("connect now %s\n", connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 ? en(errno) : "ok");
+	printf("send %zd\n", send(s, "ping", 4, 0));
+	p.events = POLLIN;
+	poll(&p, 1, 20000);
 	printf("recv %zd\n", recv(s, buf, sizeof(buf), 0));
 	return 0;
 }
@@ -553,6 +623,8 @@ int main(int argc, char **argv)
 		return basics(atoi(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "nonblock"))
 		return nonblock(atoi(argv[2]), atoi(argv[3]));
+	if (argc >= 4 && !strcmp(argv[1], "slow"))
+		return slow_connect(atoi(argv[2]), argv[3]);
 	if (argc >= 3 && !strcmp(argv[1], "wait"))
 		return waits(atoi(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "udp"))

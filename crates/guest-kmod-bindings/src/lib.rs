@@ -101,7 +101,9 @@ const _: () = {
 
 #[cfg(feature = "vm-memory")]
 mod byte_valued {
-    use super::socket_proto::{vmrpc_sock_buf_req, vmrpc_sock_resp};
+    use super::socket_proto::{
+        vmrpc_sock_buf_req, vmrpc_sock_handle_req, vmrpc_sock_resp, vmrpc_sock_sockopt_req,
+    };
     use super::*;
 
     // SAFETY: every type below is #[repr(C)], made only of integers, with no
@@ -126,4 +128,8 @@ mod byte_valued {
     unsafe impl vm_memory::ByteValued for vmrpc_sock_buf_req {}
     // SAFETY: as above.
     unsafe impl vm_memory::ByteValued for vmrpc_sock_resp {}
+    // SAFETY: as above.
+    unsafe impl vm_memory::ByteValued for vmrpc_sock_handle_req {}
+    // SAFETY: as above.
+    unsafe impl vm_memory::ByteValued for vmrpc_sock_sockopt_req {}
 }

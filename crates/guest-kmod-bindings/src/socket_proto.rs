@@ -30,11 +30,16 @@ pub const VMRPC_SOCK_FN_BIND: u32 = 1_u32;
 pub const VMRPC_SOCK_FN_LISTEN: u32 = 2_u32;
 /// req vmrpc_sock_wait_req; resp vmrpc_sock_addr_resp, result = new handle, addr = peer.
 pub const VMRPC_SOCK_FN_ACCEPT: u32 = 3_u32;
-/// req vmrpc_sock_connect_req; resp vmrpc_sock_addr_resp, addr = local address.
+/// req vmrpc_sock_connect_req (+ options for a new socket); resp
+/// vmrpc_sock_addr_resp: result 0 (connected), -EINPROGRESS (timeout_ms 0 and
+/// not connected yet: POLL reports the outcome, GETSOCKOPT SO_ERROR or CONNECT
+/// again collects it) or -errno; addr = local address when known; aux = the
+/// handle of a new socket (handle 0 in the request) that exists after the call.
 pub const VMRPC_SOCK_FN_CONNECT: u32 = 4_u32;
 /// req vmrpc_sock_handle_req (arg = SHUT_RD/WR/RDWR); resp vmrpc_sock_resp.
 pub const VMRPC_SOCK_FN_SHUTDOWN: u32 = 5_u32;
-/// req vmrpc_sock_handle_req; resp vmrpc_sock_resp.
+/// req vmrpc_sock_handle_req; resp vmrpc_sock_resp. A connected plain TCP
+/// socket is closed by the native data plane, on the engine thread.
 pub const VMRPC_SOCK_FN_CLOSE: u32 = 6_u32;
 /// req vmrpc_sock_sockopt_req + len value bytes; resp vmrpc_sock_resp.
 pub const VMRPC_SOCK_FN_SETSOCKOPT: u32 = 7_u32;
@@ -82,6 +87,8 @@ pub const VMRPC_SOCK_MAX_NAME: u32 = 253_u32;
 /// Bytes of a socket option value (TCP_INFO, the largest read, takes about 240).
 pub const VMRPC_SOCK_MAX_OPTLEN: u32 = 256_u32;
 pub const VMRPC_SOCK_MAX_BACKLOG: u32 = 4096_u32;
+/// Options a CONNECT of a new socket carries.
+pub const VMRPC_SOCK_MAX_CONNECT_OPTS: u32 = 16_u32;
 /// Bytes per SEND_BUF / RECV_BUF.
 pub const VMRPC_SOCK_MAX_BUF: u32 = 1_u32 << 20;
 
@@ -181,12 +188,20 @@ pub struct vmrpc_sock_wait_req {
     pub arg: u32,
 }
 
-/// CONNECT.
+/// CONNECT. For a new socket (handle 0: SOCKET folded into the connect) the
+/// options to set before connecting follow, each a vmrpc_sock_sockopt_req
+/// (handle 0) and its value, at most VMRPC_SOCK_MAX_CONNECT_OPTS of them.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct vmrpc_sock_connect_req {
+    /// The socket, or 0: a new one of `type`, in the family of `addr`.
     pub handle: u32,
+    /// -1: no limit; 0: never wait (a stream connect still under way answers
+    /// -EINPROGRESS and goes on in the host); > 0: at most that long.
     pub timeout_ms: i32,
+    /// Handle 0: VMRPC_SOCK_SOCK_*; else 0.
+    pub r#type: u32,
+    pub _pad: u32,
     pub addr: vmrpc_sock_addr,
 }
 

@@ -13,31 +13,53 @@
 //! what would block is answered -EAGAIN, and the guest takes the copying
 //! SEND/RECV path, which Python serves (and which waits).
 //!
+//! The same table answers SETSOCKOPT of an attached socket for the options
+//! Python's allow-list names (`new`; anything else goes to Python, which gives
+//! the same errors as always) and CLOSE (`close`): a connection's last calls
+//! need no Python either.
+//!
 //! The descriptors are duplicates: if Python closes its socket while a call is
 //! in flight here, this table's copy keeps the descriptor valid (no reuse of a
 //! closed number); Python detaches a handle before it closes the socket.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use guest_kmod_bindings::socket_proto::{
-    vmrpc_sock_buf_req, vmrpc_sock_resp, VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF,
-    VMRPC_SOCK_MAX_BUF,
+    vmrpc_sock_buf_req, vmrpc_sock_handle_req, vmrpc_sock_resp, vmrpc_sock_sockopt_req,
+    VMRPC_SOCK_FN_CLOSE, VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_FN_SETSOCKOPT,
+    VMRPC_SOCK_MAX_BUF, VMRPC_SOCK_MAX_OPTLEN,
 };
 use vm_memory::{ByteValued, GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
 use crate::rpc::module::NativeHandler;
 
+/// An attached socket: this table's duplicate, and the number of Python's own
+/// descriptor of the same socket (see `SocketDataPlane::close`).
+struct Attached {
+    fd: OwnedFd,
+    python_fd: RawFd,
+}
+
 #[derive(Default)]
 pub struct SocketDataPlane {
-    sockets: Mutex<HashMap<u32, OwnedFd>>,
+    sockets: Mutex<HashMap<u32, Attached>>,
+    /// Settable options, `(level, name)` -> the value's size (Python's allow-list).
+    options: HashMap<(i32, i32), u32>,
+    /// Handles closed here that Python has not yet forgotten (`take_closed`).
+    closed: Mutex<Vec<u32>>,
+    /// Python operations under way on its event loop (they may use any socket,
+    /// so no close happens here meanwhile).
+    loop_calls: AtomicU64,
     pub sends: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub recvs: AtomicU64,
     pub bytes_received: AtomicU64,
+    pub setsockopts: AtomicU64,
+    pub closes: AtomicU64,
 }
 
 /// `struct vmrpc_sock_resp` with `result` (bytes, or -errno).
@@ -45,18 +67,62 @@ fn resp(result: i32) -> vmrpc_sock_resp {
     vmrpc_sock_resp { result, aux: 0 }
 }
 
+/// The errno of the last failed system call.
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// A socket that is never connected, shared by the process: what Python's
+/// descriptor number of a natively closed socket points at until Python closes
+/// it. None if it cannot be made (then every close goes to Python).
+fn placeholder() -> Option<RawFd> {
+    static PLACEHOLDER: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    PLACEHOLDER
+        .get_or_init(|| {
+            // SAFETY: plain socket(2); a non-negative result is a new descriptor we own.
+            let fd =
+                unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .as_ref()
+        .map(AsRawFd::as_raw_fd)
+}
+
 impl SocketDataPlane {
-    fn table(&self) -> MutexGuard<'_, HashMap<u32, OwnedFd>> {
+    /// A data plane that may set the options of `options` (level, name, value
+    /// size): Python's allow-list, so that both answer alike.
+    pub fn new(options: impl IntoIterator<Item = (i32, i32, u32)>) -> Self {
+        SocketDataPlane {
+            options: options
+                .into_iter()
+                .map(|(l, n, size)| ((l, n), size))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, HashMap<u32, Attached>> {
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Serves `handle`'s zero-copy calls from now on, through a duplicate of `fd`.
+    ///
+    /// `fd` stays Python's: it must detach `handle` before it closes `fd`, and
+    /// must not use `fd` after a close here until it has taken the handle from
+    /// `take_closed` (this table then points `fd` at a placeholder, see `close`).
     pub fn attach(&self, handle: u32, fd: RawFd) -> std::io::Result<()> {
         // SAFETY: the caller (Python) passes the descriptor of a socket it owns
         // and keeps open for the duration of this call; we only duplicate it.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let dup = borrowed.try_clone_to_owned()?;
-        self.table().insert(handle, dup);
+        let attached = Attached {
+            fd: dup,
+            python_fd: fd,
+        };
+        self.table().insert(handle, attached);
         Ok(())
     }
 
@@ -72,6 +138,26 @@ impl SocketDataPlane {
 
     pub fn attached(&self) -> usize {
         self.table().len()
+    }
+
+    /// Python's count of its operations waiting on its event loop; no close
+    /// is done here while it is not zero.
+    pub fn set_loop_calls(&self, n: u64) {
+        self.loop_calls.store(n, Ordering::SeqCst);
+    }
+
+    /// The handles closed here since the last call: Python forgets them (and
+    /// closes its descriptor, which by then is the placeholder).
+    pub fn take_closed(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.closed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Closed here, not yet taken by Python.
+    pub fn closed_pending(&self) -> usize {
+        self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// One non-blocking `send`/`recv` between the socket and the guest buffer
@@ -93,7 +179,7 @@ impl SocketDataPlane {
         };
         let n = {
             let table = self.table();
-            let Some(fd) = table.get(&handle) else {
+            let Some(Attached { fd, .. }) = table.get(&handle) else {
                 return -libc::EOPNOTSUPP;
             };
             // SAFETY: `buf` is `len` bytes of mapped guest memory (bounds checked
@@ -126,9 +212,7 @@ impl SocketDataPlane {
         };
         calls.fetch_add(1, Ordering::Relaxed);
         if n < 0 {
-            let errno = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
+            let errno = last_errno();
             return if errno == libc::EINTR {
                 -libc::EAGAIN
             } else {
@@ -138,18 +222,96 @@ impl SocketDataPlane {
         bytes.fetch_add(n as u64, Ordering::Relaxed);
         n as i32
     }
+
+    /// SETSOCKOPT of an attached socket, for an allowed option with a value of
+    /// at least its size: 0 or -errno, as Python's `setsockopt` on the same
+    /// socket answers. None: a request for Python (anything else, including
+    /// every malformed one, so the errors stay Python's).
+    fn setsockopt(&self, request: &[u8]) -> Option<i32> {
+        let mut req = vmrpc_sock_sockopt_req::default();
+        let head = size_of_val(&req);
+        if request.len() < head {
+            return None;
+        }
+        req.as_mut_slice().copy_from_slice(&request[..head]);
+        let value = &request[head..];
+        if req.len > VMRPC_SOCK_MAX_OPTLEN || value.len() != req.len as usize {
+            return None;
+        }
+        let size = *self.options.get(&(req.level, req.name))?;
+        if req.len < size {
+            return None;
+        }
+        let table = self.table();
+        let attached = table.get(&req.handle)?;
+        // SAFETY: `value` holds at least `size` bytes (checked above); the
+        // descriptor is this table's, kept open by the lock we hold.
+        let rc = unsafe {
+            libc::setsockopt(
+                attached.fd.as_raw_fd(),
+                req.level,
+                req.name,
+                value.as_ptr().cast(),
+                size as libc::socklen_t,
+            )
+        };
+        self.setsockopts.fetch_add(1, Ordering::Relaxed);
+        Some(if rc < 0 { -last_errno() } else { 0 })
+    }
+
+    /// CLOSE of an attached socket: closes it here, at once, unless Python
+    /// has operations on its loop (they may be using it). Python's descriptor
+    /// number is first pointed at the placeholder (dup3), so this table's is
+    /// the socket's last descriptor and closing it is the guest's close, as the
+    /// kernel does it (FIN, or RST with unread data or a zero linger; SO_LINGER
+    /// as set); the number itself stays taken until Python, told by
+    /// `take_closed`, closes it, so nothing can reuse it under Python's feet.
+    /// None: a request for Python.
+    fn close(&self, request: &[u8]) -> Option<i32> {
+        let mut req = vmrpc_sock_handle_req::default();
+        if request.len() != size_of_val(&req) {
+            return None;
+        }
+        req.as_mut_slice().copy_from_slice(request);
+        if self.loop_calls.load(Ordering::SeqCst) != 0 {
+            return None;
+        }
+        let placeholder = placeholder()?;
+        let mut table = self.table();
+        let attached = table.get(&req.handle)?;
+        // SAFETY: `python_fd` is still Python's open descriptor: Python detaches
+        // a handle (under this lock) before it closes its socket, and the handle
+        // is attached. dup3 only replaces what that number refers to.
+        if unsafe { libc::dup3(placeholder, attached.python_fd, libc::O_CLOEXEC) } < 0 {
+            return None;
+        }
+        drop(table.remove(&req.handle)); // the socket's last descriptor: closes it
+        self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(req.handle);
+        self.closes.fetch_add(1, Ordering::Relaxed);
+        Some(0)
+    }
 }
 
 impl NativeHandler for SocketDataPlane {
-    /// Answers SEND_BUF / RECV_BUF (returns None); any other call is handed
-    /// back for Python.
+    /// Answers SEND_BUF / RECV_BUF, and SETSOCKOPT / CLOSE of attached
+    /// sockets (returns None); any other call is handed back for Python.
     fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
-        let sending = match function {
-            VMRPC_SOCK_FN_SEND_BUF => true,
-            VMRPC_SOCK_FN_RECV_BUF => false,
+        let result = match function {
+            VMRPC_SOCK_FN_SEND_BUF => self.move_bytes(true, request, &done),
+            VMRPC_SOCK_FN_RECV_BUF => self.move_bytes(false, request, &done),
+            VMRPC_SOCK_FN_SETSOCKOPT => match self.setsockopt(request) {
+                Some(result) => result,
+                None => return Some(done),
+            },
+            VMRPC_SOCK_FN_CLOSE => match self.close(request) {
+                Some(result) => result,
+                None => return Some(done),
+            },
             _ => return Some(done),
         };
-        let result = self.move_bytes(sending, request, &done);
         done.ok(resp(result).as_slice());
         None
     }
@@ -280,6 +442,117 @@ mod tests {
         assert_eq!(dp.attached(), 0);
         assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &buf_req(3, 8, 0x8_0000)));
         assert_eq!(h.answer(), -libc::EOPNOTSUPP, "detached");
+    }
+
+    fn handle_req(handle: u32) -> Vec<u8> {
+        vmrpc_sock_handle_req { handle, arg: 0 }.as_slice().to_vec()
+    }
+
+    fn sockopt_req(handle: u32, level: i32, name: i32, value: &[u8]) -> Vec<u8> {
+        let head = vmrpc_sock_sockopt_req {
+            handle,
+            level,
+            name,
+            len: value.len() as u32,
+        };
+        [head.as_slice(), value].concat()
+    }
+
+    /// A connected TCP pair on loopback: (ours, as Python holds it; the peer).
+    fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        (ours, peer)
+    }
+
+    #[test]
+    fn close_closes_the_socket_and_parks_pythons_descriptor() {
+        let (ours, mut peer) = tcp_pair();
+        let dp = SocketDataPlane::default();
+        let mut h = Harness::new();
+        dp.attach(3, ours.as_raw_fd()).unwrap();
+        assert!(h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &handle_req(3)));
+        assert_eq!(h.answer(), 0);
+        // Python still holds its descriptor, yet the peer sees the close.
+        let mut buf = [0u8; 4];
+        assert_eq!(peer.read(&mut buf).unwrap(), 0, "EOF at the peer");
+        assert_eq!(
+            ours.peer_addr().unwrap_err().raw_os_error(),
+            Some(libc::ENOTCONN),
+            "Python's number now names the never-connected placeholder"
+        );
+        assert_eq!(dp.take_closed(), vec![3]);
+        assert!(dp.take_closed().is_empty());
+        assert_eq!((dp.attached(), dp.closes.load(Ordering::Relaxed)), (0, 1));
+        assert!(
+            !h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &handle_req(3)),
+            "gone: Python's"
+        );
+    }
+
+    #[test]
+    fn close_with_unread_data_resets_the_connection() {
+        let (ours, mut peer) = tcp_pair();
+        let dp = SocketDataPlane::default();
+        let mut h = Harness::new();
+        dp.attach(3, ours.as_raw_fd()).unwrap();
+        peer.write_all(b"unread").unwrap();
+        // The bytes are queued at our end before the close (loopback delivers at once).
+        let mut probe = [0u8; 6];
+        assert_eq!(ours.peek(&mut probe).unwrap(), 6);
+        assert!(h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &handle_req(3)));
+        assert_eq!(h.answer(), 0);
+        let err = peer.read(&mut probe).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNRESET), "{err}");
+    }
+
+    #[test]
+    fn close_leaves_to_python_what_python_may_be_using() {
+        let (ours, _peer) = tcp_pair();
+        let dp = SocketDataPlane::default();
+        let h = Harness::new();
+        dp.attach(3, ours.as_raw_fd()).unwrap();
+        dp.set_loop_calls(1); // an operation waits on Python's loop
+        assert!(!h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &handle_req(3)));
+        dp.set_loop_calls(0);
+        assert!(
+            !h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &handle_req(9)),
+            "not attached"
+        );
+        assert!(!h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &[3, 0, 0]), "malformed");
+        assert_eq!((dp.attached(), dp.closes.load(Ordering::Relaxed)), (1, 0));
+        assert!(ours.peer_addr().is_ok(), "still connected");
+    }
+
+    #[test]
+    fn setsockopt_sets_allowed_options_and_leaves_the_rest_to_python() {
+        let (ours, _peer) = tcp_pair();
+        let nodelay = (libc::IPPROTO_TCP, libc::TCP_NODELAY);
+        let dp = SocketDataPlane::new([(nodelay.0, nodelay.1, 4)]);
+        let mut h = Harness::new();
+        dp.attach(3, ours.as_raw_fd()).unwrap();
+        assert!(!ours.nodelay().unwrap());
+        let one = 1i32.to_ne_bytes();
+        assert!(h.offer(
+            &dp,
+            VMRPC_SOCK_FN_SETSOCKOPT,
+            &sockopt_req(3, nodelay.0, nodelay.1, &one)
+        ));
+        assert_eq!(h.answer(), 0);
+        assert!(
+            ours.nodelay().unwrap(),
+            "set on the very socket Python holds"
+        );
+        for req in [
+            sockopt_req(3, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one), // not in the list
+            sockopt_req(3, nodelay.0, nodelay.1, &[1, 0]),              // too short
+            sockopt_req(9, nodelay.0, nodelay.1, &one),                 // not attached
+            sockopt_req(3, nodelay.0, nodelay.1, &one)[..18].to_vec(),  // len != value
+        ] {
+            assert!(!h.offer(&dp, VMRPC_SOCK_FN_SETSOCKOPT, &req));
+        }
+        assert_eq!(dp.setsockopts.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -26,8 +26,9 @@
  * only once a socket is specialised to the host (see vmrpc/socket.h).
  *
  * Blocking: requests that can wait carry timeout_ms: -1 waits without limit,
- * 0 never waits (the answer is -EAGAIN), > 0 waits at most that long and then
- * answers -EAGAIN.  A waiting request occupies only its own vCPU.
+ * 0 never waits (the answer is -EAGAIN; CONNECT: -EINPROGRESS, the connect
+ * goes on in the host), > 0 waits at most that long and then answers -EAGAIN.
+ * A waiting request occupies only its own vCPU.
  *
  * Addresses: struct vmrpc_sock_addr, port in host byte order, the address bytes in
  * network order (IPv4 in the first 4 bytes).
@@ -57,7 +58,7 @@ _Static_assert(sizeof(struct vmrpc_sock_listen_req) == 44, "vmrpc_sock_listen_re
 _Static_assert(sizeof(struct vmrpc_sock_handle_req) == 8, "vmrpc_sock_handle_req size");
 _Static_assert(sizeof(struct vmrpc_sock_wait_req) == 16, "vmrpc_sock_wait_req size");
 _Static_assert(sizeof(struct vmrpc_sock_buf_req) == 16, "vmrpc_sock_buf_req size");
-_Static_assert(sizeof(struct vmrpc_sock_connect_req) == 36, "vmrpc_sock_connect_req size");
+_Static_assert(sizeof(struct vmrpc_sock_connect_req) == 44, "vmrpc_sock_connect_req size");
 _Static_assert(sizeof(struct vmrpc_sock_sendto_req) == 44, "vmrpc_sock_sendto_req size");
 _Static_assert(sizeof(struct vmrpc_sock_sockopt_req) == 16, "vmrpc_sock_sockopt_req size");
 _Static_assert(sizeof(struct vmrpc_sock_poll_req) == 8, "vmrpc_sock_poll_req size");

@@ -29,13 +29,18 @@
 // req vmrpc_sock_wait_req; resp vmrpc_sock_addr_resp, result = new handle, addr = peer.
 #define VMRPC_SOCK_FN_ACCEPT 3u
 
-// req vmrpc_sock_connect_req; resp vmrpc_sock_addr_resp, addr = local address.
+// req vmrpc_sock_connect_req (+ options for a new socket); resp
+// vmrpc_sock_addr_resp: result 0 (connected), -EINPROGRESS (timeout_ms 0 and
+// not connected yet: POLL reports the outcome, GETSOCKOPT SO_ERROR or CONNECT
+// again collects it) or -errno; addr = local address when known; aux = the
+// handle of a new socket (handle 0 in the request) that exists after the call.
 #define VMRPC_SOCK_FN_CONNECT 4u
 
 // req vmrpc_sock_handle_req (arg = SHUT_RD/WR/RDWR); resp vmrpc_sock_resp.
 #define VMRPC_SOCK_FN_SHUTDOWN 5u
 
-// req vmrpc_sock_handle_req; resp vmrpc_sock_resp.
+// req vmrpc_sock_handle_req; resp vmrpc_sock_resp. A connected plain TCP
+// socket is closed by the native data plane, on the engine thread.
 #define VMRPC_SOCK_FN_CLOSE 6u
 
 // req vmrpc_sock_sockopt_req + len value bytes; resp vmrpc_sock_resp.
@@ -98,6 +103,9 @@
 #define VMRPC_SOCK_MAX_OPTLEN 256u
 
 #define VMRPC_SOCK_MAX_BACKLOG 4096u
+
+// Options a CONNECT of a new socket carries.
+#define VMRPC_SOCK_MAX_CONNECT_OPTS 16u
 
 // Bytes per SEND_BUF / RECV_BUF.
 #define VMRPC_SOCK_MAX_BUF (1u << 20)
@@ -185,10 +193,18 @@ struct vmrpc_sock_wait_req {
   uint32_t arg;
 };
 
-// CONNECT.
+// CONNECT. For a new socket (handle 0: SOCKET folded into the connect) the
+// options to set before connecting follow, each a vmrpc_sock_sockopt_req
+// (handle 0) and its value, at most VMRPC_SOCK_MAX_CONNECT_OPTS of them.
 struct vmrpc_sock_connect_req {
+  // The socket, or 0: a new one of `type`, in the family of `addr`.
   uint32_t handle;
+  // -1: no limit; 0: never wait (a stream connect still under way answers
+  // -EINPROGRESS and goes on in the host); > 0: at most that long.
   int32_t timeout_ms;
+  // Handle 0: VMRPC_SOCK_SOCK_*; else 0.
+  uint32_t type;
+  uint32_t _pad;
   struct vmrpc_sock_addr addr;
 };
 

@@ -134,7 +134,11 @@ int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 	if (level == SOL_SOCKET && name == SO_TYPE) {
 		put_int_opt(val, len, s->type);
 	} else if (level == SOL_SOCKET && name == SO_ERROR) {
-		put_int_opt(val, len, 0);
+		/* A connect under way: 0 while it goes on or once it succeeded, its
+		 * error (collected once) if it failed. */
+		int err = s->state == ST_CONNECTING && conn_settle(s) < 0 && errno != EALREADY ? errno : 0;
+
+		put_int_opt(val, len, err);
 	} else if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
 		int ms = name == SO_RCVTIMEO ? s->rcvtimeo_ms : s->sndtimeo_ms;
 		struct timeval tv = { ms < 0 ? 0 : ms / 1000, ms < 0 ? 0 : (ms % 1000) * 1000 };

@@ -57,7 +57,8 @@ struct lpipe {
 	int refs;
 };
 
-enum { ST_NEW, ST_BOUND, ST_LISTEN, ST_CONNECTED };
+/* ST_CONNECTING: a non-blocking host connect still under way (connect.c). */
+enum { ST_NEW, ST_BOUND, ST_LISTEN, ST_CONNECTED, ST_CONNECTING };
 
 struct ldgram {
 	struct ldgram *next;
@@ -93,6 +94,7 @@ struct gsock {
 	size_t dq_bytes;
 	int rcvtimeo_ms, sndtimeo_ms; /* -1: none */
 	int no_zero_copy;             /* the host said SEND_BUF/RECV_BUF cannot serve it */
+	int in_progress; /* a non-blocking connect whose end no connect() has seen yet */
 	uint8_t *ra;                  /* read-ahead of a host stream (readahead.c), or NULL */
 	uint32_t ra_pos, ra_end;      /* its unread bytes: [ra_pos, ra_end) */
 	int ra_busy;                  /* a vCPU is filling it or copying out of it */
@@ -178,6 +180,11 @@ int ensure_bound(struct gsock *s);
 
 /* connect.c */
 int host_attach(struct gsock *s);
+/* The outcome of s's connect under way: 0 connected (s is ST_CONNECTED), else -1
+ * with errno EALREADY (still under way) or the connect's error (collected). */
+int conn_settle(struct gsock *s);
+/* conn_settle, waiting up to timeout_ms (-1: no limit) for the end: EAGAIN past it. */
+int conn_wait(struct gsock *s, int timeout_ms);
 
 /* dgram.c */
 ssize_t dgram_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,

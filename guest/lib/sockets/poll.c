@@ -41,6 +41,8 @@ static short local_revents(struct gsock *s, short events, uint32_t *host, int *l
 		*host = s->host;
 		if (ra_avail(s))
 			rev |= POLLIN; /* read ahead: the host socket may be empty by now */
+	} else if (s->state == ST_CONNECTING) {
+		*host = s->host; /* the host reports the connect's end */
 	} else {
 		rev |= POLLHUP; /* an unconnected stream socket */
 	}
@@ -127,6 +129,12 @@ int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 				if (add && !fds[i].revents)
 					ready++;
 				fds[i].revents |= add;
+				/* The host reports POLLOUT for a connect only once it succeeded. */
+				if (socks[i]->state == ST_CONNECTING &&
+				    (pf[k].revents & (POLLOUT | POLLERR)) == POLLOUT) {
+					socks[i]->has_peer = 1;
+					__atomic_store_n(&socks[i]->state, ST_CONNECTED, __ATOMIC_RELEASE);
+				}
 			}
 		}
 		if (ready || timeout_ms == 0 || expired(deadline))

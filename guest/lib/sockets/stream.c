@@ -63,7 +63,9 @@ ssize_t send(int fd, const void *buf, size_t len, int flags)
 			return fail(EDESTADDRREQ);
 		return sendto(fd, buf, len, flags, (struct sockaddr *)&peer, plen);
 	}
-	if (s->state != ST_CONNECTED)
+	if (s->state == ST_CONNECTING && conn_wait(s, ms) < 0)
+		n = -1; /* Linux waits for the connect too (EAGAIN if non-blocking) */
+	else if (s->state != ST_CONNECTED)
 		n = fail(ENOTCONN);
 	else if (s->local)
 		n = pipe_write(s->tx, buf, len, ms == 0, deadline_in(ms));
@@ -180,6 +182,8 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 	ms = wait_ms(s, flags, 0);
 	if (s->type == SOCK_DGRAM)
 		n = dgram_recv(s, buf, len, flags, NULL);
+	else if (s->state == ST_CONNECTING && conn_wait(s, ms) < 0)
+		n = -1;
 	else if (s->state != ST_CONNECTED)
 		n = fail(ENOTCONN);
 	else if (s->shut_rd || len == 0)

@@ -2,27 +2,36 @@
 as the policy decides; a UDP connect just fixes the peer.
 
 A stream socket stays CONNECTING until every handshake has finished, so no data
-path can send a byte before them. Imports `waiting` (below it) and `socks5`; see
-`dispatch` for the layers.
+path can send a byte before them. A CONNECT may create its socket (handle 0: the
+guest's socket() and the options set before connect travel with it, one call
+instead of several), and one with timeout 0 (a non-blocking socket) answers
+EINPROGRESS while the connect goes on on the loop: its outcome reaches the guest
+through poll (POLLOUT, or POLLERR) and SO_ERROR, or a second connect, as on Linux.
+Imports `waiting` (below it) and `socks5`; see `dispatch` for the layers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import select
 import socket
 import ssl
+from collections.abc import Coroutine
 from functools import partial
+from typing import Any
 
 from vmrpc.hostmodule import function
-from vmrpc.sockets import proto, socks5
+from vmrpc.sockets import optnames, proto, socks5
 from vmrpc.sockets.audit import Decision
-from vmrpc.sockets.dispatch import Answer, Closed, errno_of
+from vmrpc.sockets.dispatch import Answer, Closed, errno_of, failure_errno
 from vmrpc.sockets.policy import TLS, TLS_ERRNO, Deny, Proxy
 from vmrpc.sockets.proto import Addr, ProtoError
 from vmrpc.sockets.table import Entry, State
 from vmrpc.sockets.waiting import LoopWaits
+
+log = logging.getLogger("vmrpc.sockets")
 
 #: Default of `SocketOutsourcing`'s ``connect_timeout``: Linux's usual SYN retry time.
 CONNECT_TIMEOUT_S = 75.0
@@ -39,7 +48,42 @@ class Connecting(LoopWaits):
         return self._call(proto.FN_CONNECT, payload, self._connect)
 
     def _connect(self, req: proto.ConnectReq) -> Answer:
-        entry = self._entry(req.handle)
+        if req.handle:
+            return self._connect_entry(self._entry(req.handle), req)
+        # A new socket: the guest's socket() and its options travel with the connect.
+        entry = self._new_entry(req.addr.family, req.type)
+        for level, name, value in req.options:
+            vetted = optnames.vet(level, name, value)
+            if vetted is None:  # as a replayed setsockopt was: refused, and ignored
+                log.debug("option %d/%d of a new socket not applied", level, name)
+                continue
+            entry.options = [o for o in entry.options if o[:2] != (level, name)]
+            entry.options.append((level, name, vetted))
+        try:
+            answer = self._connect_entry(entry, req)
+        except BaseException:
+            self._drop(entry)
+            raise
+        if not isinstance(answer, bytes):
+            return self._new_connected(entry, answer)
+        if proto.RESP.unpack_from(answer)[0] in (0, -errno.EINPROGRESS):
+            return _with_handle(answer, entry.handle)
+        self._drop(entry)  # refused by the policy: no socket for the guest
+        return answer
+
+    async def _new_connected(self, entry: Entry, waiting: Coroutine[Any, Any, bytes]) -> bytes:
+        """A new socket's connect that waits: the guest gets the socket only if it
+        connects."""
+        try:
+            answer = await waiting
+        except BaseException:
+            self._close_entry(entry)
+            raise
+        return _with_handle(answer, entry.handle)
+
+    @staticmethod
+    def _may_connect(entry: Entry, req: proto.ConnectReq) -> None:
+        """Raises what Linux answers a connect on a socket in this state."""
         if req.addr.family != entry.family:
             raise ProtoError("address family differs from the socket's", errno.EAFNOSUPPORT)
         if entry.state is State.LISTENING:
@@ -48,6 +92,12 @@ class Connecting(LoopWaits):
             raise ProtoError("connect already under way", errno.EALREADY)
         if entry.state is not State.NEW and entry.type == proto.SOCK_STREAM:
             raise ProtoError("already connected", errno.EISCONN)
+        if entry.error:  # an asynchronous connect failed: its error, once (as on Linux)
+            err, entry.error = entry.error, 0
+            raise ProtoError("the connect failed", err)
+
+    def _connect_entry(self, entry: Entry, req: proto.ConnectReq) -> Answer:
+        self._may_connect(entry, req)
         flow = self._flow("outbound", entry.protocol, req.addr)
         rule, action = self.policy.decide(flow)
         if isinstance(action, Deny):
@@ -67,8 +117,10 @@ class Connecting(LoopWaits):
             entry.udp_decisions[(req.addr.host, req.addr.port)] = 0
             return self._local_answer(entry)
         self._record("connect", flow, rule, action)
+        # timeout 0: the guest's socket is non-blocking; the connect goes on without it.
+        in_background = req.timeout == 0
         limit = self.connect_timeout
-        timeout = limit if req.timeout is None else min(req.timeout, limit)
+        timeout = limit if req.timeout is None or in_background else min(req.timeout, limit)
         # From here until the handshakes end no data path may touch the socket.
         entry.state = State.CONNECTING
         started = None
@@ -76,7 +128,29 @@ class Connecting(LoopWaits):
             started = self._start_connect(entry, req.addr)
             if started is None:  # connected (or refused) already: no loop hop
                 return self._local_answer(entry)
-        return self._connect_stream(entry, req.addr, (flow, rule, action), timeout, started)
+        waiting = self._connect_stream(entry, req.addr, (flow, rule, action), timeout, started)
+        if not in_background:
+            return waiting
+        self._in_background(proto.FN_CONNECT, self._settle_later(entry, waiting))
+        local = self._local_answer(entry)[proto.RESP.size :] if entry.sock else None
+        return proto.resp(-errno.EINPROGRESS) + (local or proto.encode_addr(None))
+
+    async def _settle_later(self, entry: Entry, waiting: Coroutine[Any, Any, bytes]) -> bytes:
+        """A connect the guest did not wait for: READY when it succeeds, else its
+        errno kept for SO_ERROR (and poll's POLLERR); either way poll learns of it."""
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if not entry.closed:
+                entry.error = failure_errno(proto.FN_CONNECT, error)
+            return b""
+        finally:
+            for fut in entry.settled:
+                if not fut.done():
+                    fut.set_result(None)
+            entry.settled.clear()
 
     def _start_connect(self, entry: Entry, addr: Addr) -> int | None:
         """Starts a plain TCP connect on the engine thread: None if it has ended
@@ -243,3 +317,9 @@ class Connecting(LoopWaits):
             self._record("tls-failed", flow, rule, action, err=TLS_ERRNO, detail=str(error))
             raise OSError(TLS_ERRNO, f"TLS handshake with {hostname} failed: {error}") from error
         self._record("tls-established", flow, rule, action, detail=f"{tls.version()} {hostname}")
+
+
+def _with_handle(answer: bytes, handle: int) -> bytes:
+    """A connect's answer naming the new socket (``aux``)."""
+    result, _ = proto.RESP.unpack_from(answer)
+    return proto.resp(result, handle) + answer[proto.RESP.size :]

@@ -13,7 +13,7 @@ Layering (imports flow one way, top to bottom)::
     audit        policy decisions and the audit log
     table        the socket table and its state machine
     dispatch     this module: request -> handler -> answer, errno mapping
-    dns  socks5  proto  policy  fdbudget            leaves: import no layer above
+    dns  socks5  proto  policy  fdbudget  optnames  leaves: import no layer above
 
 This module imports only `proto` and `policy` of the package.
 """
@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from vmrpc import _runtime
 from vmrpc.hostmodule import HostModule
 from vmrpc.sockets import proto
 from vmrpc.sockets.policy import TLS_ERRNO
@@ -81,7 +82,14 @@ class Dispatcher(HostModule):
         with self._lock:
             self._counts[key] += n
 
+    def _sync_native(self) -> None:
+        """Catches up with what the native data plane did alone (`table`)."""
+
+    def _loop_calls_changed(self, n: int) -> None:
+        """``n`` operations now wait on the loop (`table` tells the native plane)."""
+
     def _call(self, fn: int, payload: bytes, handler: Callable[[Any], Answer]) -> Answer:
+        self._sync_native()
         with self._lock:
             self._counts["rpcs"] += 1
             self._counts["rpc." + proto.FUNCTION_NAMES[fn]] += 1
@@ -99,10 +107,22 @@ class Dispatcher(HostModule):
             return fail(failure_errno(fn, error))
         if isinstance(answer, bytes):
             return answer
+        self._loop_call(fn)
+        return self._guard(fn, answer, fail)
+
+    def _loop_call(self, fn: int) -> None:
+        """Counts an operation handed to the loop (`_guard` counts it out)."""
         with self._lock:
             self._counts["waits." + proto.FUNCTION_NAMES[fn]] += 1
             self._loop_calls += 1
-        return self._guard(fn, answer, fail)
+            self._loop_calls_changed(self._loop_calls)
+
+    def _in_background(self, fn: int, coroutine: Coroutine[Any, Any, bytes]) -> None:
+        """Runs ``coroutine`` on the loop with nobody waiting for its answer (a
+        non-blocking connect going on after the guest's call has returned)."""
+        self._loop_call(fn)
+        guarded = self._guard(fn, coroutine, proto.error_resp)
+        asyncio.run_coroutine_threadsafe(guarded, _runtime.loop())
 
     async def _guard(
         self, fn: int, coroutine: Coroutine[Any, Any, bytes], fail: Callable[[int], bytes]
@@ -123,3 +143,4 @@ class Dispatcher(HostModule):
                 self._tasks.discard(task)
             with self._lock:
                 self._loop_calls -= 1
+                self._loop_calls_changed(self._loop_calls)

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -68,6 +69,13 @@ _V6_UNSPECIFIED = ipaddress.IPv6Address("::")
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
+@lru_cache(maxsize=1024)
+def _parse(address: str) -> IPAddress:
+    """`ipaddress.ip_address`, remembered: every connect's flow parses its address
+    (addresses are immutable values; a guest's many addresses only evict)."""
+    return ipaddress.ip_address(address)
+
+
 def canonicalize(address: str | IPAddress, direction: Direction = "outbound") -> IPAddress:
     """The address the host kernel uses for ``address``; the policy decides on this.
 
@@ -81,7 +89,7 @@ def canonicalize(address: str | IPAddress, direction: Direction = "outbound") ->
 
     A scope id (``fe80::1%2``) is kept; raises ValueError on anything not an address.
     """
-    ip = address if not isinstance(address, str) else ipaddress.ip_address(address)
+    ip = address if not isinstance(address, str) else _parse(address)
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
@@ -211,7 +219,7 @@ class Flow:
     def describe(self) -> str:
         names = f" ({', '.join(sorted(self.names))})" if self.names else ""
         host = f"[{self.address}]" if ":" in self.address else self.address
-        same = ipaddress.ip_address(self.address) == self.canonical
+        same = _parse(self.address) == self.canonical
         kernel = "" if same else f" = {self.canonical}"
         return f"{self.direction} {self.protocol} {host}:{self.port}{kernel}{names}"
 

@@ -1,6 +1,7 @@
 """poll emulation: the guest's pollfd set answered from the host sockets' state,
 at once when something is ready, else on the loop until something is or the
-timeout passes. An entry still CONNECTING reports nothing.
+timeout passes. An entry still CONNECTING reports nothing (a wait on it ends when
+its connect does); one whose asynchronous connect failed reports what Linux does.
 
 Imports `waiting` (below it); see `dispatch` for the layers.
 """
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import select
+from typing import Any
 
 from vmrpc.hostmodule import function
 from vmrpc.sockets import proto
 from vmrpc.sockets.dispatch import Answer
-from vmrpc.sockets.table import State
+from vmrpc.sockets.table import Entry, State
 from vmrpc.sockets.waiting import LoopWaits
+
+#: poll's answer for a socket whose connect failed (refused, unreachable...), until
+#: its error is collected: readable (EOF) and writable, an error, hung up.
+_FAILED_CONNECT = select.POLLIN | select.POLLOUT | select.POLLERR | select.POLLHUP
 
 
 class Polling(LoopWaits):
@@ -35,6 +41,9 @@ class Polling(LoopWaits):
                 continue
             if entry.state is State.CONNECTING:
                 continue  # nothing to report before the handshakes end
+            if entry.error:  # an asynchronous connect failed: what Linux reports then
+                revents[i] = _FAILED_CONNECT & (events | select.POLLERR | select.POLLHUP)
+                continue
             if entry.sock is None:
                 dgram = entry.type == proto.SOCK_DGRAM
                 revents[i] = select.POLLOUT & events if dgram else select.POLLHUP
@@ -78,17 +87,7 @@ class Polling(LoopWaits):
             loop = asyncio.get_running_loop()
             deadline = self._deadline(req.timeout)
             while True:
-                waits = []
-                for handle, events in req.fds:
-                    entry = self._table.get(handle)
-                    if entry is None or entry.sock is None:
-                        continue
-                    if entry.state not in (State.READY, State.LISTENING):
-                        continue
-                    if events & select.POLLIN or not events & select.POLLOUT:
-                        waits.append(asyncio.ensure_future(self._wait(entry, False, deadline)))
-                    if events & select.POLLOUT:
-                        waits.append(asyncio.ensure_future(self._wait(entry, True, deadline)))
+                waits, settling = self._waits(req.fds, deadline)
                 if not waits:
                     break
                 timeout = None if deadline is None else max(0.0, deadline - loop.time())
@@ -98,6 +97,9 @@ class Polling(LoopWaits):
                     for w in waits:
                         w.cancel()
                     await asyncio.gather(*waits, return_exceptions=True)
+                    for entry, settled in settling:
+                        if settled in entry.settled:
+                            entry.settled.remove(settled)
                 ready, revents = self._poll_now(req.fds)
                 if ready or (deadline is not None and loop.time() >= deadline):
                     break
@@ -105,6 +107,33 @@ class Polling(LoopWaits):
             return self._poll_answer(req.fds, ready, revents)
 
         return wait()
+
+    def _waits(
+        self, fds: tuple[tuple[int, int], ...], deadline: float | None
+    ) -> tuple[list[asyncio.Future[Any]], list[tuple[Entry, asyncio.Future[None]]]]:
+        """What a waiting poll waits for (on the loop): readiness of ready and
+        listening sockets, the end of connects (also returned apart, as
+        ``(entry, future)``, for the caller to drop from ``entry.settled``)."""
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[Any]] = []
+        settling: list[tuple[Entry, asyncio.Future[None]]] = []
+        for handle, events in fds:
+            entry = self._table.get(handle)
+            if entry is not None and entry.state is State.CONNECTING:
+                settled: asyncio.Future[None] = loop.create_future()
+                entry.settled.append(settled)  # the connect's end wakes it
+                settling.append((entry, settled))
+                waits.append(settled)
+                continue
+            if entry is None or entry.sock is None:
+                continue
+            if entry.state not in (State.READY, State.LISTENING):
+                continue
+            if events & select.POLLIN or not events & select.POLLOUT:
+                waits.append(asyncio.ensure_future(self._wait(entry, False, deadline)))
+            if events & select.POLLOUT:
+                waits.append(asyncio.ensure_future(self._wait(entry, True, deadline)))
+        return waits, settling
 
     def _sleep_answer(self, req: proto.PollReq) -> Answer:
         async def sleep() -> bytes:

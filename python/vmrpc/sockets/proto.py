@@ -98,6 +98,7 @@ MAX_ADDRS: Final = abi.constant("VMRPC_SOCK_MAX_ADDRS")
 MAX_NAME: Final = abi.constant("VMRPC_SOCK_MAX_NAME")
 MAX_OPTLEN: Final = abi.constant("VMRPC_SOCK_MAX_OPTLEN")
 MAX_BACKLOG: Final = abi.constant("VMRPC_SOCK_MAX_BACKLOG")
+MAX_CONNECT_OPTS: Final = abi.constant("VMRPC_SOCK_MAX_CONNECT_OPTS")
 MAX_BUF: Final = abi.constant("VMRPC_SOCK_MAX_BUF")
 
 F_PEEK: Final = abi.constant("VMRPC_SOCK_F_PEEK")
@@ -128,7 +129,9 @@ SOCKET_REQ: Final = abi.layout("vmrpc_sock_socket_req", "family", "type", "proto
 LISTEN_REQ: Final = abi.layout("vmrpc_sock_listen_req", "family", "type", "backlog", "_pad", "addr")
 HANDLE_REQ: Final = abi.layout("vmrpc_sock_handle_req", "handle", "arg")
 WAIT_REQ: Final = abi.layout("vmrpc_sock_wait_req", "handle", "flags", "timeout_ms", "arg")
-CONNECT_REQ: Final = abi.layout("vmrpc_sock_connect_req", "handle", "timeout_ms", "addr")
+CONNECT_REQ: Final = abi.layout(
+    "vmrpc_sock_connect_req", "handle", "timeout_ms", "type", "_pad", "addr"
+)
 SENDTO_REQ: Final = abi.layout(
     "vmrpc_sock_sendto_req", "handle", "flags", "timeout_ms", "_pad", "addr"
 )
@@ -289,9 +292,11 @@ class WaitReq:
 
 @dataclass(frozen=True, slots=True)
 class ConnectReq:
-    handle: int
-    timeout: float | None
+    handle: int  # 0: a new socket of ``type``, in the address's family
+    timeout: float | None  # 0: never wait (a stream connect answers EINPROGRESS)
     addr: Addr
+    type: int = 0
+    options: tuple[tuple[int, int, bytes], ...] = ()  # (level, name, value), new socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,8 +412,25 @@ def _parse_send(p: bytes) -> SendReq:
 
 
 def _parse_connect(p: bytes) -> ConnectReq:
-    handle, ms, *a = _fixed(p, CONNECT_REQ, True)
-    return ConnectReq(handle, _timeout(ms), _decode_addr(*a))
+    handle, ms, type_, _, *a = _fixed(p, CONNECT_REQ, False)
+    addr = _decode_addr(*a)
+    rest = memoryview(p)[CONNECT_REQ.size :]
+    if handle:
+        if type_ or rest:
+            raise ProtoError("type and options are for a new socket only")
+        return ConnectReq(handle, _timeout(ms), addr)
+    _family_type(addr.family, type_)
+    options: list[tuple[int, int, bytes]] = []
+    while rest:
+        if len(options) == MAX_CONNECT_OPTS:
+            raise ProtoError(f"more than {MAX_CONNECT_OPTS} options")
+        _, level, name, length = _fixed(bytes(rest[: SOCKOPT_REQ.size]), SOCKOPT_REQ, True)
+        end = SOCKOPT_REQ.size + length
+        if length > MAX_OPTLEN or len(rest) < end:
+            raise ProtoError("option length does not match the request")
+        options.append((level, name, bytes(rest[SOCKOPT_REQ.size : end])))
+        rest = rest[end:]
+    return ConnectReq(handle, _timeout(ms), addr, type_, tuple(options))
 
 
 def _parse_sendto(p: bytes) -> SendtoReq:

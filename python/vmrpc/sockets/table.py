@@ -5,7 +5,14 @@ Only a READY entry carries data, and `SocketTable._ready` is the one way into RE
 (it also hands plain TCP sockets to the native data plane). This module also makes
 the host sockets (under the VM's fd budget) and keeps the counters `stats` reports.
 
-Imports `dispatch` (below it), `proto` and `fdbudget`; see `dispatch` for the layers.
+A connected plain TCP socket's last calls are the native data plane's too: its
+SETSOCKOPT (from the allow-list, `optnames`) and its CLOSE, which closes the host
+socket at once on the engine thread, without Python. Python learns of such a close
+before it serves its next call (`_sync_native`): until then the entry stays in the
+table (so its handle is not reused) and its socket object names a placeholder.
+
+Imports `dispatch` (below it), `proto`, `optnames` and `fdbudget`; see `dispatch` for
+the layers.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from vmrpc import _vmm
 from vmrpc.sockets import proto
 from vmrpc.sockets.dispatch import Closed, Dispatcher
 from vmrpc.sockets.fdbudget import FdBudget
+from vmrpc.sockets.optnames import native_list
 from vmrpc.sockets.proto import Addr, ProtoError
 
 log = logging.getLogger("vmrpc.sockets")
@@ -63,6 +71,8 @@ class Entry:
     writers: list[asyncio.Future[None]] = field(default_factory=list)
     fd: int = -1  # registered with the loop while readers/writers wait
     exposed_key: tuple[str, int] | None = None
+    error: int = 0  # a failed asynchronous connect's errno, until collected
+    settled: list[asyncio.Future[None]] = field(default_factory=list)  # waiting for it
 
     @property
     def protocol(self) -> str:
@@ -88,11 +98,12 @@ class SocketTable(Dispatcher):
         self.exposed: dict[tuple[str, int], tuple[str, int]] = {}
         self._table: dict[int, Entry] = {}
         self._exposed_cond = threading.Condition(self._lock)
-        self.native_data_plane = _vmm.SocketDataPlane()
-        """Serves the guest's zero-copy calls (SEND_BUF, RECV_BUF) on connected plain
-        TCP sockets in Rust, without Python (`vmrpc.VM.register_hm` hands it to the
-        VMM). Sockets are attached once connected and detached before they close;
-        what would block falls back to SEND/RECV (`dataplane`)."""
+        self.native_data_plane = _vmm.SocketDataPlane(native_list())
+        """Serves the guest's zero-copy calls (SEND_BUF, RECV_BUF), SETSOCKOPT and
+        CLOSE on connected plain TCP sockets in Rust, without Python
+        (`vmrpc.VM.register_hm` hands it to the VMM). Sockets are attached once
+        connected and detached before Python closes them; what would block falls
+        back to SEND/RECV (`dataplane`), anything else to Python."""
 
     def native_handlers(self) -> Sequence[_vmm.NativeHandler]:
         """The native data plane (see `native_data_plane`)."""
@@ -103,20 +114,46 @@ class SocketTable(Dispatcher):
         """Counters: ``sockets_created`` (host OS sockets), ``sockets_open``,
         ``rpcs`` and ``rpc.<function>``, ``bytes_sent``, ``bytes_received``, and of
         those the calls the native data plane answered (``native_sends``,
-        ``native_recvs``)."""
+        ``native_recvs``, ``native_setsockopts``, ``native_closes``); the rest,
+        ``python_rpcs``, reached Python."""
         with self._lock:
             counts = dict(self._counts)
             open_ = sum(1 for e in self._table.values() if e.sock is not None)
         native = self.native_data_plane.stats
-        counts["rpcs"] = counts.get("rpcs", 0) + native["sends"] + native["recvs"]
-        counts["rpc.send"] = counts.get("rpc.send", 0) + native["sends"]
-        counts["rpc.recv"] = counts.get("rpc.recv", 0) + native["recvs"]
+        for key, calls in (
+            ("send", "sends"),
+            ("recv", "recvs"),
+            ("setsockopt", "setsockopts"),
+            ("close", "closes"),
+        ):
+            counts["rpcs"] = counts.get("rpcs", 0) + native[calls]
+            counts["rpc." + key] = counts.get("rpc." + key, 0) + native[calls]
+            counts["native_" + calls] = native[calls]
         counts["bytes_sent"] = counts.get("bytes_sent", 0) + native["bytes_sent"]
         counts["bytes_received"] = counts.get("bytes_received", 0) + native["bytes_received"]
-        counts["native_sends"], counts["native_recvs"] = native["sends"], native["recvs"]
+        counts["sockets_closed"] = counts.get("sockets_closed", 0) + native["closes"]
+        counts["python_rpcs"] = counts["rpcs"] - sum(
+            native[k] for k in ("sends", "recvs", "setsockopts", "closes")
+        )
         counts.setdefault("sockets_created", 0)
-        counts["sockets_open"] = open_
+        # Entries closed natively stay until Python's next call: their sockets are not open.
+        counts["sockets_open"] = open_ - native["closed_pending"]
         return counts
+
+    def _sync_native(self) -> None:
+        """Forgets the sockets the native data plane closed (on the engine thread,
+        like every call that may use them): their objects name a placeholder now."""
+        for handle in self.native_data_plane.take_closed():
+            with self._lock:
+                entry = self._table.pop(handle, None)
+            if entry is not None:
+                entry.state = State.CLOSED
+                sock, entry.sock = entry.sock, None
+                if sock is not None:
+                    sock.close()
+
+    def _loop_calls_changed(self, n: int) -> None:
+        self.native_data_plane.set_loop_calls(n)
 
     def _entry(self, handle: int) -> Entry:
         entry = self._table.get(handle)
@@ -146,7 +183,7 @@ class SocketTable(Dispatcher):
         """Host fds this VM holds: its sockets and the native data plane's duplicates."""
         with self._lock:
             sockets = sum(1 for e in self._table.values() if e.sock is not None)
-        return sockets + self.native_data_plane.stats["attached"]
+        return sockets + self.native_data_plane.attached
 
     def _host_socket(self, entry: Entry, family: int | None = None) -> socket.socket:
         self._fd_budget.check(self._held_fds())
@@ -173,6 +210,7 @@ class SocketTable(Dispatcher):
         with self._lock:
             self._table.pop(entry.handle, None)
         if entry.sock is not None:
+            self.native_data_plane.detach(entry.handle)
             entry.sock.close()
 
     def _local_answer(self, entry: Entry) -> bytes:

@@ -122,6 +122,7 @@ class LoopWaits(PolicyAudit):
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
+        self._sync_native()
         for entry in list(self._table.values()):
             self._close_entry(entry)
         log.debug("sockets module closed: %s", self.stats)

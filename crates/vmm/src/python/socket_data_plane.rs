@@ -17,9 +17,12 @@ pub struct PySocketDataPlane {
 
 #[pymethods]
 impl PySocketDataPlane {
+    /// `options`: the settable socket options, `(level, name, value size)`,
+    /// that SETSOCKOPT of an attached socket may set here (Python's allow-list).
     #[new]
-    fn new() -> PyClassInitializer<Self> {
-        let inner = Arc::new(SocketDataPlane::default());
+    #[pyo3(signature = (options = Vec::new()))]
+    fn new(options: Vec<(i32, i32, u32)>) -> PyClassInitializer<Self> {
+        let inner = Arc::new(SocketDataPlane::new(options));
         PyClassInitializer::from(PyNativeHandler {
             handler: inner.clone(),
         })
@@ -41,6 +44,24 @@ impl PySocketDataPlane {
         self.inner.clear();
     }
 
+    /// How many of Python's operations wait on its event loop (no native
+    /// close while any does).
+    fn set_loop_calls(&self, n: u64) {
+        self.inner.set_loop_calls(n);
+    }
+
+    /// Handles closed natively since the last call; their Python descriptors
+    /// now point at a placeholder socket, for Python to close.
+    fn take_closed(&self) -> Vec<u32> {
+        self.inner.take_closed()
+    }
+
+    /// Sockets attached now (each holds a duplicate descriptor): cheaper than `stats`.
+    #[getter]
+    fn attached(&self) -> usize {
+        self.inner.attached()
+    }
+
     /// Calls answered natively and the bytes they moved.
     #[getter]
     fn stats(&self) -> HashMap<&'static str, u64> {
@@ -51,6 +72,9 @@ impl PySocketDataPlane {
             ("bytes_sent", i.bytes_sent.load(Relaxed)),
             ("recvs", i.recvs.load(Relaxed)),
             ("bytes_received", i.bytes_received.load(Relaxed)),
+            ("setsockopts", i.setsockopts.load(Relaxed)),
+            ("closes", i.closes.load(Relaxed)),
+            ("closed_pending", i.closed_pending() as u64),
             ("attached", i.attached() as u64),
         ])
     }
