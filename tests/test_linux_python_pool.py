@@ -132,6 +132,22 @@ def test_a_run_calls_a_host_module() -> None:
     assert kv.data == {b"k": b"2"}
 
 
+def test_what_a_run_binds_or_opens_ends_with_it() -> None:
+    # The personality holds 64 bound handles and 16 open queues: runs that never unbind
+    # filled them (the 65th bind and the 16th queue failed) before a forked child's
+    # binds and opens were released at its end (guest/linux/rpc.c).
+    code = (
+        "import vmrpc_guest\n"
+        "kv = vmrpc_guest.Module('kv', (1, 0))\n"
+        "q = vmrpc_guest.EventQueue('vmrpc_pool')\n"
+        "print(kv.call(1, b'k'))"
+    )
+    with PythonPool(modules=[KV()], timeout=TIMEOUT) as pool:
+        results = {pool.run(code) for _ in range(66)}
+
+    assert results == {PythonResult(0, b"b''\n", b"")}
+
+
 def test_files_written_to_a_read_write_mount_persist(tmp_path: Path) -> None:
     with PythonPool(mounts=[Mount(tmp_path, "/w")], timeout=TIMEOUT) as pool:
         # The second file is left open in a global: finalization writes and closes it.
