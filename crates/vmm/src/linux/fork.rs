@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, MmapRegion, Permissions};
 
 use crate::rpc::channel::Completion;
 use crate::rpc::module::HostModule;
@@ -66,7 +66,43 @@ impl ForkError {
 /// One saved parent: its ranges and their bytes, back to back.
 struct Snapshot {
     ranges: Vec<(u64, u64)>,
-    bytes: Vec<u8>,
+    bytes: SnapshotBytes,
+}
+
+/// A snapshot's bytes in an anonymous mapping of their own, unmapped when dropped.
+/// A `Vec` of tens of MiB freed on the RPC engine thread stays in that thread's
+/// malloc arena (its top chunk, which `malloc_trim` leaves alone): an idle VM that
+/// had forked kept a snapshot's worth of host memory (~16 MiB for CPython).
+struct SnapshotBytes {
+    map: MmapRegion<()>,
+    len: usize,
+}
+
+impl SnapshotBytes {
+    fn new(len: usize) -> Result<Self, ForkError> {
+        let map = MmapRegion::build(
+            None,
+            len.max(1),
+            libc::PROT_READ | libc::PROT_WRITE,
+            // Populated at once: the copy writes every page anyway, and one call
+            // faults them in cheaper than a page fault each.
+            libc::MAP_ANONYMOUS | libc::MAP_PRIVATE | libc::MAP_NORESERVE | libc::MAP_POPULATE,
+        )
+        .map_err(|_| ForkError::Full)?;
+        Ok(SnapshotBytes { map, len })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is private and anonymous, at least `len` bytes long,
+        // readable and writable, owned by `self` (unmapped only when it drops) and
+        // never handed to the guest or to another thread while borrowed here.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; `&mut self` makes this the only borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr(), self.len) }
+    }
 }
 
 pub struct ForkMemory {
@@ -108,7 +144,7 @@ impl ForkMemory {
             .map(|i| (word(i * RANGE_SIZE), word(i * RANGE_SIZE + 8)))
             .collect();
         let mut stack = self.stack.lock().unwrap_or_else(PoisonError::into_inner);
-        let held: u64 = stack.iter().map(|s| s.bytes.len() as u64).sum();
+        let held: u64 = stack.iter().map(|s| s.bytes.len as u64).sum();
         let mut total = 0u64;
         for &(addr, len) in &ranges {
             if addr.checked_add(len).is_none()
@@ -121,10 +157,10 @@ impl ForkMemory {
         if stack.len() >= MAX_DEPTH || held.saturating_add(total) > self.max_bytes {
             return Err(ForkError::Full);
         }
-        let mut bytes = vec![0u8; total as usize];
+        let mut bytes = SnapshotBytes::new(total as usize)?;
         let mut at = 0usize;
         for &(addr, len) in &ranges {
-            let piece = &mut bytes[at..at + len as usize];
+            let piece = &mut bytes.as_mut_slice()[at..at + len as usize];
             mem.read_slice(piece, GuestAddress(addr))
                 .map_err(|_| ForkError::Fault)?;
             at += len as usize;
@@ -146,8 +182,11 @@ impl ForkMemory {
         let mut at = 0usize;
         for &(addr, len) in &snap.ranges {
             // Checked when saved: the memory of a VM does not shrink.
-            mem.write_slice(&snap.bytes[at..at + len as usize], GuestAddress(addr))
-                .map_err(|_| ForkError::Fault)?;
+            mem.write_slice(
+                &snap.bytes.as_slice()[at..at + len as usize],
+                GuestAddress(addr),
+            )
+            .map_err(|_| ForkError::Fault)?;
             at += len as usize;
         }
         Ok(())
