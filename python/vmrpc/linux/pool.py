@@ -140,7 +140,7 @@ class PythonPool:
         Raises:
             GuestTimeout: the run passed its timeout (the VM is discarded).
             GuestCrashed: the run crashed the VM (discarded).
-            PoolError: the bootstrap ended or could not fork (its VM discarded).
+            PoolError: the bootstrap ended (its VM is discarded) or could not fork.
             ValueError: ``code`` or an argument holds a NUL byte (as for a process).
             ConfigError: the pool is closed.
         """
@@ -161,7 +161,8 @@ class PythonPool:
             vm.files.restart_stdio(data)
             answer = self._exchange(vm, queue, payload, limit)
             if answer[:1] == _FORK_FAILED:
-                raise PoolError(f"the bootstrap could not fork: {answer[1:].decode()}")
+                reason = answer[1:].decode(errors="replace")
+                raise PoolError(f"the bootstrap could not fork: {reason}")
             if answer[:1] != _DONE or len(answer) != 5:
                 self._discard()
                 raise PoolError(f"the bootstrap answered {answer[:16]!r}", stderr=vm.stderr)
