@@ -9,8 +9,9 @@
 
 Plus a warm pool (`vmrpc.PythonPool`: one VM, CPython started once, a fork per run):
 ``pass`` and a small json/hashlib workload per run vs the same ``python3 -c`` natively
-(start to exit), and the pool's idle memory (Pss as below) after runs of ``pass``, then
-after runs of the workload (guest pages a run touched stay resident).
+(start to exit), and the pool's idle memory (Pss as below, less ``LazyFree``: the spare
+fork snapshot the kernel may take back at once) after runs of ``pass``, then after runs
+of the workload (guest pages a run touched stay resident).
 
 Native and VM runs alternate, several of each, medians reported. The idle VMs have
 imported nothing beyond the guest client and wait on an event queue (their vCPU halted);
@@ -134,14 +135,14 @@ def pool_rows() -> tuple[Pair, Pair, Pair, Pair]:
     """The warm pool: ``pass``, the workload, the workload with its modules preloaded,
     and the idle pool's memory in MiB: after runs of ``pass``, then after runs of the
     workload (guest pages a run touched stay resident)."""
-    before = pss_kib()
+    before = held_kib()
     with PythonPool(timeout=600) as pool:
         for _ in range(3):  # the first runs fault the bootstrap's pages in
             pool.run("pass")
-        idle = (pss_kib() - before) / 1024
+        idle = (held_kib() - before) / 1024
         for _ in range(3):
             pool.run(WORKLOAD)
-        memory = idle, (pss_kib() - before) / 1024
+        memory = idle, (held_kib() - before) / 1024
         rows = warm_pool("pass", pool), warm_pool(WORKLOAD, pool)
     with PythonPool(preload=["hashlib", "json"], timeout=600) as pool:
         pool.run(WORKLOAD)
@@ -157,6 +158,14 @@ def inside(code: str) -> tuple[float, float]:
 def pss_kib() -> int:
     text = Path("/proc/self/smaps_rollup").read_text()
     return int(re.search(r"^Pss:\s+(\d+) kB", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+def held_kib() -> int:
+    """Pss less ``LazyFree``: pages the kernel may take back at once (a pool's spare fork
+    snapshot, ``crates/vmm/src/linux/fork.rs``) are not held."""
+    text = Path("/proc/self/smaps_rollup").read_text()
+    kib = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
+    return kib["Pss"] - kib["LazyFree"]
 
 
 def idle_memory_mib() -> float:
