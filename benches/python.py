@@ -7,6 +7,12 @@
 | 1,000 ``os.stat`` calls (timed inside Python) vs native | <= 3x |
 | host memory per idle CPython VM | <= 20 MiB |
 
+Plus a warm pool (`vmrpc.PythonPool`: one VM, CPython started once, a fork per run):
+``pass`` and a small json/hashlib workload per run vs the same ``python3 -c`` natively
+(start to exit), and the pool's idle memory (Pss as below, less ``LazyFree``: the spare
+fork snapshot the kernel may take back at once) after runs of ``pass``, then after runs
+of the workload (guest pages a run touched stay resident).
+
 Native and VM runs alternate, several of each, medians reported. The idle VMs have
 imported nothing beyond the guest client and wait on an event queue (their vCPU halted);
 their cost is the growth of this process's proportional set size (Pss) per VM.
@@ -27,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Target, print_verdicts, table, verdicts, write_json
 
-from vmrpc.linux import LinuxVM
+from vmrpc.linux import LinuxVM, PythonPool
 
 PYTHON = "/usr/bin/python3"
 RUNS = 5
+POOL_RUNS = 21
 IDLE_VMS = 4
 
 NBODY = """
@@ -52,6 +59,12 @@ def nbody(steps):
             body[0] += 0.01 * body[3]; body[1] += 0.01 * body[4]; body[2] += 0.01 * body[5]
     return bodies[0][0]
 t = time.perf_counter(); nbody(40000); print("SECONDS", time.perf_counter() - t)
+"""
+
+WORKLOAD = """
+import hashlib, json
+doc = json.dumps({"rows": [[i, str(i)] for i in range(2000)]}, sort_keys=True)
+print(hashlib.sha256(doc.encode()).hexdigest(), len(json.loads(doc)["rows"]))
 """
 
 STATS = """
@@ -101,6 +114,41 @@ def start_to_exit() -> tuple[float, float]:
     return statistics.median(nat), statistics.median(vm)
 
 
+def warm_pool(code: str, pool: PythonPool) -> tuple[float, float]:
+    """Medians of ``python3 -c code`` natively and of ``pool.run(code)``, alternating."""
+    nat, warm = [], []
+    for _ in range(POOL_RUNS):
+        t0 = time.perf_counter()
+        expected = native(code)
+        nat.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        result = pool.run(code)
+        warm.append(time.perf_counter() - t0)
+        assert (result.returncode, result.stdout) == (0, expected), result
+    return statistics.median(nat), statistics.median(warm)
+
+
+Pair = tuple[float, float]
+
+
+def pool_rows() -> tuple[Pair, Pair, Pair, Pair]:
+    """The warm pool: ``pass``, the workload, the workload with its modules preloaded,
+    and the idle pool's memory in MiB: after runs of ``pass``, then after runs of the
+    workload (guest pages a run touched stay resident)."""
+    before = held_kib()
+    with PythonPool(timeout=600) as pool:
+        for _ in range(3):  # the first runs fault the bootstrap's pages in
+            pool.run("pass")
+        idle = (held_kib() - before) / 1024
+        for _ in range(3):
+            pool.run(WORKLOAD)
+        memory = idle, (held_kib() - before) / 1024
+        rows = warm_pool("pass", pool), warm_pool(WORKLOAD, pool)
+    with PythonPool(preload=["hashlib", "json"], timeout=600) as pool:
+        pool.run(WORKLOAD)
+        return *rows, warm_pool(WORKLOAD, pool), memory
+
+
 def inside(code: str) -> tuple[float, float]:
     nat = [timed(native(code)) for _ in range(RUNS)]
     vm = [timed(in_vm(code)) for _ in range(RUNS)]
@@ -110,6 +158,14 @@ def inside(code: str) -> tuple[float, float]:
 def pss_kib() -> int:
     text = Path("/proc/self/smaps_rollup").read_text()
     return int(re.search(r"^Pss:\s+(\d+) kB", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+def held_kib() -> int:
+    """Pss less ``LazyFree``: pages the kernel may take back at once (a pool's spare fork
+    snapshot, ``crates/vmm/src/linux/fork.rs``) are not held."""
+    text = Path("/proc/self/smaps_rollup").read_text()
+    kib = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", text, re.M)}
+    return kib["Pss"] - kib["LazyFree"]
 
 
 def idle_memory_mib() -> float:
@@ -137,6 +193,9 @@ def main() -> int:
     cpu_nat, cpu_vm = inside(NBODY)
     stat_nat, stat_vm = inside(STATS)
     idle = idle_memory_mib()
+    (pass_nat, pass_pool), (work_nat, work_pool), (pre_nat, pre_pool), (pool_idle, pool_used) = (
+        pool_rows()
+    )
 
     start_ratio = start_vm / start_nat
     speed = cpu_nat / cpu_vm
@@ -146,7 +205,14 @@ def main() -> int:
         (Target("CPU-bound workload speed vs native", ">=", 0.9), speed),
         (Target("1,000 os.stat vs native", "<=", 3), stat_ratio),
         (Target("host memory per idle CPython VM (MiB)", "<=", 20), idle),
-    ]
+        (Target("warm pool: python3 -c pass vs native", "<=", 2), pass_pool / pass_nat),
+        (Target("warm pool: json/hashlib workload vs native", "<=", 2), work_pool / work_nat),
+        (Target("warm pool, modules preloaded: the workload vs native", "<=", 2),
+         pre_pool / pre_nat),
+        (Target("host memory of an idle warm pool (MiB)", "<=", 20), pool_idle),
+        (Target("host memory of an idle warm pool after workload runs (MiB)", "<=", 20),
+         pool_used),
+    ]  # fmt: skip
     decided = verdicts(targets)
     rows = [
         ["python3 -c pass", f"{start_nat * 1e3:.1f} ms", f"{start_vm * 1e3:.1f} ms",
@@ -156,6 +222,18 @@ def main() -> int:
         ["1,000 os.stat", f"{stat_nat * 1e3:.2f} ms", f"{stat_vm * 1e3:.2f} ms",
          f"{stat_ratio:.2f}x", targets[2][0].cell(stat_ratio)],
         ["memory per idle VM", "", f"{idle:.1f} MiB", "", targets[3][0].cell(idle)],
+        ["warm pool: python3 -c pass", f"{pass_nat * 1e3:.1f} ms", f"{pass_pool * 1e3:.1f} ms",
+         f"{pass_pool / pass_nat:.2f}x", targets[4][0].cell(pass_pool / pass_nat)],
+        ["warm pool: json/hashlib workload", f"{work_nat * 1e3:.1f} ms",
+         f"{work_pool * 1e3:.1f} ms", f"{work_pool / work_nat:.2f}x",
+         targets[5][0].cell(work_pool / work_nat)],
+        ["warm pool, preload=[hashlib, json]: workload", f"{pre_nat * 1e3:.1f} ms",
+         f"{pre_pool * 1e3:.1f} ms", f"{pre_pool / pre_nat:.2f}x",
+         targets[6][0].cell(pre_pool / pre_nat)],
+        ["memory of an idle warm pool (after pass runs)", "", f"{pool_idle:.1f} MiB", "",
+         targets[7][0].cell(pool_idle)],
+        ["the same after workload runs", "", f"{pool_used:.1f} MiB", "",
+         targets[8][0].cell(pool_used)],
     ]  # fmt: skip
     print(table(["measurement", "native", "vmrpc", "ratio", "target"], rows))
     print_verdicts(decided)
@@ -167,6 +245,12 @@ def main() -> int:
             "nbody_s": {"native": cpu_nat, "vmrpc": cpu_vm},
             "stat1000_s": {"native": stat_nat, "vmrpc": stat_vm},
             "idle_vm_mib": idle,
+            "pool_runs": POOL_RUNS,
+            "pool_pass_s": {"native": pass_nat, "vmrpc": pass_pool},
+            "pool_workload_s": {"native": work_nat, "vmrpc": work_pool},
+            "pool_preloaded_workload_s": {"native": pre_nat, "vmrpc": pre_pool},
+            "pool_idle_mib": pool_idle,
+            "pool_idle_after_workload_mib": pool_used,
             "verdicts": decided,
         },
     )

@@ -17,7 +17,6 @@
  */
 #include "linux.h"
 
-#define LX_FORK_DEPTH 4   /* nested forks (the host keeps up to 8 snapshots) */
 #define LX_FORK_RANGES 1024
 #define LX_ZOMBIES 64
 #define PATH_MAX 4096
@@ -128,6 +127,7 @@ long lx_fork(const struct lx_frame *f, uint64_t flags, uint64_t parent_tid, uint
 	if (r < 0)
 		return r == -ENOSYS ? -ENOSYS : -ENOMEM;
 	lx_fd_fork_hold(); /* the parent's open files outlive the child's closes */
+	lx_rpc_fork_keep();
 	l = &levels[depth++];
 	l->frame = *f;
 	__asm__ volatile("rdfsbase %0" : "=r"(l->fs));
@@ -189,6 +189,7 @@ _Noreturn void lx_fork_exit(int wstatus)
 	uint32_t child = cur_pid;
 
 	lx_fd_close_all(); /* before the parent's table comes back over it */
+	lx_rpc_fork_end();
 	if (host_call(LXK_RESTORE, NULL, 0) < 0) {
 		printf("linux: the parent of process %u cannot be restored\n", child);
 		exit(127);

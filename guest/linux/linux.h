@@ -157,6 +157,7 @@ void lx_offer_vdso(uint64_t sp);
 _Noreturn void lx_enter_program(uint64_t entry, uint64_t sp);
 
 /* ---- fork (fork.c): the child runs first, in its parent's memory --------- */
+#define LX_FORK_DEPTH 4 /* nested forks (the host keeps up to 8 snapshots) */
 /*
  * fork/vfork/clone without CLONE_VM: 0 in the child; the parent's call returns
  * (from lx_fork_exit) once the child has ended.  parent_tid (checked, or 0) gets
@@ -185,6 +186,9 @@ void lx_mem_fork_keep(uint64_t rsp);
 void lx_prot_fork_keep(void);
 void lx_misc_fork_keep(void);
 void lx_thread_fork_keep(void);
+/* The program's VM RPC handles and queues: noted at fork, the child's released at its end. */
+void lx_rpc_fork_keep(void);
+void lx_rpc_fork_end(void);
 /* The child's thread: its tid (= pid) and CLONE_CHILD_CLEARTID word. */
 void lx_thread_forked(uint32_t tid, uint64_t clear_tid);
 /* A new thread or process id. */

@@ -17,6 +17,16 @@ static int handles[LX_RPC_HANDLES]; /* bound by the program; 0 = free */
 static struct vmrpc_evq queues[LX_EVQS];
 static uint8_t queue_open[LX_EVQS];
 
+/*
+ * The tables as each suspended parent left them (fork.c): what a forked child
+ * binds or opens ends with it, as its files do.  Without this, a parent that
+ * forks many children that each bind (a warm CPython pool, vmrpc.linux.pool)
+ * would fill both tables, and the host's, with handles nobody holds.
+ */
+static int handles_at_fork[LX_FORK_DEPTH][LX_RPC_HANDLES];
+static uint8_t queues_at_fork[LX_FORK_DEPTH][LX_EVQS];
+static unsigned forks;
+
 static int reserved_name(const char *name)
 {
 	return !strcmp(name, LX_FILES_MODULE) || !strcmp(name, LX_FILES_DATA_MODULE) ||
@@ -126,6 +136,27 @@ static long do_evq_get(const struct lx_frame *f)
 	if (!lx_user_ok(f->rsi, f->rdx))
 		return VMRPC_EINVAL;
 	return f->r10 ? try_get_event(q, buf, (size_t)f->rdx) : get_event(q, buf, (size_t)f->rdx);
+}
+
+void lx_rpc_fork_keep(void)
+{
+	memcpy(handles_at_fork[forks], handles, sizeof(handles));
+	memcpy(queues_at_fork[forks], queue_open, sizeof(queue_open));
+	forks++;
+}
+
+void lx_rpc_fork_end(void)
+{
+	size_t i;
+
+	forks--;
+	for (i = 0; i < RT_ARRAY_SIZE(handles); i++) {
+		if (handles[i] && handles[i] != handles_at_fork[forks][i])
+			unbind_module(handles[i]); /* the child's: a failure leaves nothing to do */
+		handles[i] = handles_at_fork[forks][i];
+	}
+	/* A queue cannot be closed: the parent's are all still open. */
+	memcpy(queue_open, queues_at_fork[forks], sizeof(queue_open));
 }
 
 long lx_rpc_syscall(struct lx_frame *f)

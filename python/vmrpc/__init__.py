@@ -25,6 +25,7 @@ from vmrpc.errors import (
     HostFunctionTimeout,
     ImageError,
     KvmError,
+    PoolError,
     QueueClosed,
     QueueCorrupt,
     VmKilled,
@@ -33,7 +34,7 @@ from vmrpc.errors import (
 from vmrpc.events import EventQueue
 from vmrpc.hostmodule import HostModule, NativeModule, function
 from vmrpc.images import builtin_images, image_path, sdk_include_dir, sdk_lib_dir
-from vmrpc.linux import LinuxVM, run_python
+from vmrpc.linux import LinuxVM, PythonPool, PythonResult, run_python
 from vmrpc.vm import VM
 
 try:
@@ -59,6 +60,9 @@ __all__ = [
     "KvmError",
     "LinuxVM",
     "NativeModule",
+    "PoolError",
+    "PythonPool",
+    "PythonResult",
     "QueueClosed",
     "QueueCorrupt",
     "VmKilled",

@@ -13,6 +13,7 @@ directly) and re-exported from here; this is the one place Python code imports t
     │   ├── QueueClosed     the queue was deleted, its VM closed, or a wait outlived the VM
     │   └── QueueCorrupt    the guest wrote impossible values into the queue's rings
     ├── GuestBuildError building a guest failed: no C compiler, a compile or link error
+    ├── PoolError       a `PythonPool`'s bootstrap did not start, or ended, or failed to fork
     ├── HostFunctionTimeout  a host function passed its ``time_limit`` (guest: ETIMEDOUT)
     └── GuestError      the guest failed; has .console, .registers, .vcpu, .reason
         │                   and, for a CPU exception, .exception ("#PF"), .error_code,
@@ -47,6 +48,7 @@ __all__ = [
     "HostFunctionTimeout",
     "ImageError",
     "KvmError",
+    "PoolError",
     "QueueClosed",
     "QueueCorrupt",
     "VmKilled",
@@ -68,3 +70,15 @@ class GuestBuildError(VmrpcError):
         """The compiler or linker command that failed, if one ran."""
         self.stderr: str = stderr
         """The compiler's error output (empty if no compiler ran)."""
+
+
+class PoolError(VmrpcError):
+    """A warm CPython pool (`vmrpc.linux.PythonPool`) lost its bootstrap: it did not start
+    (a ``preload`` module failed to import, say), it ended, or it could not fork a run.
+    The pool discards that VM and starts a fresh one for the next run. `stderr` holds
+    what the bootstrap wrote (an import error's traceback)."""
+
+    def __init__(self, message: str, *, stderr: bytes = b"") -> None:
+        super().__init__(message)
+        self.stderr: bytes = stderr
+        """What the guest wrote to stderr since the pool's last run began."""

@@ -2,6 +2,7 @@
 
 from vmrpc.linux.cpython import PythonResult, run_python
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
+from vmrpc.linux.pool import PythonPool
 from vmrpc.linux.syscalls import syscall_name
 from vmrpc.linux.vm import DEFAULT_THREADS, MAX_THREADS, LinuxVM
 
@@ -12,6 +13,7 @@ __all__ = [
     "FilesModule",
     "LinuxVM",
     "Mount",
+    "PythonPool",
     "PythonResult",
     "TraceRecord",
     "run_python",

@@ -121,6 +121,13 @@ class FilesBase(HostModule):
         """Everything the program wrote to fd 2."""
         return bytes(self._out[2])
 
+    def restart_stdio(self, stdin: bytes = b"") -> None:
+        """Start the standard streams afresh: stdin reads ``stdin`` from its start,
+        `stdout` and `stderr` are empty (`vmrpc.linux.PythonPool`, between runs)."""
+        self._stdin = bytes(stdin)
+        self._stdin_pos = 0
+        self._out = {1: bytearray(), 2: bytearray()}
+
     def close(self) -> None:
         """Close every host fd this module holds."""
         for h in self._handles.values():
