@@ -137,9 +137,11 @@ long do_accept(int64_t fd, uint64_t uaddr, uint64_t ulenp, int flags)
 		return s;
 	held = lx_block_begin(); /* other threads' calls run while this one waits */
 	c = accept((int)s, (struct sockaddr *)&ss, &got);
+	/* errno is per vCPU, and taking the lock again may move this thread. */
+	r = c < 0 ? -errno : 0;
 	lx_block_end(held);
 	if (c < 0)
-		return -errno;
+		return r;
 	r = lx_fd_install_sock(c, flags);
 	if (r >= 0)
 		addr_out(&ss, got, uaddr, ulenp, cap);
@@ -171,9 +173,8 @@ long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 		return r;
 	}
 	held = lx_block_begin(); /* other threads' calls run while this one waits */
-	r = connect((int)s, (struct sockaddr *)&ss, len);
+	r = lib(connect((int)s, (struct sockaddr *)&ss, len)); /* errno: before a move */
 	lx_block_end(held);
-	r = lib(r);
 	if (!nb || sock_type(s) != SOCK_STREAM)
 		return r;
 	switch (-r) {

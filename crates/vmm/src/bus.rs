@@ -11,6 +11,9 @@ pub enum DeviceAction {
     GuestExit(i32),
     /// The guest runtime reported an exception (`None`: its frame was unreadable).
     GuestCrash(Option<guest_kmod_bindings::CrashFrame>),
+    /// A Linux guest thread asks its vCPU loop to start or end a guest thread
+    /// (`devices::guest_threads`); served where the vCPU is at hand.
+    Thread(crate::devices::guest_threads::ThreadRequest),
 }
 
 /// A device on the bus. `offset` is relative to the start of its range.
@@ -21,6 +24,13 @@ pub trait BusDevice: Send + Sync {
         data.fill(0xff);
     }
     fn write(&self, offset: u64, data: &[u8]) -> DeviceAction;
+    /// True if a write at `offset` may block its thread for long (a futex
+    /// wait): a vCPU loop that can lends its vCPU to another guest thread
+    /// meanwhile (`vm::pool`).
+    fn may_block(&self, offset: u64) -> bool {
+        let _ = offset;
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
