@@ -124,6 +124,18 @@ def test_spinning_threads_do_not_starve_another(program: Path) -> None:
     assert vm.stats["preemptions"] > 0
 
 
+def test_threads_switched_on_one_vcpu_keep_their_registers(program: Path) -> None:
+    # One vCPU, two threads handing a futex word back and forth: every hand-over
+    # saves one thread's context and loads the other's (each keeps a mark of its
+    # own in xmm8 across its waits, which must survive: vector state is switched).
+    want = native(program, "pingpong", "300")
+    assert want.returncode == 0, want.stderr
+    assert want.stdout == b"pingpong 300 done, xmm8 marks kept\n"
+    code, out, vm = in_vm(program, "pingpong", "300", threads=1)
+    assert (code, out) == (0, want.stdout)
+    assert vm.stats["context_switches"] >= 300
+
+
 def test_threads_beyond_the_personality_cap_are_eagain(program: Path) -> None:
     # 64 threads at most (LX_MAX_THREADS): main and 63 more.
     code, out, _ = in_vm(program, "limit", "70", threads=2)

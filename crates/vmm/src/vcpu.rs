@@ -9,8 +9,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use guest_kmod_bindings::CrashFrame;
 
-use crate::bus::{Buses, DeviceAction};
-use crate::devices::guest_threads::ThreadRequest;
+use crate::bus::{Buses, DeviceAction, ThreadRequest};
 use crate::exception::GuestException;
 use crate::kick::ImmediateExit;
 use crate::outcome::{GuestFailure, Outcome, Registers};

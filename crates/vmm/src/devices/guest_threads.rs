@@ -16,7 +16,7 @@
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use crate::bus::{BusDevice, DeviceAction};
+use crate::bus::{BusDevice, DeviceAction, ThreadRequest, ThreadStart};
 
 /// The register block (`LX_MMIO_THREAD`, guest/linux/vcpu_abi.h).
 pub const MMIO_THREAD: u64 = guest_kmod_bindings::VMRPC_MMIO_BASE + 0x10_1000;
@@ -40,28 +40,6 @@ struct SpawnReq {
 const _: () = assert!(std::mem::size_of::<SpawnReq>() == 40);
 // SAFETY: plain integers, no padding (the size above is the sum of the fields).
 unsafe impl ByteValued for SpawnReq {}
-
-/// A new guest thread: where it starts, and where its answer goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThreadStart {
-    pub rip: u64,
-    pub rsp: u64,
-    pub rdi: u64,
-    /// Its GS block (runtime and personality per-thread words), in guest RAM.
-    pub gs_base: u64,
-    /// Where the host writes the i64 result (0 or -errno).
-    pub result_at: u64,
-}
-
-/// What the guest asked, checked against guest memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThreadRequest {
-    Spawn(ThreadStart),
-    /// The calling thread ends; 0 goes to this (aligned, in-RAM) word after.
-    Exit {
-        state_word: Option<u64>,
-    },
-}
 
 /// Why a request is dropped (the guest's result field stays as it set it).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use kvm_bindings::CpuId;
 use kvm_ioctls::{VcpuFd, VmFd};
 
-use super::pool::{self, Context, GuestThread, Pool};
+use super::pool::{self, CarrierHost, Context, GuestThread, Pool};
 use super::setup;
 use super::shared::{lock, VmShared};
 use crate::cgroup::VmCgroup;
@@ -164,7 +164,7 @@ impl Launcher {
     /// Starts a guest thread (`devices::guest_threads`) from `ctx` on a
     /// carrier of its own; 0, or -EAGAIN when the VM stops or has
     /// `MAX_GUEST_THREADS` already.
-    pub(super) fn spawn_guest_thread(self: &Arc<Self>, ctx: Context) -> i64 {
+    fn start_guest_thread(self: &Arc<Self>, ctx: Context) -> i64 {
         let mut threads = lock(&self.threads);
         threads.reap(&self.shared);
         if threads.handles.len() >= MAX_GUEST_THREADS {
@@ -250,5 +250,23 @@ impl Launcher {
                 log::error!("a vCPU thread panicked");
             }
         }
+    }
+}
+
+impl CarrierHost for Launcher {
+    fn shared(&self) -> &VmShared {
+        &self.shared
+    }
+
+    fn pool(&self) -> Option<&Pool> {
+        self.pool.as_deref()
+    }
+
+    fn create_vcpu(&self, index: u32) -> Result<VcpuFd, VmError> {
+        self.recipe.create(index)
+    }
+
+    fn spawn_guest_thread(self: &Arc<Self>, ctx: Context) -> i64 {
+        self.start_guest_thread(ctx)
     }
 }

@@ -34,14 +34,23 @@ use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs, kvm_xsave};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::launch::{Launcher, VcpuRecipe};
-use super::shared::lock;
-use crate::devices::guest_threads::{ThreadRequest, ThreadStart};
+use super::shared::{lock, VmShared};
+use crate::bus::{ThreadRequest, ThreadStart};
 use crate::error::{kvm, VmError};
 use crate::kick::{self, ImmediateExit};
 use crate::outcome::{GuestFailure, Outcome, Registers};
 use crate::stop::StopToken;
 use crate::vcpu::{self, Crash, ExitAction};
+
+/// What a carrier needs of its VM (`launch::Launcher`).
+pub(super) trait CarrierHost: Send + Sync + 'static {
+    fn shared(&self) -> &VmShared;
+    fn pool(&self) -> Option<&Pool>;
+    /// Makes vCPU `index`, ready for a context to be loaded.
+    fn create_vcpu(&self, index: u32) -> Result<VcpuFd, VmError>;
+    /// Starts a guest thread from `ctx` on a carrier of its own: 0 or -errno.
+    fn spawn_guest_thread(self: &Arc<Self>, ctx: Context) -> i64;
+}
 
 /// How long the first waiting thread waits before it preempts a running one.
 const QUANTUM: Duration = Duration::from_millis(10);
@@ -168,11 +177,11 @@ impl Pool {
 
     /// A free vCPU for `me`: the one it is resident in, one nobody is
     /// resident in, a new one, or (evicting its resident) any.
-    fn take_free(
+    fn take_free<H: CarrierHost>(
         &self,
         st: &mut State,
         me: &Arc<GuestThread>,
-        recipe: &VcpuRecipe,
+        host: &H,
     ) -> Result<Option<Free>, VmError> {
         let mine = st
             .free
@@ -184,7 +193,7 @@ impl Pool {
         }
         let created = st.own.len() as u32;
         if created < self.max {
-            let fd = recipe.create(created)?;
+            let fd = host.create_vcpu(created)?;
             let sregs = fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
             st.own.push((sregs.tr, sregs.apic_base));
             let held = Held { fd, index: created };
@@ -197,10 +206,10 @@ impl Pool {
     }
 
     /// Waits for a vCPU and loads `me`'s context into it (`None`: the VM stops).
-    pub(super) fn acquire(
+    pub(super) fn acquire<H: CarrierHost>(
         &self,
         me: &Arc<GuestThread>,
-        recipe: &VcpuRecipe,
+        host: &H,
     ) -> Result<Option<Held>, VmError> {
         let mut st = lock(&self.state);
         me.preempt.store(false, Ordering::SeqCst);
@@ -215,7 +224,7 @@ impl Pool {
                 st = me.turn.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            if let Some(free) = self.take_free(&mut st, me, recipe)? {
+            if let Some(free) = self.take_free(&mut st, me, host)? {
                 st.queue.pop_front();
                 if let Some(next) = st.queue.front() {
                     next.turn.notify_one();
@@ -237,7 +246,7 @@ impl Pool {
                 }
                 drop(st);
                 self.load(&held, me, own)?;
-                recipe.stats.context_switches.inc();
+                host.shared().stats.context_switches.inc();
                 return Ok(Some(held));
             }
             let (guard, waited) = me
@@ -363,28 +372,32 @@ type Last = Option<(u32, Registers)>;
 
 /// The body of a guest thread's carrier (see the module documentation).
 /// `first`: the vCPU it starts on (vCPU 0, for the program's first thread).
-pub(super) fn carrier(launcher: Arc<Launcher>, me: Arc<GuestThread>, first: Option<VcpuFd>) {
+pub(super) fn carrier<H: CarrierHost>(host: Arc<H>, me: Arc<GuestThread>, first: Option<VcpuFd>) {
     let mut held = None;
-    if let (Some(fd), Some(pool)) = (first, launcher.pool.as_ref()) {
+    if let (Some(fd), Some(pool)) = (first, host.pool()) {
         // On this thread: the pool kicks it by its pthread id.
         match pool.adopt(&fd, &me, 0) {
             Ok(()) => held = Some(Held { fd, index: 0 }),
             Err(e) => log::error!("vCPU 0 not adopted: {e}"),
         }
     }
-    let last = run_thread(&launcher, &me, &mut held);
-    super::cpu_clock::retire_current_thread(&launcher.shared);
-    launcher.shared.carrier_stopped(last);
+    let last = run_thread(&host, &me, &mut held);
+    super::cpu_clock::retire_current_thread(host.shared());
+    host.shared().carrier_stopped(last);
 }
 
-fn run_thread(launcher: &Arc<Launcher>, me: &Arc<GuestThread>, held: &mut Option<Held>) -> Last {
-    let shared = &launcher.shared;
-    let pool = launcher.pool.as_ref()?;
+fn run_thread<H: CarrierHost>(
+    host: &Arc<H>,
+    me: &Arc<GuestThread>,
+    held: &mut Option<Held>,
+) -> Last {
+    let shared = host.shared();
+    let pool = host.pool()?;
     let (buses, stats) = (&shared.buses, &shared.stats);
     loop {
         let mut h = match held.take() {
             Some(h) => h,
-            None => match pool.acquire(me, &launcher.recipe) {
+            None => match pool.acquire(me, host.as_ref()) {
                 Ok(Some(h)) => h,
                 Ok(None) => return None,
                 Err(e) => {
@@ -421,7 +434,7 @@ fn run_thread(launcher: &Arc<Launcher>, me: &Arc<GuestThread>, held: &mut Option
                 Step::Kicked if !pool.preemptible(&h.fd) => {}
                 Step::Action(ExitAction::Thread(ThreadRequest::Spawn(start))) => {
                     let result = match start_context(&h.fd, &start) {
-                        Ok(ctx) => launcher.spawn_guest_thread(ctx),
+                        Ok(ctx) => host.spawn_guest_thread(ctx),
                         Err(e) => {
                             log::debug!("guest thread not started: {e}");
                             -EAGAIN
