@@ -38,15 +38,18 @@ def test_threads_get_vcpus_as_they_are_cloned(libc: str, tmp_path: Path) -> None
     program = build_threads(libc, tmp_path)
     want = native(program, "limit", "3")
     assert want.returncode == 0, want.stderr
-    # Three waiting threads at once: vCPUs 1..3 are created for them, no more
-    # (threads=6 allows five more).
+    # A vCPU is made when a thread waits for one and none is free: the first clone
+    # always makes vCPU 1 (vCPU 0 keeps main's registers); never more than the
+    # threads alive (three waiters and main) though threads=6 allows six. How many
+    # of the three waiters overlap depends on timing (one that ended leaves a vCPU
+    # the next one takes), hence the range.
     code, out, vm = in_vm(program, "limit", "3", threads=6)
     assert (code, out) == (0, want.stdout)
-    assert vm.stats["vcpus_created"] == 4
+    assert 2 <= vm.stats["vcpus_created"] <= 4
     # More threads than the VM allows at once share its vCPUs: never more are made.
     code, out, vm = in_vm(program, "limit", "4", threads=3)
     assert (code, out.splitlines()[0]) == (0, b"started 4 of 4 (ok)")
-    assert vm.stats["vcpus_created"] == 3
+    assert 2 <= vm.stats["vcpus_created"] <= 3
 
 
 def test_bare_guests_still_get_every_vcpu_at_start() -> None:
