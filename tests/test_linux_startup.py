@@ -1,8 +1,8 @@
 """What a Linux program's start-up no longer pays for (docs/linux.md, "Start-up").
 
-- vCPUs started on demand (crates/vmm/src/vm/launch.rs, guest/linux/vcpu_abi.h): a
-  `LinuxVM` starts vCPU 0 only; the personality asks the host for another vCPU when
-  ``clone`` first needs one. Counted by ``stats["vcpus_created"]``.
+- vCPUs made on demand (crates/vmm/src/vm/pool.rs): a `LinuxVM` starts vCPU 0 only;
+  the host makes another when a guest thread waits for one and the VM allows more.
+  Counted by ``stats["vcpus_created"]``.
 - Program images kept per process (crates/vmm/src/linux/image_cache.rs): the second
   VM of the same file maps the image the first one built (``layout["images_cached"]``),
   and a changed file is loaded afresh.
@@ -38,15 +38,18 @@ def test_threads_get_vcpus_as_they_are_cloned(libc: str, tmp_path: Path) -> None
     program = build_threads(libc, tmp_path)
     want = native(program, "limit", "3")
     assert want.returncode == 0, want.stderr
-    # Three waiting threads at once: vCPUs 1..3 are created for them, no more
-    # (threads=6 allows five more).
+    # A vCPU is made when a thread waits for one and none is free: the first clone
+    # always makes vCPU 1 (vCPU 0 keeps main's registers); never more than the
+    # threads alive (three waiters and main) though threads=6 allows six. How many
+    # of the three waiters overlap depends on timing (one that ended leaves a vCPU
+    # the next one takes), hence the range.
     code, out, vm = in_vm(program, "limit", "3", threads=6)
     assert (code, out) == (0, want.stdout)
-    assert vm.stats["vcpus_created"] == 4
-    # One more than the VM allows still fails cleanly (EAGAIN) after on-demand starts.
+    assert 2 <= vm.stats["vcpus_created"] <= 4
+    # More threads than the VM allows at once share its vCPUs: never more are made.
     code, out, vm = in_vm(program, "limit", "4", threads=3)
-    assert (code, out.splitlines()[0]) == (0, b"started 2 of 4 (Resource temporarily unavailable)")
-    assert vm.stats["vcpus_created"] == 3
+    assert (code, out.splitlines()[0]) == (0, b"started 4 of 4 (ok)")
+    assert 2 <= vm.stats["vcpus_created"] <= 3
 
 
 def test_bare_guests_still_get_every_vcpu_at_start() -> None:

@@ -2,7 +2,9 @@
 
 tests/linux_programs/threads.c is built static with musl and dynamic with glibc, and
 each mode's output is compared with the same binary run natively; CPython's
-`threading` (Debian's /usr/bin/python3) likewise. No test measures time.
+`threading` (Debian's /usr/bin/python3) likewise. Many tests run more threads than
+the VM has vCPUs (the host schedules them, crates/vmm/src/vm/pool.rs). No test
+measures time: each waits for the program's own output.
 """
 
 from __future__ import annotations
@@ -96,11 +98,50 @@ def test_exit_group_from_a_thread_ends_the_program(program: Path) -> None:
     assert (code, out) == (7, want.stdout)
 
 
-def test_more_threads_than_vcpus_is_eagain(program: Path) -> None:
-    code, out, _ = in_vm(program, "limit", "4", threads=3)
+@pytest.mark.parametrize(
+    "args",
+    [("limit", "16"), ("sum", "48"), ("pipes", "8")],
+    ids=["16-waiting-on-a-condvar", "48-mutex-condvar-join", "8-blocked-in-pipe-reads"],
+)
+def test_more_threads_than_vcpus_run_as_natively(program: Path, args: tuple[str, ...]) -> None:
+    # Two vCPUs: the threads blocked in futex waits and pipe reads give theirs
+    # up, the others (and main, which computes meanwhile) run on them.
+    want = native(program, *args)
+    assert want.returncode == 0, want.stderr
+    code, out, vm = in_vm(program, *args, threads=2)
+    assert (code, out) == (0, want.stdout)
+    assert vm.stats["vcpus_created"] == 2
+    assert vm.stats["context_switches"] > 0
+
+
+def test_spinning_threads_do_not_starve_another(program: Path) -> None:
+    # Four threads spin forever without a system call on two vCPUs; a fifth
+    # must still get a vCPU, compute and finish (main joins it, then exits).
+    want = native(program, "spin", "4")
+    assert want.returncode == 0, want.stderr
+    code, out, vm = in_vm(program, "spin", "4", threads=2)
+    assert (code, out) == (0, want.stdout)
+    assert vm.stats["preemptions"] > 0
+
+
+def test_threads_switched_on_one_vcpu_keep_their_registers(program: Path) -> None:
+    # One vCPU, two threads handing a futex word back and forth: every hand-over
+    # saves one thread's context and loads the other's (each keeps a mark of its
+    # own in xmm8 across its waits, which must survive: vector state is switched).
+    want = native(program, "pingpong", "300")
+    assert want.returncode == 0, want.stderr
+    assert want.stdout == b"pingpong 300 done, xmm8 marks kept\n"
+    code, out, vm = in_vm(program, "pingpong", "300", threads=1)
+    assert (code, out) == (0, want.stdout)
+    assert vm.stats["context_switches"] >= 300
+
+
+def test_threads_beyond_the_personality_cap_are_eagain(program: Path) -> None:
+    # 64 threads at most (LX_MAX_THREADS): main and 63 more.
+    code, out, _ = in_vm(program, "limit", "70", threads=2)
     assert code == 0
     assert out.decode().splitlines() == [
-        "started 2 of 4 (Resource temporarily unavailable)",
+        "started 63 of 70 (Resource temporarily unavailable)",
         "all joined",
     ]
 
@@ -116,7 +157,7 @@ def test_fork_beside_a_thread_fails_cleanly(program: Path) -> None:
     ]
 
 
-def test_threads_are_bounded_by_the_vcpus() -> None:
+def test_threads_at_once_are_bounded_by_the_vcpus() -> None:
     with pytest.raises(ConfigError, match="threads"):
         LinuxVM(sys.executable, threads=MAX_THREADS + 1)
     with pytest.raises(ConfigError, match="threads"):
@@ -157,13 +198,45 @@ print("counter", n[0], threading.active_count())
 """
 
 
-def test_cpython_threading_matches_native() -> None:
+def cpython_in_vm_and_natively(code: str, threads: int) -> LinuxVM:
+    """Runs `code` in Debian's python3 natively and in a VM; the same output, or fail."""
     if not PYTHON.exists():
         pytest.skip(f"{PYTHON} (Debian's python3) is not installed")
-    want = subprocess.run(
-        [PYTHON, "-c", CPYTHON_THREADS], capture_output=True, timeout=TIMEOUT, check=True
-    )
-    with LinuxVM(PYTHON, ["-c", CPYTHON_THREADS], timeout=TIMEOUT, threads=6) as vm:
+    want = subprocess.run([PYTHON, "-c", code], capture_output=True, timeout=TIMEOUT, check=True)
+    with LinuxVM(PYTHON, ["-c", code], timeout=TIMEOUT, threads=threads) as vm:
         assert vm.run() == 0, vm.stderr.decode()
         assert vm.stdout == want.stdout
-        assert vm.stats["futex_waits"] > 0
+        return vm
+
+
+def test_cpython_threading_matches_native() -> None:
+    vm = cpython_in_vm_and_natively(CPYTHON_THREADS, threads=6)
+    assert vm.stats["futex_waits"] > 0
+
+
+CPYTHON_MANY_THREADS = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+threading.stack_size(512 * 1024)  # 16 threads' default 8 MiB stacks would not fit the VM
+def work(i):
+    return sum(range(i * 20000, (i + 1) * 20000))
+with ThreadPoolExecutor(max_workers=16) as ex:
+    print("pool", sum(ex.map(work, range(64))))
+barrier = threading.Barrier(16)
+hits = []
+lock = threading.Lock()
+def meet(i):
+    barrier.wait()
+    with lock:
+        hits.append(i)
+ts = [threading.Thread(target=meet, args=(i,)) for i in range(16)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("barrier", len(hits), sorted(hits) == list(range(16)), threading.active_count())
+"""
+
+
+def test_cpython_runs_more_threads_than_vcpus() -> None:
+    # 16 threads at once (the barrier needs all of them) on two vCPUs.
+    vm = cpython_in_vm_and_natively(CPYTHON_MANY_THREADS, threads=2)
+    assert vm.stats["vcpus_created"] == 2

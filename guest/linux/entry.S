@@ -5,7 +5,8 @@
  *
  * Linux's contract: every register except rax (result), rcx and r11 survives.
  * We leave the program's stack untouched (its 128-byte red zone included) by
- * switching to this vCPU's own syscall stack, and return with jmp *%rcx
+ * switching to this thread's own syscall stack (and mark the thread as in
+ * the personality meanwhile: the host does not preempt it there), and return with jmp *%rcx
  * (sysretq raises #GP from ring 3).  The C handler is built without SSE, so
  * vector and x87 state need no saving.
  */
@@ -17,6 +18,7 @@
 lx_syscall_entry:
 	movq %rsp, %gs:LX_GS_USER_RSP
 	movq %gs:LX_GS_STACK, %rsp
+	movl $1, %gs:LX_GS_IN_PERSONALITY
 	pushq %r15			/* struct lx_frame, from its last field: */
 	pushq %r14			/* the callee-saved registers only for clone */
 	pushq %r13			/* (a new thread starts with all of them) */
@@ -48,6 +50,7 @@ lx_syscall_entry:
 	pushq %r11
 	popfq
 	popq %rsp			/* the callee-saved words are left behind */
+	movl $0, %gs:LX_GS_IN_PERSONALITY
 	jmp *%rcx
 	.size lx_syscall_entry, . - lx_syscall_entry
 
@@ -89,6 +92,7 @@ lx_enter_program:			/* (entry, sp) */
 	xorl %r13d, %r13d
 	xorl %r14d, %r14d
 	xorl %r15d, %r15d
+	movl $0, %gs:LX_GS_IN_PERSONALITY
 	jmp *%rcx
 	.size lx_enter_program, . - lx_enter_program
 
@@ -119,17 +123,8 @@ lx_thread_enter:			/* (struct lx_thread_regs *) */
 	popfq
 	popq %rcx
 	popq %rsp
+	movl $0, %gs:LX_GS_IN_PERSONALITY
 	jmp *%rcx
 	.size lx_thread_enter, . - lx_thread_enter
-
-/* A thread that ended: back to this vCPU's idle loop, on a fresh syscall stack. */
-	.globl lx_thread_park
-	.type lx_thread_park, @function
-lx_thread_park:
-	movq %gs:LX_GS_STACK, %rsp
-	xorl %ebp, %ebp
-	call lx_thread_idle
-	ud2
-	.size lx_thread_park, . - lx_thread_park
 
 	.section .note.GNU-stack, "", @progbits

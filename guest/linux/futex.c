@@ -1,7 +1,7 @@
 /*
  * futex: FUTEX_WAIT/WAKE, WAIT_BITSET/WAKE_BITSET, REQUEUE/CMP_REQUEUE, with
- * relative and absolute timeouts.  A wait blocks this vCPU in the host futex
- * table (crates/vmm/src/linux/futex.rs: one MMIO write, the word compared
+ * relative and absolute timeouts.  A wait blocks this thread in the host futex
+ * table (its vCPU runs another thread meanwhile) (crates/vmm/src/linux/futex.rs: one MMIO write, the word compared
  * under the host's lock, so no wake is lost).  `waiters` counts threads in
  * such a wait: a wake (every unlock of a contended lock) exits to the host only
  * when it is non-zero.  A wait with no timeout that nothing could end (no other
@@ -27,7 +27,8 @@ static volatile uint32_t waiters;
 static long host(struct lx_futex_req *r)
 {
 	r->result = -ENOSYS; /* what stays if the host has no futex table */
-	mmio_write64(LX_MMIO_FUTEX, (uint64_t)(uintptr_t)r);
+	mmio_write64(r->op == LX_FUTEX_OP_WAIT ? LX_MMIO_FUTEX_WAIT : LX_MMIO_FUTEX,
+		     (uint64_t)(uintptr_t)r);
 	__asm__ volatile("" : : : "memory");
 	return (long)r->result;
 }
@@ -43,22 +44,6 @@ long lx_futex_wait(volatile uint32_t *uaddr, uint32_t val, int64_t timeout_ns, u
 	res = host(&r);
 	__atomic_sub_fetch(&waiters, 1, __ATOMIC_SEQ_CST);
 	return res;
-}
-
-long lx_futex_park(volatile uint32_t *uaddr, uint32_t val)
-{
-	struct lx_futex_req r = {LX_FUTEX_OP_WAIT, val, (uint64_t)(uintptr_t)uaddr, -1,
-				 FUTEX_BITSET_ALL, 0, 0, 0, 0, 0};
-
-	return host(&r);
-}
-
-long lx_futex_unpark(volatile uint32_t *uaddr)
-{
-	struct lx_futex_req r = {LX_FUTEX_OP_WAKE, 0, (uint64_t)(uintptr_t)uaddr, -1,
-				 FUTEX_BITSET_ALL, 1, 0, 0, 0, 0};
-
-	return host(&r);
 }
 
 long lx_futex_sleep(int64_t ns)

@@ -1,8 +1,10 @@
 /*
  * The host futex table of the personality's threads (crates/vmm/src/linux/
  * futex.rs): a 64-bit MMIO write of the guest address of a struct
- * lx_futex_req to LX_MMIO_FUTEX; the host answers in `result` before the
- * write completes (a wait blocks the vCPU there).
+ * lx_futex_req to LX_MMIO_FUTEX (wakes, requeues) or LX_MMIO_FUTEX_WAIT
+ * (waits, which may block); the host answers in `result` before the write
+ * completes.  A wait blocks the thread in the host, and its vCPU runs
+ * another thread meanwhile (crates/vmm/src/vm/pool.rs).
  */
 #ifndef LX_FUTEX_ABI_H
 #define LX_FUTEX_ABI_H
@@ -10,6 +12,7 @@
 #include <stdint.h>
 
 #define LX_MMIO_FUTEX (0xd0000000ull + 0x100000u)
+#define LX_MMIO_FUTEX_WAIT (LX_MMIO_FUTEX + 8u)
 #define LX_FUTEX_OP_WAIT 0u
 #define LX_FUTEX_OP_WAKE 1u
 #define LX_FUTEX_OP_REQUEUE 2u /* wake `count`, move up to `count2` to uaddr2 */

@@ -107,13 +107,12 @@ void lx_cpu_setup(void);
 long lx_thread_syscall(struct lx_frame *f);
 /* 1 if the program has one thread (then nothing blocks on another). */
 int lx_threads_alone(void);
+unsigned lx_thread_slot(void); /* the calling thread's, 0 .. LX_MAX_THREADS - 1 */
 /* Blocks until *uaddr != val, a wake, or timeout_ns (< 0: none); 0 or -errno. */
 long lx_futex_wait(volatile uint32_t *uaddr, uint32_t val, int64_t timeout_ns, uint32_t bitset);
 /* Wakes up to n waiters of uaddr (no host exit when nobody waits). */
 long lx_futex_wake(volatile uint32_t *uaddr, uint32_t n);
 /* The same without the waiter count: a vCPU parked for its next thread. */
-long lx_futex_park(volatile uint32_t *uaddr, uint32_t val);
-long lx_futex_unpark(volatile uint32_t *uaddr);
 /* Blocks this vCPU in the host for about ns (a sleep that does not spin). */
 long lx_futex_sleep(int64_t ns);
 /* TLB (tlb.c): flush here after rights were removed; catch up with others' flushes. */

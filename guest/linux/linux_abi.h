@@ -20,11 +20,21 @@
 #define LX_AT_SYSINFO_EHDR 33
 #define LX_AUXV_VDSO_SLOT 0x6f7364762d786cull /* "lx-vdso" */
 
-/* Per-vCPU (GS) page slots beyond the runtime's first 16 bytes. */
+/*
+ * Per-thread GS block words beyond the runtime's first 16 bytes (the host
+ * writes the vCPU index at 0 whenever it loads the thread on a vCPU).  64
+ * bytes: the main thread's is vCPU 0's page, the others' in thread.c.
+ */
 #define LX_GS_USER_RSP 0x10 /* the program's rsp while a syscall runs */
-#define LX_GS_STACK 0x18    /* top of this vCPU's syscall stack */
+#define LX_GS_STACK 0x18    /* top of this thread's syscall stack */
 #define LX_GS_HANDLER 0x20  /* the host's LSTAR trampoline jumps through this */
 #define LX_GS_ZPOLINE 0x28  /* the page-0 sled of rewritten sites jumps through this */
+/* Non-zero while the thread runs personality code, which may use per-vCPU
+ * state (its RPC channel): the host preempts only threads where it is 0
+ * (crates/vmm/src/vm/pool.rs GS_IN_PERSONALITY). */
+#define LX_GS_IN_PERSONALITY 0x30
+#define LX_GS_SLOT 0x34 /* the thread's slot in thread.c */
+#define LX_MAX_THREADS 64
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

@@ -14,7 +14,7 @@
 #define SPINS 200
 
 static volatile uint32_t word;
-static uint8_t held_by[VMRPC_MAX_VCPUS]; /* 1 while that vCPU holds the lock */
+static uint8_t held_by[LX_MAX_THREADS]; /* 1 while that thread holds the lock */
 /* Bumped when a guest-local fd may have become ready (pipes). */
 static volatile uint32_t ready_seq;
 
@@ -35,19 +35,19 @@ void lx_lock(void)
 		c = __atomic_exchange_n(&word, 2, __ATOMIC_ACQUIRE);
 	}
 done:
-	held_by[rt_cpu_id()] = 1;
+	held_by[lx_thread_slot()] = 1;
 }
 
 void lx_unlock(void)
 {
-	held_by[rt_cpu_id()] = 0;
+	held_by[lx_thread_slot()] = 0;
 	if (__atomic_exchange_n(&word, 0, __ATOMIC_RELEASE) == 2)
 		lx_futex_wake(&word, 1);
 }
 
 int lx_block_begin(void)
 {
-	int held = held_by[rt_cpu_id()];
+	int held = held_by[lx_thread_slot()];
 
 	if (held)
 		lx_unlock();

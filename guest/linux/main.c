@@ -99,6 +99,6 @@ int main(int argc, char **argv)
 	lx_mem_init();
 	lx_prot_init_program();
 	lx_fd_init();
-	lx_cpu_setup(); /* the other vCPUs wait for threads (thread.c) */
+	lx_cpu_setup(); /* the main thread's syscall stack and GS words (thread.c) */
 	lx_enter_program(lx_info->entry, lx_info->sp);
 }

@@ -173,8 +173,9 @@ static long recv_from(int64_t s, uint8_t *buf, uint64_t len, int flags, int nb,
 			*fromlen = 0; /* a stream has no per-message source */
 		r = recv((int)s, buf, len, f);
 	}
+	r = lib(r); /* errno is per vCPU, and taking the lock again may move this thread */
 	lx_block_end(held);
-	return lib(r);
+	return r;
 }
 
 static long do_sendto(int64_t fd, uint64_t buf, uint64_t len, int flags, uint64_t uaddr,

@@ -1,12 +1,11 @@
 /*
- * Threads: one program thread per vCPU (docs/linux.md, "Threads").  vCPU 0
- * runs the program's main thread; the host starts another vCPU when clone
- * first needs it (vcpu_abi.h), and an idle one parks in the host
- * (lx_futex_park on its slot's state: no CPU used) until clone hands it a
- * thread.  The host kernel then
- * schedules the vCPUs' threads: a thread blocked in a host call or a futex
- * holds no other.  A thread that exits parks its vCPU again; the last one to
- * exit ends the program.
+ * Threads (docs/linux.md, "Threads"): up to LX_MAX_THREADS, scheduled by the
+ * host over the VM's vCPUs (vcpu_abi.h; crates/vmm/src/vm/pool.rs).  Each
+ * thread has a slot here: its state, its syscall stack and its GS block (the
+ * main thread, slot 0, keeps vCPU 0's GS page).  clone fills a free slot and
+ * asks the host to start a thread at lx_thread_start on that slot's stack;
+ * exit asks the host to end the calling thread, which frees its slot.  The
+ * last thread to exit ends the program.
  *
  * clone/clone3 serve what pthread_create passes (glibc and musl); without
  * CLONE_VM they fork (fork.c, "child first"); other flag sets answer EINVAL.
@@ -41,7 +40,8 @@
 #define FUTEX_TID_MASK 0x3fffffffu
 #define ROBUST_LIST_LIMIT 2048
 
-enum { T_IDLE, T_START, T_RUNNING };
+/* T_IDLE must be 0: the host stores 0 when an exited thread's slot is free. */
+enum { T_IDLE, T_START, T_RUNNING, T_EXITING };
 
 /* A new thread's registers, in the order lx_thread_enter loads them. */
 struct lx_thread_regs {
@@ -50,7 +50,7 @@ struct lx_thread_regs {
 };
 
 struct lx_thread {
-	volatile uint32_t state; /* T_*; the word an idle vCPU parks on */
+	volatile uint32_t state; /* T_*; the host frees the slot through it */
 	uint32_t tid;
 	uint64_t clear_tid; /* CLONE_CHILD_CLEARTID / set_tid_address */
 	uint64_t robust;    /* set_robust_list */
@@ -68,22 +68,48 @@ struct clone_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
 };
 
-static struct lx_thread threads[VMRPC_MAX_VCPUS];
+/* A thread's GS block (linux_abi.h LX_GS_*; the runtime's words first). */
+struct lx_gs_block {
+	uint32_t cpu; /* written by the host: the vCPU the thread runs on */
+	uint32_t pad;
+	uint64_t rt_percpu, user_rsp, stack, handler, zpoline;
+	uint32_t in_personality, slot;
+	uint64_t spare;
+} __attribute__((aligned(64)));
+
+_Static_assert(__builtin_offsetof(struct lx_gs_block, stack) == LX_GS_STACK, "GS layout");
+_Static_assert(__builtin_offsetof(struct lx_gs_block, zpoline) == LX_GS_ZPOLINE, "GS layout");
+_Static_assert(__builtin_offsetof(struct lx_gs_block, in_personality) == LX_GS_IN_PERSONALITY,
+	       "GS layout");
+_Static_assert(__builtin_offsetof(struct lx_gs_block, slot) == LX_GS_SLOT, "GS layout");
+_Static_assert(sizeof(struct lx_gs_block) == 64, "the host writes within 64 bytes");
+
+static struct lx_thread threads[LX_MAX_THREADS];
+static struct lx_gs_block gs_blocks[LX_MAX_THREADS]; /* [0] unused: vCPU 0's page */
 static volatile uint32_t live = 1;
 static uint32_t next_tid = 2;
-/* Bit i: vCPU i runs (the host starts vCPU 0; the others on demand, vcpu_abi.h). */
-static uint32_t vcpus_running = 1;
-static uint8_t syscall_stack[VMRPC_MAX_VCPUS][32768] __attribute__((aligned(16)));
+#define SYSCALL_STACK 32768
+/* The main thread's syscall stack; the others' are one mapping in the
+ * program's area, made at the first clone (the personality's image must end
+ * below the program: 63 more stacks would not fit there). */
+static uint8_t main_stack[SYSCALL_STACK] __attribute__((aligned(16)));
+static uint64_t stacks;
 
 void lx_syscall_entry(void);
 void lx_zpoline_entry(void);
 _Noreturn void lx_thread_enter(struct lx_thread_regs *r);
-_Noreturn void lx_thread_park(void);
-_Noreturn void lx_thread_idle(void);
+
+unsigned lx_thread_slot(void)
+{
+	uint32_t slot;
+
+	__asm__ volatile("movl %%gs:%c1, %0" : "=r"(slot) : "i"(LX_GS_SLOT));
+	return slot < LX_MAX_THREADS ? slot : 0;
+}
 
 static struct lx_thread *self(void)
 {
-	return &threads[rt_cpu_id()];
+	return &threads[lx_thread_slot()];
 }
 
 int lx_threads_alone(void)
@@ -96,38 +122,86 @@ static void gs_write(unsigned off, uint64_t v)
 	__asm__ volatile("movq %0, %%gs:(%1)" : : "r"(v), "r"((uint64_t)off) : "memory");
 }
 
+static uint64_t gs_read(unsigned off)
+{
+	uint64_t v;
+
+	__asm__ volatile("movq %%gs:(%1), %0" : "=r"(v) : "r"((uint64_t)off));
+	return v;
+}
+
+static uint64_t stack_top(unsigned slot)
+{
+	if (slot == 0)
+		return (uint64_t)(uintptr_t)&main_stack[SYSCALL_STACK];
+	return stacks + (uint64_t)slot * SYSCALL_STACK; /* the top of stack slot - 1 */
+}
+
+/* The other threads' syscall stacks: 0, or -errno if they cannot be mapped. */
+static long map_stacks(void)
+{
+	long r;
+
+	if (stacks)
+		return 0;
+	r = lx_mmap(0, (uint64_t)(LX_MAX_THREADS - 1) * SYSCALL_STACK, 3 /* PROT_READ|WRITE */,
+		    0x22 /* MAP_PRIVATE|MAP_ANONYMOUS */, -1, 0);
+	if (r < 0)
+		return r;
+	stacks = (uint64_t)r; /* slot 1's stack starts the mapping */
+	return 0;
+}
+
+/* The main thread's GS words, on vCPU 0's page (main.c, at boot). */
 void lx_cpu_setup(void)
 {
-	unsigned cpu = rt_cpu_id();
-
-	gs_write(LX_GS_STACK, (uint64_t)(uintptr_t)&syscall_stack[cpu][sizeof(syscall_stack[0])]);
+	gs_write(LX_GS_STACK, stack_top(0));
 	gs_write(LX_GS_HANDLER, (uint64_t)(uintptr_t)lx_syscall_entry);
 	gs_write(LX_GS_ZPOLINE, (uint64_t)(uintptr_t)lx_zpoline_entry);
-	if (cpu == 0) {
-		threads[0].tid = 1; /* the main thread's tid is the pid */
-		threads[0].state = T_RUNNING;
-	}
+	__asm__ volatile("movl $1, %%gs:%c0\n\tmovl $0, %%gs:%c1"
+			 : : "i"(LX_GS_IN_PERSONALITY), "i"(LX_GS_SLOT) : "memory");
+	threads[0].tid = 1; /* the main thread's tid is the pid */
+	threads[0].state = T_RUNNING;
 }
 
-/* The runtime starts every vCPU but 0 here (guest/rt/start.c). */
-void ap_main(unsigned cpu)
+/* A new thread's first instructions (the host starts it here, on its slot's stack). */
+_Noreturn void lx_thread_start(struct lx_thread *t)
 {
-	(void)cpu;
-	lx_cpu_setup();
-	lx_thread_idle();
-}
-
-_Noreturn void lx_thread_idle(void)
-{
-	struct lx_thread *t = self();
-	uint32_t s;
-
-	while ((s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE)) != T_START)
-		lx_futex_park(&t->state, s);
 	t->state = T_RUNNING;
 	lx_tlb_catch_up();
 	__asm__ volatile("wrfsbase %0" : : "r"(t->fs) : "memory");
 	lx_thread_enter(&t->regs);
+}
+
+/* Slot `i`'s GS block, from the caller's runtime words; the host writes `cpu`. */
+static uint64_t gs_block_for(unsigned i)
+{
+	struct lx_gs_block *g = &gs_blocks[i];
+
+	memset(g, 0, sizeof(*g));
+	g->rt_percpu = gs_read(8);
+	g->handler = gs_read(LX_GS_HANDLER);
+	g->zpoline = gs_read(LX_GS_ZPOLINE);
+	g->stack = stack_top(i);
+	g->in_personality = 1; /* until lx_thread_enter leaves for the program */
+	g->slot = i;
+	return (uint64_t)(uintptr_t)g;
+}
+
+/* Asks the host to start slot `i`'s thread: 0 or -EAGAIN. */
+static long host_spawn(unsigned i)
+{
+	struct lx_thread_spawn req = {
+		(uint64_t)(uintptr_t)lx_thread_start,
+		stack_top(i) - 8, /* as after a call: the function's frame stays aligned */
+		(uint64_t)(uintptr_t)&threads[i],
+		gs_block_for(i),
+		-EAGAIN, /* what stays if the host has no thread device */
+	};
+
+	mmio_write64(LX_MMIO_THREAD + LX_THREAD_SPAWN, (uint64_t)(uintptr_t)&req);
+	__asm__ volatile("" : : : "memory");
+	return (long)req.result;
 }
 
 static int u32_ok(uint64_t addr)
@@ -163,8 +237,8 @@ static struct lx_thread_regs regs_from(const struct lx_frame *f, uint64_t rax, u
 /* A forked parent resumes on this vCPU (fork.c): its syscall returns rax. */
 _Noreturn void lx_thread_resume(const struct lx_frame *f, uint64_t rax, uint64_t fs)
 {
-	static struct lx_thread_regs resume[VMRPC_MAX_VCPUS];
-	struct lx_thread_regs *r = &resume[rt_cpu_id()];
+	static struct lx_thread_regs resume[LX_MAX_THREADS];
+	struct lx_thread_regs *r = &resume[lx_thread_slot()];
 
 	*r = regs_from(f, rax, f->rsp);
 	__asm__ volatile("wrfsbase %0" : : "r"(fs) : "memory");
@@ -184,6 +258,7 @@ void lx_thread_exec(void)
 
 	t->clear_tid = 0; /* the old program's words are gone */
 	t->robust = 0;
+	stacks = 0; /* the stacks' mapping went with the old program's memory */
 }
 
 void lx_thread_forked(uint32_t tid, uint64_t clear_tid)
@@ -244,7 +319,7 @@ static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, u
 		     uint64_t ctid, uint64_t tls)
 {
 	struct lx_thread *t = NULL;
-	unsigned i, n = rt_cpu_count();
+	unsigned i;
 	uint32_t tid;
 
 	if (!(flags & CLONE_VM))
@@ -260,21 +335,17 @@ static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, u
 	if (((flags & CLONE_PARENT_SETTID) && !u32_ok(ptid)) ||
 	    ((flags & (CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID)) && !u32_ok(ctid)))
 		return -EFAULT;
-	for (i = 0; i < n; i++) {
-		if (threads[i].state == T_IDLE && &threads[i] != self()) {
+	/* Slot 0 stays the main thread's (its GS block is vCPU 0's page). */
+	for (i = 1; i < LX_MAX_THREADS; i++) {
+		if (__atomic_load_n(&threads[i].state, __ATOMIC_ACQUIRE) == T_IDLE) {
 			t = &threads[i];
 			break;
 		}
 	}
 	if (!t)
-		return -EAGAIN; /* one thread per vCPU: LinuxVM(threads=...) */
-	if (!(vcpus_running & (1u << i))) {
-		/* Its first thread: the host creates the vCPU now, which boots and
-		 * waits in lx_thread_idle for the T_START stored below. */
-		if (*(volatile uint32_t *)(uintptr_t)(LX_MMIO_VCPU_START + 4u * i) != 0)
-			return -EAGAIN;
-		vcpus_running |= 1u << i;
-	}
+		return -EAGAIN; /* LX_MAX_THREADS live already */
+	if (map_stacks() < 0)
+		return -EAGAIN;
 	tid = lx_new_tid();
 	t->tid = tid;
 	t->clear_tid = (flags & CLONE_CHILD_CLEARTID) ? ctid : 0;
@@ -289,8 +360,12 @@ static long do_clone(const struct lx_frame *f, uint64_t flags, uint64_t stack, u
 	if (flags & CLONE_CHILD_SETTID)
 		put_u32(ctid, tid);
 	__atomic_add_fetch(&live, 1, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&t->state, T_START, __ATOMIC_RELEASE);
-	lx_futex_unpark(&t->state);
+	t->state = T_START;
+	if (host_spawn(i) != 0) {
+		__atomic_sub_fetch(&live, 1, __ATOMIC_SEQ_CST);
+		t->state = T_IDLE;
+		return -EAGAIN;
+	}
 	return tid;
 }
 
@@ -375,8 +450,11 @@ static _Noreturn void thread_exit(int status)
 		lx_exit(status);
 	t->clear_tid = 0;
 	t->robust = 0;
-	__atomic_store_n(&t->state, T_IDLE, __ATOMIC_RELEASE);
-	lx_thread_park();
+	/* Not reusable until the host has taken the thread off its vCPU (it stores T_IDLE). */
+	__atomic_store_n(&t->state, T_EXITING, __ATOMIC_RELEASE);
+	mmio_write64(LX_MMIO_THREAD + LX_THREAD_EXIT, (uint64_t)(uintptr_t)&t->state);
+	for (;;)
+		cpu_relax(); /* never reached: the host runs this thread no more */
 }
 
 static long get_robust(int64_t tid, uint64_t head, uint64_t len)

@@ -1,22 +1,33 @@
 /*
- * vCPUs started on demand (crates/vmm/src/vm/launch.rs): a LinuxVM starts
- * vCPU 0 only.  Before the personality hands vCPU i its first thread, it
- * reads the 32-bit register LX_MMIO_VCPU_START + 4 * i: the host creates and
- * starts that vCPU (it boots into lx_thread_idle) and answers 0, or 1 when
- * it cannot.  Reading it again for a running vCPU answers 0 and does nothing.
+ * Guest threads (crates/vmm/src/devices/guest_threads.rs, vm/pool.rs): the
+ * host schedules the personality's threads over the VM's vCPUs.  A 64-bit
+ * write of the address of a struct lx_thread_spawn to LX_MMIO_THREAD +
+ * LX_THREAD_SPAWN starts a thread at `rip` with `rsp`, `rdi` and GS base
+ * `gs_base` (its other registers zero, its segments and FPU state the
+ * caller's); the host answers 0 or -EAGAIN in `result`.  A write of the
+ * address of the caller's slot state word to LX_MMIO_THREAD + LX_THREAD_EXIT
+ * ends the calling thread: the host stores 0 in that word once the thread is
+ * off its vCPU for good, and never runs it again.
  *
- * The CPU time of the vCPUs' host threads (crates/vmm/src/vm/cpu_clock.rs),
+ * The CPU time of the threads' host threads (crates/vmm/src/vm/cpu_clock.rs),
  * in nanoseconds, by a 64-bit read of LX_MMIO_CPU_CLOCK plus: _THREAD, the
- * reading vCPU's thread; _ALL, every vCPU thread of the VM (getrusage).
+ * reading thread's; _ALL, every thread of the VM still running (getrusage).
  */
 #ifndef LX_VCPU_ABI_H
 #define LX_VCPU_ABI_H
 
 #include <stdint.h>
 
-#define LX_MMIO_VCPU_START (0xd0000000ull + 0x101000u)
+#define LX_MMIO_THREAD (0xd0000000ull + 0x101000u)
+#define LX_THREAD_SPAWN 0u
+#define LX_THREAD_EXIT 8u
 #define LX_MMIO_CPU_CLOCK (0xd0000000ull + 0x102000u)
 #define LX_CPU_CLOCK_THREAD 0u
 #define LX_CPU_CLOCK_ALL 8u
+
+struct lx_thread_spawn {
+	uint64_t rip, rsp, rdi, gs_base;
+	int64_t result;
+};
 
 #endif

@@ -57,9 +57,9 @@ class VM:
             the kernel with a cgroup made for this VM and holding only its vCPU threads
             (cgroup v2 ``cpu.max`` or v1 CFS quota). ``None``: no limit. Needs root or a
             delegated cgroup; otherwise `ConfigError` says what is missing.
-        vcpus_on_demand: start vCPU 0 only; the guest starts each other vCPU the first
-            time it reads that vCPU's register at ``MMIO_VCPU_START`` (the Linux
-            personality does, at its first threads). Counted in ``stats["vcpus_created"]``.
+        vcpus_on_demand: start vCPU 0 only, and schedule guest threads over the
+            vCPUs: the host makes another vCPU when a thread waits for one (the Linux
+            personality's threads, docs/linux.md). Counted in ``stats["vcpus_created"]``.
 
     The configuration and the image are checked before any KVM object is created:
     `ConfigError` or `ImageError` come from the constructor. Use it as a context manager

@@ -13,6 +13,17 @@
  *   robust     a thread dies holding a robust mutex: the next locker gets EOWNERDEAD
  *   limit N    starts up to N threads that wait; prints how many started
  *   fork       fork alone makes a child; beside a live thread it answers an error
+ *   spin N     N threads spin forever (no system call); another thread must
+ *              still get to run, compute and finish; then main exits
+ *   pipes N    N threads block reading a pipe each while main computes, then
+ *              main writes to each and joins them
+ *   pingpong N two threads hand a futex word to each other N times (each hand-over
+ *              a FUTEX_WAKE and a FUTEX_WAIT); each keeps a mark of its own in
+ *              xmm8 across its waits (the kernel keeps vector registers across a
+ *              system call): prints whether both marks survived.  The time per
+ *              round trip goes to stderr (for measurements; tests compare stdout)
+ *
+ * Threads get small stacks (STACK), so that many fit in a small VM.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -30,9 +41,11 @@
 #include <unistd.h>
 
 #define TOP 1000000ull
-#define MAXT 16
+#define MAXT 80
+#define STACK (256 << 10)
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_attr_t small;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static unsigned long long total;
 static int nthreads, turn, rounds;
@@ -69,7 +82,7 @@ static int mode_sum(int n)
 		return 2;
 	nthreads = n;
 	for (int i = 0; i < n; i++)
-		if (pthread_create(&t[i], NULL, summer, (void *)(long)i))
+		if (pthread_create(&t[i], &small, summer, (void *)(long)i))
 			return 3;
 	for (int i = 0; i < n; i++) {
 		void *r;
@@ -202,7 +215,7 @@ static int mode_limit(int n)
 	if (n < 1 || n > MAXT)
 		return 2;
 	while (started < n) {
-		err = pthread_create(&t[started], NULL, waiter, NULL);
+		err = pthread_create(&t[started], &small, waiter, NULL);
 		if (err)
 			break;
 		started++;
@@ -245,9 +258,157 @@ static int mode_fork(void)
 	return 0;
 }
 
+static volatile unsigned long spins[MAXT];
+
+static void *spinner(void *arg)
+{
+	for (;;)
+		spins[(long)arg]++; /* never a system call: only preemption stops it */
+	return NULL;
+}
+
+static void *worker(void *arg)
+{
+	unsigned long long s = 0;
+
+	(void)arg;
+	for (unsigned long long i = 1; i <= 20 * TOP; i++)
+		s += i % 11;
+	printf("worker computed %llu\n", s);
+	return NULL;
+}
+
+static int mode_spin(int n)
+{
+	pthread_t t;
+
+	if (n < 1 || n > MAXT)
+		return 2;
+	for (long i = 0; i < n; i++)
+		if (pthread_create(&t, &small, spinner, (void *)i))
+			return 3;
+	printf("%d spinners started\n", n);
+	if (pthread_create(&t, &small, worker, NULL))
+		return 3;
+	pthread_join(t, NULL);
+	printf("worker joined\n");
+	fflush(stdout);
+	exit(0); /* ends the spinners too */
+}
+
+static int pipe_of[MAXT][2];
+
+static void *pipe_reader(void *arg)
+{
+	long id = (long)arg;
+	char buf[32] = {0};
+	ssize_t n = read(pipe_of[id][0], buf, sizeof(buf) - 1);
+
+	pthread_mutex_lock(&mu);
+	total += n > 0 ? strtoull(buf, NULL, 10) : 0;
+	pthread_mutex_unlock(&mu);
+	return NULL;
+}
+
+static int mode_pipes(int n)
+{
+	pthread_t t[MAXT];
+	unsigned long long s = 0;
+	char msg[32];
+
+	if (n < 1 || n > MAXT)
+		return 2;
+	for (long i = 0; i < n; i++)
+		if (pipe(pipe_of[i]) || pthread_create(&t[i], &small, pipe_reader, (void *)i))
+			return 3;
+	for (unsigned long long i = 1; i <= 10 * TOP; i++)
+		s += i % 5;
+	printf("main computed %llu beside %d blocked readers\n", s, n);
+	for (int i = 0; i < n; i++) {
+		snprintf(msg, sizeof(msg), "%d", i + 1);
+		if (write(pipe_of[i][1], msg, strlen(msg)) < 0)
+			return 4;
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	printf("readers got %llu\n", total);
+	return 0;
+}
+
+/* <linux/futex.h>'s numbers (musl-gcc has no kernel headers). */
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
+#define FUTEX_PRIVATE_FLAG 128
+
+static volatile int ball; /* whose turn: 0 main, 1 the other thread */
+static int rounds_left;
+
+static void futex_op(volatile int *w, int op, int val)
+{
+	syscall(SYS_futex, w, op | FUTEX_PRIVATE_FLAG, val, NULL, NULL, 0);
+}
+
+static int marks_lost;
+
+/* FUTEX_WAIT with `mark` in xmm8 throughout; counts a mark that did not survive. */
+static void wait_keeping_mark(volatile int *w, int val, uint64_t mark)
+{
+	register long rax __asm__("rax") = SYS_futex;
+	register long r10 __asm__("r10") = 0; /* no timeout */
+	uint64_t out;
+
+	__asm__ volatile("movq %[mark], %%xmm8\n\tsyscall\n\tmovq %%xmm8, %[out]"
+			 : "+r"(rax), [out] "=r"(out)
+			 : [mark] "r"(mark), "D"(w), "S"(FUTEX_WAIT | FUTEX_PRIVATE_FLAG), "d"(val),
+			   "r"(r10)
+			 : "rcx", "r11", "memory", "xmm8");
+	if (out != mark)
+		__atomic_add_fetch(&marks_lost, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Waits for the ball to be `me`'s, then passes it on: one round trip per loop. */
+static void play(int me)
+{
+	uint64_t mark = me ? 0x2222222222222222ull : 0x1111111111111111ull;
+
+	for (int i = 0; i < rounds_left; i++) {
+		while (ball != me)
+			wait_keeping_mark(&ball, !me, mark);
+		ball = !me;
+		futex_op(&ball, FUTEX_WAKE, 1);
+	}
+}
+
+static void *partner(void *arg)
+{
+	(void)arg;
+	play(1);
+	return NULL;
+}
+
+static int mode_pingpong(int n)
+{
+	pthread_t t;
+	struct timespec a, b;
+
+	rounds_left = n;
+	if (pthread_create(&t, &small, partner, NULL))
+		return 3;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	play(0);
+	pthread_join(t, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	printf("pingpong %d done, xmm8 marks %s\n", n, marks_lost ? "lost" : "kept");
+	fprintf(stderr, "round trip %.1f us\n",
+		((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	pthread_attr_init(&small);
+	pthread_attr_setstacksize(&small, STACK);
 	if (argc >= 3 && !strcmp(argv[1], "sum"))
 		return mode_sum(atoi(argv[2]));
 	if (argc >= 2 && !strcmp(argv[1], "pipe"))
@@ -264,6 +425,13 @@ int main(int argc, char **argv)
 		return mode_limit(atoi(argv[2]));
 	if (argc >= 2 && !strcmp(argv[1], "fork"))
 		return mode_fork();
-	fprintf(stderr, "usage: threads sum N | pipe | poll | sock PORT | exitgroup | robust | limit N | fork\n");
+	if (argc >= 3 && !strcmp(argv[1], "spin"))
+		return mode_spin(atoi(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "pipes"))
+		return mode_pipes(atoi(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "pingpong"))
+		return mode_pingpong(atoi(argv[2]));
+	fprintf(stderr, "usage: threads sum N | pipe | poll | sock PORT | exitgroup | robust | limit N | fork"
+			" | spin N | pipes N | pingpong N\n");
 	return 2;
 }

@@ -11,6 +11,31 @@ pub enum DeviceAction {
     GuestExit(i32),
     /// The guest runtime reported an exception (`None`: its frame was unreadable).
     GuestCrash(Option<guest_kmod_bindings::CrashFrame>),
+    /// A Linux guest thread asks its vCPU loop to start or end a guest thread
+    /// (`devices::guest_threads`); served where the vCPU is at hand.
+    Thread(ThreadRequest),
+}
+
+/// A new guest thread: where it starts, and where its answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadStart {
+    pub rip: u64,
+    pub rsp: u64,
+    pub rdi: u64,
+    /// Its GS block (runtime and personality per-thread words), in guest RAM.
+    pub gs_base: u64,
+    /// Where the host writes the i64 result (0 or -errno).
+    pub result_at: u64,
+}
+
+/// What the guest asked, checked against guest memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadRequest {
+    Spawn(ThreadStart),
+    /// The calling thread ends; 0 goes to this (aligned, in-RAM) word after.
+    Exit {
+        state_word: Option<u64>,
+    },
 }
 
 /// A device on the bus. `offset` is relative to the start of its range.
@@ -21,6 +46,13 @@ pub trait BusDevice: Send + Sync {
         data.fill(0xff);
     }
     fn write(&self, offset: u64, data: &[u8]) -> DeviceAction;
+    /// True if a write at `offset` may block its thread for long (a futex
+    /// wait): a vCPU loop that can lends its vCPU to another guest thread
+    /// meanwhile (`vm::pool`).
+    fn may_block(&self, offset: u64) -> bool {
+        let _ = offset;
+        false
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

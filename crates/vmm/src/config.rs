@@ -70,8 +70,8 @@ pub struct VmConfig {
     /// CPU budget of the VM's vCPU threads together, in host CPUs (0.5: half
     /// of one host CPU), enforced with a cgroup (see `cgroup`). None: no limit.
     pub cpu_limit: Option<f64>,
-    /// Start vCPU 0 only; the guest starts the others when it first needs
-    /// them (`vm::launch`; the Linux personality does, at its first threads).
+    /// Start vCPU 0 only, and schedule the Linux personality's threads over
+    /// the vCPUs, made when a thread waits for one (`vm::pool`).
     pub vcpus_on_demand: bool,
 }
 

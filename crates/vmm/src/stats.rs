@@ -58,6 +58,10 @@ counters! {
     futex_wakes,
     /// vCPUs created (KVM_CREATE_VCPU): all at once, or on demand (`vm::launch`).
     vcpus_created,
+    /// A guest thread's registers loaded into a vCPU another thread had (`vm::pool`).
+    context_switches,
+    /// Running guest threads that gave their vCPU up to a waiting one (`vm::pool`).
+    preemptions,
 }
 
 #[derive(Default, Debug)]

@@ -9,7 +9,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use guest_kmod_bindings::CrashFrame;
 
-use crate::bus::{Buses, DeviceAction};
+use crate::bus::{Buses, DeviceAction, ThreadRequest};
 use crate::exception::GuestException;
 use crate::kick::ImmediateExit;
 use crate::outcome::{GuestFailure, Outcome, Registers};
@@ -68,6 +68,8 @@ pub enum ExitAction {
     Continue,
     GuestExit(i32),
     Crash(Crash),
+    /// A guest thread request (`devices::guest_threads`), for `vm::pool`.
+    Thread(ThreadRequest),
 }
 
 impl From<DeviceAction> for ExitAction {
@@ -76,6 +78,7 @@ impl From<DeviceAction> for ExitAction {
             DeviceAction::Continue => ExitAction::Continue,
             DeviceAction::GuestExit(code) => ExitAction::GuestExit(code),
             DeviceAction::GuestCrash(frame) => ExitAction::Crash(Crash::Exception(frame)),
+            DeviceAction::Thread(r) => ExitAction::Thread(r),
         }
     }
 }
@@ -114,7 +117,7 @@ pub fn handle_exit(exit: VcpuExit, buses: &Buses, stats: &Stats) -> ExitAction {
     }
 }
 
-fn write_to(bus: &crate::bus::Bus, addr: u64, data: &[u8], stats: &Stats) -> ExitAction {
+pub(crate) fn write_to(bus: &crate::bus::Bus, addr: u64, data: &[u8], stats: &Stats) -> ExitAction {
     match bus.find(addr) {
         Some((dev, offset)) => dev.write(offset, data).into(),
         None => {
@@ -220,6 +223,26 @@ fn internal_suberror(vcpu: &mut VcpuFd) -> u32 {
     unsafe { run.__bindgen_anon_1.internal.suberror }
 }
 
+/// What a vCPU that cannot go on reports: the reason and the culprit's registers.
+pub(crate) fn failure_report(crash: Crash, vcpu: &mut VcpuFd, index: u32) -> GuestFailure {
+    let sub = (crash == Crash::InternalError).then(|| internal_suberror(vcpu));
+    let (regs, exception) = match &crash {
+        // The vCPU is in the handler now; the frame has the culprit's state.
+        Crash::Exception(Some(frame)) => (
+            frame_registers(frame, vcpu),
+            Some(GuestException::from_frame(frame)),
+        ),
+        _ => (registers(vcpu), None),
+    };
+    GuestFailure {
+        vcpu: index,
+        reason: crash.describe(sub),
+        registers: regs,
+        console_tail: String::new(),
+        exception,
+    }
+}
+
 /// The body of a vCPU thread: run until the VM stops or this vCPU fails.
 pub fn run<H: VcpuHost + ?Sized>(mut vcpu: VcpuFd, index: u32, shared: Arc<H>) {
     let flag = &mut vcpu.get_kvm_run().immediate_exit as *mut u8;
@@ -241,23 +264,14 @@ pub fn run<H: VcpuHost + ?Sized>(mut vcpu: VcpuFd, index: u32, shared: Arc<H>) {
                 shared.finish(Outcome::Exited(code));
                 break;
             }
+            ExitAction::Thread(r) => {
+                // Only a VM that schedules guest threads (`vm::pool`) serves these.
+                let crash = Crash::Unexpected(format!("guest thread request {r:?}"));
+                failure = Some(failure_report(crash, &mut vcpu, index));
+                break;
+            }
             ExitAction::Crash(crash) => {
-                let sub = (crash == Crash::InternalError).then(|| internal_suberror(&mut vcpu));
-                let (regs, exception) = match &crash {
-                    // The vCPU is in the handler now; the frame has the culprit's state.
-                    Crash::Exception(Some(frame)) => (
-                        frame_registers(frame, &vcpu),
-                        Some(GuestException::from_frame(frame)),
-                    ),
-                    _ => (registers(&vcpu), None),
-                };
-                failure = Some(GuestFailure {
-                    vcpu: index,
-                    reason: crash.describe(sub),
-                    registers: regs,
-                    console_tail: String::new(),
-                    exception,
-                });
+                failure = Some(failure_report(crash, &mut vcpu, index));
                 break;
             }
         }

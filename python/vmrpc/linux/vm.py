@@ -36,7 +36,8 @@ __all__ = ["DEFAULT_THREADS", "MAX_THREADS", "PYTHON_CLIENT_DIR", "LinuxVM"]
 #: Where a program sees the guest Python client with ``python_client=True``.
 PYTHON_CLIENT_DIR = "/usr/lib/vmrpc/python"
 MAX_THREADS: int = _vmm.MAX_VCPUS
-"""Most threads a program can have at once: one per vCPU (docs/linux.md, Threads)."""
+"""Most threads a program can run at once: one per vCPU (docs/linux.md, Threads).
+It may have more (up to 64): the host schedules them over the vCPUs."""
 DEFAULT_THREADS = 4
 """Threads a `LinuxVM` allows unless told otherwise (idle vCPUs wait in the host)."""
 
@@ -78,8 +79,9 @@ class LinuxVM:
         python_client: make the guest Python client (``import vmrpc_guest``, see
             `vmrpc.linux.sdk.python_client_dir`) importable: mounted read-only at
             `PYTHON_CLIENT_DIR` and put first on ``PYTHONPATH``.
-        threads: how many threads the program may run at once, 1 to `MAX_THREADS`
-            (each runs on its own vCPU; a ``clone`` beyond it fails with EAGAIN).
+        threads: how many threads the program may run at once, 1 to `MAX_THREADS`:
+            the VM's vCPUs. A program may have more threads (up to 64, a ``clone``
+            beyond fails with EAGAIN); the host schedules them over the vCPUs.
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     an interpreter that cannot be loaded), `ConfigError` for one that does not fit.

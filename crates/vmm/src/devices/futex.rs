@@ -28,6 +28,11 @@ use crate::stop::StopToken;
 /// The device's MMIO address (`LX_MMIO_FUTEX`): inside the runtime's MMIO
 /// window, far from the runtime's own registers.
 pub const MMIO_FUTEX: u64 = guest_kmod_bindings::VMRPC_MMIO_BASE + 0x10_0000;
+/// Bytes of the device: requests that never block (wakes, requeues) are
+/// written at offset 0, those that may (waits) at `MAY_BLOCK`, so the vCPU
+/// loop knows, without reading the request, when to lend its vCPU.
+pub const MMIO_FUTEX_LEN: u64 = 16;
+const MAY_BLOCK: u64 = 8;
 
 const OP_WAIT: u32 = 0;
 const OP_WAKE: u32 = 1;
@@ -333,6 +338,10 @@ impl BusDevice for FutexDevice {
         // dropped: the guest sees its result field unchanged.
         let _ = self.serve(u64::from_le_bytes(raw));
         DeviceAction::Continue
+    }
+
+    fn may_block(&self, offset: u64) -> bool {
+        offset == MAY_BLOCK
     }
 }
 

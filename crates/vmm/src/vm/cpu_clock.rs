@@ -4,10 +4,12 @@
 //! A 64-bit MMIO read at `MMIO_CPU_CLOCK + THREAD` answers the CPU time of the
 //! reading vCPU's host thread (the exit is handled on that thread, so it reads
 //! its own `CLOCK_THREAD_CPUTIME_ID`); at `+ ALL`, the sum over every vCPU
-//! thread of the VM (each one's `pthread_getcpuclockid` clock). Nanoseconds,
+//! thread of the VM (each one's `pthread_getcpuclockid` clock), plus what the
+//! carriers of guest threads that ended had used (`retire_current_thread`). Nanoseconds,
 //! as the host kernel accounts them: the guest's instructions and the VMM's
 //! work in that thread together. Any other offset reads 0.
 
+use std::sync::atomic::Ordering;
 use std::sync::{OnceLock, Weak};
 
 use super::shared::{lock, VmShared};
@@ -49,6 +51,20 @@ fn thread_cpu_ns(thread: libc::pthread_t) -> Option<u64> {
     cpu_ns(clock)
 }
 
+/// The calling thread (a guest thread's carrier that is ending) leaves the
+/// sum: its CPU time so far moves to the VM's total of ended threads, in one
+/// step under the thread list's lock, so `ALL` counts it once, and it is
+/// kicked no more (it enters no guest code again).
+pub(super) fn retire_current_thread(shared: &VmShared) {
+    let mut threads = lock(&shared.threads);
+    let spent = cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(0);
+    shared.ended_cpu_ns.fetch_add(spent, Ordering::Relaxed);
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    // SAFETY: both ids are of threads not yet joined (this one runs).
+    threads.retain(|&t| unsafe { libc::pthread_equal(t, me) } == 0);
+}
+
 #[derive(Default)]
 pub struct CpuClockDevice {
     shared: OnceLock<Weak<VmShared>>,
@@ -68,10 +84,10 @@ impl CpuClockDevice {
                 };
                 // The list lock is held while reading: no thread is joined meanwhile.
                 let threads = lock(&shared.threads);
-                threads
-                    .iter()
-                    .filter_map(|&t| thread_cpu_ns(t))
-                    .fold(0u64, u64::saturating_add)
+                threads.iter().filter_map(|&t| thread_cpu_ns(t)).fold(
+                    shared.ended_cpu_ns.load(Ordering::Relaxed),
+                    u64::saturating_add,
+                )
             }
             _ => 0,
         }

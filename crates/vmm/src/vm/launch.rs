@@ -1,50 +1,29 @@
-//! Starting vCPU threads: all at `start`, or (`VmConfig::vcpus_on_demand`)
-//! vCPU 0 at `start` and each other one when the guest first asks for it.
-//!
-//! A Linux program's threads each need a vCPU, but most programs never make a
-//! thread: creating and booting vCPUs they never use cost start-up time (the
-//! runtime's ring-0 boot of each vCPU is emulated on PVM) and a host thread
-//! each. With vCPUs on demand, the personality reads `MMIO_VCPU_START + 4 * i`
-//! before it hands vCPU `i` its first thread (guest/linux/thread.c): the read
-//! creates and launches that vCPU (if it is not running yet) and answers 0, or
-//! 1 when it cannot (index out of range, VM stopping, KVM refused).
+//! Starting vCPU threads: all at `start`, or (`VmConfig::vcpus_on_demand`,
+//! Linux VMs) vCPU 0 at `start` running the program's first thread, and the
+//! others created by the thread pool (`pool`) when guest threads wait for one.
+//! Each guest thread then has a host thread of its own (its carrier), started
+//! here when the guest asks (`devices::guest_threads`).
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use kvm_bindings::CpuId;
 use kvm_ioctls::{VcpuFd, VmFd};
 
+use super::pool::{self, CarrierHost, Context, GuestThread, Pool};
 use super::setup;
 use super::shared::{lock, VmShared};
-use crate::bus::{BusDevice, DeviceAction};
 use crate::cgroup::VmCgroup;
 use crate::error::{kvm, VmError};
 use crate::stats::Stats;
 use crate::vcpu;
 
-/// The vCPU start register block (`LX_MMIO_VCPU_START`, guest/linux/vcpu_abi.h):
-/// one 32-bit register per vCPU, next to the futex device.
-pub const MMIO_VCPU_START: u64 = guest_kmod_bindings::VMRPC_MMIO_BASE + 0x10_1000;
-/// Bytes of the register block (one u32 per possible vCPU).
-pub const MMIO_VCPU_START_LEN: u64 = 4 * guest_kmod_bindings::VMRPC_MAX_VCPUS as u64;
-
 /// vCPU threads run little Rust code; a small stack keeps idle VMs cheap.
 const VCPU_STACK_SIZE: usize = 512 << 10;
-
-/// Why the guest's request for a vCPU is refused (it reads 1).
-#[derive(Debug, thiserror::Error)]
-pub enum VcpuStartError {
-    /// the register names no vCPU of this VM
-    #[error("no vCPU at register offset {0:#x}")]
-    NoSuchVcpu(u64),
-    /// not started yet, or stopping: no vCPU starts any more
-    #[error("the VM is not running")]
-    NotRunning,
-    /// KVM or the host refused
-    #[error(transparent)]
-    Vm(#[from] VmError),
-}
+/// Guest threads of one VM alive at once (the personality's own cap,
+/// LX_MAX_THREADS, is lower; this bounds what a hostile guest costs the host).
+const MAX_GUEST_THREADS: usize = 1024;
+const EAGAIN: i64 = 11;
 
 /// What creating vCPU `index` needs, kept for vCPUs created after `Vm::new`.
 pub(super) struct VcpuRecipe {
@@ -85,20 +64,48 @@ pub(super) fn set_msr(vcpu: &VcpuFd, index: u32, data: u64) -> Result<(), VmErro
     Ok(())
 }
 
-/// The vCPU threads of one VM: who runs, and their join handles.
+/// The vCPU threads of one VM (or, with a thread pool, the guest threads'
+/// carriers), and their join handles.
 pub(super) struct Launcher {
     pub(super) shared: Arc<VmShared>,
     pub(super) cgroup: Option<Arc<VmCgroup>>,
     pub(super) recipe: VcpuRecipe,
-    /// Join handles, and which vCPUs were launched. Held across a whole
-    /// launch, so `join_threads` never misses a thread being started.
+    /// Linux VMs: the vCPUs guest threads share.
+    pub(super) pool: Option<Arc<Pool>>,
+    /// Join handles; held across a whole launch, so `join_threads` never
+    /// misses a thread being started.
     threads: Mutex<Threads>,
 }
 
 #[derive(Default)]
 struct Threads {
     handles: Vec<JoinHandle<()>>,
-    launched: u32,
+    /// Guest threads started, for their carriers' names.
+    guest_threads: u32,
+}
+
+impl Threads {
+    /// Joins the threads that have ended (carriers of ended guest threads),
+    /// so a program that starts many threads in turn keeps few host threads.
+    fn reap(&mut self, shared: &VmShared) {
+        use std::os::unix::thread::JoinHandleExt;
+        let (done, running): (Vec<_>, Vec<_>) =
+            self.handles.drain(..).partition(|h| h.is_finished());
+        self.handles = running;
+        if done.is_empty() {
+            return;
+        }
+        {
+            // A joined thread must never be kicked: forget its pthread id first.
+            let gone: Vec<_> = done.iter().map(|h| h.as_pthread_t()).collect();
+            lock(&shared.threads).retain(|t| !gone.contains(t));
+        }
+        for h in done {
+            if h.join().is_err() {
+                log::error!("a guest thread's carrier panicked");
+            }
+        }
+    }
 }
 
 impl Launcher {
@@ -106,23 +113,46 @@ impl Launcher {
         shared: Arc<VmShared>,
         cgroup: Option<Arc<VmCgroup>>,
         recipe: VcpuRecipe,
+        pool: Option<Arc<Pool>>,
     ) -> Self {
         Launcher {
             shared,
             cgroup,
             recipe,
+            pool,
             threads: Mutex::new(Threads::default()),
         }
     }
 
     /// Launches the vCPUs made by `Vm::new` (indices `0..`), counted in `live`
     /// by the caller. On failure the ones not launched are uncounted again.
-    pub(super) fn launch_all(&self, vcpus: Vec<VcpuFd>) -> Result<(), VmError> {
+    /// With a pool, vCPU 0 runs the program's first guest thread.
+    pub(super) fn launch_all(self: &Arc<Self>, vcpus: Vec<VcpuFd>) -> Result<(), VmError> {
         let mut threads = lock(&self.threads);
         let total = vcpus.len() as u32;
         for (index, vcpu) in vcpus.into_iter().enumerate() {
             let index = index as u32;
-            if let Err(e) = self.launch(&mut threads, index, vcpu) {
+            let launched = if self.pool.is_some() {
+                threads.guest_threads += 1;
+                let (me, launcher) = (GuestThread::new(None), self.clone());
+                self.spawn(&mut threads, format!("vmrpc-vcpu{index}"), move |placed| {
+                    if placed {
+                        pool::carrier(launcher, me, Some(vcpu));
+                    } else {
+                        launcher.shared.carrier_stopped(None);
+                    }
+                })
+            } else {
+                let shared = self.shared.clone();
+                self.spawn(&mut threads, format!("vmrpc-vcpu{index}"), move |placed| {
+                    if placed {
+                        vcpu::run(vcpu, index, shared);
+                    } else {
+                        shared.vcpu_stopped(index, Vec::new());
+                    }
+                })
+            };
+            if let Err(e) = launched {
                 // The vCPUs after this one were never launched: they will never report.
                 lock(&self.shared.run).live -= total - index - 1;
                 return Err(e);
@@ -131,45 +161,58 @@ impl Launcher {
         Ok(())
     }
 
-    /// The guest asks for vCPU `index`: creates and launches it unless it runs
-    /// already. Refused once the VM stops (its outcome is decided).
-    pub(super) fn ensure_running(&self, index: u32) -> Result<(), VcpuStartError> {
-        if index >= self.recipe.vcpus {
-            return Err(VcpuStartError::NoSuchVcpu(u64::from(index) * 4));
-        }
+    /// Starts a guest thread (`devices::guest_threads`) from `ctx` on a
+    /// carrier of its own; 0, or -EAGAIN when the VM stops or has
+    /// `MAX_GUEST_THREADS` already.
+    fn start_guest_thread(self: &Arc<Self>, ctx: Context) -> i64 {
         let mut threads = lock(&self.threads);
-        if threads.launched & (1 << index) != 0 {
-            return Ok(());
+        threads.reap(&self.shared);
+        if threads.handles.len() >= MAX_GUEST_THREADS {
+            return -EAGAIN;
         }
         {
             let mut run = lock(&self.shared.run);
             if !run.started || run.outcome.is_some() {
-                return Err(VcpuStartError::NotRunning);
+                return -EAGAIN;
             }
             run.live += 1;
         }
-        let vcpu = match self.recipe.create(index) {
-            Ok(v) => v,
-            Err(e) => {
-                self.shared.vcpu_stopped(index, Vec::new());
-                return Err(e.into());
+        threads.guest_threads += 1;
+        let (me, launcher) = (GuestThread::new(Some(ctx)), self.clone());
+        let n = threads.guest_threads;
+        let spawned = self.spawn(&mut threads, format!("vmrpc-thread{n}"), move |placed| {
+            if placed {
+                pool::carrier(launcher, me, None);
+            } else {
+                launcher.shared.carrier_stopped(None);
             }
-        };
-        Ok(self.launch(&mut threads, index, vcpu)?)
+        });
+        match spawned {
+            Ok(()) => 0,
+            Err(e) => {
+                log::debug!("guest thread not started: {e}");
+                -EAGAIN
+            }
+        }
     }
 
-    /// Runs `vcpu` (its registers already set) on a thread of its own: the
-    /// one way a vCPU starts. The caller has counted it in the run state's
-    /// `live`. With a cgroup, returns once the thread is in it; without one,
-    /// does not wait for the thread at all. On failure the vCPU is already
-    /// accounted for (it stopped, or never ran).
-    fn launch(&self, threads: &mut Threads, index: u32, vcpu: VcpuFd) -> Result<(), VmError> {
+    /// Runs `body` on a thread of its own: the one way a vCPU or carrier
+    /// thread starts. The caller has counted it in the run state's `live`.
+    /// `body(false)`: the thread could not enter the VM's cgroup and must
+    /// only report that it stopped. With a cgroup, returns once the thread is
+    /// in it; without one, does not wait for the thread at all. If no thread
+    /// starts, it is uncounted here.
+    fn spawn(
+        &self,
+        threads: &mut Threads,
+        name: String,
+        body: impl FnOnce(bool) + Send + 'static,
+    ) -> Result<(), VmError> {
         use std::os::unix::thread::JoinHandleExt;
-        let shared = self.shared.clone();
         let cgroup = self.cgroup.clone();
         let (placed_tx, placed_rx) = std::sync::mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new()
-            .name(format!("vmrpc-vcpu{index}"))
+            .name(name)
             .stack_size(VCPU_STACK_SIZE)
             .spawn(move || {
                 // Enter the VM's cgroup before the first KVM_RUN, so that no
@@ -177,20 +220,17 @@ impl Launcher {
                 let placed = cgroup.map_or(Ok(()), |c| c.enter_current_thread());
                 let ok = placed.is_ok();
                 let _ = placed_tx.send(placed);
-                if ok {
-                    vcpu::run(vcpu, index, shared);
-                } else {
-                    shared.vcpu_stopped(index, Vec::new());
-                }
+                body(ok);
             });
         let handle = match spawned {
             Ok(h) => h,
             Err(e) => {
-                self.shared.vcpu_stopped(index, Vec::new());
+                let mut run = lock(&self.shared.run);
+                run.live -= 1;
+                self.shared.changed.notify_all();
                 return Err(VmError::Os("spawning a vCPU thread", e));
             }
         };
-        threads.launched |= 1 << index;
         lock(&self.shared.threads).push(handle.as_pthread_t());
         threads.handles.push(handle);
         if self.cgroup.is_some() {
@@ -213,76 +253,20 @@ impl Launcher {
     }
 }
 
-/// The guest side of on-demand vCPUs (see the module documentation).
-#[derive(Default)]
-pub struct VcpuStartDevice {
-    launcher: OnceLock<Weak<Launcher>>,
-}
-
-impl VcpuStartDevice {
-    pub(super) fn bind(&self, launcher: &Arc<Launcher>) {
-        let _ = self.launcher.set(Arc::downgrade(launcher));
+impl CarrierHost for Launcher {
+    fn shared(&self) -> &VmShared {
+        &self.shared
     }
 
-    fn start(&self, offset: u64) -> Result<(), VcpuStartError> {
-        let launcher = self
-            .launcher
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or(VcpuStartError::NotRunning)?;
-        // A misaligned or out-of-range register names no vCPU.
-        let index = u32::try_from(offset / 4)
-            .ok()
-            .filter(|_| offset.is_multiple_of(4))
-            .ok_or(VcpuStartError::NoSuchVcpu(offset))?;
-        launcher.ensure_running(index)
-    }
-}
-
-impl BusDevice for VcpuStartDevice {
-    fn read(&self, offset: u64, data: &mut [u8]) {
-        let answer: u32 = match self.start(offset) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::debug!("guest asked for a vCPU at {offset:#x}: {e}");
-                1
-            }
-        };
-        let bytes = answer.to_le_bytes();
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = bytes.get(i).copied().unwrap_or(0);
-        }
+    fn pool(&self) -> Option<&Pool> {
+        self.pool.as_deref()
     }
 
-    fn write(&self, _offset: u64, _data: &[u8]) -> DeviceAction {
-        DeviceAction::Continue
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_guest_header_names_the_same_register_block() {
-        let header = include_str!("../../../../guest/linux/vcpu_abi.h");
-        let offset = MMIO_VCPU_START - guest_kmod_bindings::VMRPC_MMIO_BASE;
-        assert!(
-            header.contains(&format!("(0xd0000000ull + {offset:#x}u)")),
-            "guest/linux/vcpu_abi.h disagrees with MMIO_VCPU_START"
-        );
-        assert_eq!(guest_kmod_bindings::VMRPC_MMIO_BASE, 0xd000_0000);
+    fn create_vcpu(&self, index: u32) -> Result<VcpuFd, VmError> {
+        self.recipe.create(index)
     }
 
-    #[test]
-    fn an_unbound_device_or_a_bad_register_is_refused_not_a_panic() {
-        let d = VcpuStartDevice::default();
-        let mut data = [0u8; 4];
-        d.read(0, &mut data);
-        assert_eq!(u32::from_le_bytes(data), 1, "no VM behind it");
-        assert!(matches!(d.start(3), Err(VcpuStartError::NotRunning)));
-        let mut wide = [0xffu8; 8];
-        d.read(4, &mut wide);
-        assert_eq!(wide, [1, 0, 0, 0, 0, 0, 0, 0]);
+    fn spawn_guest_thread(self: &Arc<Self>, ctx: Context) -> i64 {
+        self.start_guest_thread(ctx)
     }
 }

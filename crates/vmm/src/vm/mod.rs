@@ -9,6 +9,7 @@
 
 mod cpu_clock;
 mod launch;
+mod pool;
 mod setup;
 mod shared;
 
@@ -21,7 +22,8 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use crate::bus::Buses;
 use crate::cgroup::{self, VmCgroup};
 use crate::config::VmConfig;
-use crate::devices::futex::{FutexDevice, MMIO_FUTEX};
+use crate::devices::futex::{FutexDevice, MMIO_FUTEX, MMIO_FUTEX_LEN};
+use crate::devices::guest_threads::{GuestThreadDevice, MMIO_THREAD, MMIO_THREAD_LEN};
 use crate::error::{kvm, VmError};
 use crate::evq::{EventQueue, EvqHost, VmLink};
 use crate::image::Image;
@@ -32,12 +34,12 @@ use crate::stop::StopToken;
 use crate::{bootinfo, irq, kick, layout};
 use cpu_clock::CpuClockDevice;
 use guest_kmod_bindings as abi;
-use launch::{Launcher, VcpuRecipe, VcpuStartDevice};
+use launch::{Launcher, VcpuRecipe};
+use pool::Pool;
 use shared::lock;
 
 pub use crate::outcome::{GuestFailure, Outcome};
 pub use cpu_clock::{MMIO_CPU_CLOCK, MMIO_CPU_CLOCK_LEN};
-pub use launch::{VcpuStartError, MMIO_VCPU_START, MMIO_VCPU_START_LEN};
 pub use shared::VmShared;
 
 /// How often a stopping VM's vCPUs are kicked again while the owner waits.
@@ -118,12 +120,14 @@ impl Vm {
             .map_err(|e| VmError::Os("duplicating an irqfd", e))?;
         // Linux threads block here (guest/linux/futex.c); unused by bare guests.
         let futex = FutexDevice::new(memory.clone(), stop.clone(), stats.clone());
-        buses.mmio.insert(MMIO_FUTEX, 8, Arc::new(futex))?;
-        // The guest asks for vCPUs started on demand here (`launch`).
-        let vcpu_start = Arc::new(VcpuStartDevice::default());
         buses
             .mmio
-            .insert(MMIO_VCPU_START, MMIO_VCPU_START_LEN, vcpu_start.clone())?;
+            .insert(MMIO_FUTEX, MMIO_FUTEX_LEN, Arc::new(futex))?;
+        // Linux guest threads start and end here (`pool`); unused by bare guests.
+        let guest_threads = GuestThreadDevice::new(memory.clone());
+        buses
+            .mmio
+            .insert(MMIO_THREAD, MMIO_THREAD_LEN, Arc::new(guest_threads))?;
         // The vCPU threads' CPU time, for the guest's getrusage (`cpu_clock`).
         let cpu_clock = Arc::new(CpuClockDevice::default());
         buses
@@ -191,8 +195,10 @@ impl Vm {
         }
 
         let shared = Arc::new(VmShared::new(buses, stats, console, stop, config.vcpus));
-        let launcher = Arc::new(Launcher::new(shared.clone(), cgroup.clone(), recipe));
-        vcpu_start.bind(&launcher);
+        let pool = config
+            .vcpus_on_demand
+            .then(|| Pool::new(memory.clone(), config.vcpus, &shared.stop));
+        let launcher = Arc::new(Launcher::new(shared.clone(), cgroup.clone(), recipe, pool));
         cpu_clock.bind(&shared);
         Ok(Vm {
             config,

@@ -2,6 +2,7 @@
 //! console, the stop token, and the run state (who is still running, how the
 //! VM ended). The vCPU loop sees it through `vcpu::VcpuHost`.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::bus::Buses;
@@ -37,6 +38,8 @@ pub struct VmShared {
     pub(super) changed: Condvar,
     /// Threads to kick on stop; only threads not yet joined are listed.
     pub(super) threads: Mutex<Vec<libc::pthread_t>>,
+    /// CPU time of the guest threads' carriers that ended (`cpu_clock`).
+    pub(super) ended_cpu_ns: AtomicU64,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,6 +65,7 @@ impl VmShared {
             }),
             changed: Condvar::new(),
             threads: Mutex::new(Vec::new()),
+            ended_cpu_ns: AtomicU64::new(0),
         }
     }
 
@@ -96,6 +100,19 @@ impl VmShared {
     pub fn vcpu_stopped(&self, index: u32, regs: Registers) {
         let mut run = lock(&self.run);
         run.last_regs[index as usize] = regs;
+        run.live -= 1;
+        self.changed.notify_all();
+    }
+
+    /// A guest thread's carrier (`pool`) ended, holding vCPU `index` with
+    /// these registers, or no vCPU.
+    pub(super) fn carrier_stopped(&self, last: Option<(u32, Registers)>) {
+        let mut run = lock(&self.run);
+        if let Some((index, regs)) = last {
+            if let Some(slot) = run.last_regs.get_mut(index as usize) {
+                *slot = regs;
+            }
+        }
         run.live -= 1;
         self.changed.notify_all();
     }
