@@ -16,11 +16,16 @@
 //! The descriptors are duplicates: if Python closes its socket while a call is
 //! in flight here, this table's copy keeps the descriptor valid (no reuse of a
 //! closed number); Python detaches a handle before it closes the socket.
+//!
+//! The same sockets also serve the socket I/O exit (`devices::sock_io`): large
+//! receives and sends on the vCPU's own thread, which may wait. A call there
+//! holds its own reference to the descriptor (`socket`), so a detach meanwhile
+//! cannot close it under the call.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use guest_kmod_bindings::socket_proto::{
     vmrpc_sock_buf_req, vmrpc_sock_resp, VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF,
@@ -33,7 +38,9 @@ use crate::rpc::module::NativeHandler;
 
 #[derive(Default)]
 pub struct SocketDataPlane {
-    sockets: Mutex<HashMap<u32, OwnedFd>>,
+    sockets: Mutex<HashMap<u32, Arc<OwnedFd>>>,
+    /// RPCs answered here (SEND_BUF, RECV_BUF) and the bytes they moved;
+    /// bytes moved by the socket I/O exit count in the byte totals too.
     pub sends: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub recvs: AtomicU64,
@@ -46,7 +53,7 @@ fn resp(result: i32) -> vmrpc_sock_resp {
 }
 
 impl SocketDataPlane {
-    fn table(&self) -> MutexGuard<'_, HashMap<u32, OwnedFd>> {
+    fn table(&self) -> MutexGuard<'_, HashMap<u32, Arc<OwnedFd>>> {
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -56,8 +63,14 @@ impl SocketDataPlane {
         // and keeps open for the duration of this call; we only duplicate it.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let dup = borrowed.try_clone_to_owned()?;
-        self.table().insert(handle, dup);
+        self.table().insert(handle, Arc::new(dup));
         Ok(())
+    }
+
+    /// The descriptor of an attached socket, for a call that may outlast a
+    /// detach (the socket I/O exit's waits).
+    pub fn socket(&self, handle: u32) -> Option<Arc<OwnedFd>> {
+        self.table().get(&handle).cloned()
     }
 
     /// Stops serving `handle` and closes the duplicate.
@@ -141,6 +154,10 @@ impl SocketDataPlane {
 }
 
 impl NativeHandler for SocketDataPlane {
+    fn socket_plane(&self) -> Option<&SocketDataPlane> {
+        Some(self)
+    }
+
     /// Answers SEND_BUF / RECV_BUF (returns None); any other call is handed
     /// back for Python.
     fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {

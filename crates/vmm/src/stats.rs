@@ -58,6 +58,12 @@ counters! {
     futex_wakes,
     /// vCPUs created (KVM_CREATE_VCPU): all at once, or on demand (`vm::launch`).
     vcpus_created,
+    /// Socket I/O exits (`devices::sock_io`): large receives and sends on the vCPU thread.
+    sockio_calls,
+    /// Times one of them waited in poll(2) for its socket.
+    sockio_waits,
+    /// Bytes they moved.
+    sockio_bytes,
 }
 
 #[derive(Default, Debug)]

@@ -6,6 +6,11 @@
  * per RA_CAP received rather than one per call, and every host call waits for the
  * VMM's engine thread to get a CPU.
  *
+ * A large receive (SOCKIO_MIN or more) with nothing buffered fills the program's
+ * buffer and this one in one socket I/O exit on the vCPU's own thread
+ * (ra_recv_direct): the program's part is copied once, and only what follows
+ * it is copied twice.
+ *
  * The buffer is allocated by the fill and freed once drained, so only sockets
  * with unread bytes hold one (the personality's heap is shared with guest-local
  * pipes), and at close (unread bytes then make the close a reset, as on Linux).  s->lock guards the indices and the
@@ -16,7 +21,7 @@
  */
 #include "internal.h"
 
-#define RA_CAP (256u * 1024u)
+#define RA_CAP (512u * 1024u)
 
 /* Buffered bytes not yet received (poll and FIONREAD count them as readable). */
 uint32_t ra_avail(struct gsock *s)
@@ -106,6 +111,48 @@ long ra_fill(struct gsock *s)
 		s->ra_end = kept + (uint32_t)rc;
 	empty = s->ra_end == s->ra_pos ? mem : NULL;
 	if (empty) /* nothing came (or never will: TLS): hold no buffer meanwhile */
+		s->ra = NULL;
+	s->ra_busy = 0;
+	rt_spin_unlock(&s->lock);
+	free(empty);
+	return rc;
+}
+
+/*
+ * A large receive with nothing buffered (stream.c): one socket I/O exit fills
+ * buf and, in the same host call, the buffer with what follows, waiting as
+ * timeout_ms says (waitall: until buf is full).  Returns the bytes in buf, 0 at
+ * end of stream, or -errno (-EBUSY: bytes are buffered or being filled, take
+ * the usual way; -EOPNOTSUPP: not for this socket).
+ */
+long ra_recv_direct(struct gsock *s, uint8_t *buf, size_t len, int waitall, int timeout_ms)
+{
+	size_t first = len < VMRPC_SOCKIO_MAX ? len : VMRPC_SOCKIO_MAX;
+	uint8_t *mem, *empty;
+	long rc;
+
+	lock_idle(s);
+	if (s->ra_end != s->ra_pos) {
+		rt_spin_unlock(&s->lock);
+		return -EBUSY;
+	}
+	if (!s->ra)
+		s->ra = malloc(RA_CAP); /* none: buf alone */
+	mem = s->ra;
+	s->ra_pos = 0;
+	s->ra_end = 0;
+	s->ra_busy = 1;
+	rt_spin_unlock(&s->lock);
+	/* Only this vCPU touches the buffer while the flag is up. */
+	rc = host_sockio(s, waitall ? VMRPC_SOCKIO_WAITALL : 0, buf, first, mem, mem ? RA_CAP : 0,
+			 timeout_ms);
+	rt_spin_lock(&s->lock);
+	if (rc > (long)first) {
+		s->ra_end = (uint32_t)(rc - (long)first);
+		rc = (long)first;
+	}
+	empty = s->ra_end ? NULL : mem;
+	if (empty) /* nothing beyond buf: hold no buffer meanwhile */
 		s->ra = NULL;
 	s->ra_busy = 0;
 	rt_spin_unlock(&s->lock);

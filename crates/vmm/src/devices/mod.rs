@@ -4,4 +4,5 @@ pub mod console;
 pub mod crash_report;
 pub mod debug_exit;
 pub mod futex;
+pub mod sock_io;
 pub mod yield_cpu;

@@ -127,6 +127,10 @@ impl HostModule for PyHostModule {
             self.finish(py, function, result, done);
         })
     }
+
+    fn socket_plane(&self) -> Option<&crate::sockfast::SocketDataPlane> {
+        self.natives.iter().find_map(|n| n.socket_plane())
+    }
 }
 
 impl PyHostModule {

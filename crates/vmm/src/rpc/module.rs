@@ -3,12 +3,19 @@
 //! `python/host_module.rs`; native ones (like `Echo`) live here.
 
 use super::channel::Completion;
+use crate::sockfast::SocketDataPlane;
 
 /// A host module's functions. `call` answers through `done`, now or later from
 /// any thread (async host functions answer when they finish).
 pub trait HostModule: Send + Sync {
     fn has_function(&self, function: u32) -> bool;
     fn call(&self, function: u32, request: &[u8], done: Completion);
+
+    /// The socket data plane among the module's native handlers, whose
+    /// sockets the vCPUs' socket I/O exit serves (`devices::sock_io`).
+    fn socket_plane(&self) -> Option<&SocketDataPlane> {
+        None
+    }
 }
 
 /// The built-in `echo` module (version 1.0): function 0 returns the request,
@@ -38,4 +45,9 @@ pub trait NativeHandler: Send + Sync {
     /// Answers the call (returns `None`), or hands `done` back for the
     /// module's own function to answer.
     fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion>;
+
+    /// This handler as the socket data plane, if it is one.
+    fn socket_plane(&self) -> Option<&SocketDataPlane> {
+        None
+    }
 }
