@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use guest_kmod_bindings::socket_proto::{
-    vmrpc_sock_buf_req, vmrpc_sock_resp, VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF,
-    VMRPC_SOCK_MAX_BUF,
+    vmrpc_sock_buf_req, vmrpc_sock_resp, VMRPC_SOCK_FN_POLL, VMRPC_SOCK_FN_RECV_BUF,
+    VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_MAX_BUF, VMRPC_SOCK_MAX_POLL,
 };
 use vm_memory::{ByteValued, GuestAddress, GuestMemoryBackend};
 
@@ -45,6 +45,8 @@ pub struct SocketDataPlane {
     pub bytes_sent: AtomicU64,
     pub recvs: AtomicU64,
     pub bytes_received: AtomicU64,
+    /// POLLs answered here (every socket attached, one ready).
+    pub polls: AtomicU64,
 }
 
 /// `struct vmrpc_sock_resp` with `result` (bytes, or -errno).
@@ -153,6 +155,55 @@ impl SocketDataPlane {
     }
 }
 
+/// `struct vmrpc_sock_poll_req` and `struct vmrpc_sock_pollfd`: 8 bytes each.
+const POLL_HEAD: usize = 8;
+const POLLFD: usize = 8;
+
+impl SocketDataPlane {
+    /// A POLL answered without Python when every socket it names is attached
+    /// here and one of them is ready now (a program that checks readiness
+    /// before each send, as iperf3 does, then never waits for Python's loop).
+    /// The answer is the one Python's poll gives an attached (READY, plain
+    /// TCP) socket: poll(2) of its descriptor. Anything else (an unknown or
+    /// unattached socket, nothing ready) is Python's, which also waits.
+    fn poll_now(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let body = request.get(POLL_HEAD..)?;
+        let nfds = u32::from_le_bytes(request[4..8].try_into().ok()?);
+        if nfds == 0 || nfds > VMRPC_SOCK_MAX_POLL || body.len() != nfds as usize * POLLFD {
+            return None;
+        }
+        let mut fds = Vec::with_capacity(nfds as usize);
+        let mut held = Vec::with_capacity(nfds as usize);
+        {
+            let table = self.table();
+            for pf in body.chunks_exact(POLLFD) {
+                let handle = u32::from_le_bytes(pf[0..4].try_into().ok()?);
+                let fd = table.get(&handle)?.clone();
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: i16::from_le_bytes([pf[4], pf[5]]),
+                    revents: 0,
+                });
+                held.push(fd); // open until the poll is done, whatever a detach does
+            }
+        }
+        // SAFETY: `fds` is a valid array of nfds pollfds whose descriptors `held`
+        // keeps open; a zero timeout never blocks.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        if ready <= 0 {
+            return None;
+        }
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        let mut answer = resp(ready).as_slice().to_vec();
+        answer[4..8].copy_from_slice(&nfds.to_le_bytes());
+        for (pf, fd) in body.chunks_exact(POLLFD).zip(&fds) {
+            answer.extend_from_slice(&pf[..6]);
+            answer.extend_from_slice(&fd.revents.to_le_bytes());
+        }
+        Some(answer)
+    }
+}
+
 impl NativeHandler for SocketDataPlane {
     fn socket_plane(&self) -> Option<&SocketDataPlane> {
         Some(self)
@@ -164,6 +215,15 @@ impl NativeHandler for SocketDataPlane {
         let sending = match function {
             VMRPC_SOCK_FN_SEND_BUF => true,
             VMRPC_SOCK_FN_RECV_BUF => false,
+            VMRPC_SOCK_FN_POLL => {
+                return match self.poll_now(request) {
+                    Some(answer) => {
+                        done.ok(&answer);
+                        None
+                    }
+                    None => Some(done),
+                }
+            }
             _ => return Some(done),
         };
         let result = self.move_bytes(sending, request, &done);
@@ -297,6 +357,44 @@ mod tests {
         assert_eq!(dp.attached(), 0);
         assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &buf_req(3, 8, 0x8_0000)));
         assert_eq!(h.answer(), -libc::EOPNOTSUPP, "detached");
+    }
+
+    fn poll_req(fds: &[(u32, i16)]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(-1i32).to_le_bytes());
+        v.extend_from_slice(&(fds.len() as u32).to_le_bytes());
+        for (handle, events) in fds {
+            v.extend_from_slice(&handle.to_le_bytes());
+            v.extend_from_slice(&events.to_le_bytes());
+            v.extend_from_slice(&0i16.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn a_poll_of_attached_sockets_with_one_ready_is_answered_here() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (c, _d) = UnixStream::pair().unwrap();
+        let dp = SocketDataPlane::default();
+        dp.attach(3, a.as_raw_fd()).unwrap();
+        dp.attach(4, c.as_raw_fd()).unwrap();
+        let pollin = libc::POLLIN;
+        let both = poll_req(&[(3, pollin), (4, pollin)]);
+        assert_eq!(dp.poll_now(&both), None, "nothing ready: Python waits");
+        b.write_all(b"x").unwrap();
+        let answer = dp.poll_now(&both).unwrap();
+        assert_eq!(answer.len(), 8 + 2 * 8);
+        assert_eq!(i32::from_le_bytes(answer[0..4].try_into().unwrap()), 1);
+        assert_eq!(u32::from_le_bytes(answer[4..8].try_into().unwrap()), 2);
+        assert_eq!(&answer[8..14], &both[8..14], "handle and events echoed");
+        assert_eq!(i16::from_le_bytes([answer[14], answer[15]]), pollin);
+        assert_eq!(i16::from_le_bytes([answer[22], answer[23]]), 0);
+        assert_eq!(dp.polls.load(Ordering::Relaxed), 1);
+        // Python's: a socket not attached here, or a malformed request.
+        assert_eq!(dp.poll_now(&poll_req(&[(3, pollin), (9, pollin)])), None);
+        assert_eq!(dp.poll_now(&poll_req(&[])), None);
+        assert_eq!(dp.poll_now(&both[..20]), None);
+        assert_eq!(dp.poll_now(&[1, 2, 3]), None);
     }
 
     #[test]

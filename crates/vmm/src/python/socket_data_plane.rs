@@ -51,6 +51,7 @@ impl PySocketDataPlane {
             ("bytes_sent", i.bytes_sent.load(Relaxed)),
             ("recvs", i.recvs.load(Relaxed)),
             ("bytes_received", i.bytes_received.load(Relaxed)),
+            ("polls", i.polls.load(Relaxed)),
             ("attached", i.attached() as u64),
         ])
     }
