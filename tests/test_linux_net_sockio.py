@@ -15,6 +15,7 @@ import errno
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def _pattern(start: int, n: int) -> bytes:
     return (block * reps)[first : first + n]
 
 
-def _send_pieces(pieces: list[int]) -> object:
+def _send_pieces(pieces: list[int]) -> Callable[[socket.socket], int]:
     """A handler sending the stream pattern in the given piece sizes, then EOF."""
 
     def handler(conn: socket.socket) -> int:
@@ -68,7 +69,7 @@ def _count_pattern(conn: socket.socket) -> tuple[int, int]:
 
 @pytest.mark.parametrize("chunk", [64 << 10, 1 << 20])
 def test_a_large_receive_is_byte_exact_through_the_exit(bigrx: Path, chunk: int) -> None:
-    peer = Peer(_send_pieces([TOTAL]))  # type: ignore[arg-type]
+    peer = Peer(_send_pieces([TOTAL]))
     try:
         module = SocketOutsourcing()
         with LinuxVM(bigrx, ["recv", str(peer.port), str(chunk)], timeout=TIMEOUT,
@@ -89,7 +90,7 @@ def test_a_large_receive_is_byte_exact_through_the_exit(bigrx: Path, chunk: int)
 def test_msg_waitall_collects_a_large_buffer_from_pieces(bigrx: Path) -> None:
     # 1 MiB asked with MSG_WAITALL; the peer sends it in small pieces, then 100 more.
     pieces = [1000] * 20 + [(1 << 20) - 20_000 + 100]
-    peer = Peer(_send_pieces(pieces))  # type: ignore[arg-type]
+    peer = Peer(_send_pieces(pieces))
     try:
         code, out, _ = in_vm(bigrx, "waitall", str(peer.port), str(1 << 20))
         assert (code, out) == native(bigrx, "waitall", str(peer.port), str(1 << 20))

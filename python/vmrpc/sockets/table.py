@@ -103,14 +103,16 @@ class SocketTable(Dispatcher):
         """Counters: ``sockets_created`` (host OS sockets), ``sockets_open``,
         ``rpcs`` and ``rpc.<function>``, ``bytes_sent``, ``bytes_received``, and of
         those the calls the native data plane answered (``native_sends``,
-        ``native_recvs``)."""
+        ``native_recvs``; its polls count in ``rpc.poll``)."""
         with self._lock:
             counts = dict(self._counts)
             open_ = sum(1 for e in self._table.values() if e.sock is not None)
         native = self.native_data_plane.stats
-        counts["rpcs"] = counts.get("rpcs", 0) + native["sends"] + native["recvs"]
+        counts["rpcs"] = counts.get("rpcs", 0) + native["sends"] + native["recvs"] + native["polls"]
         counts["rpc.send"] = counts.get("rpc.send", 0) + native["sends"]
         counts["rpc.recv"] = counts.get("rpc.recv", 0) + native["recvs"]
+        if native["polls"]:
+            counts["rpc.poll"] = counts.get("rpc.poll", 0) + native["polls"]
         counts["bytes_sent"] = counts.get("bytes_sent", 0) + native["bytes_sent"]
         counts["bytes_received"] = counts.get("bytes_received", 0) + native["bytes_received"]
         counts["native_sends"], counts["native_recvs"] = native["sends"], native["recvs"]
