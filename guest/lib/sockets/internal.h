@@ -150,7 +150,6 @@ long host_sockio(struct gsock *s, uint32_t flags, const void *buf, size_t len, v
 uint32_t ra_avail(struct gsock *s);
 size_t ra_take(struct gsock *s, uint8_t *buf, size_t len, int peek);
 long ra_fill(struct gsock *s);
-int ra_bypass(struct gsock *s, size_t len);
 long ra_recv_direct(struct gsock *s, uint8_t *buf, size_t len, int waitall, int timeout_ms);
 void ra_free(struct gsock *s);
 

@@ -160,16 +160,6 @@ long ra_recv_direct(struct gsock *s, uint8_t *buf, size_t len, int waitall, int 
 	return rc;
 }
 
-int ra_bypass(struct gsock *s, size_t len)
-{
-	int empty;
-
-	rt_spin_lock(&s->lock);
-	empty = !s->ra_busy && s->ra_end == s->ra_pos;
-	rt_spin_unlock(&s->lock);
-	return len >= RA_CAP && empty;
-}
-
 void ra_free(struct gsock *s)
 {
 	uint8_t *mem;

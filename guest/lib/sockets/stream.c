@@ -157,9 +157,11 @@ static ssize_t host_recv_wait(struct gsock *s, uint8_t *buf, size_t len, int fla
 }
 
 /*
- * A connected host stream: from the read-ahead buffer (readahead.c), refilled by
- * one native call when empty; the copying way only when the host has nothing now
- * and the call may wait (or the socket has no native data plane).
+ * A connected host stream.  A large receive with nothing buffered is one socket
+ * I/O exit into buf and the read-ahead buffer, which also waits.  Otherwise from
+ * the read-ahead buffer (readahead.c), refilled by one native call when empty;
+ * the copying way only when the host has nothing now and the call may wait (or
+ * the socket has no native data plane).
  */
 static ssize_t host_stream_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
 				int timeout_ms)
@@ -177,8 +179,6 @@ static ssize_t host_stream_recv(struct gsock *s, uint8_t *buf, size_t len, int f
 		if (rc != -EBUSY && rc != -EOPNOTSUPP)
 			return fail((int)-rc);
 	}
-	if (!peek && !(flags & MSG_WAITALL) && ra_bypass(s, len))
-		return host_recv_zero_copy(s, buf, len, timeout_ms); /* big enough alone */
 	for (int topped = 0;; topped = 1) {
 		long rc;
 
