@@ -124,16 +124,42 @@ def test_closing_the_vm_ends_a_blocked_large_receive(bigrx: Path) -> None:
         vm = LinuxVM(bigrx, ["block", str(peer.port)], timeout=TIMEOUT,
                      sockets=SocketOutsourcing())  # fmt: skip
         vm.start()
-        # Real state: the exit counted its wait (the deadline only guards a hang).
-        deadline = time.monotonic() + TIMEOUT
-        while vm.stats["sockio_waits"] < 1:
-            assert time.monotonic() < deadline, vm.stdout
-            time.sleep(0.005)
+        _await_exit_wait(vm)
         vm.close()
         assert vm.stdout.decode() == "blocking\n"
     finally:
         hold.set()
         peer.close()
+
+
+def _await_exit_wait(vm: LinuxVM) -> None:
+    """Until the program waits in the exit (real state; the deadline guards a hang)."""
+    deadline = time.monotonic() + TIMEOUT
+    while vm.stats["sockio_waits"] < 1:
+        assert time.monotonic() < deadline, vm.stdout
+        time.sleep(0.005)
+
+
+def test_a_receive_waiting_in_the_exit_leaves_the_socket_to_other_threads(
+    bigrx: Path,
+) -> None:
+    """While one thread waits in a large receive, another thread's non-waiting receive
+    on the same socket answers EAGAIN at once (the waiting exit holds no buffer the
+    other needs); then data ends the wait."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    with srv, LinuxVM(bigrx, ["shared", str(srv.getsockname()[1])], timeout=TIMEOUT,
+                      sockets=SocketOutsourcing(), threads=2) as vm:  # fmt: skip
+        vm.start()
+        data, _ = srv.accept()
+        ctl, _ = srv.accept()
+        with data, ctl:
+            ctl.settimeout(TIMEOUT)  # guards a hang only
+            _await_exit_wait(vm)
+            ctl.sendall(b"g")
+            assert ctl.recv(1) == b"x", vm.stdout  # the other receive returned
+            data.sendall(b"hello")
+            assert vm.wait() == 0
+        assert vm.stdout.decode() == "other EAGAIN\nwaiter 5\n"
 
 
 def test_hostile_requests_to_the_exit_get_an_errno(bigrx: Path) -> None:

@@ -10,12 +10,17 @@
  *   bigrx send PORT TOTAL CHUNK send TOTAL bytes in CHUNK-byte calls, then wait EOF
  *   bigrx block PORT            one large receive that never gets data (the test
  *                               closes the VM meanwhile)
+ *   bigrx shared PORT           a thread waits in a large receive on a first
+ *                               connection; meanwhile, told so on a second one,
+ *                               the main thread makes a non-waiting receive on
+ *                               the first (it must not wait for the other thread)
  *   bigrx hostile PORT          hand-made requests to the exit's register (a
  *                               hostile program can write it too); prints each
  *                               answer (only meaningful in vmrpc)
  */
 #define _GNU_SOURCE
 #include "tcp_client.h"
+#include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -100,6 +105,37 @@ static int block(int s)
 	printf("blocking\n");
 	fflush(stdout);
 	printf("returned %zd\n", recv(s, b, 1 << 20, 0));
+	return 0;
+}
+
+static int shared_sock;
+
+static void *waiter(void *arg)
+{
+	unsigned char *b = buffer(1 << 20);
+
+	(void)arg;
+	printf("waiter %zd\n", recv(shared_sock, b, 1 << 20, 0));
+	return NULL;
+}
+
+static int shared(int port)
+{
+	pthread_t t;
+	char c, b[100];
+	int ctl;
+	ssize_t r;
+
+	shared_sock = connected(port);
+	ctl = connected(port);
+	pthread_create(&t, NULL, waiter, NULL);
+	if (recv(ctl, &c, 1, 0) != 1) /* the peer saw the waiter wait */
+		return 3;
+	r = recv(shared_sock, b, sizeof(b), MSG_DONTWAIT);
+	printf("other %s\n", r < 0 && errno == EAGAIN ? "EAGAIN" : "unexpected");
+	fflush(stdout);
+	send(ctl, "x", 1, 0);
+	pthread_join(t, NULL);
 	return 0;
 }
 
@@ -189,9 +225,11 @@ int main(int argc, char **argv)
 	int s;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: bigrx recv|waitall|send|block|hostile PORT [N] [CHUNK]\n");
+		fprintf(stderr, "usage: bigrx recv|waitall|send|block|shared|hostile PORT [N] [CHUNK]\n");
 		return 2;
 	}
+	if (!strcmp(argv[1], "shared"))
+		return shared(atoi(argv[2]));
 	s = connected(atoi(argv[2]));
 	if (!strcmp(argv[1], "recv") && argc == 4)
 		return recv_all(s, atol(argv[3]));

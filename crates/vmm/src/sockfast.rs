@@ -34,7 +34,7 @@ use guest_kmod_bindings::socket_proto::{
 use vm_memory::{ByteValued, GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
-use crate::rpc::module::NativeHandler;
+use crate::rpc::module::{NativeHandler, NativeSockets};
 
 #[derive(Default)]
 pub struct SocketDataPlane {
@@ -67,12 +67,6 @@ impl SocketDataPlane {
         let dup = borrowed.try_clone_to_owned()?;
         self.table().insert(handle, Arc::new(dup));
         Ok(())
-    }
-
-    /// The descriptor of an attached socket, for a call that may outlast a
-    /// detach (the socket I/O exit's waits).
-    pub fn socket(&self, handle: u32) -> Option<Arc<OwnedFd>> {
-        self.table().get(&handle).cloned()
     }
 
     /// Stops serving `handle` and closes the duplicate.
@@ -204,8 +198,25 @@ impl SocketDataPlane {
     }
 }
 
+impl NativeSockets for SocketDataPlane {
+    /// The descriptor of an attached socket, for a call that may outlast a
+    /// detach (the socket I/O exit's waits).
+    fn socket(&self, handle: u32) -> Option<Arc<OwnedFd>> {
+        self.table().get(&handle).cloned()
+    }
+
+    fn count_bytes(&self, sent: bool, bytes: u64) {
+        let total = if sent {
+            &self.bytes_sent
+        } else {
+            &self.bytes_received
+        };
+        total.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
 impl NativeHandler for SocketDataPlane {
-    fn socket_plane(&self) -> Option<&SocketDataPlane> {
+    fn native_sockets(&self) -> Option<&dyn NativeSockets> {
         Some(self)
     }
 

@@ -120,16 +120,19 @@ long ra_fill(struct gsock *s)
 
 /*
  * A large receive with nothing buffered (stream.c): one socket I/O exit fills
- * buf and, in the same host call, the buffer with what follows, waiting as
- * timeout_ms says (waitall: until buf is full).  Returns the bytes in buf, 0 at
- * end of stream, or -errno (-EBUSY: bytes are buffered or being filled, take
- * the usual way; -EOPNOTSUPP: not for this socket).
+ * buf and, in the same host call, the buffer with what follows.  That exit never
+ * waits: the buffer is this vCPU's only meanwhile, and a receive that waits
+ * must not keep other threads off it (their receives, close).  When the call
+ * may wait and has nothing yet, or MSG_WAITALL wants more, a second exit waits
+ * for buf alone.  Returns the bytes in buf, 0 at end of stream, or -errno
+ * (-EBUSY: bytes are buffered or being filled, take the usual way;
+ * -EOPNOTSUPP: not for this socket).
  */
 long ra_recv_direct(struct gsock *s, uint8_t *buf, size_t len, int waitall, int timeout_ms)
 {
 	size_t first = len < VMRPC_SOCKIO_MAX ? len : VMRPC_SOCKIO_MAX;
 	uint8_t *mem, *empty;
-	long rc;
+	long rc, more;
 
 	lock_idle(s);
 	if (s->ra_end != s->ra_pos) {
@@ -143,9 +146,7 @@ long ra_recv_direct(struct gsock *s, uint8_t *buf, size_t len, int waitall, int 
 	s->ra_end = 0;
 	s->ra_busy = 1;
 	rt_spin_unlock(&s->lock);
-	/* Only this vCPU touches the buffer while the flag is up. */
-	rc = host_sockio(s, waitall ? VMRPC_SOCKIO_WAITALL : 0, buf, first, mem, mem ? RA_CAP : 0,
-			 timeout_ms);
+	rc = host_sockio(s, 0, buf, first, mem, mem ? RA_CAP : 0, 0);
 	rt_spin_lock(&s->lock);
 	if (rc > (long)first) {
 		s->ra_end = (uint32_t)(rc - (long)first);
@@ -157,7 +158,15 @@ long ra_recv_direct(struct gsock *s, uint8_t *buf, size_t len, int waitall, int 
 	s->ra_busy = 0;
 	rt_spin_unlock(&s->lock);
 	free(empty);
-	return rc;
+	if (timeout_ms == 0 || (rc != -EAGAIN && !(rc > 0 && waitall && (size_t)rc < first)))
+		return rc;
+	/* Wait, for buf alone (the buffer stays free for the others). */
+	if (rc == -EAGAIN)
+		return host_sockio(s, waitall ? VMRPC_SOCKIO_WAITALL : 0, buf, first, NULL, 0,
+				   timeout_ms);
+	more = host_sockio(s, VMRPC_SOCKIO_WAITALL, buf + rc, first - (size_t)rc, NULL, 0,
+			   timeout_ms);
+	return more > 0 ? rc + more : rc;
 }
 
 void ra_free(struct gsock *s)

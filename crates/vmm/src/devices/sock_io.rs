@@ -143,8 +143,8 @@ impl SockIoDevice {
             .map_err(|_| SockIoError::BadModule)?;
         let fd = module
             .module
-            .socket_plane()
-            .and_then(|plane| plane.socket(req.handle))
+            .native_sockets()
+            .and_then(|sockets| sockets.socket(req.handle))
             .ok_or(SockIoError::NotNative)?;
         let bufs = [
             self.buffer(req.gpa, req.len)?,
@@ -206,13 +206,8 @@ impl SockIoDevice {
         };
         self.stats.sockio_bytes.add(done as u64);
         let peek = t.flags & VMRPC_SOCKIO_PEEK != 0;
-        if let Some(plane) = t.module.module.socket_plane().filter(|_| !peek) {
-            let total = if sending {
-                &plane.bytes_sent
-            } else {
-                &plane.bytes_received
-            };
-            total.fetch_add(done as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(sockets) = t.module.module.native_sockets().filter(|_| !peek) {
+            sockets.count_bytes(sending, done as u64);
         }
         if done > 0 || outcome == 0 {
             done as i64

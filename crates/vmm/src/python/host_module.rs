@@ -128,8 +128,8 @@ impl HostModule for PyHostModule {
         })
     }
 
-    fn socket_plane(&self) -> Option<&crate::sockfast::SocketDataPlane> {
-        self.natives.iter().find_map(|n| n.socket_plane())
+    fn native_sockets(&self) -> Option<&dyn crate::rpc::module::NativeSockets> {
+        self.natives.iter().find_map(|n| n.native_sockets())
     }
 }
 

@@ -2,8 +2,10 @@
 //! a module may bring. Python modules implement `HostModule` in
 //! `python/host_module.rs`; native ones (like `Echo`) live here.
 
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
 use super::channel::Completion;
-use crate::sockfast::SocketDataPlane;
 
 /// A host module's functions. `call` answers through `done`, now or later from
 /// any thread (async host functions answer when they finish).
@@ -11,9 +13,9 @@ pub trait HostModule: Send + Sync {
     fn has_function(&self, function: u32) -> bool;
     fn call(&self, function: u32, request: &[u8], done: Completion);
 
-    /// The socket data plane among the module's native handlers, whose
-    /// sockets the vCPUs' socket I/O exit serves (`devices::sock_io`).
-    fn socket_plane(&self) -> Option<&SocketDataPlane> {
+    /// The sockets of the module's native handlers, which the vCPUs' socket
+    /// I/O exit serves (`devices::sock_io`).
+    fn native_sockets(&self) -> Option<&dyn NativeSockets> {
         None
     }
 }
@@ -46,8 +48,17 @@ pub trait NativeHandler: Send + Sync {
     /// module's own function to answer.
     fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion>;
 
-    /// This handler as the socket data plane, if it is one.
-    fn socket_plane(&self) -> Option<&SocketDataPlane> {
+    /// The sockets this handler serves, if it serves sockets (the socket
+    /// module's `SocketDataPlane`).
+    fn native_sockets(&self) -> Option<&dyn NativeSockets> {
         None
     }
+}
+
+/// Host sockets by the guest's handle, for the socket I/O exit: the exit holds
+/// its own reference to a descriptor while it waits, and reports the bytes it
+/// moved to the table's counters.
+pub trait NativeSockets: Send + Sync {
+    fn socket(&self, handle: u32) -> Option<Arc<OwnedFd>>;
+    fn count_bytes(&self, sent: bool, bytes: u64);
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::rpc::channel::Completion;
-use crate::rpc::module::HostModule;
+use crate::rpc::module::{HostModule, NativeSockets};
 use crate::sockfast::SocketDataPlane;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -20,7 +20,7 @@ impl HostModule for Sockets {
         false
     }
     fn call(&self, _function: u32, _request: &[u8], _done: Completion) {}
-    fn socket_plane(&self) -> Option<&SocketDataPlane> {
+    fn native_sockets(&self) -> Option<&dyn NativeSockets> {
         Some(&self.0)
     }
 }
