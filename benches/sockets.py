@@ -301,7 +301,8 @@ def halted_share(stats: dict[str, int]) -> float:
 def per_operation(runs: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, Any]]:
     """Host calls per operation of the VM client, over all runs: socket RPCs, the
     share served by the native data plane, those that reached Python, waits handed to
-    Python's event loop, and halted waits."""
+    Python's event loop, socket I/O exits (large receives and sends on the vCPU's thread), and halted
+    waits."""
     ops: dict[str, tuple[str, float]] = {
         "send": ("MiB", BULK_BYTES / MIB),
         "recv": ("MiB", BULK_BYTES / MIB),
@@ -320,6 +321,7 @@ def per_operation(runs: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, 
             "socket_rpcs": total["rpcs"] / n,
             "native_data_calls": (total["native_sends"] + total["native_recvs"]) / n,
             "python_calls": total["python_rpcs"] / n,
+            "sockio_exits": total["vm.sockio_calls"] / n,
             "python_waits": waits / n,
             "halted_waits": total["vm.interrupts"] / n,
             "halted_share_of_all_host_calls": total["vm.interrupts"] / max(1, total["vm.rpcs"]),
@@ -331,7 +333,8 @@ def per_op_lines(per_op: dict[str, dict[str, Any]]) -> list[str]:
     return [
         f"vmrpc {key}: {v['socket_rpcs']:.2f} socket RPCs per {v['per']} "
         f"({v['native_data_calls']:.2f} data calls on the native data plane, "
-        f"{v['python_calls']:.2f} calls into Python, {v['python_waits']:.2f} waits in Python); "
+        f"{v['python_calls']:.2f} calls into Python, {v['python_waits']:.2f} waits in Python), "
+        f"{v['sockio_exits']:.2f} socket I/O exits; "
         f"{v['halted_share_of_all_host_calls']:.0%} of host calls halted the vCPU"
         for key, v in per_op.items()
     ]

@@ -13,6 +13,7 @@
  *                              until EOF: every call's bytes must be contiguous
  */
 #define _GNU_SOURCE
+#include "tcp_client.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -28,21 +29,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static int connected(int port)
-{
-	struct sockaddr_in a;
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_port = htons((unsigned short)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		printf("connect failed %d\n", errno);
-		exit(2);
-	}
-	return s;
-}
 
 /* Stream byte number `at` is 'a' + at % 26 (the echo peer sends back what we send). */
 static void pattern(char *b, int n, int at)

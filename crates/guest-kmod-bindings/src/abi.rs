@@ -78,6 +78,47 @@ pub const VMRPC_MMIO_CRASH: u64 = VMRPC_MMIO_BASE + 0x6000;
 /// (at most VMRPC_YIELD_MAX_US; 0: just yields the host CPU).
 pub const VMRPC_MMIO_YIELD: u64 = VMRPC_MMIO_BASE + 0x8000;
 pub const VMRPC_YIELD_MAX_US: u32 = 4000_u32;
+/// A 64-bit write of the guest address of a struct vmrpc_sockio_req: the vCPU's
+/// own host thread moves bytes between a host socket of the "sockets" module
+/// (its native data plane) and guest memory, and may wait for them, before the
+/// write returns (`devices/sock_io.rs`). Large receives and sends take it: one
+/// copy, on the vCPU's core, no RPC engine thread.
+pub const VMRPC_MMIO_SOCKIO: u64 = VMRPC_MMIO_BASE + 0x9000;
+/// vmrpc_sockio_req.flags: send [gpa, gpa + len) (else receive into it).
+pub const VMRPC_SOCKIO_SEND: u32 = 1_u32;
+/// Receive: leave the bytes queued (MSG_PEEK); never with a second buffer.
+pub const VMRPC_SOCKIO_PEEK: u32 = 2_u32;
+/// Receive: wait until the first buffer is full, end of stream or an error
+/// (MSG_WAITALL); the timeout still applies.
+pub const VMRPC_SOCKIO_WAITALL: u32 = 4_u32;
+pub const VMRPC_SOCKIO_FLAGS: u32 = VMRPC_SOCKIO_SEND | VMRPC_SOCKIO_PEEK | VMRPC_SOCKIO_WAITALL;
+/// Most bytes one request moves (len + len2); the guest loops for more.
+pub const VMRPC_SOCKIO_MAX: u32 = 4_u32 << 20;
+
+/// A socket I/O exit (VMRPC_MMIO_SOCKIO). The host copies it once, validates
+/// it, and writes only `result`. A receive fills [gpa, gpa + len) first and
+/// only then, in the same system call, [gpa2, gpa2 + len2) (the guest's
+/// read-ahead); a send takes len2 = 0.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct vmrpc_sockio_req {
+    /// The guest's handle of the "sockets" module (bind_module).
+    pub module: u32,
+    /// The socket's handle in that module.
+    pub handle: u32,
+    /// VMRPC_SOCKIO_*.
+    pub flags: u32,
+    /// -1: wait without limit; 0: never wait (-EAGAIN); > 0: at most that long.
+    pub timeout_ms: i32,
+    pub gpa: u64,
+    pub len: u32,
+    pub len2: u32,
+    pub gpa2: u64,
+    /// Written by the host: bytes moved (0: end of stream), or -errno
+    /// (-EOPNOTSUPP: not a native-data-plane socket, use the module's RPCs;
+    /// -EINTR: the VM is stopping).
+    pub result: i64,
+}
 
 /// What a ring-0 exception handler of the runtime saw (guest/rt/irq.S builds it
 /// on the ring-0 stack, lowest address first): the general registers of the

@@ -55,6 +55,15 @@ pub trait BusDevice: Send + Sync {
     }
 }
 
+/// A write's data as a little-endian integer, zero-extended: how a guest hands
+/// a request register the address of its request (any width up to 8 bytes).
+pub fn written_value(data: &[u8]) -> u64 {
+    let mut raw = [0u8; 8];
+    let n = data.len().min(8);
+    raw[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(raw)
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BusError {
     /// two devices claim overlapping ranges

@@ -21,26 +21,31 @@
 //! The descriptors are duplicates: if Python closes its socket while a call is
 //! in flight here, this table's copy keeps the descriptor valid (no reuse of a
 //! closed number); Python detaches a handle before it closes the socket.
+//!
+//! The same sockets also serve the socket I/O exit (`devices::sock_io`): large
+//! receives and sends on the vCPU's own thread, which may wait. A call there
+//! holds its own reference to the descriptor (`socket`), so a detach meanwhile
+//! cannot close it under the call.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use guest_kmod_bindings::socket_proto::{
     vmrpc_sock_buf_req, vmrpc_sock_handle_req, vmrpc_sock_resp, vmrpc_sock_sockopt_req,
-    VMRPC_SOCK_FN_CLOSE, VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_FN_SETSOCKOPT,
-    VMRPC_SOCK_MAX_BUF, VMRPC_SOCK_MAX_OPTLEN,
+    VMRPC_SOCK_FN_CLOSE, VMRPC_SOCK_FN_POLL, VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF,
+    VMRPC_SOCK_FN_SETSOCKOPT, VMRPC_SOCK_MAX_BUF, VMRPC_SOCK_MAX_OPTLEN, VMRPC_SOCK_MAX_POLL,
 };
 use vm_memory::{ByteValued, GuestAddress, GuestMemoryBackend};
 
 use crate::rpc::channel::Completion;
-use crate::rpc::module::NativeHandler;
+use crate::rpc::module::{NativeHandler, NativeSockets};
 
 /// An attached socket: this table's duplicate, and the number of Python's own
 /// descriptor of the same socket (see `SocketDataPlane::close`).
 struct Attached {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     python_fd: RawFd,
 }
 
@@ -54,12 +59,16 @@ pub struct SocketDataPlane {
     /// Python operations under way on its event loop (they may use any socket,
     /// so no close happens here meanwhile).
     loop_calls: AtomicU64,
+    /// RPCs answered here (SEND_BUF, RECV_BUF) and the bytes they moved;
+    /// bytes moved by the socket I/O exit count in the byte totals too.
     pub sends: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub recvs: AtomicU64,
     pub bytes_received: AtomicU64,
     pub setsockopts: AtomicU64,
     pub closes: AtomicU64,
+    /// POLLs answered here (every socket attached, one ready).
+    pub polls: AtomicU64,
 }
 
 /// `struct vmrpc_sock_resp` with `result` (bytes, or -errno).
@@ -119,7 +128,7 @@ impl SocketDataPlane {
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let dup = borrowed.try_clone_to_owned()?;
         let attached = Attached {
-            fd: dup,
+            fd: Arc::new(dup),
             python_fd: fd,
         };
         self.table().insert(handle, attached);
@@ -279,6 +288,11 @@ impl SocketDataPlane {
         let placeholder = placeholder()?;
         let mut table = self.table();
         let attached = table.get(&req.handle)?;
+        // A socket I/O exit holds its own reference while it runs: then this
+        // table's would not be the last descriptor, so Python closes it.
+        if Arc::strong_count(&attached.fd) != 1 {
+            return None;
+        }
         // SAFETY: `python_fd` is still Python's open descriptor: Python detaches
         // a handle (under this lock) before it closes its socket, and the handle
         // is attached. dup3 only replaces what that number refers to.
@@ -295,7 +309,77 @@ impl SocketDataPlane {
     }
 }
 
+/// `struct vmrpc_sock_poll_req` and `struct vmrpc_sock_pollfd`: 8 bytes each.
+const POLL_HEAD: usize = 8;
+const POLLFD: usize = 8;
+
+impl SocketDataPlane {
+    /// A POLL answered without Python when every socket it names is attached
+    /// here and one of them is ready now (a program that checks readiness
+    /// before each send, as iperf3 does, then never waits for Python's loop).
+    /// The answer is the one Python's poll gives an attached (READY, plain
+    /// TCP) socket: poll(2) of its descriptor. Anything else (an unknown or
+    /// unattached socket, nothing ready) is Python's, which also waits.
+    fn poll_now(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let body = request.get(POLL_HEAD..)?;
+        let nfds = u32::from_le_bytes(request[4..8].try_into().ok()?);
+        if nfds == 0 || nfds > VMRPC_SOCK_MAX_POLL || body.len() != nfds as usize * POLLFD {
+            return None;
+        }
+        let mut fds = Vec::with_capacity(nfds as usize);
+        let mut held = Vec::with_capacity(nfds as usize);
+        {
+            let table = self.table();
+            for pf in body.chunks_exact(POLLFD) {
+                let handle = u32::from_le_bytes(pf[0..4].try_into().ok()?);
+                let fd = Arc::clone(&table.get(&handle)?.fd);
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: i16::from_le_bytes([pf[4], pf[5]]),
+                    revents: 0,
+                });
+                held.push(fd); // open until the poll is done, whatever a detach does
+            }
+        }
+        // SAFETY: `fds` is a valid array of nfds pollfds whose descriptors `held`
+        // keeps open; a zero timeout never blocks.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        if ready <= 0 {
+            return None;
+        }
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        let mut answer = resp(ready).as_slice().to_vec();
+        answer[4..8].copy_from_slice(&nfds.to_le_bytes());
+        for (pf, fd) in body.chunks_exact(POLLFD).zip(&fds) {
+            answer.extend_from_slice(&pf[..6]);
+            answer.extend_from_slice(&fd.revents.to_le_bytes());
+        }
+        Some(answer)
+    }
+}
+
+impl NativeSockets for SocketDataPlane {
+    /// The descriptor of an attached socket, for a call that may outlast a
+    /// detach (the socket I/O exit's waits).
+    fn socket(&self, handle: u32) -> Option<Arc<OwnedFd>> {
+        self.table().get(&handle).map(|a| Arc::clone(&a.fd))
+    }
+
+    fn count_bytes(&self, sent: bool, bytes: u64) {
+        let total = if sent {
+            &self.bytes_sent
+        } else {
+            &self.bytes_received
+        };
+        total.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
 impl NativeHandler for SocketDataPlane {
+    fn native_sockets(&self) -> Option<&dyn NativeSockets> {
+        Some(self)
+    }
+
     /// Answers SEND_BUF / RECV_BUF, and SETSOCKOPT / CLOSE of attached
     /// sockets (returns None); any other call is handed back for Python.
     fn try_call(&self, function: u32, request: &[u8], done: Completion) -> Option<Completion> {
@@ -310,6 +394,15 @@ impl NativeHandler for SocketDataPlane {
                 Some(result) => result,
                 None => return Some(done),
             },
+            VMRPC_SOCK_FN_POLL => {
+                return match self.poll_now(request) {
+                    Some(answer) => {
+                        done.ok(&answer);
+                        None
+                    }
+                    None => Some(done),
+                }
+            }
             _ => return Some(done),
         };
         done.ok(resp(result).as_slice());
@@ -553,6 +646,44 @@ mod tests {
             assert!(!h.offer(&dp, VMRPC_SOCK_FN_SETSOCKOPT, &req));
         }
         assert_eq!(dp.setsockopts.load(Ordering::Relaxed), 1);
+    }
+
+    fn poll_req(fds: &[(u32, i16)]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(-1i32).to_le_bytes());
+        v.extend_from_slice(&(fds.len() as u32).to_le_bytes());
+        for (handle, events) in fds {
+            v.extend_from_slice(&handle.to_le_bytes());
+            v.extend_from_slice(&events.to_le_bytes());
+            v.extend_from_slice(&0i16.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn a_poll_of_attached_sockets_with_one_ready_is_answered_here() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (c, _d) = UnixStream::pair().unwrap();
+        let dp = SocketDataPlane::default();
+        dp.attach(3, a.as_raw_fd()).unwrap();
+        dp.attach(4, c.as_raw_fd()).unwrap();
+        let pollin = libc::POLLIN;
+        let both = poll_req(&[(3, pollin), (4, pollin)]);
+        assert_eq!(dp.poll_now(&both), None, "nothing ready: Python waits");
+        b.write_all(b"x").unwrap();
+        let answer = dp.poll_now(&both).unwrap();
+        assert_eq!(answer.len(), 8 + 2 * 8);
+        assert_eq!(i32::from_le_bytes(answer[0..4].try_into().unwrap()), 1);
+        assert_eq!(u32::from_le_bytes(answer[4..8].try_into().unwrap()), 2);
+        assert_eq!(&answer[8..14], &both[8..14], "handle and events echoed");
+        assert_eq!(i16::from_le_bytes([answer[14], answer[15]]), pollin);
+        assert_eq!(i16::from_le_bytes([answer[22], answer[23]]), 0);
+        assert_eq!(dp.polls.load(Ordering::Relaxed), 1);
+        // Python's: a socket not attached here, or a malformed request.
+        assert_eq!(dp.poll_now(&poll_req(&[(3, pollin), (9, pollin)])), None);
+        assert_eq!(dp.poll_now(&poll_req(&[])), None);
+        assert_eq!(dp.poll_now(&both[..20]), None);
+        assert_eq!(dp.poll_now(&[1, 2, 3]), None);
     }
 
     #[test]

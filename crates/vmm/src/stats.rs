@@ -62,6 +62,12 @@ counters! {
     context_switches,
     /// Running guest threads that gave their vCPU up to a waiting one (`vm::pool`).
     preemptions,
+    /// Socket I/O exits (`devices::sock_io`): large receives and sends on the vCPU thread.
+    sockio_calls,
+    /// Times one of them waited in poll(2) for its socket.
+    sockio_waits,
+    /// Bytes they moved.
+    sockio_bytes,
 }
 
 #[derive(Default, Debug)]

@@ -54,6 +54,28 @@
 
 #define VMRPC_YIELD_MAX_US 4000u
 
+// A 64-bit write of the guest address of a struct vmrpc_sockio_req: the vCPU's
+// own host thread moves bytes between a host socket of the "sockets" module
+// (its native data plane) and guest memory, and may wait for them, before the
+// write returns (`devices/sock_io.rs`). Large receives and sends take it: one
+// copy, on the vCPU's core, no RPC engine thread.
+#define VMRPC_MMIO_SOCKIO (VMRPC_MMIO_BASE + 36864)
+
+// vmrpc_sockio_req.flags: send [gpa, gpa + len) (else receive into it).
+#define VMRPC_SOCKIO_SEND 1u
+
+// Receive: leave the bytes queued (MSG_PEEK); never with a second buffer.
+#define VMRPC_SOCKIO_PEEK 2u
+
+// Receive: wait until the first buffer is full, end of stream or an error
+// (MSG_WAITALL); the timeout still applies.
+#define VMRPC_SOCKIO_WAITALL 4u
+
+#define VMRPC_SOCKIO_FLAGS ((VMRPC_SOCKIO_SEND | VMRPC_SOCKIO_PEEK) | VMRPC_SOCKIO_WAITALL)
+
+// Most bytes one request moves (len + len2); the guest loops for more.
+#define VMRPC_SOCKIO_MAX (4u << 20)
+
 // Interrupt vector the host uses to wake a vCPU waiting for a response or event.
 #define VMRPC_IRQ_VECTOR 64u
 
@@ -157,6 +179,29 @@ struct vmrpc_boot_info {
   // TSC frequency as KVM reports it, 0 if unknown.
   uint64_t tsc_khz;
   uint64_t reserved[8];
+};
+
+// A socket I/O exit (VMRPC_MMIO_SOCKIO). The host copies it once, validates
+// it, and writes only `result`. A receive fills [gpa, gpa + len) first and
+// only then, in the same system call, [gpa2, gpa2 + len2) (the guest's
+// read-ahead); a send takes len2 = 0.
+struct vmrpc_sockio_req {
+  // The guest's handle of the "sockets" module (bind_module).
+  uint32_t module;
+  // The socket's handle in that module.
+  uint32_t handle;
+  // VMRPC_SOCKIO_*.
+  uint32_t flags;
+  // -1: wait without limit; 0: never wait (-EAGAIN); > 0: at most that long.
+  int32_t timeout_ms;
+  uint64_t gpa;
+  uint32_t len;
+  uint32_t len2;
+  uint64_t gpa2;
+  // Written by the host: bytes moved (0: end of stream), or -errno
+  // (-EOPNOTSUPP: not a native-data-plane socket, use the module's RPCs;
+  // -EINTR: the VM is stopping).
+  int64_t result;
 };
 
 // What a ring-0 exception handler of the runtime saw (guest/rt/irq.S builds it

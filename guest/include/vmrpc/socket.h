@@ -248,14 +248,16 @@ const char *inet_ntop(int af, const void *src, char *dst, socklen_t size);
 
 /*
  * What the library did, for tests and benchmarks: RPCs it sent to the host
- * module, connections it made guest-locally and through the host, and bytes
- * that moved through guest-local pipes and queues.
+ * module, connections it made guest-locally and through the host, bytes
+ * that moved through guest-local pipes and queues, and socket I/O exits
+ * (large receives and sends served on the vCPU's own host thread).
  */
 struct vmrpc_sock_stats {
 	uint64_t host_rpcs;
 	uint64_t local_connects;
 	uint64_t host_connects;
 	uint64_t local_bytes;
+	uint64_t host_exits;
 };
 void vmrpc_sock_get_stats(struct vmrpc_sock_stats *out);
 

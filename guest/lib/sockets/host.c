@@ -111,10 +111,50 @@ long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len)
 
 	req.handle = s->host;
 	req.len = (uint32_t)(len < VMRPC_SOCK_MAX_BUF ? len : VMRPC_SOCK_MAX_BUF);
-	req.gpa = (uint64_t)(uintptr_t)buf; /* guest memory is identity-mapped */
+	req.gpa = sock_gpa(buf);
 	if (host_rpc(fn, &req, sizeof(req), &r, sizeof(r), NULL, &result) < 0)
 		return -errno;
 	if (result == -EOPNOTSUPP)
 		s->no_zero_copy = 1;
 	return result;
+}
+
+/*
+ * One socket I/O exit (VMRPC_MMIO_SOCKIO, crates/vmm/src/devices/sock_io.rs):
+ * this vCPU's host thread moves the bytes itself, straight between the host
+ * socket and buf (a receive: then buf2, in the same host call), waiting as
+ * timeout_ms says; flags are VMRPC_SOCKIO_*.  At most VMRPC_SOCKIO_MAX bytes in
+ * all.  Returns the bytes moved, 0 at end of stream, or -errno; -EOPNOTSUPP:
+ * never for this socket (TLS, no native data plane), use the module's calls.
+ */
+long host_sockio(struct gsock *s, uint32_t flags, const void *buf, size_t len, void *buf2,
+		 size_t len2, int timeout_ms)
+{
+	struct vmrpc_sockio_req req;
+	int h = host_module();
+	int64_t rc;
+
+	if (h < 0)
+		return -vmrpc_errno(h);
+	if (len > VMRPC_SOCKIO_MAX)
+		len = VMRPC_SOCKIO_MAX;
+	if (len2 > VMRPC_SOCKIO_MAX - len)
+		len2 = VMRPC_SOCKIO_MAX - len;
+	req.module = (uint32_t)h;
+	req.handle = s->host;
+	req.flags = flags;
+	req.timeout_ms = timeout_ms;
+	req.gpa = sock_gpa(buf);
+	req.len = (uint32_t)len;
+	req.len2 = (uint32_t)len2;
+	req.gpa2 = sock_gpa(buf2);
+	req.result = -EOPNOTSUPP; /* what a VMM without the device leaves */
+	stat_add(&stats.host_exits, 1);
+	rt_barrier(); /* the request is in memory before the exit reads it */
+	mmio_write64(VMRPC_MMIO_SOCKIO, sock_gpa(&req));
+	rt_barrier(); /* and the host's answer is read after it */
+	rc = req.result;
+	if (rc == -EOPNOTSUPP)
+		s->no_zero_copy = 1;
+	return (long)rc;
 }

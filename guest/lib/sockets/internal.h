@@ -44,6 +44,10 @@
 /* How long a vCPU waits in one host call before it re-checks guest-local
  * sources (other vCPUs may connect or send to it meanwhile). */
 #define MIXED_SLICE_MS 10
+/* Receives and sends of at least this many bytes on a host stream take the
+ * socket I/O exit (host.c, sockio): one exit costs tens of microseconds here,
+ * about what the RPC engine's path costs per call, so smaller ones stay there. */
+#define SOCKIO_MIN (32u * 1024u)
 
 /* ---- structures ----------------------------------------------------------------- */
 
@@ -128,6 +132,12 @@ int wait_ms(const struct gsock *s, int flags, int send_side);
 int local_waiters_possible(void);
 
 /* host.c */
+/* The address the host sees for a guest buffer (the one place a pointer becomes
+ * one: guest memory is identity-mapped). */
+static inline uint64_t sock_gpa(const void *p)
+{
+	return (uint64_t)(uintptr_t)p;
+}
 uint8_t *cpu_scratch(void);
 int host_rpc(uint32_t fn, const void *req, size_t req_len, void *resp, size_t resp_cap,
 	     size_t *resp_len, int32_t *result);
@@ -135,12 +145,14 @@ long host_call(uint32_t fn, const void *req, size_t req_len, void *resp, size_t 
 	       size_t *resp_len);
 long host_simple(uint32_t fn, const void *req, size_t req_len);
 long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len);
+long host_sockio(struct gsock *s, uint32_t flags, const void *buf, size_t len, void *buf2,
+		 size_t len2, int timeout_ms);
 
 /* readahead.c */
 uint32_t ra_avail(struct gsock *s);
 size_t ra_take(struct gsock *s, uint8_t *buf, size_t len, int peek);
 long ra_fill(struct gsock *s);
-int ra_bypass(struct gsock *s, size_t len);
+long ra_recv_direct(struct gsock *s, uint8_t *buf, size_t len, int waitall, int timeout_ms);
 void ra_free(struct gsock *s);
 
 /* pipe.c */

@@ -6,6 +6,11 @@
  * per RA_CAP received rather than one per call, and every host call waits for the
  * VMM's engine thread to get a CPU.
  *
+ * A large receive (SOCKIO_MIN or more) with nothing buffered fills the program's
+ * buffer and this one in one socket I/O exit on the vCPU's own thread
+ * (ra_recv_direct): the program's part is copied once, and only what follows
+ * it is copied twice.
+ *
  * The buffer is allocated by the fill and freed once drained, so only sockets
  * with unread bytes hold one (the personality's heap is shared with guest-local
  * pipes), and at close (unread bytes then make the close a reset, as on Linux).  s->lock guards the indices and the
@@ -16,7 +21,7 @@
  */
 #include "internal.h"
 
-#define RA_CAP (256u * 1024u)
+#define RA_CAP (512u * 1024u)
 
 /* Buffered bytes not yet received (poll and FIONREAD count them as readable). */
 uint32_t ra_avail(struct gsock *s)
@@ -113,14 +118,55 @@ long ra_fill(struct gsock *s)
 	return rc;
 }
 
-int ra_bypass(struct gsock *s, size_t len)
+/*
+ * A large receive with nothing buffered (stream.c): one socket I/O exit fills
+ * buf and, in the same host call, the buffer with what follows.  That exit never
+ * waits: the buffer is this vCPU's only meanwhile, and a receive that waits
+ * must not keep other threads off it (their receives, close).  When the call
+ * may wait and has nothing yet, or MSG_WAITALL wants more, a second exit waits
+ * for buf alone.  Returns the bytes in buf, 0 at end of stream, or -errno
+ * (-EBUSY: bytes are buffered or being filled, take the usual way;
+ * -EOPNOTSUPP: not for this socket).
+ */
+long ra_recv_direct(struct gsock *s, uint8_t *buf, size_t len, int waitall, int timeout_ms)
 {
-	int empty;
+	size_t first = len < VMRPC_SOCKIO_MAX ? len : VMRPC_SOCKIO_MAX;
+	uint8_t *mem, *empty;
+	long rc, more;
 
-	rt_spin_lock(&s->lock);
-	empty = !s->ra_busy && s->ra_end == s->ra_pos;
+	lock_idle(s);
+	if (s->ra_end != s->ra_pos) {
+		rt_spin_unlock(&s->lock);
+		return -EBUSY;
+	}
+	if (!s->ra)
+		s->ra = malloc(RA_CAP); /* none: buf alone */
+	mem = s->ra;
+	s->ra_pos = 0;
+	s->ra_end = 0;
+	s->ra_busy = 1;
 	rt_spin_unlock(&s->lock);
-	return len >= RA_CAP && empty;
+	rc = host_sockio(s, 0, buf, first, mem, mem ? RA_CAP : 0, 0);
+	rt_spin_lock(&s->lock);
+	if (rc > (long)first) {
+		s->ra_end = (uint32_t)(rc - (long)first);
+		rc = (long)first;
+	}
+	empty = s->ra_end ? NULL : mem;
+	if (empty) /* nothing beyond buf: hold no buffer meanwhile */
+		s->ra = NULL;
+	s->ra_busy = 0;
+	rt_spin_unlock(&s->lock);
+	free(empty);
+	if (timeout_ms == 0 || (rc != -EAGAIN && !(rc > 0 && waitall && (size_t)rc < first)))
+		return rc;
+	/* Wait, for buf alone (the buffer stays free for the others). */
+	if (rc == -EAGAIN)
+		return host_sockio(s, waitall ? VMRPC_SOCKIO_WAITALL : 0, buf, first, NULL, 0,
+				   timeout_ms);
+	more = host_sockio(s, VMRPC_SOCKIO_WAITALL, buf + rc, first - (size_t)rc, NULL, 0,
+			   timeout_ms);
+	return more > 0 ? rc + more : rc;
 }
 
 void ra_free(struct gsock *s)

@@ -11,4 +11,5 @@ void vmrpc_sock_get_stats(struct vmrpc_sock_stats *out)
 	out->local_connects = __atomic_load_n(&stats.local_connects, __ATOMIC_RELAXED);
 	out->host_connects = __atomic_load_n(&stats.host_connects, __ATOMIC_RELAXED);
 	out->local_bytes = __atomic_load_n(&stats.local_bytes, __ATOMIC_RELAXED);
+	out->host_exits = __atomic_load_n(&stats.host_exits, __ATOMIC_RELAXED);
 }

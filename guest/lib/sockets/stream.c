@@ -3,11 +3,41 @@
  */
 #include "internal.h"
 
+/*
+ * A large send: socket I/O exits on this vCPU's thread, each waiting as
+ * timeout_ms says.  Returns the bytes sent (fewer: timed out or non-blocking),
+ * -1 with errno, or 0 with nothing sent when the socket cannot take this way.
+ */
+static ssize_t host_send_direct(struct gsock *s, const uint8_t *buf, size_t len, int timeout_ms)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		size_t k = len - done < VMRPC_SOCKIO_MAX ? len - done : VMRPC_SOCKIO_MAX;
+		long rc = host_sockio(s, VMRPC_SOCKIO_SEND, buf + done, k, NULL, 0, timeout_ms);
+
+		if (rc == -EOPNOTSUPP && !done)
+			return 0;
+		if (rc < 0)
+			return done ? (ssize_t)done : fail((int)-rc);
+		done += (size_t)rc;
+		if ((size_t)rc < k)
+			break;
+	}
+	return (ssize_t)done;
+}
+
 static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int timeout_ms)
 {
 	uint8_t *sc = cpu_scratch();
 	size_t done = 0;
 
+	if (len >= SOCKIO_MIN && !s->no_zero_copy) {
+		ssize_t n = host_send_direct(s, buf, len, timeout_ms);
+
+		if (n != 0)
+			return n;
+	}
 	/* Zero-copy first; whatever it cannot move now goes the copying way, which
 	 * also waits (and reports errors) as the socket's timeout says. */
 	while (done < len && !s->no_zero_copy) {
@@ -129,9 +159,11 @@ static ssize_t host_recv_wait(struct gsock *s, uint8_t *buf, size_t len, int fla
 }
 
 /*
- * A connected host stream: from the read-ahead buffer (readahead.c), refilled by
- * one native call when empty; the copying way only when the host has nothing now
- * and the call may wait (or the socket has no native data plane).
+ * A connected host stream.  A large receive with nothing buffered is one socket
+ * I/O exit into buf and the read-ahead buffer, which also waits.  Otherwise from
+ * the read-ahead buffer (readahead.c), refilled by one native call when empty;
+ * the copying way only when the host has nothing now and the call may wait (or
+ * the socket has no native data plane).
  */
 static ssize_t host_stream_recv(struct gsock *s, uint8_t *buf, size_t len, int flags,
 				int timeout_ms)
@@ -139,8 +171,16 @@ static ssize_t host_stream_recv(struct gsock *s, uint8_t *buf, size_t len, int f
 	int peek = flags & MSG_PEEK;
 	size_t got = 0;
 
-	if (!peek && !(flags & MSG_WAITALL) && ra_bypass(s, len))
-		return host_recv_zero_copy(s, buf, len, timeout_ms); /* big enough alone */
+	if (!peek && len >= SOCKIO_MIN && !s->no_zero_copy &&
+	    (!(flags & MSG_WAITALL) || len <= VMRPC_SOCKIO_MAX)) {
+		/* Large: one exit into buf and the read-ahead, waiting if need be. */
+		long rc = ra_recv_direct(s, buf, len, flags & MSG_WAITALL, timeout_ms);
+
+		if (rc >= 0)
+			return rc;
+		if (rc != -EBUSY && rc != -EOPNOTSUPP)
+			return fail((int)-rc);
+	}
 	for (int topped = 0;; topped = 1) {
 		long rc;
 

@@ -114,8 +114,8 @@ class SocketTable(Dispatcher):
         """Counters: ``sockets_created`` (host OS sockets), ``sockets_open``,
         ``rpcs`` and ``rpc.<function>``, ``bytes_sent``, ``bytes_received``, and of
         those the calls the native data plane answered (``native_sends``,
-        ``native_recvs``, ``native_setsockopts``, ``native_closes``); the rest,
-        ``python_rpcs``, reached Python."""
+        ``native_recvs``, ``native_setsockopts``, ``native_closes``; its polls count in
+        ``rpc.poll``); the rest, ``python_rpcs``, reached Python."""
         with self._lock:
             counts = dict(self._counts)
             open_ = sum(1 for e in self._table.values() if e.sock is not None)
@@ -129,11 +129,14 @@ class SocketTable(Dispatcher):
             counts["rpcs"] = counts.get("rpcs", 0) + native[calls]
             counts["rpc." + key] = counts.get("rpc." + key, 0) + native[calls]
             counts["native_" + calls] = native[calls]
+        if native["polls"]:
+            counts["rpcs"] += native["polls"]
+            counts["rpc.poll"] = counts.get("rpc.poll", 0) + native["polls"]
         counts["bytes_sent"] = counts.get("bytes_sent", 0) + native["bytes_sent"]
         counts["bytes_received"] = counts.get("bytes_received", 0) + native["bytes_received"]
         counts["sockets_closed"] = counts.get("sockets_closed", 0) + native["closes"]
         counts["python_rpcs"] = counts["rpcs"] - sum(
-            native[k] for k in ("sends", "recvs", "setsockopts", "closes")
+            native[k] for k in ("sends", "recvs", "setsockopts", "closes", "polls")
         )
         counts.setdefault("sockets_created", 0)
         # Entries closed natively stay until Python's next call: their sockets are not open.

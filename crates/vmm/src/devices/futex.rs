@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::bus::{BusDevice, DeviceAction};
+use crate::bus::{written_value, BusDevice, DeviceAction};
 use crate::stats::Stats;
 use crate::stop::StopToken;
 
@@ -331,12 +331,9 @@ fn wake_all_for_stop(table: &Weak<Mutex<Table>>) {
 
 impl BusDevice for FutexDevice {
     fn write(&self, _offset: u64, data: &[u8]) -> DeviceAction {
-        let mut raw = [0u8; 8];
-        let n = data.len().min(8);
-        raw[..n].copy_from_slice(&data[..n]);
         // A request the guest cannot be answered through (outside memory) is
         // dropped: the guest sees its result field unchanged.
-        let _ = self.serve(u64::from_le_bytes(raw));
+        let _ = self.serve(written_value(data));
         DeviceAction::Continue
     }
 

@@ -5,4 +5,5 @@ pub mod crash_report;
 pub mod debug_exit;
 pub mod futex;
 pub mod guest_threads;
+pub mod sock_io;
 pub mod yield_cpu;

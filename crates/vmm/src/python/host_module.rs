@@ -127,6 +127,10 @@ impl HostModule for PyHostModule {
             self.finish(py, function, result, done);
         })
     }
+
+    fn native_sockets(&self) -> Option<&dyn crate::rpc::module::NativeSockets> {
+        self.natives.iter().find_map(|n| n.native_sockets())
+    }
 }
 
 impl PyHostModule {

@@ -75,6 +75,7 @@ impl PySocketDataPlane {
             ("setsockopts", i.setsockopts.load(Relaxed)),
             ("closes", i.closes.load(Relaxed)),
             ("closed_pending", i.closed_pending() as u64),
+            ("polls", i.polls.load(Relaxed)),
             ("attached", i.attached() as u64),
         ])
     }

@@ -24,6 +24,7 @@ use crate::cgroup::{self, VmCgroup};
 use crate::config::VmConfig;
 use crate::devices::futex::{FutexDevice, MMIO_FUTEX, MMIO_FUTEX_LEN};
 use crate::devices::guest_threads::{GuestThreadDevice, MMIO_THREAD, MMIO_THREAD_LEN};
+use crate::devices::sock_io::{SockIoDevice, MMIO_SOCKIO};
 use crate::error::{kvm, VmError};
 use crate::evq::{EventQueue, EvqHost, VmLink};
 use crate::image::Image;
@@ -145,6 +146,15 @@ impl Vm {
         buses
             .mmio
             .insert(abi::VMRPC_MMIO_DOORBELL, 4, rpc.doorbell_device())?;
+        // Large socket receives and sends of the guest's socket library, on
+        // the vCPU's own thread, for the modules' native data planes.
+        let sock_io = SockIoDevice::new(
+            memory.clone(),
+            rpc.registry.clone(),
+            stop.clone(),
+            stats.clone(),
+        );
+        buses.mmio.insert(MMIO_SOCKIO, 8, Arc::new(sock_io))?;
         // Host waiters poll for as long as the RPC engine does (`rpc_spin_us`).
         let link = VmLink::new(memory.clone(), evq_irqs, stats.clone(), stop.clone(), spin);
         let evq = Arc::new(EvqHost::new(
