@@ -301,8 +301,8 @@ def halted_share(stats: dict[str, int]) -> float:
 def per_operation(runs: dict[str, list[dict[str, int]]]) -> dict[str, dict[str, Any]]:
     """Host calls per operation of the VM client, over all runs: socket RPCs, the
     share served by the native data plane, those that reached Python, waits handed to
-    Python's event loop, socket I/O exits (large receives and sends on the vCPU's thread), and halted
-    waits."""
+    Python's event loop, socket I/O exits (large receives and sends on the vCPU's
+    thread), and halted waits."""
     ops: dict[str, tuple[str, float]] = {
         "send": ("MiB", BULK_BYTES / MIB),
         "recv": ("MiB", BULK_BYTES / MIB),
