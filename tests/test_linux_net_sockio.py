@@ -106,12 +106,13 @@ def test_a_large_send_arrives_byte_exact(bigrx: Path, chunk: int) -> None:
         with LinuxVM(bigrx, ["send", str(peer.port), str(TOTAL), str(chunk)],
                      timeout=TIMEOUT, sockets=SocketOutsourcing()) as vm:  # fmt: skip
             assert vm.run() == 0, vm.stdout
-            out, stats = vm.stdout.decode(), vm.stats
+            out = vm.stdout.decode()
         assert peer.results.get(timeout=TIMEOUT) == (TOTAL, 0)
     finally:
         peer.close()
+    # Sends go by zero-copy RPCs while the socket takes bytes; only what has to
+    # wait for room goes through the exit (how much depends on the peer's pace).
     assert out == f"sent {TOTAL} eof 0\n"
-    assert stats["sockio_bytes"] == TOTAL
 
 
 def test_closing_the_vm_ends_a_blocked_large_receive(bigrx: Path) -> None:

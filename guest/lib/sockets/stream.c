@@ -32,14 +32,10 @@ static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int ti
 	uint8_t *sc = cpu_scratch();
 	size_t done = 0;
 
-	if (len >= SOCKIO_MIN && !s->no_zero_copy) {
-		ssize_t n = host_send_direct(s, buf, len, timeout_ms);
-
-		if (n != 0)
-			return n;
-	}
-	/* Zero-copy first; whatever it cannot move now goes the copying way, which
-	 * also waits (and reports errors) as the socket's timeout says. */
+	/* Zero-copy first (an RPC the engine answers: cheaper than an exit while
+	 * the socket takes bytes); whatever it cannot move now, a large send waits
+	 * for in socket I/O exits on this thread, a small one the copying way,
+	 * which also waits (and reports errors) as the socket's timeout says. */
 	while (done < len && !s->no_zero_copy) {
 		long rc = host_zero_copy(s, VMRPC_SOCK_FN_SEND_BUF, buf + done, len - done);
 
@@ -52,6 +48,14 @@ static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int ti
 	}
 	if (done == len || (done && timeout_ms == 0))
 		return (ssize_t)done;
+	if (len - done >= SOCKIO_MIN && !s->no_zero_copy) {
+		ssize_t n = host_send_direct(s, buf + done, len - done, timeout_ms);
+
+		if (n < 0)
+			return done ? (ssize_t)done : n;
+		if (n != 0)
+			return (ssize_t)(done + (size_t)n);
+	}
 	if (!sc)
 		return fail(ENOMEM);
 	do {
