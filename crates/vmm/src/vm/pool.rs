@@ -280,6 +280,20 @@ impl Pool {
         }
     }
 
+    /// `me`'s carrier ends: it leaves the pool's lists. A carrier that ends
+    /// holding its vCPU (the VM stops, exits or crashes) would stay a holder,
+    /// and a waiter whose quantum ends before the pool's stop hook has run
+    /// would kick its pthread id, perhaps after the launcher has joined it
+    /// (`pthread_kill` on a joined thread is undefined behaviour).
+    fn forget(&self, me: &Arc<GuestThread>) {
+        let mut st = lock(&self.state);
+        st.holders.retain(|h| !same(&h.thread, me));
+        st.queue.retain(|t| !same(t, me));
+        if let Some(next) = st.queue.front() {
+            next.turn.notify_one();
+        }
+    }
+
     fn load(
         &self,
         held: &Held,
@@ -382,6 +396,9 @@ pub(super) fn carrier<H: CarrierHost>(host: Arc<H>, me: Arc<GuestThread>, first:
         }
     }
     let last = run_thread(&host, &me, &mut held);
+    if let Some(pool) = host.pool() {
+        pool.forget(&me);
+    }
     super::cpu_clock::retire_current_thread(host.shared());
     host.shared().carrier_stopped(last);
 }
@@ -492,3 +509,6 @@ fn run_thread<H: CarrierHost>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
