@@ -1,6 +1,6 @@
 /*
- * futex: FUTEX_WAIT/WAKE, WAIT_BITSET/WAKE_BITSET, REQUEUE/CMP_REQUEUE, with
- * relative and absolute timeouts.  A wait blocks this thread in the host futex
+ * futex: FUTEX_WAIT/WAKE, WAIT_BITSET/WAKE_BITSET, REQUEUE/CMP_REQUEUE, WAKE_OP,
+ * with relative and absolute timeouts.  A wait blocks this thread in the host futex
  * table (its vCPU runs another thread meanwhile) (crates/vmm/src/linux/futex.rs: one MMIO write, the word compared
  * under the host's lock, so no wake is lost).  `waiters` counts threads in
  * such a wait: a wake (every unlock of a contended lock) exits to the host only
@@ -14,6 +14,7 @@
 #define FUTEX_WAKE 1
 #define FUTEX_REQUEUE 3
 #define FUTEX_CMP_REQUEUE 4
+#define FUTEX_WAKE_OP 5
 #define FUTEX_WAIT_BITSET 9
 #define FUTEX_WAKE_BITSET 10
 #define FUTEX_PRIVATE_FLAG 128
@@ -119,6 +120,64 @@ static long wait(uint64_t uaddr, uint32_t val, uint64_t ts, int absolute, int cl
 	return r == -EINTR ? -EAGAIN : r; /* -EINTR: the VM is stopping anyway */
 }
 
+/*
+ * FUTEX_WAKE_OP's operation on *w, as Linux's futex_atomic_op_inuser: the op
+ * (bits 28-30; bit 31: the argument is a shift) applied atomically, then the
+ * old value compared (bits 24-27) with the sign-extended 12-bit argument.
+ * 1 if the comparison holds, 0 if not, -ENOSYS for an unknown op (nothing
+ * written) or comparison (written, as Linux does).
+ */
+static long wake_op_apply(volatile uint32_t *w, uint32_t enc)
+{
+	unsigned op = (enc >> 28) & 7, cmp = (enc >> 24) & 15;
+	int32_t oparg = (int32_t)(enc << 8) >> 20, cmparg = (int32_t)(enc << 20) >> 20;
+	uint32_t old = *w, new;
+
+	if (enc & 0x80000000u)
+		oparg = (int32_t)(1u << (oparg & 31)); /* Linux masks a shift past 31 */
+	if (op > 4)
+		return -ENOSYS;
+	do {
+		switch (op) {
+		case 0: new = (uint32_t)oparg; break;		/* SET */
+		case 1: new = old + (uint32_t)oparg; break;	/* ADD */
+		case 2: new = old | (uint32_t)oparg; break;	/* OR */
+		case 3: new = old & ~(uint32_t)oparg; break;	/* ANDN */
+		default: new = old ^ (uint32_t)oparg; break;	/* XOR */
+		}
+	} while (!__atomic_compare_exchange_n(w, &old, new, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+	switch (cmp) {
+	case 0: return (int32_t)old == cmparg;
+	case 1: return (int32_t)old != cmparg;
+	case 2: return (int32_t)old < cmparg;
+	case 3: return (int32_t)old <= cmparg;
+	case 4: return (int32_t)old > cmparg;
+	case 5: return (int32_t)old >= cmparg;
+	default: return -ENOSYS;
+	}
+}
+
+/* FUTEX_WAKE_OP: *uaddr2 changed, up to n waiters of uaddr woken, and up to n2
+ * of uaddr2 if the old value passed the comparison; the number woken. */
+static long wake_op(uint64_t uaddr, uint32_t n, uint64_t uaddr2, uint32_t n2, uint32_t enc)
+{
+	long cond, woke, more = 0;
+
+	if ((uaddr & 3) || (uaddr2 & 3))
+		return -EINVAL;
+	if (!lx_user_ok(uaddr2, 4) || !lx_prot_writable(uaddr2))
+		return -EFAULT;
+	cond = wake_op_apply((volatile uint32_t *)(uintptr_t)uaddr2, enc);
+	if (cond < 0)
+		return cond;
+	woke = wake_or_requeue(uaddr, n, FUTEX_BITSET_ALL, 0, 0, 0, 0);
+	if (woke >= 0 && cond)
+		more = wake_or_requeue(uaddr2, n2, FUTEX_BITSET_ALL, 0, 0, 0, 0);
+	if (woke < 0 || more < 0)
+		return woke < 0 ? woke : more;
+	return woke + more;
+}
+
 long lx_futex_syscall(struct lx_frame *f)
 {
 	int op = (int)f->rsi & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
@@ -143,6 +202,8 @@ long lx_futex_syscall(struct lx_frame *f)
 			return -EFAULT;
 		return wake_or_requeue(f->rdi, n, FUTEX_BITSET_ALL, f->r8, n2,
 				       op == FUTEX_CMP_REQUEUE, (uint32_t)f->r9);
+	case FUTEX_WAKE_OP:
+		return wake_op(f->rdi, n, f->r8, n2, (uint32_t)f->r9);
 	case FUTEX_WAIT:
 		return wait(f->rdi, (uint32_t)f->rdx, f->r10, 0, CLOCK_MONOTONIC, FUTEX_BITSET_ALL);
 	case FUTEX_WAIT_BITSET:

@@ -107,6 +107,8 @@ void lx_cpu_setup(void);
 long lx_thread_syscall(struct lx_frame *f);
 /* 1 if the program has one thread (then nothing blocks on another). */
 int lx_threads_alone(void);
+/* sched_yield: gives this thread's vCPU to a thread waiting for one; 0. */
+long lx_thread_yield(void);
 unsigned lx_thread_slot(void); /* the calling thread's, 0 .. LX_MAX_THREADS - 1 */
 /* Blocks until *uaddr != val, a wake, or timeout_ns (< 0: none); 0 or -errno. */
 long lx_futex_wait(volatile uint32_t *uaddr, uint32_t val, int64_t timeout_ns, uint32_t bitset);

@@ -297,7 +297,7 @@ long lx_misc_syscall(struct lx_frame *f)
 		return (long)old;
 	}
 	case __NR_sched_yield:
-		return 0;
+		return lx_thread_yield();
 	case __NR_sched_getaffinity:
 		return do_affinity((int64_t)f->rdi, f->rsi, f->rdx);
 	case __NR_getrandom:

@@ -117,6 +117,15 @@ int lx_threads_alone(void)
 	return __atomic_load_n(&live, __ATOMIC_ACQUIRE) == 1;
 }
 
+long lx_thread_yield(void)
+{
+	/* With no more threads than vCPUs nobody waits for one: no exit. A thread
+	 * blocked in a futex counts too, so this may exit in vain (tens of us). */
+	if (__atomic_load_n(&live, __ATOMIC_ACQUIRE) > rt_cpu_count())
+		mmio_write64(LX_MMIO_THREAD + LX_THREAD_YIELD, 0);
+	return 0;
+}
+
 static void gs_write(unsigned off, uint64_t v)
 {
 	__asm__ volatile("movq %0, %%gs:(%1)" : : "r"(v), "r"((uint64_t)off) : "memory");

@@ -7,7 +7,9 @@
  * caller's); the host answers 0 or -EAGAIN in `result`.  A write of the
  * address of the caller's slot state word to LX_MMIO_THREAD + LX_THREAD_EXIT
  * ends the calling thread: the host stores 0 in that word once the thread is
- * off its vCPU for good, and never runs it again.
+ * off its vCPU for good, and never runs it again.  A write (any value) to
+ * LX_MMIO_THREAD + LX_THREAD_YIELD gives the caller's vCPU to a thread waiting
+ * for one, if any, and queues the caller behind it (sched_yield).
  *
  * The CPU time of the threads' host threads (crates/vmm/src/vm/cpu_clock.rs),
  * in nanoseconds, by a 64-bit read of LX_MMIO_CPU_CLOCK plus: _THREAD, the
@@ -21,6 +23,7 @@
 #define LX_MMIO_THREAD (0xd0000000ull + 0x101000u)
 #define LX_THREAD_SPAWN 0u
 #define LX_THREAD_EXIT 8u
+#define LX_THREAD_YIELD 16u
 #define LX_MMIO_CPU_CLOCK (0xd0000000ull + 0x102000u)
 #define LX_CPU_CLOCK_THREAD 0u
 #define LX_CPU_CLOCK_ALL 8u

@@ -13,6 +13,9 @@
 //! - offset `EXIT`: the calling thread ends; the value is the address of its
 //!   slot's state word, which the host sets to 0 once the thread is off its
 //!   vCPU for good (the slot, its stacks and its GS page may then be reused).
+//! - offset `YIELD` (sched_yield): a write that "may block", so the pool's
+//!   carrier gives its vCPU back before it and queues for one again after it:
+//!   a thread waiting for a vCPU gets this one first. Nothing else happens.
 
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -20,10 +23,11 @@ use crate::bus::{BusDevice, DeviceAction, ThreadRequest, ThreadStart};
 
 /// The register block (`LX_MMIO_THREAD`, guest/linux/vcpu_abi.h).
 pub const MMIO_THREAD: u64 = guest_kmod_bindings::VMRPC_MMIO_BASE + 0x10_1000;
-/// Bytes of the block: two 64-bit registers.
-pub const MMIO_THREAD_LEN: u64 = 16;
+/// Bytes of the block: three 64-bit registers.
+pub const MMIO_THREAD_LEN: u64 = 24;
 const SPAWN: u64 = 0;
 const EXIT: u64 = 8;
+const YIELD: u64 = 16;
 /// Bytes of a thread's GS block the host may write (its vCPU index at 0).
 pub const GS_BLOCK: u64 = 64;
 
@@ -95,6 +99,9 @@ impl GuestThreadDevice {
 
 impl BusDevice for GuestThreadDevice {
     fn write(&self, offset: u64, data: &[u8]) -> DeviceAction {
+        if offset == YIELD {
+            return DeviceAction::Continue; // the vCPU was given back before (may_block)
+        }
         let mut raw = [0u8; 8];
         let n = data.len().min(8);
         raw[..n].copy_from_slice(&data[..n]);
@@ -105,6 +112,10 @@ impl BusDevice for GuestThreadDevice {
                 DeviceAction::Continue
             }
         }
+    }
+
+    fn may_block(&self, offset: u64) -> bool {
+        offset == YIELD
     }
 }
 
@@ -124,6 +135,7 @@ mod tests {
         assert!(header.contains(&format!("(0xd0000000ull + {offset:#x}u)")));
         assert!(header.contains("#define LX_THREAD_SPAWN 0u"));
         assert!(header.contains("#define LX_THREAD_EXIT 8u"));
+        assert!(header.contains("#define LX_THREAD_YIELD 16u"));
     }
 
     #[test]

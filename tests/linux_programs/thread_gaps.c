@@ -1,0 +1,136 @@
+/*
+ * sched_yield and FUTEX_WAKE_OP (tests/test_linux_thread_gaps.py); each mode prints
+ * the same lines natively and in the VM.
+ *
+ *   yield N   main and a second thread take N turns each; the one whose turn it is
+ *             not spins on sched_yield (never a futex), so on one vCPU every turn
+ *             needs the yield to hand the vCPU over (else a 10 ms preemption).
+ *   wakeop    FUTEX_WAKE_OP: each operation and comparison on the second word, the
+ *             errors, and real waiters woken on either word.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* <linux/futex.h>'s values (musl-gcc has no kernel headers). */
+#define FUTEX_WAIT_PRIVATE 128
+#define FUTEX_WAKE_OP_PRIVATE 133
+#define OP(op, oparg, cmp, cmparg)                                                       \
+	((uint32_t)(((op) & 0xf) << 28 | ((cmp) & 0xf) << 24 | ((oparg) & 0xfff) << 12 | \
+		    ((cmparg) & 0xfff)))
+#define SHIFT 8 /* FUTEX_OP_OPARG_SHIFT */
+
+static volatile int turn; /* 0: main's, 1: the partner's */
+static int rounds;
+
+static void take_turns(int me)
+{
+	for (int i = 0; i < rounds; i++) {
+		while (__atomic_load_n(&turn, __ATOMIC_ACQUIRE) != me)
+			sched_yield();
+		__atomic_store_n(&turn, !me, __ATOMIC_RELEASE);
+	}
+}
+
+static void *partner(void *arg)
+{
+	(void)arg;
+	take_turns(1);
+	return NULL;
+}
+
+static int mode_yield(int n)
+{
+	pthread_t t;
+
+	rounds = n;
+	if (pthread_create(&t, NULL, partner, NULL))
+		return 1;
+	take_turns(0);
+	pthread_join(t, NULL);
+	printf("yield: %d turns each, last turn %d\n", n, turn);
+	return 0;
+}
+
+static long wake_op(uint32_t *a, int n, uint32_t *b, int n2, uint32_t op)
+{
+	return syscall(SYS_futex, a, FUTEX_WAKE_OP_PRIVATE, n, (void *)(uintptr_t)n2, b, op);
+}
+
+static uint32_t word_a, word_b;
+
+static void show(const char *what, long r)
+{
+	printf("%-14s r=%ld errno=%d b=%d\n", what, r, r < 0 ? errno : 0, (int)word_b);
+}
+
+static void *waiter(void *arg)
+{
+	uint32_t *w = arg;
+
+	/* 0 when woken; EAGAIN if the word moved on first (then nobody must wake us). */
+	if (syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, *w, NULL, NULL, 0) < 0 && errno != EAGAIN)
+		printf("wait failed: errno %d\n", errno);
+	return NULL;
+}
+
+/* Wakes one thread waiting on `w` (a or b) through WAKE_OP; the count returned. */
+static long woken_through(uint32_t *w)
+{
+	pthread_t t;
+	long r;
+
+	*w = 0;
+	word_b = (w == &word_b) ? 0 : 9;
+	if (pthread_create(&t, NULL, waiter, w))
+		return -1;
+	/* Add 0 (nothing changes) and compare b == 0: wakes b's waiter when it is b. */
+	while ((r = wake_op(&word_a, 1, &word_b, 1, OP(1, 0, 0, 0))) == 0)
+		usleep(1000);
+	pthread_join(t, NULL);
+	return r;
+}
+
+static int mode_wakeop(void)
+{
+	uint32_t *ro;
+
+	word_b = 5;
+	show("set 7, eq 5", wake_op(&word_a, 1, &word_b, 1, OP(0, 7, 0, 5)));
+	show("add -3, ne 7", wake_op(&word_a, 1, &word_b, 1, OP(1, -3, 1, 7)));
+	show("or 8, lt 4", wake_op(&word_a, 1, &word_b, 1, OP(2, 8, 2, 4)));
+	show("andn 2, le 12", wake_op(&word_a, 1, &word_b, 1, OP(3, 2, 3, 12)));
+	show("xor 1, gt -1", wake_op(&word_a, 1, &word_b, 1, OP(4, 1, 4, -1)));
+	show("shl-or 4, ge 9", wake_op(&word_a, 1, &word_b, 1, OP(2 | SHIFT, 4, 5, 9)));
+	show("shl-set 33", wake_op(&word_a, 1, &word_b, 1, OP(0 | SHIFT, 33, 0, 0)));
+	show("set -1, lt 0", wake_op(&word_a, 1, &word_b, 1, OP(0, -1, 2, 0)));
+	show("bad op", wake_op(&word_a, 1, &word_b, 1, OP(5, 1, 0, 0)));
+	word_b = 1;
+	show("bad cmp", wake_op(&word_a, 1, &word_b, 1, OP(1, 1, 6, 0)));
+	show("misaligned", wake_op(&word_a, 1, (uint32_t *)((char *)&word_b + 1), 1, 0));
+	ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ro == MAP_FAILED)
+		return 1;
+	show("read-only", wake_op(&word_a, 1, ro, 1, OP(0, 1, 0, 0)));
+	printf("woke a waiter of a: %ld\n", woken_through(&word_a));
+	printf("woke a waiter of b: %ld\n", woken_through(&word_b));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	if (argc >= 3 && !strcmp(argv[1], "yield"))
+		return mode_yield(atoi(argv[2]));
+	if (argc >= 2 && !strcmp(argv[1], "wakeop"))
+		return mode_wakeop();
+	fprintf(stderr, "usage: thread_gaps yield N | wakeop\n");
+	return 2;
+}

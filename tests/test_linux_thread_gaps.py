@@ -1,0 +1,59 @@
+"""sched_yield as a switch point and FUTEX_WAKE_OP (docs/linux.md, Threads).
+
+tests/linux_programs/thread_gaps.c, built static with glibc and musl, prints the same
+lines natively and in the VM. No test measures time: the yield test counts the
+host's preemptions, which a turn needs when the yield does not hand the vCPU over.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from linux_support import TIMEOUT, libc_programs
+
+from vmrpc.linux import LinuxVM
+
+pytestmark = pytest.mark.kvm
+
+program = libc_programs(Path(__file__).parent / "linux_programs" / "thread_gaps.c")
+
+
+def native(program: Path, *args: str) -> bytes:
+    done = subprocess.run([program, *args], capture_output=True, timeout=TIMEOUT, check=True)
+    return done.stdout
+
+
+def test_sched_yield_hands_the_vcpu_to_a_waiting_thread(program: Path) -> None:
+    # One vCPU, two threads taking 60 turns each, spinning on sched_yield until it
+    # is theirs. Before, the yield returned at once: every turn waited for the
+    # waiting thread's 10 ms quantum and a preemption (~120 of them).
+    turns = 60
+    want = native(program, "yield", str(turns))
+    with LinuxVM(program, ["yield", str(turns)], timeout=TIMEOUT, threads=1) as vm:
+        assert vm.run() == 0
+        assert vm.stdout == want
+        assert vm.stats["context_switches"] >= 2 * turns - 1
+        # A turn whose yield did not hand over would be one preemption; a loaded
+        # host may still preempt a few times while both wait for a host CPU.
+        assert vm.stats["preemptions"] < turns // 4, vm.stats["preemptions"]
+
+
+def test_sched_yield_with_a_vcpu_for_every_thread_makes_no_exit(program: Path) -> None:
+    with LinuxVM(program, ["yield", "20"], timeout=TIMEOUT, threads=2) as vm:
+        assert vm.run() == 0
+        assert vm.stdout == native(program, "yield", "20")
+        assert vm.stats["preemptions"] == 0
+
+
+def test_futex_wake_op_does_what_linux_does(program: Path) -> None:
+    # Every operation and comparison, the shift form (past 31 masked as Linux
+    # does), ENOSYS for a bad op (nothing written) and a bad comparison (written),
+    # EINVAL misaligned, EFAULT read-only; then a waiter of each word woken.
+    want = native(program, "wakeop")
+    assert b"r=-1 errno=38 b=2" in want and want.endswith(b"woke a waiter of b: 1\n")
+    with LinuxVM(program, ["wakeop"], timeout=TIMEOUT) as vm:
+        assert vm.run() == 0
+        assert vm.stdout == want
+        assert vm.stats["futex_wakes"] > 0
