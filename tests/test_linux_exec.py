@@ -22,6 +22,7 @@ from vmrpc.linux.dynamic import system_mounts
 pytestmark = pytest.mark.kvm
 
 program = libc_programs(Path(__file__).parent / "linux_programs" / "exec.c")
+fexecve_program = libc_programs(Path(__file__).parent / "linux_programs" / "fexecve.c")
 
 #: The host's /usr/bin at /bin (busybox and Debian's programs where sh looks).
 BIN = Mount(Path("/usr/bin"), "/bin", readonly=True)
@@ -128,6 +129,38 @@ def test_exec_answers_like_linux(program: Path) -> None:
         "SIGUSR1 default, SIGUSR2 ignored",
     ]:
         assert line in got
+
+
+def test_fexecve_answers_like_linux(fexecve_program: Path, tmp_path: Path) -> None:
+    # execveat(fd, "", AT_EMPTY_PATH): EBADF, EACCES for a pipe, ENOENT for a script
+    # (its interpreter could not open /dev/fd/N), then the program through an fd
+    # left open in the new image. It answered ENOSYS before (glibc's and musl's
+    # fexecve then tried /proc/self/fd/N: ENOENT).
+    prog = tmp_path / fexecve_program.name
+    prog.write_bytes(fexecve_program.read_bytes())
+    prog.chmod(0o755)
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho script\n")
+    script.chmod(0o755)
+    native = subprocess.run([prog, prog, script], check=False, capture_output=True, timeout=TIMEOUT)
+    with LinuxVM(
+        prog,
+        [f"/t/{prog.name}", "/t/script.sh"],
+        mounts=[Mount(tmp_path, "/t", readonly=True)],
+        timeout=TIMEOUT,
+    ) as vm:
+        code = vm.run()
+        got = vm.stdout
+    assert (code, got) == (native.returncode, native.stdout), vm.stderr
+    assert got.decode().splitlines() == [
+        "bad fd: -9",
+        "pipe: -13",
+        "script: -2",
+        "new image: new image",
+        "AT_EXECFN is /dev/fd/N: yes",
+        "fd 3 still open: yes",
+    ]
+    assert code == 5
 
 
 def python(code: str) -> tuple[int, bytes, bytes]:

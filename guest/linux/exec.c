@@ -251,6 +251,29 @@ static long open_head(int64_t dh, const char *path, int nofollow, char *head, si
 	return fd;
 }
 
+/*
+ * fexecve's file: the head of the program open as guest fd `fd`, checked as
+ * open_head checks a path. A script gets ENOENT: its interpreter would open
+ * /dev/fd/N, which the VM has not (Linux too fails so for a close-on-exec fd).
+ */
+static long fd_head(int64_t fd, char *head, size_t *got)
+{
+	int64_t h = fd < 0 || fd > INT32_MAX ? -EBADF : lx_fd_host((int)fd);
+	long n;
+
+	if (h < 0)
+		return h == -EBADF ? -EBADF : -EACCES; /* a pipe or socket: not a file */
+	n = host_call(LXE_CHECK, &h, sizeof(h));
+	if (n >= 0)
+		n = lx_fd_pread_into((int)fd, head, HEAD_SIZE, 0);
+	if (n < 0)
+		return n == -EISDIR || n == -EINVAL ? -EACCES : n;
+	*got = (size_t)n;
+	if (n >= 2 && head[0] == '#' && head[1] == '!')
+		return -ENOENT;
+	return 0;
+}
+
 /* One "#!" line followed: the interpreter and its optional argument. */
 struct script {
 	char line[HEAD_SIZE + 1];
@@ -269,16 +292,23 @@ static long do_execve(int64_t dirfd, uint64_t upath, uint64_t uargv, uint64_t ue
 
 	if (flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH))
 		return -EINVAL;
-	/* execveat(fd, "", AT_EMPTY_PATH) (fexecve) is not served: ENOSYS, on
-	 * which glibc's fexecve tries /proc/self/fd/N (not there either: ENOENT). */
-	if (flags & AT_EMPTY_PATH)
-		return -ENOSYS;
 	/* Other threads would have to be ended first, as Linux does: not built. */
 	if (!lx_threads_alone())
 		return -EAGAIN;
 	r = lx_user_str(upath, orig, sizeof(orig));
 	if (r < 0)
 		return r;
+	if (!orig[0] && (flags & AT_EMPTY_PATH)) {
+		/* execveat(fd, "", AT_EMPTY_PATH): fexecve. */
+		r = fd_head(dirfd, scripts[0].line, &got);
+		if (r < 0)
+			return r;
+		fd = dirfd; /* the caller's: never closed here */
+		dh = -1;    /* no path: /proc/self/exe unknown */
+		depth = 0;
+		snprintf(orig, sizeof(orig), "/dev/fd/%d", (int)dirfd); /* Linux's AT_EXECFN */
+		goto loaded;
+	}
 	if (!orig[0])
 		return -ENOENT;
 	dh = dirfd == LX_AT_FDCWD || orig[0] == '/' ? LX_AT_FDCWD : lx_fd_dir_handle(dirfd);
@@ -313,6 +343,7 @@ static long do_execve(int64_t dirfd, uint64_t upath, uint64_t uargv, uint64_t ue
 		memcpy(path, sc->interp, strlen(sc->interp) + 1);
 		dh = LX_AT_FDCWD; /* the interpreter's path is absolute or from the cwd */
 	}
+loaded:
 	if (got < 4 || memcmp(scripts[depth].line, "\177ELF", 4)) {
 		r = -ENOEXEC;
 		goto out;
@@ -363,7 +394,7 @@ static long do_execve(int64_t dirfd, uint64_t upath, uint64_t uargv, uint64_t ue
 	if (r > 0)
 		exec_failed_late();
 out:
-	if (fd >= 0)
+	if (fd >= 0 && fd != dirfd)
 		lx_fd_close(fd);
 	free(s.buf);
 	return r;
