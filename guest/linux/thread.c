@@ -72,7 +72,7 @@ struct clone_args {
 struct lx_gs_block {
 	uint32_t cpu; /* written by the host: the vCPU the thread runs on */
 	uint32_t pad;
-	uint64_t rt_percpu, user_rsp, stack, handler, zpoline;
+	uint64_t errno_at, user_rsp, stack, handler, zpoline; /* errno_at: guest/rt/errno.c */
 	uint32_t in_personality, slot;
 	uint64_t spare;
 } __attribute__((aligned(64)));
@@ -86,6 +86,8 @@ _Static_assert(sizeof(struct lx_gs_block) == 64, "the host writes within 64 byte
 
 static struct lx_thread threads[LX_MAX_THREADS];
 static struct lx_gs_block gs_blocks[LX_MAX_THREADS]; /* [0] unused: vCPU 0's page */
+/* The personality's errno, per thread (the main thread's is vCPU 0's page's). */
+static int thread_errno[LX_MAX_THREADS];
 static volatile uint32_t live = 1;
 static uint32_t next_tid = 2;
 #define SYSCALL_STACK 32768
@@ -188,7 +190,7 @@ static uint64_t gs_block_for(unsigned i)
 	struct lx_gs_block *g = &gs_blocks[i];
 
 	memset(g, 0, sizeof(*g));
-	g->rt_percpu = gs_read(8);
+	g->errno_at = (uint64_t)(uintptr_t)&thread_errno[i];
 	g->handler = gs_read(LX_GS_HANDLER);
 	g->zpoline = gs_read(LX_GS_ZPOLINE);
 	g->stack = stack_top(i);

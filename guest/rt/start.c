@@ -77,8 +77,10 @@ static void percpu_init(unsigned cpu)
 {
 	struct rt_percpu *p = &percpu[cpu];
 
+	int *err = &p->err;
+
 	p->cpu = cpu;
-	__asm__ volatile("movq %0, %%gs:8" : : "r"(p) : "memory");
+	__asm__ volatile("movq %0, %%gs:8" : : "r"(err) : "memory");
 }
 
 static int boot_info_ok(const struct vmrpc_boot_info *bi)
