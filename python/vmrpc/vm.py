@@ -13,10 +13,10 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self, TypeAlias, cast
+from typing import Literal, TypeAlias, cast
 
 from vmrpc import _vmm, abi
+from vmrpc._closing import Closing
 from vmrpc.errors import ConfigError
 from vmrpc.events import EventQueue
 from vmrpc.hostmodule import NativeModule, encode_version, module_functions
@@ -34,7 +34,7 @@ VmState: TypeAlias = Literal["created", "running", "exited", "crashed", "killed"
 CONSOLE_POLL_S = 0.02
 
 
-class VM:
+class VM(Closing):
     """A KVM virtual machine running one guest ELF image.
 
     Args:
@@ -155,17 +155,6 @@ class VM:
                 closer()
             except Exception:
                 log.exception("closing host module %r failed", closer)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- observation ---------------------------------------------------------------
 

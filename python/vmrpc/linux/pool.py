@@ -40,9 +40,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
-from typing import NoReturn, Self
+from typing import NoReturn
 
+from vmrpc._closing import Closing
 from vmrpc.errors import ConfigError, PoolError, QueueClosed
 from vmrpc.events import EventQueue
 from vmrpc.linux.cpython import PythonResult
@@ -64,7 +64,7 @@ _DONE = b"D"
 _FORK_FAILED = b"F"
 
 
-class PythonPool:
+class PythonPool(Closing):
     """One warm VM running the host's CPython, serving `run` calls one at a time.
 
     Args:
@@ -175,17 +175,6 @@ class PythonPool:
         with self._lock:
             self._closed = True
             self._discard()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the VM ------------------------------------------------------------------------
 

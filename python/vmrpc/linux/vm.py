@@ -16,10 +16,9 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from vmrpc import _vmm
+from vmrpc._closing import Closing
 from vmrpc.errors import ConfigError
 from vmrpc.images import linux_personality_image
 from vmrpc.linux.dynamic import interpreter, system_mounts
@@ -42,7 +41,7 @@ DEFAULT_THREADS = 4
 """Threads a `LinuxVM` allows unless told otherwise (idle vCPUs wait in the host)."""
 
 
-class LinuxVM:
+class LinuxVM(Closing):
     """A VM running one x86-64 Linux program, static or dynamically linked.
 
     Args:
@@ -231,14 +230,3 @@ class LinuxVM:
         if self._etc is not None:
             self._etc.cleanup()
             self._etc = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
