@@ -1,4 +1,5 @@
-"""sched_yield as a switch point and FUTEX_WAKE_OP (docs/linux.md, Threads).
+"""sched_yield as a switch point, FUTEX_WAKE_OP, and a socket I/O wait that gives
+its vCPU up (docs/linux.md, Threads).
 
 tests/linux_programs/thread_gaps.c, built static with glibc and musl, prints the same
 lines natively and in the VM. No test measures time: the yield test counts the
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 from linux_support import TIMEOUT, libc_programs
+from test_linux_net import tcp_echo  # noqa: F401 (a fixture)
 
 from vmrpc.linux import LinuxVM
+from vmrpc.sockets import SocketOutsourcing
 
 pytestmark = pytest.mark.kvm
 
@@ -58,3 +61,24 @@ def test_futex_wake_op_does_what_linux_does(program: Path) -> None:
         assert vm.run() == 0
         assert vm.stdout == want
         assert vm.stats["futex_wakes"] > 0
+
+
+def test_a_thread_waiting_in_a_large_recv_gives_its_vcpu_up(
+    program: Path,
+    tcp_echo: int,  # noqa: F811 (the fixture imported above)
+) -> None:
+    # One vCPU: a thread blocks in a 64 KiB recv (the socket I/O exit, which
+    # waits in the host); main must still run to send what the echo returns.
+    # Before, the waiting exit kept the vCPU and the program hung (timed out).
+    want = native(program, "bigrecv", str(tcp_echo))
+    assert want == b"reader got 5: hello\njoined\n"
+    with LinuxVM(
+        program,
+        ["bigrecv", str(tcp_echo)],
+        timeout=TIMEOUT,
+        threads=1,
+        sockets=SocketOutsourcing(),
+    ) as vm:
+        assert vm.run() == 0
+        assert vm.stdout == want
+        assert vm.stats["sockio_waits"] > 0  # it did wait in the exit

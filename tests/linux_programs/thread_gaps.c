@@ -7,8 +7,14 @@
  *             needs the yield to hand the vCPU over (else a 10 ms preemption).
  *   wakeop    FUTEX_WAKE_OP: each operation and comparison on the second word, the
  *             errors, and real waiters woken on either word.
+ *   bigrecv PORT  a thread blocks in a large recv (64 KiB: the socket I/O exit) from
+ *             an echo server on 127.0.0.1:PORT; main yields until it has started,
+ *             then sends what the echo gives back to it.  On one vCPU the recv must
+ *             give the vCPU up while it waits, or main never sends.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -16,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -124,6 +131,45 @@ static int mode_wakeop(void)
 	return 0;
 }
 
+static int sock;
+static volatile int reader_started;
+
+static void *big_reader(void *arg)
+{
+	static char buf[65536];
+	size_t got = 0;
+	ssize_t n = 1;
+
+	(void)arg;
+	__atomic_store_n(&reader_started, 1, __ATOMIC_RELEASE);
+	while (got < 5 && n > 0) {
+		n = recv(sock, buf + got, sizeof(buf) - got, 0);
+		got += n > 0 ? (size_t)n : 0;
+	}
+	printf("reader got %zu: %.*s\n", got, (int)got, buf);
+	return NULL;
+}
+
+static int mode_bigrecv(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	pthread_t t;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sock = socket(AF_INET, SOCK_STREAM, 0);
+	if (sock < 0 || connect(sock, (struct sockaddr *)&a, sizeof(a)))
+		return 2;
+	if (pthread_create(&t, NULL, big_reader, NULL))
+		return 3;
+	while (!__atomic_load_n(&reader_started, __ATOMIC_ACQUIRE))
+		sched_yield();
+	if (send(sock, "hello", 5, 0) != 5)
+		return 4;
+	pthread_join(t, NULL);
+	printf("joined\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -131,6 +177,8 @@ int main(int argc, char **argv)
 		return mode_yield(atoi(argv[2]));
 	if (argc >= 2 && !strcmp(argv[1], "wakeop"))
 		return mode_wakeop();
-	fprintf(stderr, "usage: thread_gaps yield N | wakeop\n");
+	if (argc >= 3 && !strcmp(argv[1], "bigrecv"))
+		return mode_bigrecv(atoi(argv[2]));
+	fprintf(stderr, "usage: thread_gaps yield N | wakeop | bigrecv PORT\n");
 	return 2;
 }

@@ -84,6 +84,11 @@ pub const VMRPC_YIELD_MAX_US: u32 = 4000_u32;
 /// write returns (`devices/sock_io.rs`). Large receives and sends take it: one
 /// copy, on the vCPU's core, no RPC engine thread.
 pub const VMRPC_MMIO_SOCKIO: u64 = VMRPC_MMIO_BASE + 0x9000;
+/// The same request written at VMRPC_MMIO_SOCKIO + this offset may wait
+/// (timeout_ms != 0): a Linux VM's thread pool gives the vCPU to another guest
+/// thread meanwhile, so the writer must hold no spinlock and no per-vCPU state
+/// across it (it may come back on another vCPU).
+pub const VMRPC_SOCKIO_MAY_WAIT: u64 = 8;
 /// vmrpc_sockio_req.flags: send [gpa, gpa + len) (else receive into it).
 pub const VMRPC_SOCKIO_SEND: u32 = 1_u32;
 /// Receive: leave the bytes queued (MSG_PEEK); never with a second buffer.

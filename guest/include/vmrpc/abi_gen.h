@@ -61,6 +61,12 @@
 // copy, on the vCPU's core, no RPC engine thread.
 #define VMRPC_MMIO_SOCKIO (VMRPC_MMIO_BASE + 36864)
 
+// The same request written at VMRPC_MMIO_SOCKIO + this offset may wait
+// (timeout_ms != 0): a Linux VM's thread pool gives the vCPU to another guest
+// thread meanwhile, so the writer must hold no spinlock and no per-vCPU state
+// across it (it may come back on another vCPU).
+#define VMRPC_SOCKIO_MAY_WAIT 8
+
 // vmrpc_sockio_req.flags: send [gpa, gpa + len) (else receive into it).
 #define VMRPC_SOCKIO_SEND 1u
 

@@ -126,6 +126,10 @@ long host_zero_copy(struct gsock *s, uint32_t fn, const void *buf, size_t len)
  * timeout_ms says; flags are VMRPC_SOCKIO_*.  At most VMRPC_SOCKIO_MAX bytes in
  * all.  Returns the bytes moved, 0 at end of stream, or -errno; -EOPNOTSUPP:
  * never for this socket (TLS, no native data plane), use the module's calls.
+ * A request that may wait (timeout_ms != 0) goes to the register that lets a
+ * Linux VM run another thread on this vCPU meanwhile: the caller must hold no
+ * spinlock and no per-vCPU state (cpu_scratch) across it, as the thread may
+ * come back on another vCPU.
  */
 long host_sockio(struct gsock *s, uint32_t flags, const void *buf, size_t len, void *buf2,
 		 size_t len2, int timeout_ms)
@@ -151,7 +155,7 @@ long host_sockio(struct gsock *s, uint32_t flags, const void *buf, size_t len, v
 	req.result = -EOPNOTSUPP; /* what a VMM without the device leaves */
 	stat_add(&stats.host_exits, 1);
 	rt_barrier(); /* the request is in memory before the exit reads it */
-	mmio_write64(VMRPC_MMIO_SOCKIO, sock_gpa(&req));
+	mmio_write64(VMRPC_MMIO_SOCKIO + (timeout_ms ? VMRPC_SOCKIO_MAY_WAIT : 0), sock_gpa(&req));
 	rt_barrier(); /* and the host's answer is read after it */
 	rc = req.result;
 	if (rc == -EOPNOTSUPP)

@@ -14,10 +14,12 @@
 //!
 //! A request may wait (timeout_ms): the thread then sleeps in poll(2) on the
 //! socket and on the VM's stop eventfd, so stopping or closing the VM ends the
-//! wait at once (-EINTR), and a kick's signal only restarts the poll. While it
-//! waits the thread holds its vCPU: the guest must not hold a lock others need
-//! (the personality's lock is let go around socket calls). This is the one
-//! place a vCPU blocks on a socket; M:N threads would move the wait off it.
+//! wait at once (-EINTR), and a kick's signal only restarts the poll. The guest
+//! writes a request that may wait at `+ VMRPC_SOCKIO_MAY_WAIT`, which "may
+//! block" (`BusDevice::may_block`): a Linux VM's carrier gives its vCPU to
+//! another guest thread first (`vm::pool`), as for a futex wait. Before, the
+//! waiting thread kept its vCPU, and on one vCPU a thread blocked in a large
+//! recv stopped the thread that was to make the peer answer, for good.
 //!
 //! The request is guest input: copied once, validated (flags, lengths, the
 //! module handle through this VM's own registry, the socket through that
@@ -30,8 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guest_kmod_bindings::{
-    vmrpc_sockio_req, VMRPC_SOCKIO_FLAGS, VMRPC_SOCKIO_MAX, VMRPC_SOCKIO_PEEK, VMRPC_SOCKIO_SEND,
-    VMRPC_SOCKIO_WAITALL,
+    vmrpc_sockio_req, VMRPC_SOCKIO_FLAGS, VMRPC_SOCKIO_MAX, VMRPC_SOCKIO_MAY_WAIT,
+    VMRPC_SOCKIO_PEEK, VMRPC_SOCKIO_SEND, VMRPC_SOCKIO_WAITALL,
 };
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -41,6 +43,9 @@ use crate::stats::Stats;
 use crate::stop::StopToken;
 
 pub use guest_kmod_bindings::VMRPC_MMIO_SOCKIO as MMIO_SOCKIO;
+/// Bytes of the register block: the request register, and the same one for
+/// requests that may wait.
+pub const MMIO_SOCKIO_LEN: u64 = VMRPC_SOCKIO_MAY_WAIT + 8;
 
 /// Why a request is refused (the guest gets -errno).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -340,6 +345,10 @@ impl BusDevice for SockIoDevice {
         // guest sees its result field as it left it.
         let _ = self.serve(written_value(data));
         DeviceAction::Continue
+    }
+
+    fn may_block(&self, offset: u64) -> bool {
+        offset == VMRPC_SOCKIO_MAY_WAIT
     }
 }
 

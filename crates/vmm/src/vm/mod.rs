@@ -24,7 +24,7 @@ use crate::cgroup::{self, VmCgroup};
 use crate::config::VmConfig;
 use crate::devices::futex::{FutexDevice, MMIO_FUTEX, MMIO_FUTEX_LEN};
 use crate::devices::guest_threads::{GuestThreadDevice, MMIO_THREAD, MMIO_THREAD_LEN};
-use crate::devices::sock_io::{SockIoDevice, MMIO_SOCKIO};
+use crate::devices::sock_io::{SockIoDevice, MMIO_SOCKIO, MMIO_SOCKIO_LEN};
 use crate::error::{kvm, VmError};
 use crate::evq::{EventQueue, EvqHost, VmLink};
 use crate::image::Image;
@@ -154,7 +154,9 @@ impl Vm {
             stop.clone(),
             stats.clone(),
         );
-        buses.mmio.insert(MMIO_SOCKIO, 8, Arc::new(sock_io))?;
+        buses
+            .mmio
+            .insert(MMIO_SOCKIO, MMIO_SOCKIO_LEN, Arc::new(sock_io))?;
         // Host waiters poll for as long as the RPC engine does (`rpc_spin_us`).
         let link = VmLink::new(memory.clone(), evq_irqs, stats.clone(), stop.clone(), spin);
         let evq = Arc::new(EvqHost::new(

@@ -248,3 +248,24 @@ fn hostile_requests_get_an_errno() {
     );
     assert_eq!(h.dev.write(0, &[0xff; 3]), DeviceAction::Continue);
 }
+
+#[test]
+fn only_the_register_of_requests_that_may_wait_may_block() {
+    // The M:N pool gives the vCPU up before a write that may block; the guest
+    // writes there only requests with a timeout, holding no spinlock.
+    let h = harness();
+    assert!(h.dev.may_block(VMRPC_SOCKIO_MAY_WAIT));
+    assert!(!h.dev.may_block(0));
+    assert_eq!(MMIO_SOCKIO_LEN, 16);
+    // Both registers serve the same request.
+    let mut r = req(&h, 0, 0, 4, 0);
+    h.peer.try_clone().unwrap().write_all(b"ping").unwrap();
+    h.dev.memory.write_obj(r, GuestAddress(REQ)).unwrap();
+    assert_eq!(
+        h.dev.write(VMRPC_SOCKIO_MAY_WAIT, &REQ.to_le_bytes()),
+        DeviceAction::Continue
+    );
+    r = h.dev.memory.read_obj(GuestAddress(REQ)).unwrap();
+    assert_eq!(r.result, 4);
+    assert_eq!(guest_bytes(&h, BUF, 4), b"ping");
+}
