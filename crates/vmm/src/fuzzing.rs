@@ -10,7 +10,9 @@
 //! - `evq_queue`: an event queue's two rings (indices, flags, vCPU numbers,
 //!   slot lengths, payloads) through `take_into`, `put`, `ready`.
 //! - `sock_buf`: SEND_BUF / RECV_BUF requests of the native socket data
-//!   plane (handle, length, guest address) over a connected socket pair.
+//!   plane (handle, length, guest address) over a connected socket pair, and
+//!   socket I/O exits (`devices::sock_io`: module, handle, flags, both
+//!   buffers; never waiting) over the same plane, at either register.
 //! - `files_data`: a Linux program's system-call arguments as the native
 //!   files module takes them (`read`/`write`/`pread64`/`pwrite64`: handle,
 //!   buffer, length, offset; `openat`/`newfstatat`/`fstat`/`close`: handles,
@@ -33,15 +35,19 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::bus::BusDevice;
+use crate::devices::sock_io::SockIoDevice;
 use crate::evq::geometry::Geometry;
 use crate::evq::{EventQueue, VmLink, Wait};
 use crate::layout;
 use crate::linux::dataplane::FilesDataPlane;
 use crate::rpc::channel::{Channel, Completion};
 use crate::rpc::engine::Rig;
-use crate::rpc::module::{HostModule, NativeHandler};
+use crate::rpc::module::{HostModule, NativeHandler, NativeSockets};
+use crate::rpc::registry::Registry;
 use crate::sockfast::SocketDataPlane;
 use crate::stats::Stats;
+use crate::stop::StopToken;
 
 const CANARY: u8 = 0xa5;
 
@@ -263,26 +269,92 @@ fn native_completion(chan: &mut Arc<Channel>, mem: &GuestMemoryMmap) -> Completi
     Completion::new(chan.clone(), 1, 0, 8)
 }
 
+/// The data plane as the "sockets" module the socket I/O exit looks up.
+struct PlaneModule(Arc<SocketDataPlane>);
+
+impl HostModule for PlaneModule {
+    fn has_function(&self, _function: u32) -> bool {
+        false
+    }
+    fn call(&self, _function: u32, _request: &[u8], _done: Completion) {}
+    fn native_sockets(&self) -> Option<&dyn NativeSockets> {
+        Some(&*self.0)
+    }
+}
+
+/// Where `sock_buf` lays a socket I/O request (the buffers it names may be anywhere).
+const SOCKIO_REQ: u64 = 0xe_0000;
+
+/// One socket I/O exit from 40 fuzzer bytes: never waiting (a wait would stall
+/// the fuzzer), at either register; only `result` may change, within bounds.
+fn sock_io_exit(dev: &SockIoDevice, mem: &GuestMemoryMmap, module: u32, input: &mut Input) {
+    use guest_kmod_bindings::vmrpc_sockio_req;
+    let sel = input.u32();
+    let mut req = vmrpc_sockio_req {
+        // Mostly the live handle, so that the checks past it are reached.
+        module: if sel & 1 == 0 { module } else { input.u32() },
+        handle: if sel & 2 == 0 { 3 } else { input.u32() },
+        flags: input.u32() & 0xf,
+        timeout_ms: 0,
+        gpa: u64::from(input.u32()),
+        len: input.u32() & 0x1f_ffff,
+        len2: input.u32() & 0x1f_ffff,
+        gpa2: u64::from(input.u32()),
+        result: 12345,
+    };
+    if sel & 4 != 0 {
+        req.len = input.u32(); // past VMRPC_SOCKIO_MAX, and overflowing sums
+    }
+    mem.write_obj(req, GuestAddress(SOCKIO_REQ))
+        .expect("request");
+    let offset = if sel & 8 == 0 { 0 } else { 8 };
+    let _ = dev.may_block(offset);
+    dev.write(offset, &SOCKIO_REQ.to_le_bytes());
+    let back: vmrpc_sockio_req = mem.read_obj(GuestAddress(SOCKIO_REQ)).expect("answer");
+    // The buffers may overlap the request, but the result is written last.
+    let most = i64::from(req.len) + i64::from(req.len2);
+    let r = back.result;
+    assert!(
+        (-4095..=most).contains(&r),
+        "socket I/O result {r} out of range for {req:?}"
+    );
+}
+
 /// Input: a sequence of (function selector, 16-byte request) pairs, served
-/// by a data plane with handle 3 attached to one end of a socket pair.
+/// by a data plane with handle 3 attached to one end of a socket pair;
+/// selector 31 is a socket I/O exit instead (`sock_io_exit`), after the peer
+/// wrote some bytes and read what was sent.
 pub fn sock_buf(data: &[u8]) {
     struct Fixture {
         mem: GuestMemoryMmap,
-        dp: SocketDataPlane,
+        dp: Arc<SocketDataPlane>,
+        sockio: SockIoDevice,
+        module: u32,
         // Both ends stay open for the process's life (the plane holds a dup).
-        _peer: UnixStream,
+        peer: UnixStream,
         _ours: UnixStream,
     }
     static F: OnceLock<Fixture> = OnceLock::new();
     let f = F.get_or_init(|| {
         let (ours, peer) = UnixStream::pair().expect("socketpair");
         peer.set_nonblocking(true).expect("nonblocking");
-        let dp = SocketDataPlane::default();
+        let dp = Arc::new(SocketDataPlane::default());
         dp.attach(3, ours.as_raw_fd()).expect("attach");
+        let mem = memory(NATIVE_MEM);
+        let registry = Arc::new(Registry::default());
+        registry
+            .register("sockets", 1 << 16, Arc::new(PlaneModule(dp.clone())))
+            .expect("register");
+        let module = registry.bind(b"sockets", 1 << 16).expect("bind");
+        let stop = StopToken::new().expect("stop token");
+        let stats = Arc::new(Stats::default());
+        let sockio = SockIoDevice::new(mem.clone(), registry, stop, stats);
         Fixture {
-            mem: memory(NATIVE_MEM),
+            mem,
             dp,
-            _peer: peer,
+            sockio,
+            module,
+            peer,
             _ours: ours,
         }
     });
@@ -291,6 +363,15 @@ pub fn sock_buf(data: &[u8]) {
     let mut input = Input(data);
     while !input.0.is_empty() {
         let function = input.u32() & 0x1f;
+        if function == 31 {
+            use std::io::{Read, Write};
+            let n = (input.u32() & 0xffff) as usize;
+            let _ = (&f.peer).write(&vec![0x5a; n]);
+            let mut sink = vec![0; 1 << 16];
+            while (&f.peer).read(&mut sink).is_ok_and(|got| got > 0) {}
+            sock_io_exit(&f.sockio, &f.mem, f.module, &mut input);
+            continue;
+        }
         let request = input.bytes(16).to_vec();
         let done = native_completion(&mut chan, &f.mem);
         // Anything not served natively comes back, and is answered as Python would.
