@@ -183,11 +183,13 @@ def test_closing_the_vm_ends_waits_for_host_calls_at_once(program: Path) -> None
     assert vm.stats["rpc_host_waits"] >= WORKERS
 
 
-def test_hostile_requests_to_the_wait_register_get_exact_errors() -> None:
+def test_hostile_requests_to_the_wait_register_get_exact_errors(tmp_path: Path) -> None:
     """Requests written to VMRPC_MMIO_RPC_WAIT by the program itself: a channel out of
     range is VMRPC_EINVAL (-7), a head that moved returns 0 at once, a request the host
     cannot reach is dropped; the program goes on."""
-    exe = _musl_program()
+    exe = tmp_path / "hostwait-musl"
+    argv = ["musl-gcc", "-O2", "-static", "-o", str(exe), str(SOURCE)]
+    subprocess.run(argv, check=True, capture_output=True)
     code, out, _ = in_vm(exe, ["hostile"])
     assert (code, out.decode().splitlines()) == (
         0,
@@ -199,12 +201,3 @@ def test_hostile_requests_to_the_wait_register_get_exact_errors() -> None:
             "still good: 1",
         ],
     )
-
-
-def _musl_program() -> Path:
-    import tempfile
-
-    out = Path(tempfile.mkdtemp()) / "hostwait-musl"
-    argv = ["musl-gcc", "-O2", "-static", "-o", str(out), str(SOURCE)]
-    subprocess.run(argv, check=True, capture_output=True)
-    return out
