@@ -36,7 +36,8 @@ pub const TSS_LIMIT: u32 = 103;
 pub const LOW_PT_START: u64 = 0x4000;
 
 /// Per-vCPU pages the GS base points at: the first 8 bytes hold the vCPU index
-/// (the guest reads it with one `%gs:0` load), the rest belongs to the guest.
+/// (the guest reads it with one `%gs:0` load), the rest belongs to the guest
+/// (the runtime puts its thread index, `rt_thread_id`, over bytes 4..8).
 pub const PERCPU_START: u64 = 0x10000;
 pub const PERCPU_SIZE: u64 = 0x1000;
 
