@@ -151,7 +151,7 @@ port, n, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 got = [b""] * n
 def worker(i):
     if how == "urllib":
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/w{i}", timeout=60) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/w{i}") as r:  # blocking
             got[i] = r.read()
         return
     with socket.create_connection(("127.0.0.1", port)) as s:
