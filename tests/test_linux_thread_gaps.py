@@ -82,3 +82,26 @@ def test_a_thread_waiting_in_a_large_recv_gives_its_vcpu_up(
         assert vm.run() == 0
         assert vm.stdout == want
         assert vm.stats["sockio_waits"] > 0  # it did wait in the exit
+
+
+def test_two_threads_reading_one_socket_on_one_vcpu(
+    program: Path,
+    tcp_echo: int,  # noqa: F811 (the fixture imported above)
+) -> None:
+    # Two readers of one connection and main sending through it, on one vCPU.
+    # The exit that fills the read-ahead runs with the buffer marked busy, which
+    # the other reader spins on inside the personality (never preempted there):
+    # when every socket I/O exit lent its vCPU, that reader took it and spun
+    # while the first waited for a vCPU, and the program hung (GuestTimeout).
+    want = native(program, "tworeaders", str(tcp_echo))
+    assert want == b"two readers got 4194304 bytes\n"
+    with LinuxVM(
+        program,
+        ["tworeaders", str(tcp_echo)],
+        timeout=TIMEOUT,
+        threads=1,
+        sockets=SocketOutsourcing(),
+    ) as vm:
+        assert vm.run() == 0
+        assert vm.stdout == want
+        assert vm.stats["sockio_calls"] > 0

@@ -141,6 +141,7 @@ long do_accept(int64_t fd, uint64_t uaddr, uint64_t ulenp, int flags)
 		return s;
 	held = lx_block_begin(); /* other threads' calls run while this one waits */
 	c = accept((int)s, (struct sockaddr *)&ss, &got);
+	/* errno is read before the lock is taken again. */
 	r = c < 0 ? -errno : 0;
 	lx_block_end(held);
 	if (c < 0)
@@ -178,7 +179,7 @@ long do_connect(int64_t fd, uint64_t uaddr, uint64_t ulen)
 		return r;
 	}
 	held = lx_block_begin(); /* other threads' calls run while this one waits */
-	r = lib(connect((int)s, (struct sockaddr *)&ss, len));
+	r = lib(connect((int)s, (struct sockaddr *)&ss, len)); /* errno: before a move */
 	lx_block_end(held);
 	if (s < MAX_LIB_FDS && in_host[s]) {
 		/* EALREADY until the library sees the end, then 0 or the error, as Linux. */

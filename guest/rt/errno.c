@@ -1,16 +1,12 @@
-/*
- * errno: one per context, so a call in one never clobbers another's.  %gs:8
- * holds its address (internal.h): a vCPU's, or in the Linux personality a
- * thread's, which stays with the thread when the host moves it to another vCPU.
- */
+/* errno: one per thread, so a call never clobbers another thread's, even one
+ * that ran on the same vCPU while this one waited in the host. */
 #include "internal.h"
 
-static int boot_errno; /* before start.c has set %gs:8 */
+static int errnos[VMRPC_MAX_CHANNELS];
 
 int *__errno_location(void)
 {
-	int *at;
+	unsigned t = rt_thread_id();
 
-	__asm__ volatile("movq %%gs:8, %0" : "=r"(at));
-	return at ? at : &boot_errno;
+	return &errnos[t < VMRPC_MAX_CHANNELS ? t : 0];
 }

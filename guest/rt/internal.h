@@ -9,19 +9,25 @@
 #define RT_SPURIOUS_VECTOR 0xFFu
 
 /*
- * Per-vCPU data.  The VMM points GS at a per-vCPU page whose first 8 bytes hold
- * the vCPU index (rt_cpu_id() reads %gs:0).  %gs:8 holds the address of the
- * running context's errno (errno.c): here the vCPU's `err`; in the Linux
- * personality, whose threads each have a GS block of their own and move
- * between vCPUs, the thread's (guest/linux/thread.c).
+ * Per-vCPU data.  The VMM points GS at a per-vCPU page whose first 4 bytes hold
+ * the vCPU index (rt_cpu_id() reads %gs:0); the next 4 the thread index
+ * (rt_thread_id(), written by rt_start); the runtime keeps a pointer to this
+ * struct at %gs:8.
  */
 struct rt_percpu {
 	uint32_t cpu;
-	int err;
+	uint32_t _pad;
 } __attribute__((aligned(64)));
 
 extern const struct vmrpc_boot_info *rt_bootinfo;
 extern char _end[]; /* from guest.ld: end of .bss */
+
+static inline struct rt_percpu *rt_this_cpu(void)
+{
+	struct rt_percpu *p;
+	__asm__ volatile("movq %%gs:8, %0" : "=r"(p));
+	return p;
+}
 
 void rt_console_init(void);
 void rt_heap_init(uintptr_t start, uintptr_t end);

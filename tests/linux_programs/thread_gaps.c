@@ -11,6 +11,11 @@
  *             an echo server on 127.0.0.1:PORT; main yields until it has started,
  *             then sends what the echo gives back to it.  On one vCPU the recv must
  *             give the vCPU up while it waits, or main never sends.
+ *   tworeaders PORT  two threads read one connection to that echo server with 64 KiB
+ *             receives (socket I/O exits filling the socket's read-ahead) while main
+ *             sends 4 MiB through it, then shuts its side down; each reader stops at
+ *             end of stream.  On one vCPU a thread must not lend its vCPU while it
+ *             holds the read-ahead busy: the other reader would spin on it there.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -170,6 +175,43 @@ static int mode_bigrecv(int port)
 	return 0;
 }
 
+static uint64_t two_total;
+
+static void *two_reader(void *arg)
+{
+	static char bufs[2][65536];
+	char *buf = bufs[(long)arg];
+	ssize_t n;
+
+	while ((n = recv(sock, buf, sizeof(bufs[0]), 0)) > 0)
+		__atomic_add_fetch(&two_total, (uint64_t)n, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static int mode_tworeaders(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	static char chunk[65536];
+	pthread_t t[2];
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sock = socket(AF_INET, SOCK_STREAM, 0);
+	if (sock < 0 || connect(sock, (struct sockaddr *)&a, sizeof(a)))
+		return 2;
+	for (long i = 0; i < 2; i++)
+		if (pthread_create(&t[i], NULL, two_reader, (void *)i))
+			return 3;
+	memset(chunk, 'x', sizeof(chunk));
+	for (int i = 0; i < 64; i++)
+		if (send(sock, chunk, sizeof(chunk), 0) != (ssize_t)sizeof(chunk))
+			return 4;
+	shutdown(sock, SHUT_WR); /* the echo server closes at our EOF: both readers end */
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	printf("two readers got %llu bytes\n", (unsigned long long)two_total);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -179,6 +221,8 @@ int main(int argc, char **argv)
 		return mode_wakeop();
 	if (argc >= 3 && !strcmp(argv[1], "bigrecv"))
 		return mode_bigrecv(atoi(argv[2]));
-	fprintf(stderr, "usage: thread_gaps yield N | wakeop | bigrecv PORT\n");
+	if (argc >= 3 && !strcmp(argv[1], "tworeaders"))
+		return mode_tworeaders(atoi(argv[2]));
+	fprintf(stderr, "usage: thread_gaps yield N | wakeop | bigrecv PORT | tworeaders PORT\n");
 	return 2;
 }

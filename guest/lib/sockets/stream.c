@@ -29,7 +29,7 @@ static ssize_t host_send_direct(struct gsock *s, const uint8_t *buf, size_t len,
 
 static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int timeout_ms)
 {
-	uint8_t *sc;
+	uint8_t *sc = cpu_scratch();
 	size_t done = 0;
 
 	/* Zero-copy first (an RPC the engine answers: cheaper than an exit while
@@ -56,7 +56,6 @@ static ssize_t host_send(struct gsock *s, const uint8_t *buf, size_t len, int ti
 		if (n != 0)
 			return (ssize_t)(done + (size_t)n);
 	}
-	sc = cpu_scratch(); /* after the exit: the thread may be on another vCPU now */
 	if (!sc)
 		return fail(ENOMEM);
 	do {

@@ -14,12 +14,17 @@
 //!
 //! A request may wait (timeout_ms): the thread then sleeps in poll(2) on the
 //! socket and on the VM's stop eventfd, so stopping or closing the VM ends the
-//! wait at once (-EINTR), and a kick's signal only restarts the poll. The guest
-//! writes a request that may wait at `+ VMRPC_SOCKIO_MAY_WAIT`, which "may
-//! block" (`BusDevice::may_block`): a Linux VM's carrier gives its vCPU to
-//! another guest thread first (`vm::pool`), as for a futex wait. Before, the
-//! waiting thread kept its vCPU, and on one vCPU a thread blocked in a large
-//! recv stopped the thread that was to make the peer answer, for good.
+//! wait at once (-EINTR), and a kick's signal only restarts the poll. The
+//! guest writes a request that may wait at `+ VMRPC_SOCKIO_MAY_WAIT`, which
+//! "may block" (`may_block`): a Linux program's thread gives its vCPU to the
+//! pool before the request is served and takes one again after (its own,
+//! resident, when nobody else took it: no ioctl), so a thread waiting here
+//! holds no vCPU. A request that never waits goes to the first register and
+//! keeps the vCPU: the guest sends it with its socket's read-ahead marked busy,
+//! which other threads of the socket spin on (inside the personality, where no
+//! thread is preempted), so lending the vCPU there could stop the VM for good.
+//! Either way the guest must not hold a lock others need across a waiting
+//! request (the personality's lock is let go around socket calls).
 //!
 //! The request is guest input: copied once, validated (flags, lengths, the
 //! module handle through this VM's own registry, the socket through that
