@@ -28,6 +28,7 @@ __all__ = [
     "NativeHandler",
     "QueueClosed",
     "QueueCorrupt",
+    "Snapshot",
     "SocketDataPlane",
     "Vm",
     "VmKilled",
@@ -37,6 +38,8 @@ __all__ = [
     "_raw_kvm_cycles",
     "abi_table",
     "linux_setup",
+    "restore_snapshot",
+    "take_snapshot",
 ]
 
 class VmrpcError(Exception):
@@ -218,6 +221,20 @@ def linux_setup(
     """Load a Linux program (and its ELF interpreter, found under ``sysroot``) into a
     created ``linux`` VM (see `vmrpc.LinuxVM`); ``files``: the data plane through
     which execve reads programs (without it execve answers EACCES)."""
+
+@final
+class Snapshot:
+    """A VM's memory and vCPU at its snapshot point (opaque; see `take_snapshot`)."""
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of guest memory the snapshot holds (its pages that are not zero)."""
+
+def take_snapshot(vm: Vm) -> Snapshot:
+    """The snapshot of `vm`, which has stopped at its snapshot point."""
+
+def restore_snapshot(vm: Vm, snapshot: Snapshot) -> None:
+    """Makes `vm` (created, not started) go on from `snapshot`'s snapshot point."""
 
 def abi_table() -> tuple[
     dict[str, int | str], dict[str, tuple[int, list[tuple[str, int, int, str, int]]]]

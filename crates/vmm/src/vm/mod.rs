@@ -12,6 +12,7 @@ mod launch;
 mod pool;
 mod setup;
 mod shared;
+mod snapshot;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ use shared::lock;
 pub use crate::outcome::{GuestFailure, Outcome};
 pub use cpu_clock::{MMIO_CPU_CLOCK, MMIO_CPU_CLOCK_LEN};
 pub use shared::VmShared;
+pub use snapshot::Snapshot;
 
 /// How often a stopping VM's vCPUs are kicked again while the owner waits.
 const REKICK_INTERVAL: Duration = Duration::from_millis(10);

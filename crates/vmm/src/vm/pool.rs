@@ -480,6 +480,19 @@ fn run_thread<H: CarrierHost>(
                 shared.finish(Outcome::Exited(code));
                 return Some((h.index, vcpu::registers(&h.fd)));
             }
+            Step::Action(ExitAction::Thread(ThreadRequest::Snapshot { point })) => {
+                // Captured: the VM stops here, and `Vm::take_snapshot` follows.
+                match super::snapshot::capture(&mut h.fd, h.index, point, shared) {
+                    Ok(()) => {
+                        shared.finish(Outcome::Killed);
+                        return Some((h.index, vcpu::registers(&h.fd)));
+                    }
+                    Err(why) => {
+                        log::debug!("no snapshot taken: {why}");
+                        *held = Some(h);
+                    }
+                }
+            }
             Step::Action(ExitAction::Crash(crash)) => {
                 let failure = vcpu::failure_report(crash, &mut h.fd, h.index);
                 let regs = failure.registers.clone();

@@ -1,0 +1,306 @@
+//! Snapshots of a Linux VM at its snapshot point, and VMs started from one
+//! (docs/linux.md, "Snapshots").
+//!
+//! Taking one: the program's only thread writes its `struct
+//! lx_snapshot_point` to the guest-thread device (`ThreadRequest::Snapshot`).
+//! Its carrier (`pool`) captures the vCPU right there (`capture`) and stops
+//! the VM; the owner then calls `Vm::take_snapshot`, which refuses a VM that
+//! is not quiescent (an RPC being answered, an event queue) and copies guest
+//! memory into a memfd (only the pages that are not zero).
+//!
+//! Starting from one: a new VM built with the same configuration (same
+//! image, memory size, vCPUs, host modules) maps the memfd over its guest
+//! memory copy-on-write (`MAP_PRIVATE`: nothing is copied until the guest
+//! writes, and no VM's writes reach the snapshot), takes the vCPU state, the
+//! RPC ring positions and module handles, and writes `result` = 1 and a fresh
+//! seed into the snapshot point: the program goes on after its write.
+//!
+//! Why at a point the program chooses: the host-side state a guest depends
+//! on (files open on the host, sockets, queued events, other threads) is
+//! small and known there, so what is not captured can be checked to be empty.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kvm_bindings::{kvm_lapic_state, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xcrs, kvm_xsave, Msrs};
+use kvm_ioctls::VcpuFd;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use super::shared::{lock, VmShared};
+use super::Vm;
+use crate::error::{kvm, VmError};
+use crate::rpc::RpcResume;
+
+const MSR_IA32_TSC: u32 = 0x10;
+/// MSRs the personality sets or the hardware keeps per vCPU (the TSC first:
+/// KVM reads a list up to the first MSR it does not know).
+const SAVED_MSRS: [u32; 9] = [
+    MSR_IA32_TSC,
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR: the personality's system-call entry
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0102, // KERNEL_GS_BASE
+    0xc000_0103, // TSC_AUX
+    0x277,       // PAT
+    0x2ff,       // MTRR_DEF_TYPE
+];
+const PAGE: usize = 4096;
+
+fn snap_err(why: impl Into<String>) -> VmError {
+    VmError::Snapshot(why.into())
+}
+
+/// A vCPU at the snapshot point.
+pub struct VcpuSnapshot {
+    regs: kvm_regs,
+    sregs: kvm_sregs,
+    xsave: Box<kvm_xsave>,
+    xcrs: kvm_xcrs,
+    lapic: kvm_lapic_state,
+    msrs: Vec<kvm_msr_entry>,
+    /// When the TSC in `msrs` was read, to move it on by the time since.
+    taken: Instant,
+    tsc_khz: u32,
+    /// The guest's `struct lx_snapshot_point`.
+    point: u64,
+}
+
+/// Captures the vCPU that made a snapshot request, if the VM can be
+/// snapshotted now: it must be vCPU 0 running the program's only thread.
+/// On `Err` the guest goes on (its `result` stays as it set it).
+pub(super) fn capture(
+    fd: &mut VcpuFd,
+    index: u32,
+    point: u64,
+    shared: &VmShared,
+) -> Result<(), String> {
+    let live = lock(&shared.run).live;
+    if index != 0 || live != 1 {
+        return Err(format!("{live} guest threads running (a snapshot needs one)"));
+    }
+    // KVM completes the MMIO write on entry and returns at once
+    // (immediate_exit): only then does rip point past it.
+    fd.set_kvm_immediate_exit(1);
+    let _ = fd.run();
+    fd.set_kvm_immediate_exit(0);
+    let e = |op: &str, err: kvm_ioctls::Error| format!("{op}: {err}");
+    let mut msrs = Msrs::from_entries(
+        &SAVED_MSRS.map(|index| kvm_msr_entry {
+            index,
+            ..Default::default()
+        }),
+    )
+    .map_err(|err| format!("MSR list: {err:?}"))?;
+    let n = fd.get_msrs(&mut msrs).map_err(|x| e("KVM_GET_MSRS", x))?;
+    let taken = Instant::now();
+    let snap = VcpuSnapshot {
+        regs: fd.get_regs().map_err(|x| e("KVM_GET_REGS", x))?,
+        sregs: fd.get_sregs().map_err(|x| e("KVM_GET_SREGS", x))?,
+        xsave: Box::new(fd.get_xsave().map_err(|x| e("KVM_GET_XSAVE", x))?),
+        xcrs: fd.get_xcrs().map_err(|x| e("KVM_GET_XCRS", x))?,
+        lapic: fd.get_lapic().map_err(|x| e("KVM_GET_LAPIC", x))?,
+        msrs: msrs.as_slice()[..n].to_vec(),
+        taken,
+        tsc_khz: fd.get_tsc_khz().unwrap_or(0),
+        point,
+    };
+    *lock(&shared.captured) = Some(snap);
+    Ok(())
+}
+
+/// A VM's state at its snapshot point; `Vm::restore` starts new VMs from it.
+pub struct Snapshot {
+    memory: File,
+    mem_size: u64,
+    vcpus: u32,
+    image: std::path::PathBuf,
+    vcpu: VcpuSnapshot,
+    rpc: RpcResume,
+    /// Bytes of guest memory that were not zero (the memfd's allocated size).
+    pub stored_bytes: u64,
+}
+
+impl Vm {
+    /// The snapshot of this VM, which must have stopped at its snapshot
+    /// point (`wait` says `Killed` then); it can be taken once.
+    pub fn take_snapshot(&self) -> Result<Arc<Snapshot>, VmError> {
+        {
+            let run = lock(&self.shared.run);
+            if !run.started || run.live != 0 {
+                return Err(snap_err("the VM is still running"));
+            }
+        }
+        let vcpu = lock(&self.shared.captured).take().ok_or_else(|| {
+            snap_err("the VM did not stop at a snapshot point (it exited, crashed or was killed)")
+        })?;
+        let queues = self.evq.names();
+        if !queues.is_empty() {
+            return Err(snap_err(format!(
+                "event queues {queues:?} exist (a snapshot keeps none)"
+            )));
+        }
+        let rpc = self
+            .rpc
+            .export()
+            .ok_or_else(|| snap_err("an RPC was being answered"))?;
+        let (memory, stored_bytes) = copy_memory(&self.memory)
+            .map_err(|e| VmError::Os("copying guest memory into a memfd", e))?;
+        Ok(Arc::new(Snapshot {
+            memory,
+            mem_size: self.config.mem_size(),
+            vcpus: self.config.vcpus,
+            image: self.config.image.clone(),
+            vcpu,
+            rpc,
+            stored_bytes,
+        }))
+    }
+
+    /// Makes this VM (created, not started, with the snapshot's configuration
+    /// and host modules registered) go on from `snap`'s snapshot point.
+    pub fn restore(&self, snap: &Snapshot) -> Result<(), VmError> {
+        if self.config.mem_size() != snap.mem_size
+            || self.config.vcpus != snap.vcpus
+            || self.config.image != snap.image
+        {
+            return Err(snap_err(
+                "the VM's image, memory size or vCPU count differ from the snapshot's",
+            ));
+        }
+        let pending = lock(&self.pending);
+        let fd = pending.first().ok_or(VmError::AlreadyStarted)?;
+        map_private(&self.memory, &snap.memory)
+            .map_err(|e| VmError::Os("mapping the snapshot's memory", e))?;
+        self.rpc.import(&snap.rpc).map_err(snap_err)?;
+        restore_vcpu(fd, &snap.vcpu)?;
+        let mut seed = [0u8; 40];
+        seed[..8].copy_from_slice(&1i64.to_le_bytes());
+        fill_random(&mut seed[8..]).map_err(|e| VmError::Os("getrandom", e))?;
+        self.memory
+            .write_slice(&seed, GuestAddress(snap.vcpu.point))
+            .map_err(|e| VmError::Memory(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn restore_vcpu(fd: &VcpuFd, s: &VcpuSnapshot) -> Result<(), VmError> {
+    // This vCPU's own TSS and APIC base, as when a guest thread moves (`pool`).
+    let own = fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
+    let mut sregs = s.sregs;
+    sregs.tr = own.tr;
+    sregs.apic_base = own.apic_base;
+    sregs.interrupt_bitmap = [0; 4];
+    fd.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
+    fd.set_regs(&s.regs).map_err(kvm("KVM_SET_REGS"))?;
+    // SAFETY: the buffer came from KVM_GET_XSAVE on a vCPU of this process
+    // with the same CPUID (same image and configuration).
+    unsafe { fd.set_xsave(&s.xsave) }.map_err(kvm("KVM_SET_XSAVE"))?;
+    fd.set_xcrs(&s.xcrs).map_err(kvm("KVM_SET_XCRS"))?;
+    fd.set_lapic(&s.lapic).map_err(kvm("KVM_SET_LAPIC"))?;
+    // The TSC goes on from where it was by the time passed since (the
+    // personality's clocks are the TSC plus a base read at boot).
+    let elapsed = s.taken.elapsed().as_micros() as u64;
+    let ticks = elapsed.saturating_mul(u64::from(s.tsc_khz)) / 1000;
+    let entries: Vec<kvm_msr_entry> = s
+        .msrs
+        .iter()
+        .map(|m| match m.index {
+            MSR_IA32_TSC => kvm_msr_entry {
+                data: m.data.wrapping_add(ticks),
+                ..*m
+            },
+            _ => *m,
+        })
+        .collect();
+    let msrs = Msrs::from_entries(&entries).map_err(|e| snap_err(format!("MSRs: {e:?}")))?;
+    fd.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
+    Ok(())
+}
+
+/// The guest memory's non-zero pages in a new memfd (zero pages stay holes).
+fn copy_memory(mem: &GuestMemoryMmap) -> io::Result<(File, u64)> {
+    // SAFETY: a plain syscall with a NUL-terminated name; the fd is checked.
+    let fd = unsafe { libc::memfd_create(c"vmrpc-snapshot".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let region = mem.iter().next().ok_or(io::ErrorKind::InvalidInput)?;
+    let size = region.len() as usize;
+    file.set_len(size as u64)?;
+    let host = region
+        .get_host_address(vm_memory::MemoryRegionAddress(0))
+        .map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: the whole region is mapped readable for the VM's life and every
+    // vCPU has stopped, so nothing writes it while it is read here.
+    let bytes = unsafe { std::slice::from_raw_parts(host, size) };
+    let mut stored = 0u64;
+    let mut at = 0;
+    while at < size {
+        // A run of non-zero pages is written with one call.
+        let start = at;
+        while at < size && bytes[at..at + PAGE].iter().any(|&b| b != 0) {
+            at += PAGE;
+        }
+        if at > start {
+            file.write_all_at(&bytes[start..at], start as u64)?;
+            stored += (at - start) as u64;
+        } else {
+            at += PAGE;
+        }
+    }
+    Ok((file, stored))
+}
+
+/// Maps `file` over the guest memory, private: the guest's writes go to
+/// copies of the pages, never to the file.
+fn map_private(mem: &GuestMemoryMmap, file: &File) -> io::Result<()> {
+    let region = mem.iter().next().ok_or(io::ErrorKind::InvalidInput)?;
+    let host = region
+        .get_host_address(vm_memory::MemoryRegionAddress(0))
+        .map_err(|_| io::ErrorKind::InvalidInput)?;
+    if file.metadata()?.len() != region.len() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    // SAFETY: replaces exactly the VM's own guest-memory mapping (same
+    // address and length, still owned by `mem`, which unmaps it at drop) with
+    // a private mapping of the same size, before any vCPU has run; KVM's
+    // memory slot follows the host virtual addresses, which do not change.
+    let at = unsafe {
+        libc::mmap(
+            host.cast(),
+            region.len() as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut at = 0;
+    while at < buf.len() {
+        // SAFETY: writes at most `buf.len() - at` bytes into `buf[at..]`.
+        let n = unsafe { libc::getrandom(buf[at..].as_mut_ptr().cast(), buf.len() - at, 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            continue;
+        }
+        at += n as usize;
+    }
+    Ok(())
+}
