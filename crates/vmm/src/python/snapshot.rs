@@ -40,8 +40,19 @@ fn restore_snapshot(py: Python<'_>, vm: &PyVm, snapshot: &PySnapshot) -> PyResul
     py.detach(|| vm.restore(&snap)).map_err(|e| to_pyerr(py, e))
 }
 
+/// Records which pages `vm`, started from `snapshot` and stopped, touched;
+/// later VMs from `snapshot` fault them in before they run. Returns the count.
+#[pyfunction]
+fn record_working_set(py: Python<'_>, vm: &PyVm, snapshot: &PySnapshot) -> PyResult<usize> {
+    let vm = vm.get()?;
+    let snap = snapshot.inner.clone();
+    py.detach(|| vm.record_working_set(&snap))
+        .map_err(|e| to_pyerr(py, e))
+}
+
 pub(crate) fn add(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySnapshot>()?;
     m.add_function(wrap_pyfunction!(take_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(record_working_set, m)?)?;
     m.add_function(wrap_pyfunction!(restore_snapshot, m)?)
 }
