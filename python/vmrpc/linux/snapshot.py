@@ -78,7 +78,7 @@ class PythonSnapshot:
     ``timeout``, ``memory_mib``). A module given as an instance is shared by every
     run's VM: give a class for a module that keeps state per VM. ``prefault``: run
     ``pass`` once after the snapshot and fault the pages it touched into every later
-    run's memory before its vCPU starts (docs/linux.md, "Snapshots": 3x faster here).
+    run's memory before its vCPU starts (docs/linux.md, "Snapshots": 2x faster here).
 
     Raises `SnapshotError` if the snapshot cannot be taken.
     """
@@ -119,7 +119,7 @@ class PythonSnapshot:
         """Pages each run faults in before it starts (``prefault``)."""
         if prefault:
             # A first run, of ``pass``, shows which pages every run touches.
-            self.prefaulted_pages = self._run([b"pass"], b"", timeout, record=True)[1]
+            self.prefaulted_pages = self._learn("pass", timeout)
 
     @property
     def stored_bytes(self) -> int:
@@ -140,23 +140,44 @@ class PythonSnapshot:
         default the snapshot's `timeout`. Raises `GuestTimeout`, `GuestCrashed` as
         `run_python` does; ``ValueError`` for a NUL byte in ``code`` or an argument.
         """
+        limit = self.timeout if timeout is None else timeout
+        with self.start(code, args, stdin=stdin) as vm:
+            return PythonResult(vm.wait(limit), vm.stdout, vm.stderr)
+
+    def start(
+        self,
+        code: str,
+        args: Sequence[str] = (),
+        *,
+        stdin: bytes | os.PathLike[str] | None = None,
+        before_start: Callable[[LinuxVM], object] | None = None,
+    ) -> LinuxVM:
+        """`run` without waiting: the new VM, started (``vm.wait()``, then ``vm.close()``;
+        it is a context manager). ``before_start`` is called with it before it starts
+        (to make an event queue on ``vm.vm``, say)."""
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
         fields = [os.fsencode(field) for field in (code, *args)]
         if any(b"\0" in field for field in fields):
             raise ValueError("code and arguments cannot hold NUL bytes")
         data = b"" if stdin is None else _read_stdin(stdin)
-        return self._run(fields, data, self.timeout if timeout is None else timeout)[0]
-
-    def _run(
-        self, fields: list[bytes], stdin: bytes, timeout: float | None, *, record: bool = False
-    ) -> tuple[PythonResult, int]:
-        with self._vm([_Job(b"\0".join(fields))], stdin) as vm:
+        vm = self._vm([_Job(b"\0".join(fields))], data)
+        try:
             vm.files.cwd = self._cwd
             _vmm.restore_snapshot(vm.vm._vm, self._snapshot)
-            status = vm.run(timeout)
-            pages = _vmm.record_working_set(vm.vm._vm, self._snapshot) if record else 0
-            return PythonResult(status, vm.stdout, vm.stderr), pages
+            if before_start is not None:
+                before_start(vm)
+            vm.start()
+        except BaseException:
+            vm.close()
+            raise
+        return vm
+
+    def _learn(self, code: str, timeout: float | None) -> int:
+        """Runs ``code`` and records the pages it touched (``prefault``)."""
+        with self.start(code) as vm:
+            vm.wait(timeout)
+            return _vmm.record_working_set(vm.vm._vm, self._snapshot)
 
     def _vm(self, extra: Sequence[ModuleLike], stdin: bytes | None) -> LinuxVM:
         """A VM of this snapshot's configuration (the same for the snapshot and runs)."""
