@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 from linux_support import KV
@@ -26,8 +25,8 @@ TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")
-def snap() -> Iterator[PythonSnapshot]:
-    yield PythonSnapshot(timeout=TIMEOUT)
+def snap() -> PythonSnapshot:
+    return PythonSnapshot(timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize("name", SNIPPETS)
@@ -154,10 +153,10 @@ def test_a_vm_that_did_not_stop_at_a_snapshot_point_gives_a_clear_error() -> Non
 
 
 def test_no_snapshot_with_a_host_file_open() -> None:
-    with _linux_python("import vmrpc_guest; f = open('/usr/bin/python3', 'rb'); "
-                       "vmrpc_guest.snapshot_point()") as vm:
-        with pytest.raises(SnapshotError, match="host files open at the snapshot point"):
-            _take(vm, TIMEOUT)
+    code = "import vmrpc_guest; f = open('/usr/bin/python3', 'rb'); vmrpc_guest.snapshot_point()"
+    refused = pytest.raises(SnapshotError, match="host files open at the snapshot point")
+    with _linux_python(code) as vm, refused:
+        _take(vm, TIMEOUT)
 
 
 def test_no_snapshot_while_other_threads_run() -> None:
@@ -178,9 +177,9 @@ def test_no_snapshot_while_other_threads_run() -> None:
 
 def test_a_snapshot_starts_only_a_vm_like_its_own() -> None:
     snap = PythonSnapshot(timeout=TIMEOUT, prefault=False)
-    with LinuxVM("/usr/bin/python3", ["-c", "pass"], memory_mib=128) as vm:
-        with pytest.raises(vmrpc.ConfigError, match="memory size"):
-            _vmm.restore_snapshot(vm.vm._vm, snap._snapshot)
+    other = LinuxVM("/usr/bin/python3", ["-c", "pass"], memory_mib=128)
+    with other as vm, pytest.raises(vmrpc.ConfigError, match="memory size"):
+        _vmm.restore_snapshot(vm.vm._vm, snap._snapshot)
 
 
 def test_bad_calls_are_refused(snap: PythonSnapshot) -> None:

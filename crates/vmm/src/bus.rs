@@ -38,7 +38,9 @@ pub enum ThreadRequest {
     },
     /// The calling thread, the program's only one, reached its snapshot point
     /// (`vm::snapshot`); `point` is its `struct lx_snapshot_point`, in RAM.
-    Snapshot { point: u64 },
+    Snapshot {
+        point: u64,
+    },
 }
 
 /// A device on the bus. `offset` is relative to the start of its range.

@@ -209,7 +209,10 @@ mod tests {
             Ok(ThreadRequest::Snapshot { point: 0x200 })
         );
         for bad in [0x204, 0x10000 - 32, u64::MAX - 7] {
-            assert_eq!(d.request(SNAPSHOT, bad), Err(ThreadRequestError::Unreadable));
+            assert_eq!(
+                d.request(SNAPSHOT, bad),
+                Err(ThreadRequestError::Unreadable)
+            );
         }
     }
 }

@@ -28,7 +28,9 @@ impl PySnapshot {
 #[pyfunction]
 fn take_snapshot(py: Python<'_>, vm: &PyVm) -> PyResult<PySnapshot> {
     let vm = vm.get()?;
-    let inner = py.detach(|| vm.take_snapshot()).map_err(|e| to_pyerr(py, e))?;
+    let inner = py
+        .detach(|| vm.take_snapshot())
+        .map_err(|e| to_pyerr(py, e))?;
     Ok(PySnapshot { inner })
 }
 

@@ -68,7 +68,10 @@ impl Channel {
 
     /// Takes the host's response head from a snapshot, before the VM runs.
     pub fn resume_response_head(&self, head: u32) {
-        self.resp.lock().unwrap_or_else(PoisonError::into_inner).head = head;
+        self.resp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .head = head;
     }
 
     pub fn irq(&self) -> &EventFd {

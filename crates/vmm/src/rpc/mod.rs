@@ -249,7 +249,12 @@ impl RpcHost {
             self.spin,
             self.life.clone(),
         );
-        engine.resume_tails(&self.resume_tails.lock().unwrap_or_else(PoisonError::into_inner));
+        engine.resume_tails(
+            &self
+                .resume_tails
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         let life = self.life.clone();
         let handle = std::thread::Builder::new()
             .name("vmrpc-engine".into())

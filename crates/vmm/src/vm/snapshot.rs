@@ -26,7 +26,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kvm_bindings::{kvm_lapic_state, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xcrs, kvm_xsave, Msrs};
+use kvm_bindings::{
+    kvm_lapic_state, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xcrs, kvm_xsave, Msrs,
+};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
@@ -81,7 +83,9 @@ pub(super) fn capture(
 ) -> Result<(), String> {
     let live = lock(&shared.run).live;
     if index != 0 || live != 1 {
-        return Err(format!("{live} guest threads running (a snapshot needs one)"));
+        return Err(format!(
+            "{live} guest threads running (a snapshot needs one)"
+        ));
     }
     // KVM completes the MMIO write on entry and returns at once
     // (immediate_exit): only then does rip point past it.
@@ -89,12 +93,10 @@ pub(super) fn capture(
     let _ = fd.run();
     fd.set_kvm_immediate_exit(0);
     let e = |op: &str, err: kvm_ioctls::Error| format!("{op}: {err}");
-    let mut msrs = Msrs::from_entries(
-        &SAVED_MSRS.map(|index| kvm_msr_entry {
-            index,
-            ..Default::default()
-        }),
-    )
+    let mut msrs = Msrs::from_entries(&SAVED_MSRS.map(|index| kvm_msr_entry {
+        index,
+        ..Default::default()
+    }))
     .map_err(|err| format!("MSR list: {err:?}"))?;
     let n = fd.get_msrs(&mut msrs).map_err(|x| e("KVM_GET_MSRS", x))?;
     let taken = Instant::now();
