@@ -481,9 +481,20 @@ fn run_thread<H: CarrierHost>(
                 return Some((h.index, vcpu::registers(&h.fd)));
             }
             Step::Action(ExitAction::Thread(ThreadRequest::Snapshot { point })) => {
-                // Captured: the VM stops here, and `Vm::take_snapshot` follows.
-                match super::snapshot::capture(&mut h.fd, h.index, point, shared) {
-                    Ok(()) => {
+                // Only the program's only thread, on vCPU 0; captured, the VM
+                // stops here and `Vm::take_snapshot` follows. Refused, the
+                // guest goes on (its `result` stays as it set it).
+                let live = lock(&shared.run).live;
+                let captured = if h.index != 0 || live != 1 {
+                    Err(format!(
+                        "{live} guest threads running (a snapshot needs one)"
+                    ))
+                } else {
+                    super::snapshot::capture(&mut h.fd, point)
+                };
+                match captured {
+                    Ok(snap) => {
+                        *lock(&shared.captured) = Some(snap);
                         shared.finish(Outcome::Killed);
                         return Some((h.index, vcpu::registers(&h.fd)));
                     }

@@ -4,7 +4,8 @@
 //! Taking one: the program's only thread writes its `struct
 //! lx_snapshot_point` to the guest-thread device (`ThreadRequest::Snapshot`).
 //! Its carrier (`pool`) captures the vCPU right there (`capture`) and stops
-//! the VM; the owner then calls `Vm::take_snapshot`, which refuses a VM that
+//! the VM; the owner then calls `Vm::take_snapshot` (in `vm`, which holds
+//! what this module needs: it names nothing of its parent), which refuses a VM that
 //! is not quiescent (an RPC being answered, an event queue) and copies guest
 //! memory into a memfd (only the pages that are not zero).
 //!
@@ -23,7 +24,8 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use kvm_bindings::{
@@ -32,10 +34,8 @@ use kvm_bindings::{
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use super::shared::{lock, VmShared};
-use super::Vm;
 use crate::error::{kvm, VmError};
-use crate::rpc::RpcResume;
+use crate::rpc::{RpcHost, RpcResume};
 
 const MSR_IA32_TSC: u32 = 0x10;
 /// MSRs the personality sets or the hardware keeps per vCPU (the TSC first:
@@ -72,21 +72,10 @@ pub struct VcpuSnapshot {
     point: u64,
 }
 
-/// Captures the vCPU that made a snapshot request, if the VM can be
-/// snapshotted now: it must be vCPU 0 running the program's only thread.
-/// On `Err` the guest goes on (its `result` stays as it set it).
-pub(super) fn capture(
-    fd: &mut VcpuFd,
-    index: u32,
-    point: u64,
-    shared: &VmShared,
-) -> Result<(), String> {
-    let live = lock(&shared.run).live;
-    if index != 0 || live != 1 {
-        return Err(format!(
-            "{live} guest threads running (a snapshot needs one)"
-        ));
-    }
+/// Captures the vCPU that made a snapshot request (`point`: its `struct
+/// lx_snapshot_point`); the caller has checked that the VM may be
+/// snapshotted now (`pool`: vCPU 0 running the program's only thread).
+pub(super) fn capture(fd: &mut VcpuFd, point: u64) -> Result<VcpuSnapshot, String> {
     // KVM completes the MMIO write on entry and returns at once
     // (immediate_exit): only then does rip point past it.
     fd.set_kvm_immediate_exit(1);
@@ -111,8 +100,7 @@ pub(super) fn capture(
         tsc_khz: fd.get_tsc_khz().unwrap_or(0),
         point,
     };
-    *lock(&shared.captured) = Some(snap);
-    Ok(())
+    Ok(snap)
 }
 
 /// A VM's state at its snapshot point; `Vm::restore` starts new VMs from it.
@@ -129,6 +117,77 @@ pub struct Snapshot {
     working_set: Mutex<Vec<Touched>>,
 }
 
+impl Snapshot {
+    /// A snapshot of a VM stopped at its snapshot point: its memory copied
+    /// into a memfd now, and what `Vm::take_snapshot` checked and recorded.
+    pub(super) fn take(
+        mem: &GuestMemoryMmap,
+        (mem_size, vcpus, image): (u64, u32, &Path),
+        vcpu: VcpuSnapshot,
+        rpc: RpcResume,
+    ) -> Result<Self, VmError> {
+        let (memory, stored_bytes) =
+            copy_memory(mem).map_err(|e| VmError::Os("copying guest memory into a memfd", e))?;
+        Ok(Snapshot {
+            memory,
+            mem_size,
+            vcpus,
+            image: image.to_path_buf(),
+            vcpu,
+            rpc,
+            stored_bytes,
+            working_set: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Makes a created VM (`mem`, its vCPU 0 `fd`, its `rpc`) of the same
+    /// configuration go on from the snapshot point.
+    pub(super) fn restore(
+        &self,
+        mem: &GuestMemoryMmap,
+        (mem_size, vcpus, image): (u64, u32, &Path),
+        fd: &VcpuFd,
+        rpc: &RpcHost,
+    ) -> Result<(), VmError> {
+        if mem_size != self.mem_size || vcpus != self.vcpus || image != self.image {
+            return Err(snap_err(
+                "the VM's image, memory size or vCPU count differ from the snapshot's",
+            ));
+        }
+        map_private(mem, &self.memory)
+            .map_err(|e| VmError::Os("mapping the snapshot's memory", e))?;
+        prefault(
+            mem,
+            &self
+                .working_set
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        rpc.import(&self.rpc).map_err(snap_err)?;
+        restore_vcpu(fd, &self.vcpu)?;
+        let mut seed = [0u8; 40];
+        seed[..8].copy_from_slice(&1i64.to_le_bytes());
+        fill_random(&mut seed[8..]).map_err(|e| VmError::Os("getrandom", e))?;
+        mem.write_slice(&seed, GuestAddress(self.vcpu.point))
+            .map_err(|e| VmError::Memory(e.to_string()))
+    }
+
+    /// Records which pages of `mem` (a VM started from this snapshot, run,
+    /// stopped) were read and written (from /proc/self/pagemap: a page
+    /// present in the private mapping is the snapshot's if only read, a copy
+    /// if written); later VMs from it fault those in before their vCPU runs.
+    pub(super) fn record_working_set(&self, mem: &GuestMemoryMmap) -> Result<usize, VmError> {
+        let touched =
+            touched_pages(mem).map_err(|e| VmError::Os("reading /proc/self/pagemap", e))?;
+        let pages = touched.iter().map(|t| t.len / PAGE).sum();
+        *self
+            .working_set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = touched;
+        Ok(pages)
+    }
+}
+
 /// A run of guest pages a VM started from the snapshot touched: its offset,
 /// length, and whether it was written (a private copy) or only read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,85 +195,6 @@ struct Touched {
     offset: usize,
     len: usize,
     written: bool,
-}
-
-impl Vm {
-    /// The snapshot of this VM, which must have stopped at its snapshot
-    /// point (`wait` says `Killed` then); it can be taken once.
-    pub fn take_snapshot(&self) -> Result<Arc<Snapshot>, VmError> {
-        {
-            let run = lock(&self.shared.run);
-            if !run.started || run.live != 0 {
-                return Err(snap_err("the VM is still running"));
-            }
-        }
-        let vcpu = lock(&self.shared.captured).take().ok_or_else(|| {
-            snap_err("the VM did not stop at a snapshot point (it exited, crashed or was killed)")
-        })?;
-        let queues = self.evq.names();
-        if !queues.is_empty() {
-            return Err(snap_err(format!(
-                "event queues {queues:?} exist (a snapshot keeps none)"
-            )));
-        }
-        let rpc = self
-            .rpc
-            .export()
-            .ok_or_else(|| snap_err("an RPC was being answered"))?;
-        let (memory, stored_bytes) = copy_memory(&self.memory)
-            .map_err(|e| VmError::Os("copying guest memory into a memfd", e))?;
-        Ok(Arc::new(Snapshot {
-            memory,
-            mem_size: self.config.mem_size(),
-            vcpus: self.config.vcpus,
-            image: self.config.image.clone(),
-            vcpu,
-            rpc,
-            stored_bytes,
-            working_set: Mutex::new(Vec::new()),
-        }))
-    }
-
-    /// Makes this VM (created, not started, with the snapshot's configuration
-    /// and host modules registered) go on from `snap`'s snapshot point.
-    pub fn restore(&self, snap: &Snapshot) -> Result<(), VmError> {
-        if self.config.mem_size() != snap.mem_size
-            || self.config.vcpus != snap.vcpus
-            || self.config.image != snap.image
-        {
-            return Err(snap_err(
-                "the VM's image, memory size or vCPU count differ from the snapshot's",
-            ));
-        }
-        let pending = lock(&self.pending);
-        let fd = pending.first().ok_or(VmError::AlreadyStarted)?;
-        map_private(&self.memory, &snap.memory)
-            .map_err(|e| VmError::Os("mapping the snapshot's memory", e))?;
-        prefault(&self.memory, &lock(&snap.working_set));
-        self.rpc.import(&snap.rpc).map_err(snap_err)?;
-        restore_vcpu(fd, &snap.vcpu)?;
-        let mut seed = [0u8; 40];
-        seed[..8].copy_from_slice(&1i64.to_le_bytes());
-        fill_random(&mut seed[8..]).map_err(|e| VmError::Os("getrandom", e))?;
-        self.memory
-            .write_slice(&seed, GuestAddress(snap.vcpu.point))
-            .map_err(|e| VmError::Memory(e.to_string()))?;
-        Ok(())
-    }
-}
-
-impl Vm {
-    /// Records which pages of this VM, started from `snap` and run, were
-    /// read and written (from /proc/self/pagemap: a page present in the
-    /// private mapping is the snapshot's if only read, a copy if written);
-    /// later VMs from `snap` fault those in before their vCPU runs.
-    pub fn record_working_set(&self, snap: &Snapshot) -> Result<usize, VmError> {
-        let touched = touched_pages(&self.memory)
-            .map_err(|e| VmError::Os("reading /proc/self/pagemap", e))?;
-        let pages = touched.iter().map(|t| t.len / PAGE).sum();
-        *lock(&snap.working_set) = touched;
-        Ok(pages)
-    }
 }
 
 /// Faults in, in the host, the pages a run is known to touch: one call per
@@ -393,4 +373,49 @@ fn fill_random(buf: &mut [u8]) -> io::Result<()> {
         at += n as usize;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> GuestMemoryMmap {
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 * PAGE)]).unwrap()
+    }
+
+    #[test]
+    fn only_pages_that_are_not_zero_are_stored_and_a_private_map_never_writes_back() {
+        let original = memory();
+        original.write_slice(b"first", GuestAddress(0)).unwrap();
+        original
+            .write_slice(b"tenth", GuestAddress(10 * PAGE as u64 + 7))
+            .unwrap();
+        let (file, stored) = copy_memory(&original).unwrap();
+        assert_eq!(stored, 2 * PAGE as u64);
+
+        let (one, two) = (memory(), memory());
+        map_private(&one, &file).unwrap();
+        map_private(&two, &file).unwrap();
+        one.write_slice(b"WRITE", GuestAddress(0)).unwrap();
+        one.write_slice(b"fresh", GuestAddress(20 * PAGE as u64))
+            .unwrap();
+        let mut got = [0u8; 5];
+        two.read_slice(&mut got, GuestAddress(0)).unwrap();
+        assert_eq!(&got, b"first", "one VM's write reached another's memory");
+        two.read_slice(&mut got, GuestAddress(10 * PAGE as u64 + 7))
+            .unwrap();
+        assert_eq!(&got, b"tenth");
+        let mut in_file = [0u8; 5];
+        file.read_exact_at(&mut in_file, 0).unwrap();
+        assert_eq!(&in_file, b"first", "a write reached the snapshot");
+
+        // `one` read page 10 nowhere and wrote pages 0 and 20: both are its copies.
+        let touched = touched_pages(&one).unwrap();
+        let written: Vec<usize> = touched
+            .iter()
+            .filter(|t| t.written)
+            .flat_map(|t| (t.offset..t.offset + t.len).step_by(PAGE))
+            .collect();
+        assert_eq!(written, vec![0, 20 * PAGE]);
+    }
 }
