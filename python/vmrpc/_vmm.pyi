@@ -229,7 +229,7 @@ class Snapshot:
 
     @property
     def stored_bytes(self) -> int:
-        """Bytes of guest memory the snapshot holds (its pages that are not zero)."""
+        """Bytes of host memory the snapshot holds (the guest's pages that were not zero)."""
 
 def take_snapshot(vm: Vm) -> Snapshot:
     """The snapshot of `vm`, which has stopped at its snapshot point."""

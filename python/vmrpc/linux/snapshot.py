@@ -123,7 +123,8 @@ class PythonSnapshot:
 
     @property
     def stored_bytes(self) -> int:
-        """Bytes of guest memory the snapshot holds (its pages that are not zero)."""
+        """Bytes of host memory the snapshot holds (the guest's pages that were not zero);
+        runs do not add to it: memory they touch first is their own."""
         return self._snapshot.stored_bytes
 
     def run(

@@ -17,10 +17,10 @@ pub struct PySnapshot {
 
 #[pymethods]
 impl PySnapshot {
-    /// Bytes of guest memory the snapshot holds (its pages that are not zero).
+    /// Bytes of host memory the snapshot holds (the guest's pages that were not zero).
     #[getter]
     fn stored_bytes(&self) -> u64 {
-        self.inner.stored_bytes
+        self.inner.stored_bytes()
     }
 }
 

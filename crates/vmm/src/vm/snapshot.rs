@@ -111,8 +111,8 @@ pub struct Snapshot {
     image: std::path::PathBuf,
     vcpu: VcpuSnapshot,
     rpc: RpcResume,
-    /// Bytes of guest memory that were not zero (the memfd's allocated size).
-    pub stored_bytes: u64,
+    /// The runs of pages mapped from `memory` (the rest is zero).
+    runs: Vec<(usize, usize)>,
     /// The pages a run from the snapshot touches (`record_working_set`).
     working_set: Mutex<Vec<Touched>>,
 }
@@ -126,18 +126,25 @@ impl Snapshot {
         vcpu: VcpuSnapshot,
         rpc: RpcResume,
     ) -> Result<Self, VmError> {
-        let (memory, stored_bytes) =
+        let (memory, runs) =
             copy_memory(mem).map_err(|e| VmError::Os("copying guest memory into a memfd", e))?;
         Ok(Snapshot {
+            runs,
             memory,
             mem_size,
             vcpus,
             image: image.to_path_buf(),
             vcpu,
             rpc,
-            stored_bytes,
             working_set: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Bytes the memfd holds now: the guest memory's pages that were not
+    /// zero (plus any zero page between close runs that a VM touched).
+    pub fn stored_bytes(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        self.memory.metadata().map_or(0, |m| m.blocks() * 512)
     }
 
     /// Makes a created VM (`mem`, its vCPU 0 `fd`, its `rpc`) of the same
@@ -154,7 +161,7 @@ impl Snapshot {
                 "the VM's image, memory size or vCPU count differ from the snapshot's",
             ));
         }
-        map_private(mem, &self.memory)
+        map_private(mem, &self.memory, &self.runs)
             .map_err(|e| VmError::Os("mapping the snapshot's memory", e))?;
         prefault(
             mem,
@@ -227,11 +234,14 @@ fn prefault(mem: &GuestMemoryMmap, set: &[Touched]) {
     }
 }
 
-/// The runs of pages of the guest memory mapping that are present (see
-/// `Vm::record_working_set`).
+/// The runs of pages of the guest memory mapping that are present: written
+/// (a page of this mapping's own) or only read (the memfd's page, or the
+/// zero page of a hole); see `Snapshot::record_working_set`.
 fn touched_pages(mem: &GuestMemoryMmap) -> io::Result<Vec<Touched>> {
     const PRESENT: u64 = 1 << 63;
     const FILE_OR_SHARED: u64 = 1 << 61;
+    /// Mapped only here: a page of this VM's own (the zero page is not).
+    const EXCLUSIVE: u64 = 1 << 56;
     let region = mem.iter().next().ok_or(io::ErrorKind::InvalidInput)?;
     let host = region
         .get_host_address(vm_memory::MemoryRegionAddress(0))
@@ -245,7 +255,7 @@ fn touched_pages(mem: &GuestMemoryMmap) -> io::Result<Vec<Touched>> {
         if e & PRESENT == 0 {
             continue;
         }
-        let written = e & FILE_OR_SHARED == 0;
+        let written = e & (FILE_OR_SHARED | EXCLUSIVE) == EXCLUSIVE;
         match out.last_mut() {
             Some(t) if t.offset + t.len == i * PAGE && t.written == written => t.len += PAGE,
             _ => out.push(Touched {
@@ -292,8 +302,14 @@ fn restore_vcpu(fd: &VcpuFd, s: &VcpuSnapshot) -> Result<(), VmError> {
     Ok(())
 }
 
-/// The guest memory's non-zero pages in a new memfd (zero pages stay holes).
-fn copy_memory(mem: &GuestMemoryMmap) -> io::Result<(File, u64)> {
+/// Zero pages between two stored runs that still go with them into one
+/// mapping (fewer mappings per VM; such a page faulted in is a page of the
+/// memfd, which then keeps it).
+const MERGE_GAP: usize = 4 * PAGE;
+
+/// The guest memory's non-zero pages in a new memfd (zero pages stay holes),
+/// and the runs of pages to map from it: (offset, length).
+fn copy_memory(mem: &GuestMemoryMmap) -> io::Result<(File, Vec<(usize, usize)>)> {
     // SAFETY: a plain syscall with a NUL-terminated name; the fd is checked.
     let fd = unsafe { libc::memfd_create(c"vmrpc-snapshot".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
@@ -310,7 +326,7 @@ fn copy_memory(mem: &GuestMemoryMmap) -> io::Result<(File, u64)> {
     // SAFETY: the whole region is mapped readable for the VM's life and every
     // vCPU has stopped, so nothing writes it while it is read here.
     let bytes = unsafe { std::slice::from_raw_parts(host, size) };
-    let mut stored = 0u64;
+    let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut at = 0;
     while at < size {
         // A run of non-zero pages is written with one call.
@@ -318,19 +334,25 @@ fn copy_memory(mem: &GuestMemoryMmap) -> io::Result<(File, u64)> {
         while at < size && bytes[at..at + PAGE].iter().any(|&b| b != 0) {
             at += PAGE;
         }
-        if at > start {
-            file.write_all_at(&bytes[start..at], start as u64)?;
-            stored += (at - start) as u64;
-        } else {
+        if at == start {
             at += PAGE;
+            continue;
+        }
+        file.write_all_at(&bytes[start..at], start as u64)?;
+        match runs.last_mut() {
+            Some((o, l)) if start - (*o + *l) <= MERGE_GAP => *l = at - *o,
+            _ => runs.push((start, at - start)),
         }
     }
-    Ok((file, stored))
+    Ok((file, runs))
 }
 
-/// Maps `file` over the guest memory, private: the guest's writes go to
-/// copies of the pages, never to the file.
-fn map_private(mem: &GuestMemoryMmap, file: &File) -> io::Result<()> {
+/// Maps `runs` of `file` over the guest memory, private (the guest's writes
+/// go to copies of the pages, never to the file), and fresh anonymous memory
+/// everywhere else: memory a run touches for the first time (its heap, its
+/// stack) comes zeroed from the host, not through the memfd, which would
+/// keep a page for every hole any run touched.
+fn map_private(mem: &GuestMemoryMmap, file: &File, runs: &[(usize, usize)]) -> io::Result<()> {
     let region = mem.iter().next().ok_or(io::ErrorKind::InvalidInput)?;
     let host = region
         .get_host_address(vm_memory::MemoryRegionAddress(0))
@@ -338,22 +360,46 @@ fn map_private(mem: &GuestMemoryMmap, file: &File) -> io::Result<()> {
     if file.metadata()?.len() != region.len() {
         return Err(io::ErrorKind::InvalidInput.into());
     }
+    let size = region.len() as usize;
+    if runs
+        .iter()
+        .any(|&(o, l)| o.checked_add(l).is_none_or(|end| end > size))
+    {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
     // SAFETY: replaces exactly the VM's own guest-memory mapping (same
     // address and length, still owned by `mem`, which unmaps it at drop) with
-    // a private mapping of the same size, before any vCPU has run; KVM's
-    // memory slot follows the host virtual addresses, which do not change.
+    // fresh private anonymous memory, before any vCPU has run; KVM's memory
+    // slot follows the host virtual addresses, which do not change.
     let at = unsafe {
         libc::mmap(
             host.cast(),
-            region.len() as usize,
+            size,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
-            file.as_raw_fd(),
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            -1,
             0,
         )
     };
     if at == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
+    }
+    for &(offset, len) in runs {
+        // SAFETY: as above, for a part of the same mapping (checked to lie
+        // inside it), from the same offset of the file.
+        let at = unsafe {
+            libc::mmap(
+                host.add(offset).cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -390,12 +436,14 @@ mod tests {
         original
             .write_slice(b"tenth", GuestAddress(10 * PAGE as u64 + 7))
             .unwrap();
-        let (file, stored) = copy_memory(&original).unwrap();
-        assert_eq!(stored, 2 * PAGE as u64);
+        let (file, runs) = copy_memory(&original).unwrap();
+        assert_eq!(runs, vec![(0, PAGE), (10 * PAGE, PAGE)]);
 
         let (one, two) = (memory(), memory());
-        map_private(&one, &file).unwrap();
-        map_private(&two, &file).unwrap();
+        one.write_slice(b"stale", GuestAddress(30 * PAGE as u64))
+            .unwrap();
+        map_private(&one, &file, &runs).unwrap();
+        map_private(&two, &file, &runs).unwrap();
         one.write_slice(b"WRITE", GuestAddress(0)).unwrap();
         one.write_slice(b"fresh", GuestAddress(20 * PAGE as u64))
             .unwrap();
@@ -408,8 +456,20 @@ mod tests {
         let mut in_file = [0u8; 5];
         file.read_exact_at(&mut in_file, 0).unwrap();
         assert_eq!(&in_file, b"first", "a write reached the snapshot");
+        one.read_slice(&mut got, GuestAddress(30 * PAGE as u64))
+            .unwrap();
+        assert_eq!(
+            got, [0; 5],
+            "what the VM held before the snapshot's memory stays"
+        );
+        let blocks = std::os::unix::fs::MetadataExt::blocks(&file.metadata().unwrap());
+        assert_eq!(
+            blocks * 512,
+            2 * PAGE as u64,
+            "a run's fresh page went into the memfd"
+        );
 
-        // `one` read page 10 nowhere and wrote pages 0 and 20: both are its copies.
+        // `one` wrote pages 0 and 20 (its copies) and read page 30 (the zero page).
         let touched = touched_pages(&one).unwrap();
         let written: Vec<usize> = touched
             .iter()
