@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
 import time
 
 import pytest
@@ -132,6 +133,22 @@ def test_a_run_calls_a_host_module_and_the_socket_policy_applies() -> None:
     assert first == PythonResult(0, b"b'1'\n", b"")
     assert kv.data == {b"k": b"1"}
     assert connect == PythonResult(0, f"connected\n{errno.EACCES}\n".encode(), b"")
+
+
+def test_runs_from_several_threads_run_in_parallel_vms(snap: PythonSnapshot) -> None:
+    code = "import sys; print(sys.argv[1] * 3)"
+    results: dict[int, PythonResult] = {}
+
+    def run(i: int) -> None:
+        results[i] = snap.run(code, [str(i)])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert results == {i: PythonResult(0, f"{i}{i}{i}\n".encode(), b"") for i in range(4)}
 
 
 def test_a_preload_is_in_the_snapshot() -> None:
