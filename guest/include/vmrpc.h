@@ -29,6 +29,13 @@
 
 /* Index of the calling vCPU (0 .. rt_cpu_count()-1). */
 unsigned rt_cpu_id(void);
+/*
+ * Index of the calling thread (0 .. VMRPC_MAX_CHANNELS-1): its VM RPC channel,
+ * errno and socket scratch buffer.  The vCPU index in the bare runtime (one
+ * thread per vCPU); a Linux program's thread slot in the personality, whose
+ * threads move between vCPUs (a GS word: RT_GS_THREAD).
+ */
+unsigned rt_thread_id(void);
 /* Number of vCPUs in the VM (boot_info.vcpu_count). */
 unsigned rt_cpu_count(void);
 const struct vmrpc_boot_info *rt_boot_info(void);
@@ -79,9 +86,15 @@ long perform_rpc(int handle, uint32_t function, const void *req, size_t req_len,
 const char *vmrpc_strerror(int err);
 /*
  * How long perform_rpc polls for the response before it sleeps (hlt until the
- * host's interrupt), in microseconds; default 20.  0 sleeps at once.
+ * host's interrupt), in microseconds; default 200.  0 sleeps at once.
  */
 void vmrpc_set_spin_us(unsigned us);
+/*
+ * on != 0: after the spin, wait for the answer in the host (VMRPC_MMIO_RPC_WAIT,
+ * one exit; the vCPU runs other threads meanwhile) instead of the ring-0 halt
+ * gate.  The Linux personality's threads wait so; bare guests halt.
+ */
+void vmrpc_set_wait_in_host(int on);
 /* Largest request/response the host accepts, or VMRPC_ENODEV. */
 long vmrpc_max_payload(void);
 

@@ -29,9 +29,10 @@
 #define LX_GS_STACK 0x18    /* top of this thread's syscall stack */
 #define LX_GS_HANDLER 0x20  /* the host's LSTAR trampoline jumps through this */
 #define LX_GS_ZPOLINE 0x28  /* the page-0 sled of rewritten sites jumps through this */
-/* Non-zero while the thread runs personality code, which may use per-vCPU
- * state (its RPC channel): the host preempts only threads where it is 0
- * (crates/vmm/src/vm/pool.rs GS_IN_PERSONALITY). */
+/* Non-zero while the thread runs personality code, which may hold the
+ * personality lock or use per-vCPU state (the TLB generation): the host
+ * preempts only threads where it is 0 (crates/vmm/src/vm/pool.rs
+ * GS_IN_PERSONALITY). */
 #define LX_GS_IN_PERSONALITY 0x30
 #define LX_GS_SLOT 0x34 /* the thread's slot in thread.c */
 #define LX_MAX_THREADS 64

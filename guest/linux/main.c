@@ -86,6 +86,9 @@ int main(int argc, char **argv)
 	/* A file call costs the host tens of microseconds of Python: wait for it
 	 * spinning rather than through the halt gate (ring 0, emulated by PVM). */
 	vmrpc_set_spin_us(LX_HOST_SPIN_US);
+	/* After the spin, a thread waits for its answer in the host, its vCPU
+	 * lent to other threads (rpc::wait), not in the ring-0 halt gate. */
+	vmrpc_set_wait_in_host(1);
 	h = lx_host_init();
 	if (h <= 0) {
 		printf("linux: cannot bind the files host module: %s\n", vmrpc_strerror((int)h));

@@ -173,7 +173,7 @@ static long recv_from(int64_t s, uint8_t *buf, uint64_t len, int flags, int nb,
 			*fromlen = 0; /* a stream has no per-message source */
 		r = recv((int)s, buf, len, f);
 	}
-	r = lib(r); /* errno is per vCPU, and taking the lock again may move this thread */
+	r = lib(r); /* read errno before taking the lock again */
 	lx_block_end(held);
 	return r;
 }

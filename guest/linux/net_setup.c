@@ -141,7 +141,7 @@ long do_accept(int64_t fd, uint64_t uaddr, uint64_t ulenp, int flags)
 		return s;
 	held = lx_block_begin(); /* other threads' calls run while this one waits */
 	c = accept((int)s, (struct sockaddr *)&ss, &got);
-	/* errno is per vCPU, and taking the lock again may move this thread. */
+	/* errno is read before the lock is taken again. */
 	r = c < 0 ? -errno : 0;
 	lx_block_end(held);
 	if (c < 0)

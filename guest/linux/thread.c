@@ -70,8 +70,8 @@ struct clone_args {
 
 /* A thread's GS block (linux_abi.h LX_GS_*; the runtime's words first). */
 struct lx_gs_block {
-	uint32_t cpu; /* written by the host: the vCPU the thread runs on */
-	uint32_t pad;
+	uint32_t cpu;    /* written by the host: the vCPU the thread runs on */
+	uint32_t thread; /* the runtime's thread index (rt_thread_id): the slot */
 	uint64_t rt_percpu, user_rsp, stack, handler, zpoline;
 	uint32_t in_personality, slot;
 	uint64_t spare;
@@ -89,9 +89,13 @@ static struct lx_gs_block gs_blocks[LX_MAX_THREADS]; /* [0] unused: vCPU 0's pag
 static volatile uint32_t live = 1;
 static uint32_t next_tid = 2;
 #define SYSCALL_STACK 32768
-/* The main thread's syscall stack; the others' are one mapping in the
- * program's area, made at the first clone (the personality's image must end
- * below the program: 63 more stacks would not fit there). */
+/* Each other slot's area: the socket library's scratch buffer (per thread:
+ * a thread waiting for a host call lends its vCPU to others), then the
+ * syscall stack. */
+#define SLOT_AREA (VMRPC_MAX_PAYLOAD + SYSCALL_STACK)
+/* The main thread's syscall stack; the others' slot areas are one mapping in
+ * the program's area, made at the first clone (the personality's image must
+ * end below the program: 63 more would not fit there). */
 static uint8_t main_stack[SYSCALL_STACK] __attribute__((aligned(16)));
 static uint64_t stacks;
 
@@ -134,7 +138,7 @@ static uint64_t stack_top(unsigned slot)
 {
 	if (slot == 0)
 		return (uint64_t)(uintptr_t)&main_stack[SYSCALL_STACK];
-	return stacks + (uint64_t)slot * SYSCALL_STACK; /* the top of stack slot - 1 */
+	return stacks + (uint64_t)slot * SLOT_AREA; /* the top of area slot - 1 */
 }
 
 /* The other threads' syscall stacks: 0, or -errno if they cannot be mapped. */
@@ -144,11 +148,11 @@ static long map_stacks(void)
 
 	if (stacks)
 		return 0;
-	r = lx_mmap(0, (uint64_t)(LX_MAX_THREADS - 1) * SYSCALL_STACK, 3 /* PROT_READ|WRITE */,
+	r = lx_mmap(0, (uint64_t)(LX_MAX_THREADS - 1) * SLOT_AREA, 3 /* PROT_READ|WRITE */,
 		    0x22 /* MAP_PRIVATE|MAP_ANONYMOUS */, -1, 0);
 	if (r < 0)
 		return r;
-	stacks = (uint64_t)r; /* slot 1's stack starts the mapping */
+	stacks = (uint64_t)r; /* slot 1's area starts the mapping */
 	return 0;
 }
 
@@ -185,6 +189,9 @@ static uint64_t gs_block_for(unsigned i)
 	g->stack = stack_top(i);
 	g->in_personality = 1; /* until lx_thread_enter leaves for the program */
 	g->slot = i;
+	g->thread = i;
+	/* Set at every start: after an exec the old area is gone. */
+	vmrpc_sock_set_thread_scratch(i, (uint8_t *)(uintptr_t)(stack_top(i) - SLOT_AREA));
 	return (uint64_t)(uintptr_t)g;
 }
 

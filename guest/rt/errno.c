@@ -1,11 +1,12 @@
-/* errno: one per vCPU, so a call on one vCPU never clobbers another's. */
+/* errno: one per thread, so a call never clobbers another thread's, even one
+ * that ran on the same vCPU while this one waited in the host. */
 #include "internal.h"
 
-static int errnos[VMRPC_MAX_VCPUS];
+static int errnos[VMRPC_MAX_CHANNELS];
 
 int *__errno_location(void)
 {
-	unsigned cpu = rt_cpu_id();
+	unsigned t = rt_thread_id();
 
-	return &errnos[cpu < VMRPC_MAX_VCPUS ? cpu : 0];
+	return &errnos[t < VMRPC_MAX_CHANNELS ? t : 0];
 }

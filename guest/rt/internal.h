@@ -9,8 +9,9 @@
 #define RT_SPURIOUS_VECTOR 0xFFu
 
 /*
- * Per-vCPU data.  The VMM points GS at a per-vCPU page whose first 8 bytes hold
- * the vCPU index (rt_cpu_id() reads %gs:0); the runtime keeps a pointer to this
+ * Per-vCPU data.  The VMM points GS at a per-vCPU page whose first 4 bytes hold
+ * the vCPU index (rt_cpu_id() reads %gs:0); the next 4 the thread index
+ * (rt_thread_id(), written by rt_start); the runtime keeps a pointer to this
  * struct at %gs:8.
  */
 struct rt_percpu {

@@ -11,6 +11,9 @@
 #define RT_STACK_SIZE (1 << RT_STACK_SHIFT)
 
 #define RT_MMIO_CRASH 0xd0006000 /* == VMRPC_MMIO_CRASH, checked in start.c */
+/* GS words: the vCPU index (the VMM writes it), the thread index (rt_thread_id). */
+#define RT_GS_CPU 0
+#define RT_GS_THREAD 4
 #define RT_EXCEPTIONS 32         /* vectors 0..31 get crash-report handlers */
 
 #endif

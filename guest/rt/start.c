@@ -49,8 +49,15 @@ _Noreturn void abort(void)
 unsigned rt_cpu_id(void)
 {
 	uint32_t cpu;
-	__asm__ volatile("movl %%gs:0, %0" : "=r"(cpu));
+	__asm__ volatile("movl %%gs:%c1, %0" : "=r"(cpu) : "i"(RT_GS_CPU));
 	return cpu;
+}
+
+unsigned rt_thread_id(void)
+{
+	uint32_t id;
+	__asm__ volatile("movl %%gs:%c1, %0" : "=r"(id) : "i"(RT_GS_THREAD));
+	return id;
 }
 
 unsigned rt_cpu_count(void)
@@ -79,6 +86,8 @@ static void percpu_init(unsigned cpu)
 
 	p->cpu = cpu;
 	__asm__ volatile("movq %0, %%gs:8" : : "r"(p) : "memory");
+	/* One thread per vCPU: the thread index is the vCPU's. */
+	__asm__ volatile("movl %0, %%gs:%c1" : : "r"(cpu), "i"(RT_GS_THREAD) : "memory");
 }
 
 static int boot_info_ok(const struct vmrpc_boot_info *bi)

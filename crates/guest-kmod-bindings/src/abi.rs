@@ -27,6 +27,10 @@ pub const VMRPC_IMAGE_BASE: u64 = 0x10_0000_u64;
 /// The VMM runs at most this many vCPUs per VM.
 pub const VMRPC_MAX_VCPUS: u32 = 8_u32;
 
+/// VM RPC channels a VM has at most: one per guest thread (a Linux program's
+/// threads, LX_MAX_THREADS), or one per vCPU for bare guests.
+pub const VMRPC_MAX_CHANNELS: u32 = 64_u32;
+
 /// What the guest finds at the address in `rdi` when a vCPU starts.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +98,10 @@ pub const VMRPC_SOCKIO_WAITALL: u32 = 4_u32;
 pub const VMRPC_SOCKIO_FLAGS: u32 = VMRPC_SOCKIO_SEND | VMRPC_SOCKIO_PEEK | VMRPC_SOCKIO_WAITALL;
 /// Most bytes one request moves (len + len2); the guest loops for more.
 pub const VMRPC_SOCKIO_MAX: u32 = 4_u32 << 20;
+/// A 64-bit write of the guest address of a struct vmrpc_rpc_wait: the calling
+/// thread waits in the host for an answer on its channel's response ring
+/// (`rpc/wait.rs`). Its vCPU runs other guest threads meanwhile (M:N threads).
+pub const VMRPC_MMIO_RPC_WAIT: u64 = VMRPC_MMIO_BASE + 0xa000;
 
 /// A socket I/O exit (VMRPC_MMIO_SOCKIO). The host copies it once, validates
 /// it, and writes only `result`. A receive fills [gpa, gpa + len) first and
@@ -117,6 +125,21 @@ pub struct vmrpc_sockio_req {
     /// Written by the host: bytes moved (0: end of stream), or -errno
     /// (-EOPNOTSUPP: not a native-data-plane socket, use the module's RPCs;
     /// -EINTR: the VM is stopping).
+    pub result: i64,
+}
+
+/// A wait for an answer (VMRPC_MMIO_RPC_WAIT). The host copies it once,
+/// checks the channel, and returns when that channel's response ring head
+/// (the host's own copy) is no longer `seen_head`, or the VM stops. Only
+/// `result` is written back: 0, VMRPC_EINVAL (no such channel) or
+/// VMRPC_ESHUTDOWN (the VM is stopping).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct vmrpc_rpc_wait {
+    /// The caller's channel (index into the shared region's channels).
+    pub channel: u32,
+    /// The response ring head the caller saw (equal to its tail: nothing to read).
+    pub seen_head: u32,
     pub result: i64,
 }
 
@@ -208,8 +231,10 @@ pub struct vmrpc_shared_hdr {
     pub ring_entries: u32,
     /// VMRPC_MAX_PAYLOAD
     pub max_payload: u32,
-    pub _pad0: u32,
-    /// Offset of vCPU 0's channel.
+    /// Channels in the region (>= vcpu_count, <= VMRPC_MAX_CHANNELS): one per
+    /// vCPU for bare guests, one per guest thread for Linux programs.
+    pub chan_count: u32,
+    /// Offset of channel 0.
     pub chan_offset: u64,
     /// Bytes between consecutive channels.
     pub chan_stride: u64,

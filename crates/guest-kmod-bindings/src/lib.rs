@@ -127,6 +127,8 @@ mod byte_valued {
     // SAFETY: as above.
     unsafe impl vm_memory::ByteValued for vmrpc_sockio_req {}
     // SAFETY: as above.
+    unsafe impl vm_memory::ByteValued for vmrpc_rpc_wait {}
+    // SAFETY: as above.
     unsafe impl vm_memory::ByteValued for vmrpc_sock_buf_req {}
     // SAFETY: as above.
     unsafe impl vm_memory::ByteValued for vmrpc_sock_resp {}

@@ -93,6 +93,17 @@ impl VmConfig {
         self.memory_mib << 20
     }
 
+    /// VM RPC channels in the shared region: one per guest thread when the
+    /// pool schedules threads (a thread keeps its call while its vCPU runs
+    /// another, `rpc::wait`), else one per vCPU.
+    pub fn rpc_channels(&self) -> u32 {
+        if self.vcpus_on_demand {
+            guest_kmod_bindings::VMRPC_MAX_CHANNELS
+        } else {
+            self.vcpus
+        }
+    }
+
     /// The guest's argv: the image's file stem, then the user's arguments.
     pub fn guest_argv(&self) -> Vec<String> {
         let name = self
@@ -109,7 +120,8 @@ impl VmConfig {
         if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
             return Err(ConfigError::Vcpus(self.vcpus));
         }
-        let (min, max) = (layout::MIN_MEM_SIZE >> 20, layout::MAX_MEM_SIZE >> 20);
+        let min = layout::min_mem_size(self.rpc_channels()).next_multiple_of(2 << 20) >> 20;
+        let max = layout::MAX_MEM_SIZE >> 20;
         if self.memory_mib < min || self.memory_mib > max || !self.memory_mib.is_multiple_of(2) {
             return Err(ConfigError::Memory {
                 got: self.memory_mib,

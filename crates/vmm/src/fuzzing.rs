@@ -234,7 +234,7 @@ fn native_channel(mem: &GuestMemoryMmap) -> Arc<Channel> {
         0,
         mem.clone(),
         NATIVE_CHAN,
-        irq,
+        Some(irq),
         Arc::new(Stats::default()),
     ))
 }

@@ -36,7 +36,8 @@ pub const TSS_LIMIT: u32 = 103;
 pub const LOW_PT_START: u64 = 0x4000;
 
 /// Per-vCPU pages the GS base points at: the first 8 bytes hold the vCPU index
-/// (the guest reads it with one `%gs:0` load), the rest belongs to the guest.
+/// (the guest reads it with one `%gs:0` load), the rest belongs to the guest
+/// (the runtime puts its thread index, `rt_thread_id`, over bytes 4..8).
 pub const PERCPU_START: u64 = 0x10000;
 pub const PERCPU_SIZE: u64 = 0x1000;
 
@@ -86,17 +87,31 @@ const _: () = assert!(
 pub const EVQ_ARENA_SIZE: u64 = 2 << 20;
 
 /// Where the VM RPC shared region lives: at the top of RAM, 2 MiB aligned, sized
-/// for `vcpus` channels plus the event queue arena. Returns `(base, size)`.
-pub fn shared_region(mem_size: u64, vcpus: u32) -> (u64, u64) {
-    let chans = vcpus as u64 * chan_stride();
-    let size = (CHAN_OFFSET + chans + EVQ_ARENA_SIZE).next_multiple_of(LARGE_PAGE_SIZE);
-    (mem_size - size, size)
+/// for `channels` channels (`VmConfig::rpc_channels`) plus the event queue
+/// arena. Returns `(base, size)`. Channels nobody uses are never touched, so
+/// they cost address space, not host memory.
+pub fn shared_region(mem_size: u64, channels: u32) -> (u64, u64) {
+    let size = shared_region_size(channels);
+    (mem_size.saturating_sub(size), size)
 }
 
-/// Offset of vCPU 0's channel inside the shared region.
+/// The shared region's size for `channels` channels.
+pub fn shared_region_size(channels: u32) -> u64 {
+    let chans = channels as u64 * chan_stride();
+    (CHAN_OFFSET + chans + EVQ_ARENA_SIZE).next_multiple_of(LARGE_PAGE_SIZE)
+}
+
+/// The least RAM a VM with `channels` channels needs: the shared region, and
+/// below it the low areas and room for an image (4 MiB, as `MIN_MEM_SIZE`
+/// leaves with eight channels).
+pub fn min_mem_size(channels: u32) -> u64 {
+    MIN_MEM_SIZE.max(shared_region_size(channels) + (4 << 20))
+}
+
+/// Offset of channel 0 inside the shared region.
 pub const CHAN_OFFSET: u64 = 0x1000;
 
-/// Bytes between consecutive vCPU channels: rings, then the data area.
+/// Bytes between consecutive channels: rings, then the data area.
 pub const fn chan_stride() -> u64 {
     (guest_kmod_bindings::VMRPC_CHAN_DATA_OFFSET + guest_kmod_bindings::VMRPC_CHAN_DATA_SIZE) as u64
 }
@@ -139,5 +154,16 @@ mod tests {
         // Room for an image and eight 64 KiB stacks below it.
         assert!(base >= IMAGE_BASE + (2 << 20));
         assert!(CHAN_OFFSET + 8 * chan_stride() + EVQ_ARENA_SIZE <= size);
+        assert_eq!(min_mem_size(8), MIN_MEM_SIZE);
+    }
+
+    #[test]
+    fn a_channel_per_guest_thread_fits_in_its_minimum() {
+        let channels = guest_kmod_bindings::VMRPC_MAX_CHANNELS;
+        let mem = min_mem_size(channels);
+        let (base, size) = shared_region(mem, channels);
+        assert_eq!(base + size, mem);
+        assert!(base >= IMAGE_BASE + (2 << 20));
+        assert!(CHAN_OFFSET + channels as u64 * chan_stride() + EVQ_ARENA_SIZE <= size);
     }
 }

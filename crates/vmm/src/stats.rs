@@ -46,6 +46,11 @@ counters! {
     rpc_malformed,
     /// Times the RPC engine went to sleep on its eventfd.
     engine_sleeps,
+    /// Waits for an answer in the host (`rpc::wait`): the thread's vCPU was
+    /// free for other threads meanwhile.
+    rpc_host_waits,
+    /// Answers that woke a thread blocked in such a wait.
+    rpc_host_wakes,
     /// Events the host took off guest-to-host event queue rings.
     events_guest_to_host,
     /// Events the host put on host-to-guest event queue rings.

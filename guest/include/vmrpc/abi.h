@@ -18,8 +18,9 @@
  *   rflags = 0x2: interrupts off (they stay off in ring 3; the runtime takes
  *            them only inside its ring-0 halt gate)
  *   CS = 0x23 (ring-3 64-bit code), SS/DS/ES/FS = 0x1b (ring-3 data)
- *   GS base = a 4 KiB per-vCPU page whose first 8 bytes hold the vCPU index;
- *             the rest of the page belongs to the guest
+ *   GS base = a 4 KiB per-vCPU page whose first 4 bytes hold the vCPU index;
+ *             the rest of the page belongs to the guest (the runtime keeps its
+ *             thread index in the next 4, see rt_thread_id)
  *   IDTR = an empty 4 KiB IDT page the guest fills in (read its address with
  *          sidt); gates use the ring-0 code selector VMRPC_KERNEL_CS
  *   TR = this vCPU's TSS, whose RSP0 is a VMM-provided ring-0 stack: interrupts
@@ -56,17 +57,23 @@
  * VM RPC shared region (at boot_info.shared_base, boot_info.shared_size bytes)
  * ---------------------------------------------------------------------------
  *   [0, 4096)                           struct vmrpc_shared_hdr
- *   [chan_offset + i * chan_stride, ..) struct vmrpc_chan of vCPU i, followed by
- *                                       its data area (VMRPC_CHAN_DATA_OFFSET)
+ *   [chan_offset + i * chan_stride, ..) channel i (i < chan_count): its rings,
+ *                                       then its data area (VMRPC_CHAN_DATA_OFFSET).
+ *                                       A thread uses channel rt_thread_id():
+ *                                       bare guests one per vCPU, a Linux
+ *                                       program one per thread
  *   [evq_offset, evq_offset + evq_size) event queue arena (host-managed)
  *
  * A call: the guest copies its request into its data area, pushes a
  * struct vmrpc_req_desc onto its request ring, and writes the doorbell only if
  * shared_hdr.host_sleeping is set (read after a full barrier).  The host pushes a
- * struct vmrpc_resp_desc onto the same vCPU's response ring and injects the
- * interrupt VMRPC_IRQ_VECTOR only if that ring's consumer_waiting is set (read
- * after a full barrier).  Both sides use the Dekker pattern: "publish, full
- * barrier, read the other side's sleep flag", so no wakeup is lost.
+ * struct vmrpc_resp_desc onto the same channel's response ring and injects the
+ * interrupt VMRPC_IRQ_VECTOR (into vCPU i, for channel i < vcpu_count) only if
+ * that ring's consumer_waiting is set (read after a full barrier).  Both sides
+ * use the Dekker pattern: "publish, full barrier, read the other side's sleep
+ * flag", so no wakeup is lost.  A thread whose vCPU has other threads to run
+ * waits in the host instead (VMRPC_MMIO_RPC_WAIT): no flag, no interrupt; the
+ * host compares the head under the lock it posts answers with.
  *
  * Event queues (in the event queue arena)
  * ---------------------------------------

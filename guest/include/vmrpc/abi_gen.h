@@ -20,6 +20,10 @@
 // The VMM runs at most this many vCPUs per VM.
 #define VMRPC_MAX_VCPUS 8u
 
+// VM RPC channels a VM has at most: one per guest thread (a Linux program's
+// threads, LX_MAX_THREADS), or one per vCPU for bare guests.
+#define VMRPC_MAX_CHANNELS 64u
+
 // Ring-0 code selector for IDT gates (0x08); ring-3 selectors at entry are 0x23/0x1b.
 #define VMRPC_KERNEL_CS 8
 
@@ -75,6 +79,11 @@
 
 // Most bytes one request moves (len + len2); the guest loops for more.
 #define VMRPC_SOCKIO_MAX (4u << 20)
+
+// A 64-bit write of the guest address of a struct vmrpc_rpc_wait: the calling
+// thread waits in the host for an answer on its channel's response ring
+// (`rpc/wait.rs`). Its vCPU runs other guest threads meanwhile (M:N threads).
+#define VMRPC_MMIO_RPC_WAIT (VMRPC_MMIO_BASE + 40960)
 
 // Interrupt vector the host uses to wake a vCPU waiting for a response or event.
 #define VMRPC_IRQ_VECTOR 64u
@@ -204,6 +213,19 @@ struct vmrpc_sockio_req {
   int64_t result;
 };
 
+// A wait for an answer (VMRPC_MMIO_RPC_WAIT). The host copies it once,
+// checks the channel, and returns when that channel's response ring head
+// (the host's own copy) is no longer `seen_head`, or the VM stops. Only
+// `result` is written back: 0, VMRPC_EINVAL (no such channel) or
+// VMRPC_ESHUTDOWN (the VM is stopping).
+struct vmrpc_rpc_wait {
+  // The caller's channel (index into the shared region's channels).
+  uint32_t channel;
+  // The response ring head the caller saw (equal to its tail: nothing to read).
+  uint32_t seen_head;
+  int64_t result;
+};
+
 // What a ring-0 exception handler of the runtime saw (guest/rt/irq.S builds it
 // on the ring-0 stack, lowest address first): the general registers of the
 // faulting code, cr2, the vector, the error code (0 for vectors without one),
@@ -273,8 +295,10 @@ struct vmrpc_shared_hdr {
   uint32_t ring_entries;
   // VMRPC_MAX_PAYLOAD
   uint32_t max_payload;
-  uint32_t _pad0;
-  // Offset of vCPU 0's channel.
+  // Channels in the region (>= vcpu_count, <= VMRPC_MAX_CHANNELS): one per
+  // vCPU for bare guests, one per guest thread for Linux programs.
+  uint32_t chan_count;
+  // Offset of channel 0.
   uint64_t chan_offset;
   // Bytes between consecutive channels.
   uint64_t chan_stride;

@@ -260,5 +260,10 @@ struct vmrpc_sock_stats {
 	uint64_t host_exits;
 };
 void vmrpc_sock_get_stats(struct vmrpc_sock_stats *out);
+/* Gives thread `thread` (rt_thread_id) a VMRPC_MAX_PAYLOAD-byte buffer for its
+ * socket calls; a thread without one gets one from malloc at its first call.
+ * The Linux personality gives its thread slots buffers in the program's area
+ * (its own heap holds few). */
+void vmrpc_sock_set_thread_scratch(unsigned thread, uint8_t *buf);
 
 #endif /* VMRPC_SOCKET_H */

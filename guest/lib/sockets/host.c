@@ -1,23 +1,30 @@
 /*
- * Calls to the "sockets" host module: binding it once, the per-vCPU scratch
+ * Calls to the "sockets" host module: binding it once, the per-thread scratch
  * buffer, and errno from VM RPC failures and host answers.
  */
 #include "internal.h"
 
 static rt_spinlock_t bind_lock = RT_SPINLOCK_INIT;
 static int host_handle; /* 0: not bound yet; > 0: handle; < 0: VMRPC_E* */
-static uint8_t *scratch[VMRPC_MAX_VCPUS];
+static uint8_t *scratch[VMRPC_MAX_CHANNELS];
 
-/* This vCPU's buffer for one request or response. */
+void vmrpc_sock_set_thread_scratch(unsigned thread, uint8_t *buf)
+{
+	if (thread < VMRPC_MAX_CHANNELS)
+		scratch[thread] = buf;
+}
+
+/* This thread's buffer for one request or response: per thread, not per vCPU,
+ * since a thread waiting for its answer lends its vCPU to others. */
 uint8_t *cpu_scratch(void)
 {
-	unsigned cpu = rt_cpu_id();
+	unsigned t = rt_thread_id();
 
-	if (cpu >= VMRPC_MAX_VCPUS)
+	if (t >= VMRPC_MAX_CHANNELS)
 		return NULL;
-	if (!scratch[cpu])
-		scratch[cpu] = malloc(VMRPC_MAX_PAYLOAD);
-	return scratch[cpu];
+	if (!scratch[t])
+		scratch[t] = malloc(VMRPC_MAX_PAYLOAD);
+	return scratch[t];
 }
 
 static int host_module(void)

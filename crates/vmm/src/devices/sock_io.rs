@@ -14,10 +14,12 @@
 //!
 //! A request may wait (timeout_ms): the thread then sleeps in poll(2) on the
 //! socket and on the VM's stop eventfd, so stopping or closing the VM ends the
-//! wait at once (-EINTR), and a kick's signal only restarts the poll. While it
-//! waits the thread holds its vCPU: the guest must not hold a lock others need
-//! (the personality's lock is let go around socket calls). This is the one
-//! place a vCPU blocks on a socket; M:N threads would move the wait off it.
+//! wait at once (-EINTR), and a kick's signal only restarts the poll. The
+//! register may block (`may_block`): a Linux program's thread gives its vCPU
+//! to the pool before the request is served and takes one again after (its
+//! own, resident, when nobody else took it: no ioctl), so a thread waiting
+//! here holds no vCPU; the guest must still not hold a lock others need (the
+//! personality's lock is let go around socket calls).
 //!
 //! The request is guest input: copied once, validated (flags, lengths, the
 //! module handle through this VM's own registry, the socket through that
@@ -340,6 +342,10 @@ impl BusDevice for SockIoDevice {
         // guest sees its result field as it left it.
         let _ = self.serve(written_value(data));
         DeviceAction::Continue
+    }
+
+    fn may_block(&self, _offset: u64) -> bool {
+        true
     }
 }
 

@@ -282,7 +282,8 @@ pub fn register(
     flags: u64,
     files: Option<Arc<FilesDataPlane>>,
 ) -> Result<(), LinuxError> {
-    let (shared_base, _) = crate::layout::shared_region(vm.config().mem_size(), vm.config().vcpus);
+    let (shared_base, _) =
+        crate::layout::shared_region(vm.config().mem_size(), vm.config().rpc_channels());
     let config = ExecConfig {
         sysroot: sysroot.map(std::path::Path::to_owned),
         flags,

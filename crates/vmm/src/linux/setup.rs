@@ -476,7 +476,8 @@ pub fn place(
 /// and the `linux_fork` module that keeps a forked parent's memory (`fork.rs`).
 /// (`exec::register` adds the module that loads programs at run time.)
 pub fn setup(vm: &crate::Vm, p: &LinuxParams) -> Result<Placement, LinuxError> {
-    let (shared_base, _) = layout::shared_region(vm.config().mem_size(), vm.config().vcpus);
+    let (shared_base, _) =
+        layout::shared_region(vm.config().mem_size(), vm.config().rpc_channels());
     let placement = place(vm.memory(), shared_base, p)?;
     let fork = Arc::new(ForkMemory::default());
     vm.register_module(FORK_NAME, vmrpc_version(1, 0), fork)

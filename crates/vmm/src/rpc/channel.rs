@@ -1,12 +1,20 @@
-//! A vCPU's channel: its request ring (guest produces), response ring (host
+//! A channel: its request ring (guest produces), response ring (host
 //! produces) and data area, and `Completion`, the one way to answer a request.
+//! A bare guest has one per vCPU; a Linux program one per guest thread.
+//!
+//! A caller waits for its answer in one of two ways: halted in the runtime's
+//! ring-0 gate, woken by the channel's interrupt (bare guests: the channel is
+//! its vCPU's), or blocked in the host (`wait_for_answer`, reached through
+//! `rpc::wait`), woken when `post` moves the head; its vCPU meanwhile runs
+//! other guest threads.
 
 use std::sync::atomic::{fence, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use guest_kmod_bindings::{
     ring_off, RespDesc, RingHdr, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_REQ_RING_OFFSET,
-    VMRPC_CHAN_RESP_RING_OFFSET, VMRPC_EHOSTFN, VMRPC_ERANGE, VMRPC_RPC_RING_ENTRIES,
+    VMRPC_CHAN_RESP_RING_OFFSET, VMRPC_EHOSTFN, VMRPC_ERANGE, VMRPC_ESHUTDOWN,
+    VMRPC_RPC_RING_ENTRIES,
 };
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
@@ -22,6 +30,8 @@ struct RespState {
     head: u32,
     /// Requests taken off the request ring and not yet answered.
     in_flight: u32,
+    /// Threads blocked in `wait_for_answer` (`post` notifies only if any).
+    waiters: u32,
 }
 
 pub struct Channel {
@@ -30,9 +40,13 @@ pub struct Channel {
     pub req_ring: GuestAddress,
     resp_ring: GuestAddress,
     pub data: GuestAddress,
-    irq: EventFd,
+    /// The interrupt of the vCPU whose halt gate waits on this channel; None
+    /// for a guest thread's channel (waited on in the host only).
+    irq: Option<EventFd>,
     stats: Arc<Stats>,
     resp: Mutex<RespState>,
+    /// Signalled (under `resp`) when the head moves or the VM stops.
+    answered: Condvar,
 }
 
 impl Channel {
@@ -41,7 +55,7 @@ impl Channel {
         index: u32,
         mem: GuestMemoryMmap,
         base: u64,
-        irq: EventFd,
+        irq: Option<EventFd>,
         stats: Arc<Stats>,
     ) -> Self {
         Channel {
@@ -55,7 +69,9 @@ impl Channel {
             resp: Mutex::new(RespState {
                 head: 0,
                 in_flight: 0,
+                waiters: 0,
             }),
+            answered: Condvar::new(),
         }
     }
 
@@ -74,8 +90,37 @@ impl Channel {
             .head = head;
     }
 
-    pub fn irq(&self) -> &EventFd {
-        &self.irq
+    pub fn irq(&self) -> Option<&EventFd> {
+        self.irq.as_ref()
+    }
+
+    /// Blocks until the response ring's head (the host's own copy, so a guest
+    /// that rewrites its ring cannot keep a waiter asleep or wake it) differs
+    /// from `seen`, or `stopping()` holds: Ok, or Err(VMRPC_ESHUTDOWN).
+    /// Checked under the lock `post` takes to move the head, and `wake_all`
+    /// takes after the stop flag is set, so no answer or stop is missed.
+    pub fn wait_for_answer(&self, seen: u32, stopping: impl Fn() -> bool) -> Result<(), i32> {
+        let mut st = self.resp.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if st.head != seen {
+                return Ok(());
+            }
+            if stopping() {
+                return Err(VMRPC_ESHUTDOWN);
+            }
+            st.waiters += 1;
+            st = self
+                .answered
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+            st.waiters -= 1;
+        }
+    }
+
+    /// Wakes every thread in `wait_for_answer` (the VM stops: each sees it).
+    pub fn wake_all(&self) {
+        let _st = self.resp.lock().unwrap_or_else(PoisonError::into_inner);
+        self.answered.notify_all();
     }
 
     pub fn mem(&self) -> &GuestMemoryMmap {
@@ -133,15 +178,24 @@ impl Channel {
                 self.resp_ring.unchecked_add(ring_off::HEAD),
                 Ordering::Release,
             );
+            // A thread blocked in the host for this answer (under the lock:
+            // it checked the head before it slept).
+            if st.waiters > 0 {
+                self.stats.rpc_host_wakes.inc();
+                self.answered.notify_all();
+            }
         }
         self.stats.rpcs.inc();
         if status < 0 {
             self.stats.rpc_errors.inc();
         }
         fence(Ordering::SeqCst);
+        let Some(irq) = &self.irq else {
+            return;
+        };
         if self.load(self.resp_ring, ring_off::CONSUMER_WAITING) != 0 {
             self.stats.interrupts.inc();
-            if let Err(e) = self.irq.write(1) {
+            if let Err(e) = irq.write(1) {
                 log::error!(target: "vmrpc::rpc", "vCPU {}: irqfd write failed: {e}", self.index);
             }
         }
@@ -243,7 +297,13 @@ mod tests {
     fn channel() -> (Arc<Channel>, GuestMemoryMmap) {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let irq = EventFd::new(EFD_NONBLOCK).unwrap();
-        let chan = Channel::new(0, mem.clone(), 0x1000, irq, Arc::new(Stats::default()));
+        let chan = Channel::new(
+            0,
+            mem.clone(),
+            0x1000,
+            Some(irq),
+            Arc::new(Stats::default()),
+        );
         (Arc::new(chan), mem)
     }
 
@@ -291,11 +351,12 @@ mod tests {
         let waiting = chan.resp_ring.unchecked_add(ring_off::CONSUMER_WAITING);
         assert!(chan.reserve());
         Completion::new(chan.clone(), 1, 0, 0).ok(&[]);
-        assert!(chan.irq().read().is_err(), "not waiting: no interrupt");
+        let irq = chan.irq().unwrap();
+        assert!(irq.read().is_err(), "not waiting: no interrupt");
         mem.store(1u32, waiting, Ordering::SeqCst).unwrap();
         assert!(chan.reserve());
         Completion::new(chan.clone(), 2, 0, 0).err(VMRPC_EHOSTFN);
-        assert_eq!(chan.irq().read().unwrap(), 1, "waiting: one interrupt");
+        assert_eq!(irq.read().unwrap(), 1, "waiting: one interrupt");
         assert_eq!(chan.stats.interrupts.get(), 1);
         assert_eq!(chan.stats.rpc_errors.get(), 1);
     }

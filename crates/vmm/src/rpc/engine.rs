@@ -348,7 +348,7 @@ impl Rig {
         let stats = Arc::new(Stats::default());
         let base = shared + crate::layout::CHAN_OFFSET;
         let irq = EventFd::new(EFD_NONBLOCK).expect("eventfd");
-        let chan = Arc::new(Channel::new(0, mem.clone(), base, irq, stats.clone()));
+        let chan = Arc::new(Channel::new(0, mem.clone(), base, Some(irq), stats.clone()));
         let registry = Arc::new(Registry::default());
         registry
             .register(ECHO_NAME, vmrpc_version(1, 0), Arc::new(Echo))

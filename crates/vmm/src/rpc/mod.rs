@@ -1,10 +1,12 @@
-//! VM RPC, host side: the shared region, per-vCPU channels, the module registry
-//! and the engine thread. The protocol itself is specified in abi.h.
+//! VM RPC, host side: the shared region, its channels (one per vCPU, or one
+//! per guest thread), the module registry, the engine thread and the host-side
+//! wait for an answer. The protocol itself is specified in abi.h.
 
 pub mod channel;
 pub mod engine;
 pub mod module;
 pub mod registry;
+pub mod wait;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,6 +30,7 @@ use crate::stop::StopToken;
 use channel::Channel;
 use engine::{DoneOnDrop, Engine, EngineLife};
 use registry::Registry;
+use wait::RpcWaitDevice;
 
 /// Why VM RPC could not be set up or started.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +99,7 @@ const STUCK_CALL_GRACE: Duration = Duration::from_millis(200);
 pub struct RpcHost {
     pub registry: Arc<Registry>,
     vm_fd: Arc<VmFd>,
-    channels: Vec<Arc<Channel>>,
+    channels: Arc<[Arc<Channel>]>,
     mem: GuestMemoryMmap,
     shared_base: u64,
     doorbell: Arc<EventFd>,
@@ -121,25 +124,30 @@ pub struct RpcResume {
 }
 
 impl RpcHost {
-    /// Lays out the shared region and one channel per vCPU, each answering
-    /// through its vCPU's irqfd (`irqs[i]`, see `irq`).
+    /// Lays out the shared region and `chan_count` channels (at least one per
+    /// vCPU); channel i < vCPUs answers a halted waiter through vCPU i's
+    /// irqfd (`irqs[i]`, see `irq`), the others only wake host waiters.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         vm_fd: &Arc<VmFd>,
         mem: &GuestMemoryMmap,
         (shared_base, shared_size): (u64, u64),
+        chan_count: u32,
         irqs: Vec<EventFd>,
         stats: Arc<Stats>,
         stop: StopToken,
         spin: Duration,
     ) -> Result<Self, RpcError> {
         let vcpus = irqs.len() as u32;
-        let chan_end = layout::CHAN_OFFSET + vcpus as u64 * layout::chan_stride();
+        let chan_count = chan_count.max(vcpus);
+        let chan_end = layout::CHAN_OFFSET + chan_count as u64 * layout::chan_stride();
         let hdr = SharedHdr {
             magic: VMRPC_SHARED_MAGIC,
             abi_version: VMRPC_ABI_VERSION,
             vcpu_count: vcpus,
             ring_entries: VMRPC_RPC_RING_ENTRIES,
             max_payload: VMRPC_MAX_PAYLOAD,
+            chan_count,
             chan_offset: layout::CHAN_OFFSET,
             chan_stride: layout::chan_stride(),
             evq_offset: chan_end,
@@ -152,16 +160,15 @@ impl RpcHost {
             EventFd::new(EFD_NONBLOCK)
                 .map_err(|e| RpcError::Os("creating the doorbell eventfd", e))?,
         );
-        let channels = irqs
-            .into_iter()
-            .enumerate()
-            .map(|(index, irq)| {
+        let mut irqs = irqs.into_iter();
+        let channels = (0..chan_count)
+            .map(|index| {
                 let base = shared_base + layout::CHAN_OFFSET + index as u64 * layout::chan_stride();
                 Arc::new(Channel::new(
-                    index as u32,
+                    index,
                     mem.clone(),
                     base,
-                    irq,
+                    irqs.next(),
                     stats.clone(),
                 ))
             })
@@ -231,6 +238,16 @@ impl RpcHost {
             vm_fd: self.vm_fd.clone(),
             rings: AtomicU32::new(0),
         })
+    }
+
+    /// The register a guest thread waits for its answer at (see `wait`).
+    pub fn wait_device(&self) -> Arc<dyn BusDevice> {
+        Arc::new(RpcWaitDevice::new(
+            self.mem.clone(),
+            self.channels.clone(),
+            self.stop.clone(),
+            self.stats.clone(),
+        ))
     }
 
     /// Starts the engine thread (its body run through `thread`); it also

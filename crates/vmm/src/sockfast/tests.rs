@@ -28,7 +28,7 @@ impl Harness {
             0,
             mem.clone(),
             BASE,
-            irq,
+            Some(irq),
             Arc::new(Stats::default()),
         ));
         Harness {

@@ -86,7 +86,7 @@ impl Vm {
     pub fn new(config: VmConfig) -> Result<Vm, VmError> {
         config.validate()?;
         let mem_size = config.mem_size();
-        let (shared_base, shared_size) = layout::shared_region(mem_size, config.vcpus);
+        let (shared_base, shared_size) = layout::shared_region(mem_size, config.rpc_channels());
         let image = Image::open(&config.image, shared_base)?;
         // Before any KVM object: a missing or unwritable hierarchy is a config error.
         let cgroup = match config.cpu_limit {
@@ -140,6 +140,7 @@ impl Vm {
             &vm_fd,
             &memory,
             (shared_base, shared_size),
+            config.rpc_channels(),
             irqs,
             stats.clone(),
             stop.clone(),
@@ -148,6 +149,10 @@ impl Vm {
         buses
             .mmio
             .insert(abi::VMRPC_MMIO_DOORBELL, 4, rpc.doorbell_device())?;
+        // Linux threads wait for their answers here (`rpc::wait`).
+        buses
+            .mmio
+            .insert(abi::VMRPC_MMIO_RPC_WAIT, 8, rpc.wait_device())?;
         // Large socket receives and sends of the guest's socket library, on
         // the vCPU's own thread, for the modules' native data planes.
         let sock_io = SockIoDevice::new(

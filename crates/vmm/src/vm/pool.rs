@@ -3,8 +3,9 @@
 //! Every guest thread has a host thread of its own, its *carrier*, which runs
 //! the thread on whichever vCPU of the VM's pool it holds. A carrier gives its
 //! vCPU back:
-//! - before a write that may block (a futex wait, `BusDevice::may_block`): it
-//!   blocks in the device without a vCPU and takes one again when the wait ends;
+//! - before a write that may block (a futex wait, a wait for an RPC answer, a
+//!   socket I/O exit: `BusDevice::may_block`): it blocks in the device without
+//!   a vCPU and takes one again when the wait ends;
 //! - when preempted: a carrier that waited a quantum for a vCPU kicks the
 //!   holder that has run longest, which gives its vCPU up at that exit if its
 //!   thread runs program code (ring 3, and not inside the personality: the
@@ -56,7 +57,8 @@ pub(super) trait CarrierHost: Send + Sync + 'static {
 const QUANTUM: Duration = Duration::from_millis(10);
 /// The word of a thread's GS block that is non-zero while the thread runs
 /// inside the personality (`LX_GS_IN_PERSONALITY`, guest/linux/linux_abi.h):
-/// it may use per-vCPU state there (its RPC channel), so it is not preempted.
+/// it may hold the personality lock or use per-vCPU state there (the TLB
+/// generation), so it is not preempted.
 const GS_IN_PERSONALITY: u64 = 0x30;
 /// RFLAGS of a new thread's first instruction: interrupts off, as in ring 3 always.
 const START_RFLAGS: u64 = 0x2;
