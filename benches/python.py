@@ -13,6 +13,12 @@ Plus a warm pool (`vmrpc.PythonPool`: one VM, CPython started once, a fork per r
 fork snapshot the kernel may take back at once) after runs of ``pass``, then after runs
 of the workload (guest pages a run touched stay resident).
 
+Plus snapshots (`vmrpc.PythonSnapshot`: CPython started once to a snapshot point, then a
+fresh VM per run mapping that memory copy-on-write, docs/linux.md "Snapshots"): ``pass``
+and the workload start to exit vs native, and the host memory (Pss, as below) per idle
+VM started from the snapshot (the snapshot's own memfd, once per snapshot, is reported
+beside it and not counted in Pss).
+
 Native and VM runs alternate, several of each, medians reported. The idle VMs have
 imported nothing beyond the guest client and wait on an event queue (their vCPU halted);
 their cost is the growth of this process's proportional set size (Pss) per VM.
@@ -33,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Target, print_verdicts, table, verdicts, write_json
 
-from vmrpc.linux import LinuxVM, PythonPool
+from vmrpc.linux import LinuxVM, PythonPool, PythonSnapshot
 
 PYTHON = "/usr/bin/python3"
 RUNS = 5
@@ -149,6 +155,44 @@ def pool_rows() -> tuple[Pair, Pair, Pair, Pair]:
         return *rows, warm_pool(WORKLOAD, pool), memory
 
 
+def snapshot_rows() -> tuple[Pair, Pair, Pair, float, float]:
+    """Snapshots: ``pass``, the workload, and the workload from a snapshot that preloaded
+    its modules (native, snapshot run) start to exit, the host memory per idle VM started
+    from the snapshot and the snapshot's size, in MiB."""
+    snap = PythonSnapshot(timeout=600)
+    preloaded = PythonSnapshot(preload=["hashlib", "json"], timeout=600)
+    rows = []
+    for code, snap_of in (("pass", snap), (WORKLOAD, snap), (WORKLOAD, preloaded)):
+        nat, runs = [], []
+        for _ in range(POOL_RUNS):
+            t0 = time.perf_counter()
+            expected = native(code)
+            nat.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            result = snap_of.run(code)
+            runs.append(time.perf_counter() - t0)
+            assert (result.returncode, result.stdout) == (0, expected), result
+        rows.append((statistics.median(nat), statistics.median(runs)))
+    before = pss_kib()
+    vms, queues = [], []
+    try:
+        for _ in range(IDLE_VMS):
+
+            def make_queue(vm: LinuxVM) -> None:
+                queues.append(vm.vm.make_ev_queue("idle", capacity=4, max_event_size=16))
+
+            vms.append(snap.start(IDLE, before_start=make_queue))
+            assert queues[-1].get_event(timeout=120) == b"ready"
+        grown = pss_kib() - before
+        for vm, q in zip(vms, queues, strict=True):
+            q.put_event(b"go")
+            assert vm.wait() == 0
+    finally:
+        for vm in vms:
+            vm.close()
+    return rows[0], rows[1], rows[2], grown / 1024 / IDLE_VMS, snap.stored_bytes / (1 << 20)
+
+
 def inside(code: str) -> tuple[float, float]:
     nat = [timed(native(code)) for _ in range(RUNS)]
     vm = [timed(in_vm(code)) for _ in range(RUNS)]
@@ -196,6 +240,9 @@ def main() -> int:
     (pass_nat, pass_pool), (work_nat, work_pool), (pre_nat, pre_pool), (pool_idle, pool_used) = (
         pool_rows()
     )
+    (snap_nat, snap_pass), (snap_wnat, snap_work), (snap_pnat, snap_pre), snap_idle, snap_size = (
+        snapshot_rows()
+    )
 
     start_ratio = start_vm / start_nat
     speed = cpu_nat / cpu_vm
@@ -212,6 +259,12 @@ def main() -> int:
         (Target("host memory of an idle warm pool (MiB)", "<=", 20), pool_idle),
         (Target("host memory of an idle warm pool after workload runs (MiB)", "<=", 20),
          pool_used),
+        (Target("snapshot: python3 -c pass start to exit vs native", "<=", 2),
+         snap_pass / snap_nat),
+        (Target("snapshot: json/hashlib workload vs native", "<=", 2), snap_work / snap_wnat),
+        (Target("snapshot, modules preloaded: the workload vs native", "<=", 2),
+         snap_pre / snap_pnat),
+        (Target("host memory per idle VM started from a snapshot (MiB)", "<=", 20), snap_idle),
     ]  # fmt: skip
     decided = verdicts(targets)
     rows = [
@@ -234,6 +287,18 @@ def main() -> int:
          targets[7][0].cell(pool_idle)],
         ["the same after workload runs", "", f"{pool_used:.1f} MiB", "",
          targets[8][0].cell(pool_used)],
+        ["snapshot, fresh VM per run: python3 -c pass", f"{snap_nat * 1e3:.1f} ms",
+         f"{snap_pass * 1e3:.1f} ms", f"{snap_pass / snap_nat:.2f}x",
+         targets[9][0].cell(snap_pass / snap_nat)],
+        ["snapshot, fresh VM per run: workload", f"{snap_wnat * 1e3:.1f} ms",
+         f"{snap_work * 1e3:.1f} ms", f"{snap_work / snap_wnat:.2f}x",
+         targets[10][0].cell(snap_work / snap_wnat)],
+        ["snapshot, preload=[hashlib, json]: workload", f"{snap_pnat * 1e3:.1f} ms",
+         f"{snap_pre * 1e3:.1f} ms", f"{snap_pre / snap_pnat:.2f}x",
+         targets[11][0].cell(snap_pre / snap_pnat)],
+        ["memory per idle VM from a snapshot (Pss)", "", f"{snap_idle:.1f} MiB", "",
+         targets[12][0].cell(snap_idle)],
+        ["the snapshot itself (memfd, once)", "", f"{snap_size:.1f} MiB", "", ""],
     ]  # fmt: skip
     print(table(["measurement", "native", "vmrpc", "ratio", "target"], rows))
     print_verdicts(decided)
@@ -251,6 +316,11 @@ def main() -> int:
             "pool_preloaded_workload_s": {"native": pre_nat, "vmrpc": pre_pool},
             "pool_idle_mib": pool_idle,
             "pool_idle_after_workload_mib": pool_used,
+            "snapshot_pass_s": {"native": snap_nat, "vmrpc": snap_pass},
+            "snapshot_workload_s": {"native": snap_wnat, "vmrpc": snap_work},
+            "snapshot_preloaded_workload_s": {"native": snap_pnat, "vmrpc": snap_pre},
+            "snapshot_idle_vm_mib": snap_idle,
+            "snapshot_stored_mib": snap_size,
             "verdicts": decided,
         },
     )

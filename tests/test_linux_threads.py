@@ -72,8 +72,10 @@ def test_pthread_modes_print_what_they_print_natively(program: Path, args: tuple
     assert want.returncode == 0, want.stderr
     code, out, vm = in_vm(program, *args)
     assert (code, out) == (0, want.stdout)
-    # The threads really waited for each other in the host, not by spinning.
-    assert vm.stats["futex_waits"] > 0
+    # The threads really waited for each other in the host, not by spinning. Not in
+    # "robust": its one wait is main's join, and the thread may be gone before it.
+    if args != ("robust",):
+        assert vm.stats["futex_waits"] > 0
 
 
 def test_a_thread_blocked_in_a_host_recv_holds_no_other_thread(

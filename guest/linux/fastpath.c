@@ -49,6 +49,18 @@ static long native_fn(uint32_t fn, size_t cap)
 	}
 }
 
+void lx_host_fast_flush(void)
+{
+	int64_t result;
+	unsigned n = pending_closes;
+
+	if (!n || fast_handle <= 0)
+		return;
+	pending_closes = 0;
+	(void)perform_rpc(fast_handle, LXD_CLOSE, pending_close, n * sizeof(pending_close[0]),
+			  &result, sizeof(result));
+}
+
 long lx_host_fast(uint32_t fn, int64_t a0, int64_t a1, int64_t a2, const void *data, size_t len,
 		  void *out, size_t cap, size_t *got)
 {

@@ -79,6 +79,12 @@ void lx_time_init(int64_t wall_ns);
 long lx_time_syscall(struct lx_frame *f);
 
 void lx_rand_init(const uint8_t seed[32]);
+/* A new key, and the keystream not yet handed out dropped (snapshot.c). */
+void lx_rand_reseed(const uint8_t seed[32]);
+/* Sends the closes of native handles still batched (fastpath.c). */
+void lx_host_fast_flush(void);
+/* VMRPC_LINUX_NR_SNAPSHOT: 0 in a VM started from the snapshot, or -errno. */
+long lx_snapshot_point(void);
 long lx_getrandom(uint64_t buf, uint64_t len, unsigned flags);
 
 void lx_fd_init(void);

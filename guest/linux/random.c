@@ -54,6 +54,13 @@ void lx_rand_init(const uint8_t seed[32])
 	memcpy(key, seed, sizeof(key));
 }
 
+void lx_rand_reseed(const uint8_t seed[32])
+{
+	lx_rand_init(seed);
+	counter = 0;
+	used = sizeof(block); /* the rest of the old block is the snapshot's */
+}
+
 long lx_getrandom(uint64_t buf, uint64_t len, unsigned flags)
 {
 	uint8_t *out = (uint8_t *)(uintptr_t)buf;

@@ -179,6 +179,8 @@ long lx_rpc_syscall(struct lx_frame *f)
 	case VMRPC_LINUX_NR_EVQ_SPIN:
 		evq_set_spin_us(f->rdi > 1000000 ? 1000000 : (unsigned)f->rdi);
 		return 0;
+	case VMRPC_LINUX_NR_SNAPSHOT:
+		return lx_snapshot_point();
 	default:
 		return LX_ENOSYS_MARK;
 	}

@@ -34,7 +34,7 @@ from vmrpc.errors import (
 from vmrpc.events import EventQueue
 from vmrpc.hostmodule import HostModule, NativeModule, function
 from vmrpc.images import builtin_images, image_path, sdk_include_dir, sdk_lib_dir
-from vmrpc.linux import LinuxVM, PythonPool, PythonResult, run_python
+from vmrpc.linux import LinuxVM, PythonPool, PythonResult, PythonSnapshot, run_python
 from vmrpc.vm import VM
 
 try:
@@ -63,6 +63,7 @@ __all__ = [
     "PoolError",
     "PythonPool",
     "PythonResult",
+    "PythonSnapshot",
     "QueueClosed",
     "QueueCorrupt",
     "VmKilled",

@@ -28,6 +28,7 @@ __all__ = [
     "NativeHandler",
     "QueueClosed",
     "QueueCorrupt",
+    "Snapshot",
     "SocketDataPlane",
     "Vm",
     "VmKilled",
@@ -37,6 +38,9 @@ __all__ = [
     "_raw_kvm_cycles",
     "abi_table",
     "linux_setup",
+    "record_working_set",
+    "restore_snapshot",
+    "take_snapshot",
 ]
 
 class VmrpcError(Exception):
@@ -218,6 +222,24 @@ def linux_setup(
     """Load a Linux program (and its ELF interpreter, found under ``sysroot``) into a
     created ``linux`` VM (see `vmrpc.LinuxVM`); ``files``: the data plane through
     which execve reads programs (without it execve answers EACCES)."""
+
+@final
+class Snapshot:
+    """A VM's memory and vCPU at its snapshot point (opaque; see `take_snapshot`)."""
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of host memory the snapshot holds (the guest's pages that were not zero)."""
+
+def take_snapshot(vm: Vm) -> Snapshot:
+    """The snapshot of `vm`, which has stopped at its snapshot point."""
+
+def restore_snapshot(vm: Vm, snapshot: Snapshot) -> None:
+    """Makes `vm` (created, not started) go on from `snapshot`'s snapshot point."""
+
+def record_working_set(vm: Vm, snapshot: Snapshot) -> int:
+    """Records which pages `vm`, started from `snapshot` and stopped, touched; later VMs
+    from `snapshot` fault them in before they run. Returns the count."""
 
 def abi_table() -> tuple[
     dict[str, int | str], dict[str, tuple[int, list[tuple[str, int, int, str, int]]]]

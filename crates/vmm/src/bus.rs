@@ -36,6 +36,11 @@ pub enum ThreadRequest {
     Exit {
         state_word: Option<u64>,
     },
+    /// The calling thread, the program's only one, reached its snapshot point
+    /// (`vm::snapshot`); `point` is its `struct lx_snapshot_point`, in RAM.
+    Snapshot {
+        point: u64,
+    },
 }
 
 /// A device on the bus. `offset` is relative to the start of its range.

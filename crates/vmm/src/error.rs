@@ -43,6 +43,9 @@ pub enum VmError {
     /// Creating, deleting or using an event queue failed.
     #[error(transparent)]
     EventQueue(#[from] crate::evq::EvqError),
+    /// A snapshot cannot be taken of this VM, or this VM cannot start from one.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// `start` on a VM that was already started or killed.
     #[error("the VM was already started")]
     AlreadyStarted,

@@ -3,6 +3,7 @@
 from vmrpc.linux.cpython import PythonResult, run_python
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
 from vmrpc.linux.pool import PythonPool
+from vmrpc.linux.snapshot import PythonSnapshot, SnapshotError
 from vmrpc.linux.syscalls import syscall_name
 from vmrpc.linux.vm import DEFAULT_THREADS, MAX_THREADS, LinuxVM
 
@@ -15,6 +16,8 @@ __all__ = [
     "Mount",
     "PythonPool",
     "PythonResult",
+    "PythonSnapshot",
+    "SnapshotError",
     "TraceRecord",
     "run_python",
     "syscall_name",

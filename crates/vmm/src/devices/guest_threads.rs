@@ -13,6 +13,10 @@
 //! - offset `EXIT`: the calling thread ends; the value is the address of its
 //!   slot's state word, which the host sets to 0 once the thread is off its
 //!   vCPU for good (the slot, its stacks and its GS page may then be reused).
+//! - offset `SNAPSHOT`: the calling thread reached a snapshot point
+//!   (`vm::snapshot`); the value is the address of its `struct
+//!   lx_snapshot_point` (40 bytes, 8-aligned: a result and a fresh seed the
+//!   host writes in a VM restored from the snapshot).
 //! - offset `YIELD` (sched_yield): a write that "may block", so the pool's
 //!   carrier gives its vCPU back before it and queues for one again after it:
 //!   a thread waiting for a vCPU gets this one first. Nothing else happens.
@@ -23,11 +27,14 @@ use crate::bus::{BusDevice, DeviceAction, ThreadRequest, ThreadStart};
 
 /// The register block (`LX_MMIO_THREAD`, guest/linux/vcpu_abi.h).
 pub const MMIO_THREAD: u64 = guest_kmod_bindings::VMRPC_MMIO_BASE + 0x10_1000;
-/// Bytes of the block: three 64-bit registers.
-pub const MMIO_THREAD_LEN: u64 = 24;
+/// Bytes of the block: four 64-bit registers.
+pub const MMIO_THREAD_LEN: u64 = 32;
 const SPAWN: u64 = 0;
 const EXIT: u64 = 8;
-const YIELD: u64 = 16;
+const SNAPSHOT: u64 = 16;
+const YIELD: u64 = 24;
+/// Bytes of `struct lx_snapshot_point` (guest/linux/vcpu_abi.h).
+pub const SNAPSHOT_POINT_LEN: u64 = 40;
 /// Bytes of a thread's GS block the host may write (its vCPU index at 0).
 pub const GS_BLOCK: u64 = 64;
 
@@ -92,6 +99,10 @@ impl GuestThreadDevice {
             EXIT => Ok(ThreadRequest::Exit {
                 state_word: (value & 3 == 0 && self.in_ram(value, 4)).then_some(value),
             }),
+            SNAPSHOT if value & 7 == 0 && self.in_ram(value, SNAPSHOT_POINT_LEN) => {
+                Ok(ThreadRequest::Snapshot { point: value })
+            }
+            SNAPSHOT => Err(ThreadRequestError::Unreadable),
             other => Err(ThreadRequestError::NoSuchRegister(other)),
         }
     }
@@ -135,7 +146,8 @@ mod tests {
         assert!(header.contains(&format!("(0xd0000000ull + {offset:#x}u)")));
         assert!(header.contains("#define LX_THREAD_SPAWN 0u"));
         assert!(header.contains("#define LX_THREAD_EXIT 8u"));
-        assert!(header.contains("#define LX_THREAD_YIELD 16u"));
+        assert!(header.contains("#define LX_THREAD_SNAPSHOT 16u"));
+        assert!(header.contains("#define LX_THREAD_YIELD 24u"));
     }
 
     #[test]
@@ -199,5 +211,20 @@ mod tests {
             );
         }
         assert_eq!(d.request(4, 0), Err(ThreadRequestError::NoSuchRegister(4)));
+    }
+
+    #[test]
+    fn a_snapshot_point_must_be_aligned_and_in_memory() {
+        let d = device();
+        assert_eq!(
+            d.request(SNAPSHOT, 0x200),
+            Ok(ThreadRequest::Snapshot { point: 0x200 })
+        );
+        for bad in [0x204, 0x10000 - 32, u64::MAX - 7] {
+            assert_eq!(
+                d.request(SNAPSHOT, bad),
+                Err(ThreadRequestError::Unreadable)
+            );
+        }
     }
 }

@@ -93,6 +93,11 @@ impl FilesDataPlane {
         self.paths.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Host files open now (a snapshot is only taken with none: `vm::snapshot`).
+    pub fn open_count(&self) -> usize {
+        self.table().len()
+    }
+
     /// A fresh guest handle, unique across Python's opens and native ones.
     pub fn new_handle(&self) -> i64 {
         FIRST_HANDLE + self.next_handle.fetch_add(1, Ordering::Relaxed)

@@ -105,6 +105,7 @@ pub(super) fn to_pyerr(py: Python<'_>, e: VmError) -> PyErr {
         | VmError::Cgroup(_)
         | VmError::AlreadyStarted
         | VmError::NotStarted
+        | VmError::Snapshot(_)
         | VmError::Registry(_) => ConfigError::new_err(msg),
         VmError::Image(_) => ImageError::new_err(msg),
         VmError::Kvm { .. }

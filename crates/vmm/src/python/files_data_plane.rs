@@ -94,6 +94,7 @@ impl PyFilesDataPlane {
             ("files_native_stats", p.stats.load(Ordering::Relaxed)),
             ("files_native_fstats", p.fstats.load(Ordering::Relaxed)),
             ("files_native_closes", p.closes.load(Ordering::Relaxed)),
+            ("files_native_open", p.open_count() as u64),
         ])
     }
 }

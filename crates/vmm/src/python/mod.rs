@@ -15,6 +15,7 @@ mod host_module;
 mod linux;
 mod live_vms;
 mod native_handler;
+mod snapshot;
 mod socket_data_plane;
 mod testing;
 mod timeout;
@@ -37,6 +38,7 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<files_data_plane::PyFilesDataPlane>()?;
     m.add_class::<code_rewriter::PyCodeRewriter>()?;
     linux::add(m)?;
+    snapshot::add(m)?;
     testing::add(m)?;
     m.add_function(wrap_pyfunction!(abi::abi_table, m)?)?;
     errors::add(m)?;

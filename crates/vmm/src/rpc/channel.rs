@@ -75,6 +75,21 @@ impl Channel {
         }
     }
 
+    /// The request ring's head (guest-written) and the host's response head,
+    /// or None while a request is being answered (`vm::snapshot`).
+    pub fn quiescent_heads(&self) -> Option<(u32, u32)> {
+        let st = self.resp.lock().unwrap_or_else(PoisonError::into_inner);
+        (st.in_flight == 0).then(|| (self.load(self.req_ring, ring_off::HEAD), st.head))
+    }
+
+    /// Takes the host's response head from a snapshot, before the VM runs.
+    pub fn resume_response_head(&self, head: u32) {
+        self.resp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .head = head;
+    }
+
     pub fn irq(&self) -> Option<&EventFd> {
         self.irq.as_ref()
     }

@@ -137,6 +137,13 @@ impl Engine {
     }
 
     /// Serves requests until the VM's stop token is stopped.
+    /// Starts from these request-ring tails (a VM restored from a snapshot).
+    pub fn resume_tails(&mut self, tails: &[u32]) {
+        for (chan, &tail) in self.chans.iter_mut().zip(tails) {
+            chan.tail = tail;
+        }
+    }
+
     pub fn run(mut self) {
         let mut idle_since: Option<Instant> = None;
         while !self.stop.is_stopped() {

@@ -110,6 +110,17 @@ pub struct RpcHost {
     life: Arc<EngineLife>,
     /// The event queue arena: offset from `shared_base`, and size.
     evq_arena: (u64, u64),
+    /// Request-ring tails the engine starts from (a restored VM's; else 0).
+    resume_tails: Mutex<Vec<u32>>,
+}
+
+/// Where VM RPC stood when a snapshot was taken: per channel the request
+/// ring's head (all taken: the host's tail) and the response ring's head, and
+/// the guest's handles (`vm::snapshot`).
+#[derive(Debug, Clone)]
+pub struct RpcResume {
+    heads: Vec<(u32, u32)>,
+    handles: registry::HandleTable,
 }
 
 impl RpcHost {
@@ -175,7 +186,39 @@ impl RpcHost {
             engine: Mutex::new(None),
             life: Arc::new(EngineLife::default()),
             evq_arena: (chan_end, shared_size - chan_end),
+            resume_tails: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Where VM RPC stands, once the VM has stopped; None while a request is
+    /// being answered.
+    pub fn export(&self) -> Option<RpcResume> {
+        let heads = self
+            .channels
+            .iter()
+            .map(|c| c.quiescent_heads())
+            .collect::<Option<Vec<_>>>()?;
+        Some(RpcResume {
+            heads,
+            handles: self.registry.export_handles(),
+        })
+    }
+
+    /// Takes up where `state` left off (before `start`, on a VM whose memory
+    /// is the snapshot's and whose modules are registered).
+    pub fn import(&self, state: &RpcResume) -> Result<(), String> {
+        if state.heads.len() != self.channels.len() {
+            return Err("the snapshot has a different number of vCPUs".into());
+        }
+        self.registry.import_handles(&state.handles)?;
+        for (chan, &(_, resp)) in self.channels.iter().zip(&state.heads) {
+            chan.resume_response_head(resp);
+        }
+        *self
+            .resume_tails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = state.heads.iter().map(|h| h.0).collect();
+        Ok(())
     }
 
     /// The event queue arena as written in the shared header: (offset from the
@@ -211,7 +254,7 @@ impl RpcHost {
     /// answers VMRPC_SYS_OPEN_EVQ from `queues`, and ends once the VM's stop
     /// token is stopped.
     pub fn start(&self, queues: Arc<EvqHost>, thread: EngineThread) -> Result<(), RpcError> {
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             &self.channels,
             self.registry.clone(),
             queues,
@@ -222,6 +265,12 @@ impl RpcHost {
             self.stats.clone(),
             self.spin,
             self.life.clone(),
+        );
+        engine.resume_tails(
+            &self
+                .resume_tails
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
         );
         let life = self.life.clone();
         let handle = std::thread::Builder::new()

@@ -57,6 +57,13 @@ struct Inner {
     generations: Vec<u16>,
 }
 
+/// A registry's handles, by module name (`export_handles`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandleTable {
+    live: Vec<(usize, String, u32)>,
+    generations: Vec<u16>,
+}
+
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
@@ -155,6 +162,45 @@ impl Registry {
         inner.handles[slot] = Some(reg);
         let generation = inner.generations[slot] as u32 & 0x7fff;
         Ok((generation << 16) | (slot as u32 + 1))
+    }
+
+    /// The guest's live handles, as (slot, generation, module name, version),
+    /// and every slot's generation: what a VM restored from a snapshot must
+    /// answer to the same handles (`vm::snapshot`).
+    pub fn export_handles(&self) -> HandleTable {
+        let inner = self.lock();
+        let live = inner
+            .handles
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, h)| h.as_ref().map(|r| (slot, r.name.clone(), r.version)))
+            .collect();
+        HandleTable {
+            live,
+            generations: inner.generations.clone(),
+        }
+    }
+
+    /// Binds the handles of `table` again, each to the module registered here
+    /// under the same name and version (before the guest runs).
+    pub fn import_handles(&self, table: &HandleTable) -> Result<(), String> {
+        let mut inner = self.lock();
+        if table.generations.len() > MAX_HANDLES {
+            return Err("too many handles".into());
+        }
+        let mut handles = vec![None; table.generations.len()];
+        for (slot, name, version) in &table.live {
+            let reg = inner
+                .modules
+                .get(name)
+                .and_then(|list| list.iter().find(|r| r.version == *version))
+                .cloned()
+                .ok_or_else(|| format!("module {name:?} is not registered on this VM"))?;
+            *handles.get_mut(*slot).ok_or("a handle outside the table")? = Some(reg);
+        }
+        inner.handles = handles;
+        inner.generations = table.generations.clone();
+        Ok(())
     }
 
     fn slot_of(inner: &Inner, handle: u32) -> Option<usize> {

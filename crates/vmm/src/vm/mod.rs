@@ -12,6 +12,7 @@ mod launch;
 mod pool;
 mod setup;
 mod shared;
+mod snapshot;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ use shared::lock;
 pub use crate::outcome::{GuestFailure, Outcome};
 pub use cpu_clock::{MMIO_CPU_CLOCK, MMIO_CPU_CLOCK_LEN};
 pub use shared::VmShared;
+pub use snapshot::Snapshot;
 
 /// How often a stopping VM's vCPUs are kicked again while the owner waits.
 const REKICK_INTERVAL: Duration = Duration::from_millis(10);
@@ -255,6 +257,54 @@ impl Vm {
         }
         lock(&self.launcher.recipe.msrs).push((index, data));
         Ok(())
+    }
+
+    /// The snapshot of this VM, which must have stopped at its snapshot
+    /// point (`wait` says `Killed` then); it can be taken once (`snapshot`).
+    pub fn take_snapshot(&self) -> Result<Arc<Snapshot>, VmError> {
+        let fail = |why: &str| VmError::Snapshot(why.into());
+        {
+            let run = lock(&self.shared.run);
+            if !run.started || run.live != 0 {
+                return Err(fail("the VM is still running"));
+            }
+        }
+        let vcpu = lock(&self.shared.captured).take().ok_or_else(|| {
+            fail("the VM did not stop at a snapshot point (it exited, crashed or was killed)")
+        })?;
+        let queues = self.evq.names();
+        if !queues.is_empty() {
+            let why = format!("event queues {queues:?} exist (a snapshot keeps none)");
+            return Err(VmError::Snapshot(why));
+        }
+        let rpc = self
+            .rpc
+            .export()
+            .ok_or_else(|| fail("an RPC was being answered"))?;
+        Snapshot::take(&self.memory, self.shape(), vcpu, rpc).map(Arc::new)
+    }
+
+    /// Makes this VM (created, not started, with the snapshot's configuration
+    /// and host modules registered) go on from `snap`'s snapshot point.
+    pub fn restore(&self, snap: &Snapshot) -> Result<(), VmError> {
+        let pending = lock(&self.pending);
+        let fd = pending.first().ok_or(VmError::AlreadyStarted)?;
+        snap.restore(&self.memory, self.shape(), fd, &self.rpc)
+    }
+
+    /// Records which pages this VM, started from `snap` and stopped, touched
+    /// (`Snapshot::record_working_set`); returns their count.
+    pub fn record_working_set(&self, snap: &Snapshot) -> Result<usize, VmError> {
+        snap.record_working_set(&self.memory)
+    }
+
+    /// What a snapshot and the VM started from it must agree on.
+    fn shape(&self) -> (u64, u32, &std::path::Path) {
+        (
+            self.config.mem_size(),
+            self.config.vcpus,
+            &self.config.image,
+        )
     }
 
     /// The directory of the cgroup holding the vCPU threads (`cpu_limit`).

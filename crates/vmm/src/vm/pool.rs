@@ -499,6 +499,30 @@ fn run_thread<H: CarrierHost>(
                 shared.finish(Outcome::Exited(code));
                 return Some((h.index, vcpu::registers(&h.fd)));
             }
+            Step::Action(ExitAction::Thread(ThreadRequest::Snapshot { point })) => {
+                // Only the program's only thread, on vCPU 0; captured, the VM
+                // stops here and `Vm::take_snapshot` follows. Refused, the
+                // guest goes on (its `result` stays as it set it).
+                let live = lock(&shared.run).live;
+                let captured = if h.index != 0 || live != 1 {
+                    Err(format!(
+                        "{live} guest threads running (a snapshot needs one)"
+                    ))
+                } else {
+                    super::snapshot::capture(&mut h.fd, point)
+                };
+                match captured {
+                    Ok(snap) => {
+                        *lock(&shared.captured) = Some(snap);
+                        shared.finish(Outcome::Killed);
+                        return Some((h.index, vcpu::registers(&h.fd)));
+                    }
+                    Err(why) => {
+                        log::debug!("no snapshot taken: {why}");
+                        *held = Some(h);
+                    }
+                }
+            }
             Step::Action(ExitAction::Crash(crash)) => {
                 let failure = vcpu::failure_report(crash, &mut h.fd, h.index);
                 let regs = failure.registers.clone();

@@ -40,6 +40,8 @@ pub struct VmShared {
     pub(super) threads: Mutex<Vec<libc::pthread_t>>,
     /// CPU time of the guest threads' carriers that ended (`cpu_clock`).
     pub(super) ended_cpu_ns: AtomicU64,
+    /// The vCPU captured at the snapshot point (`snapshot`), until taken.
+    pub(super) captured: Mutex<Option<super::snapshot::VcpuSnapshot>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,6 +68,7 @@ impl VmShared {
             changed: Condvar::new(),
             threads: Mutex::new(Vec::new()),
             ended_cpu_ns: AtomicU64::new(0),
+            captured: Mutex::new(None),
         }
     }
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 
 import vmrpc_guest_abi as abi
 
-__all__ = ["EventQueue", "Module", "VmrpcError", "max_payload"]
+__all__ = ["EventQueue", "Module", "VmrpcError", "max_payload", "snapshot_point"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -63,6 +64,21 @@ def _call(nr: int, *args: int | bytes | ctypes.Array[ctypes.c_char] | None) -> i
 def max_payload() -> int:
     """The largest request or response, in bytes."""
     return _call(abi.VMRPC_LINUX_NR_MAX_PAYLOAD)
+
+
+def snapshot_point() -> None:
+    """Let the host snapshot this VM here (`vmrpc.linux.PythonSnapshot`).
+
+    The VM that takes the snapshot stops inside this call; each VM started from the
+    snapshot returns from it, with the personality's random generator reseeded. Raises
+    `OSError` (``EBUSY``) when no snapshot can be taken here: other threads run, or
+    this is a forked child.
+    """
+    ctypes.set_errno(0)
+    result = int(_syscall(ctypes.c_long(abi.VMRPC_LINUX_NR_SNAPSHOT)))
+    if result == -1 and ctypes.get_errno():
+        code = ctypes.get_errno()
+        raise OSError(code, f"no snapshot taken: {os.strerror(code)}")
 
 
 def _version(version: int | tuple[int, int]) -> int:

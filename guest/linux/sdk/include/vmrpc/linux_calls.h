@@ -16,8 +16,9 @@
 #define VMRPC_LINUX_NR_EVQ_PUT 505     /* queue, data, len, nonblock -> 0 */
 #define VMRPC_LINUX_NR_EVQ_GET 506     /* queue, buf, cap, nonblock -> length */
 #define VMRPC_LINUX_NR_EVQ_SPIN 507    /* microseconds -> 0 */
+#define VMRPC_LINUX_NR_SNAPSHOT 508    /* -> 0 in a VM started from the snapshot */
 #define VMRPC_LINUX_NR_FIRST VMRPC_LINUX_NR_BIND
-#define VMRPC_LINUX_NR_LAST VMRPC_LINUX_NR_EVQ_SPIN
+#define VMRPC_LINUX_NR_LAST VMRPC_LINUX_NR_SNAPSHOT
 
 /* What VMRPC_LINUX_NR_EVQ_OPEN fills in. */
 struct vmrpc_linux_evq_info {
