@@ -100,6 +100,16 @@ MAX_PAYLOAD: int
 """The largest VM RPC request or response, in bytes."""
 
 @final
+@final
+class LoopbackArena:
+    """Guest memory shared by the VMs of a multi-program Linux VM (docs/linux.md)."""
+
+    def __init__(self) -> None: ...
+    @property
+    def base(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+
 class Vm:
     """A KVM virtual machine running one guest ELF image."""
 
@@ -114,6 +124,7 @@ class Vm:
         rpc_spin_us: int = ...,
         cpu_limit: float | None = None,
         vcpus_on_demand: bool = False,
+        arena: LoopbackArena | None = None,
     ) -> Vm: ...
     @property
     def cgroup(self) -> str | None:

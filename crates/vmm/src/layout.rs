@@ -82,6 +82,14 @@ const _: () = assert!(
     "RAM must end below the MMIO window"
 );
 
+/// The loopback arena of a multi-program Linux VM (`arena`): at the start of the
+/// GiB that holds the MMIO window, above the largest RAM and below the window, so
+/// it has the same address in every program's VM whatever their memory sizes.
+pub const ARENA_BASE: u64 = MAX_MEM_SIZE;
+pub const ARENA_SIZE: u64 = 16 << 20;
+const _: () = assert!(ARENA_BASE + ARENA_SIZE <= MMIO_BASE);
+const _: () = assert!(ARENA_BASE % LARGE_PAGE_SIZE == 0 && ARENA_SIZE % LARGE_PAGE_SIZE == 0);
+
 /// Bytes the host reserves for event queues inside the shared region.
 pub const EVQ_ARENA_SIZE: u64 = 2 << 20;
 

@@ -101,11 +101,17 @@ impl Vm {
             .map_err(kvm("KVM_SET_TSS_ADDR"))?;
         irq::enable_split_irqchip(&vm_fd)?;
 
-        let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
-            .map_err(|e| VmError::Memory(e.to_string()))?;
+        let mut memory =
+            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
+                .map_err(|e| VmError::Memory(e.to_string()))?;
+        if let Some(arena) = &config.arena {
+            memory = memory
+                .insert_region(arena.region())
+                .map_err(|e| VmError::Memory(e.to_string()))?;
+        }
         setup::register_memory(&vm_fd, &memory)?;
         let entry = image.load(&memory)?;
-        let cr3 = setup::write_boot_tables(&memory, config.vcpus)?;
+        let cr3 = setup::write_boot_tables(&memory, mem_size, config.vcpus, config.arena.is_some())?;
 
         let stats = Arc::new(Stats::default());
         let mut buses = Buses::default();
@@ -120,7 +126,8 @@ impl Vm {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| VmError::Os("duplicating an irqfd", e))?;
         // Linux threads block here (guest/linux/futex.c); unused by bare guests.
-        let futex = FutexDevice::new(memory.clone(), stop.clone(), stats.clone());
+        let arena_futexes = config.arena.as_ref().map(|a| a.futexes());
+        let futex = FutexDevice::new(memory.clone(), stop.clone(), stats.clone(), arena_futexes);
         buses
             .mmio
             .insert(MMIO_FUTEX, MMIO_FUTEX_LEN, Arc::new(futex))?;
@@ -191,6 +198,10 @@ impl Vm {
                 shared_base,
                 shared_size,
                 tsc_khz: tsc_khz.into(),
+                arena: config
+                    .arena
+                    .is_some()
+                    .then_some((layout::ARENA_BASE, layout::ARENA_SIZE)),
             },
         )
         .map_err(|e| VmError::Memory(e.to_string()))?;
