@@ -23,6 +23,7 @@
  *   bind.c                                names, ports, bind and listen
  *   table.c addr.c                        descriptors and socket lifetime; addresses
  *   readahead.c                           buffered receive of host streams
+ *   arena.c                               loopback connections between programs
  *   pipe.c host.c                         guest-local pipes; host module calls
  *   deadline.c stats.c                    time and waits; counters
  */
@@ -104,6 +105,10 @@ struct gsock {
 	int ra_busy;                  /* a vCPU is filling it or copying out of it */
 	struct sockopt opts[MAX_OPTS];
 	int nopts;
+	/* Between programs (arena.c): connection slot + 1 and its generation, or the
+	 * listener entry + 1 and its generation; 0: none. */
+	int arena_conn, arena_lid;
+	uint32_t arena_gen, arena_lgen;
 };
 
 /* ---- helpers -------------------------------------------------------------------- */
@@ -163,6 +168,19 @@ ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonbloc
 		   uint64_t deadline);
 ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int nonblock,
 		  uint64_t deadline);
+
+/* arena.c */
+int arena_present(void);
+uint8_t *arena_pipe_buf(const struct lpipe *p);
+uint32_t arena_seen(void);
+void arena_changed(void);
+void local_wait(uint32_t seen);
+int arena_listen(struct gsock *s);
+int arena_connect(struct gsock *s, const struct vmrpc_sock_addr *dst);
+struct gsock *arena_accept(struct gsock *l);
+int arena_pending(struct gsock *l);
+int arena_conn_current(const struct gsock *s);
+void arena_close(struct gsock *s);
 
 /* table.c */
 extern rt_spinlock_t tbl_lock;

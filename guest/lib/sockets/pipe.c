@@ -1,7 +1,37 @@
 /*
- * Guest-local pipes: one direction of a stream whose peer is in this guest.
+ * Guest-local pipes: one direction of a stream whose peer is in this guest: in this
+ * program's memory, or in the loopback arena for a peer in another program (arena.c).
+ * An arena pipe's state can be written by the other program: its buffer is found from
+ * its slot, never from a pointer, and its positions are clamped before use.
  */
 #include "internal.h"
+
+static uint8_t *pipe_buf(const struct lpipe *p)
+{
+	uint8_t *b = arena_pipe_buf(p);
+
+	return b ? b : p->buf;
+}
+
+/* Bytes in the ring, at most PIPE_CAP whatever the positions say. */
+static size_t used_bytes(const struct lpipe *p)
+{
+	uint64_t n = p->wpos - p->rpos;
+
+	return n > PIPE_CAP ? PIPE_CAP : (size_t)n;
+}
+
+/* Waits for the peer: through the futex device when the VM has an arena (arena.c;
+ * every pipe's progress then wakes the waiters), else a spin. */
+static void pipe_wait(uint32_t seen)
+{
+	local_wait(seen);
+}
+
+static void pipe_progress(void)
+{
+	arena_changed();
+}
 
 struct lpipe *pipe_new(void)
 {
@@ -20,6 +50,8 @@ struct lpipe *pipe_new(void)
 
 void pipe_put(struct lpipe *p)
 {
+	if (p && arena_pipe_buf(p))
+		return; /* an arena slot: arena_close frees it */
 	if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		free(p->buf);
 		free(p);
@@ -28,7 +60,10 @@ void pipe_put(struct lpipe *p)
 
 uint64_t pipe_avail(struct lpipe *p)
 {
-	return __atomic_load_n(&p->wpos, __ATOMIC_ACQUIRE) - __atomic_load_n(&p->rpos, __ATOMIC_ACQUIRE);
+	uint64_t n = __atomic_load_n(&p->wpos, __ATOMIC_ACQUIRE) -
+		     __atomic_load_n(&p->rpos, __ATOMIC_ACQUIRE);
+
+	return n > PIPE_CAP ? PIPE_CAP : n;
 }
 
 /* Copies len bytes in or out of the ring at position pos (wrapping). */
@@ -36,13 +71,14 @@ static void ring_copy(struct lpipe *p, uint64_t pos, uint8_t *data, size_t len, 
 {
 	size_t off = (size_t)(pos % PIPE_CAP);
 	size_t first = len < PIPE_CAP - off ? len : PIPE_CAP - off;
+	uint8_t *buf = pipe_buf(p);
 
 	if (to_ring) {
-		memcpy(p->buf + off, data, first);
-		memcpy(p->buf, data + first, len - first);
+		memcpy(buf + off, data, first);
+		memcpy(buf, data + first, len - first);
 	} else {
-		memcpy(data, p->buf + off, first);
-		memcpy(data + first, p->buf, len - first);
+		memcpy(data, buf + off, first);
+		memcpy(data + first, buf, len - first);
 	}
 }
 
@@ -52,6 +88,7 @@ ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonbloc
 	size_t done = 0;
 
 	while (done < len || len == 0) {
+		uint32_t seen = arena_seen();
 		size_t space, k;
 
 		rt_spin_lock(&p->lock);
@@ -67,7 +104,7 @@ ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonbloc
 			rt_spin_unlock(&p->lock);
 			return done ? (ssize_t)done : fail(EPIPE);
 		}
-		space = PIPE_CAP - (size_t)(p->wpos - p->rpos);
+		space = PIPE_CAP - used_bytes(p);
 		k = len - done < space ? len - done : space;
 		if (k) {
 			ring_copy(p, p->wpos, (uint8_t *)data + done, k, 1);
@@ -75,6 +112,8 @@ ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonbloc
 			done += k;
 		}
 		rt_spin_unlock(&p->lock);
+		if (k)
+			pipe_progress();
 		if (done == len)
 			break;
 		if (!k) {
@@ -82,7 +121,7 @@ ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonbloc
 				return done ? (ssize_t)done : fail(EAGAIN);
 			if (expired(deadline))
 				return done ? (ssize_t)done : fail(EAGAIN);
-			cpu_relax();
+			pipe_wait(seen);
 		}
 	}
 	stat_add(&stats.local_bytes, done);
@@ -95,6 +134,7 @@ ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int non
 	size_t done = 0;
 
 	for (;;) {
+		uint32_t seen = arena_seen();
 		size_t avail, k;
 
 		rt_spin_lock(&p->lock);
@@ -102,7 +142,7 @@ ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int non
 			rt_spin_unlock(&p->lock);
 			return done ? (ssize_t)done : fail(ECONNRESET);
 		}
-		avail = (size_t)(p->wpos - p->rpos);
+		avail = used_bytes(p);
 		k = len - done < avail ? len - done : avail;
 		if (k) {
 			ring_copy(p, p->rpos, data + done, k, 0);
@@ -115,12 +155,14 @@ ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int non
 			return (ssize_t)done; /* EOF */
 		}
 		rt_spin_unlock(&p->lock);
+		if (k && !(flags & MSG_PEEK))
+			pipe_progress();
 		if (done == len || (done && !(flags & MSG_WAITALL)) || (done && (flags & MSG_PEEK)))
 			return (ssize_t)done;
 		if (nonblock)
 			return done ? (ssize_t)done : fail(EAGAIN);
 		if (expired(deadline))
 			return done ? (ssize_t)done : fail(EAGAIN);
-		cpu_relax();
+		pipe_wait(seen);
 	}
 }

@@ -39,6 +39,8 @@ void sock_teardown(struct gsock *s)
 
 	if (__atomic_exchange_n(&s->closed, 1, __ATOMIC_ACQ_REL))
 		return;
+	if (!arena_conn_current(s))
+		s->rx = s->tx = NULL; /* its arena slot went to another connection */
 	if (s->rx) {
 		rt_spin_lock(&s->rx->lock);
 		s->rx->rclosed = 1;
@@ -78,6 +80,8 @@ void sock_teardown(struct gsock *s)
 		free(dq);
 		dq = next;
 	}
+	if (arena_present())
+		arena_close(s); /* after the pipes were shut: frees the slot both ends left */
 	ra_free(s); /* close drops what was read ahead */
 	host_close(s->host);
 	host_close(s->host_listen);

@@ -13,6 +13,10 @@ import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vmrpc.sockets import SocketOutsourcing
 
 __all__ = ["Program"]
 
@@ -28,6 +32,8 @@ class Program:
         threads: how many threads it may run at once (its own vCPUs).
         stdin: bytes for its standard input (default: empty).
         on_stdout / on_stderr: called with each chunk it writes.
+        sockets: its host network (`SocketOutsourcing`, as `LinuxVM`'s ``sockets``);
+            None: none (loopback connections to the other programs still work).
     """
 
     program: str | os.PathLike[str]
@@ -37,6 +43,7 @@ class Program:
     stdin: bytes | None = None
     on_stdout: Callable[[bytes], object] | None = field(default=None, compare=False)
     on_stderr: Callable[[bytes], object] | None = field(default=None, compare=False)
+    sockets: SocketOutsourcing | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, command: str) -> Program:
