@@ -6,7 +6,9 @@
  *   serve PORT          accept one connection, copy what it sends to stdout until EOF
  *   threads PORT N      N threads (more than the program's vCPUs) hand a futex word
  *                       round, then report over a connection to PORT
- *   fault ADDR          futex and write on ADDR (no memory of this program): errnos
+ *   fault ADDR          futex and write on ADDR (no memory of this program): errnos;
+ *                       then the same futex wait asked of the host's futex device
+ *                       directly (guest/linux/futex_abi.h), past the personality's check
  *   private-wait PORT   after a peer connected: a futex wait on `word` with a timeout
  *   private-wake PORT   connect, then wake `word` (the same address in this program)
  *                       without end, while a thread of its own waits on another word
@@ -34,6 +36,7 @@
 
 #define FUTEX_WAIT 0
 #define FUTEX_WAKE 1
+#define LX_MMIO_FUTEX_WAIT 0xd0100008ul /* guest/linux/futex_abi.h */
 #define ARENA_BASE 0xc0000000ul /* crates/vmm/src/layout.rs ARENA_BASE */
 #define CONN0 2832              /* offsetof(struct arena, conns[0]) in arena.c */
 #define C2S_BUF (CONN0 + 48)    /* conns[0].c2s.buf */
@@ -171,8 +174,22 @@ static int fault(unsigned long addr)
 	long n = write(1, (void *)addr, 16);
 	int nerr = errno;
 
-	printf("wake %s wait %s write %s\n", w < 0 ? strerror(werr) : "ok",
-	       t < 0 ? strerror(terr) : "ok", n < 0 ? strerror(nerr) : "ok");
+	/* struct lx_futex_req: op WAIT, val 0, uaddr, 1 us, any bitset; result -> 1. */
+	struct {
+		uint32_t op, val;
+		uint64_t uaddr;
+		int64_t timeout_ns;
+		uint32_t bitset, count;
+		int64_t result;
+		uint64_t uaddr2;
+		uint32_t count2, cmp;
+	} req = {0, 0, addr, 1000, ~0u, 0, 1, 0, 0, 0};
+
+	*(volatile uint64_t *)LX_MMIO_FUTEX_WAIT = (uint64_t)(uintptr_t)&req;
+	__asm__ volatile("" : : : "memory");
+	printf("wake %s wait %s write %s host %s\n", w < 0 ? strerror(werr) : "ok",
+	       t < 0 ? strerror(terr) : "ok", n < 0 ? strerror(nerr) : "ok",
+	       req.result < 0 ? strerror((int)-req.result) : "ok");
 	return 0;
 }
 
