@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from linux_support import TIMEOUT, libc_programs, require_busybox
 
-from conftest import run_python
 from vmrpc.linux import LinuxVM, Mount, Program
 from vmrpc.sockets import Expose, Policy, Rule, SocketOutsourcing
+
+from conftest import run_python
 
 pytestmark = pytest.mark.kvm
 
@@ -128,7 +129,8 @@ def test_a_private_futex_word_is_private_at_the_same_address(program: Path) -> N
     # must end by its timeout, not by the peer's wakes.
     code, out = pair(program, ["private-wait", "9001"], ["private-wake", "9001"])
     assert code == 0
-    assert out.startswith(b"wait ") and b"woken" not in out
+    assert out.startswith(b"wait ")
+    assert b"woken" not in out
 
 
 def test_a_program_rewriting_the_arena_cannot_make_another_write_outside_it(

@@ -25,6 +25,7 @@ __all__ = [
     "HostFunctionTimeout",
     "ImageError",
     "KvmError",
+    "LoopbackArena",
     "NativeHandler",
     "QueueClosed",
     "QueueCorrupt",
@@ -100,7 +101,6 @@ MAX_PAYLOAD: int
 """The largest VM RPC request or response, in bytes."""
 
 @final
-@final
 class LoopbackArena:
     """Guest memory shared by the VMs of a multi-program Linux VM (docs/linux.md)."""
 
@@ -110,6 +110,7 @@ class LoopbackArena:
     @property
     def size(self) -> int: ...
 
+@final
 class Vm:
     """A KVM virtual machine running one guest ELF image."""
 

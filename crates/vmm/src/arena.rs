@@ -36,8 +36,9 @@ impl std::fmt::Debug for LoopbackArena {
 
 impl LoopbackArena {
     pub fn new() -> Result<Arc<Self>, VmError> {
-        let region = GuestRegionMmap::from_range(GuestAddress(ARENA_BASE), ARENA_SIZE as usize, None)
-            .map_err(|e| VmError::Memory(e.to_string()))?;
+        let region =
+            GuestRegionMmap::from_range(GuestAddress(ARENA_BASE), ARENA_SIZE as usize, None)
+                .map_err(|e| VmError::Memory(e.to_string()))?;
         Ok(Arc::new(LoopbackArena {
             region: Arc::new(region),
             futexes: Arc::new(Mutex::new(Default::default())),
@@ -52,10 +53,5 @@ impl LoopbackArena {
     /// The futex table for waits on arena words, shared by every VM that maps it.
     pub fn futexes(&self) -> SharedFutexTable {
         self.futexes.clone()
-    }
-
-    /// Whether `[gpa, gpa + len)` lies in the arena.
-    pub fn contains(gpa: u64, len: u64) -> bool {
-        gpa >= ARENA_BASE && gpa.checked_add(len).is_some_and(|end| end <= ARENA_BASE + ARENA_SIZE)
     }
 }

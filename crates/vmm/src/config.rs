@@ -73,9 +73,6 @@ pub struct VmConfig {
     /// Start vCPU 0 only, and schedule the Linux personality's threads over
     /// the vCPUs, made when a thread waits for one (`vm::pool`).
     pub vcpus_on_demand: bool,
-    /// The loopback arena this VM shares with the other programs of a
-    /// multi-program Linux VM (`crate::arena`), mapped at `layout::ARENA_BASE`.
-    pub arena: Option<std::sync::Arc<crate::arena::LoopbackArena>>,
 }
 
 impl VmConfig {
@@ -89,7 +86,6 @@ impl VmConfig {
             rpc_spin_us: DEFAULT_RPC_SPIN_US,
             cpu_limit: None,
             vcpus_on_demand: false,
-            arena: None,
         }
     }
 

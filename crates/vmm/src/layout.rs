@@ -88,7 +88,17 @@ const _: () = assert!(
 pub const ARENA_BASE: u64 = MAX_MEM_SIZE;
 pub const ARENA_SIZE: u64 = 16 << 20;
 const _: () = assert!(ARENA_BASE + ARENA_SIZE <= MMIO_BASE);
-const _: () = assert!(ARENA_BASE % LARGE_PAGE_SIZE == 0 && ARENA_SIZE % LARGE_PAGE_SIZE == 0);
+const _: () = assert!(
+    ARENA_BASE.is_multiple_of(LARGE_PAGE_SIZE) && ARENA_SIZE.is_multiple_of(LARGE_PAGE_SIZE)
+);
+
+/// Whether `[gpa, gpa + len)` lies in the loopback arena's range.
+pub fn in_arena(gpa: u64, len: u64) -> bool {
+    gpa >= ARENA_BASE
+        && gpa
+            .checked_add(len)
+            .is_some_and(|end| end <= ARENA_BASE + ARENA_SIZE)
+}
 
 /// Bytes the host reserves for event queues inside the shared region.
 pub const EVQ_ARENA_SIZE: u64 = 2 << 20;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
 from typing import BinaryIO
 
 from vmrpc.errors import ConfigError, GuestError, GuestTimeout, ImageError, VmrpcError
@@ -63,7 +64,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
 
 
-def _writer(stream: BinaryIO) -> object:
+def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
     def write(data: bytes) -> None:
         stream.write(data)
         stream.flush()
@@ -99,8 +100,8 @@ def run_linux(ns: argparse.Namespace, exit_crashed: int, exit_timeout: int, exit
             mounts=mounts,
             env=env,
             stdin=stdin,
-            on_stdout=_writer(sys.stdout.buffer),  # type: ignore[arg-type]
-            on_stderr=_writer(sys.stderr.buffer),  # type: ignore[arg-type]
+            on_stdout=_writer(sys.stdout.buffer),
+            on_stderr=_writer(sys.stderr.buffer),
             on_trace=trace if ns.trace else None,
             trace=ns.trace,
             timeout=ns.timeout,

@@ -85,8 +85,9 @@ class LinuxVM:
             beyond fails with EAGAIN); the host schedules them over the vCPUs.
         also: further programs (`Program`) to run at the same time, each with its own
             memory, vCPUs and fd table, the same ``mounts`` and ``sysroot``, and its
-            own host network (`Program.sockets`, default none); loopback connections between the programs are served in a
-            memory arena they share (docs/linux.md, "Several programs in one VM").
+            own host network (`Program.sockets`, default none); loopback connections
+            between the programs are served in a memory arena they share
+            (docs/linux.md, "Several programs in one VM").
             `programs` lists them after this one; `run` and `wait` return this
             (the first) program's exit status and then stop the others.
 

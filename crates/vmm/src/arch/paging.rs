@@ -4,7 +4,8 @@
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::layout::{
-    ARENA_BASE, ARENA_SIZE, LARGE_PAGE_SIZE, LOW_PT_START, MMIO_BASE, MMIO_SIZE, PDPT_START, PD_START, PML4_START,
+    ARENA_BASE, ARENA_SIZE, LARGE_PAGE_SIZE, LOW_PT_START, MMIO_BASE, MMIO_SIZE, PDPT_START,
+    PD_START, PML4_START,
 };
 
 const PRESENT: u64 = 1 << 0;
@@ -34,7 +35,11 @@ const PAGE_SIZE: u64 = 0x1000;
 /// like RAM.
 pub fn identity_map_entries(mem_size: u64, arena: bool) -> Vec<PageTableEntry> {
     let ram = (0..mem_size / LARGE_PAGE_SIZE).map(|p| (p * LARGE_PAGE_SIZE, 0));
-    let arena_pages = if arena { ARENA_SIZE / LARGE_PAGE_SIZE } else { 0 };
+    let arena_pages = if arena {
+        ARENA_SIZE / LARGE_PAGE_SIZE
+    } else {
+        0
+    };
     let ram = ram.chain((0..arena_pages).map(|p| (ARENA_BASE + p * LARGE_PAGE_SIZE, 0)));
     let mmio =
         (0..MMIO_SIZE / LARGE_PAGE_SIZE).map(|p| (MMIO_BASE + p * LARGE_PAGE_SIZE, UNCACHED));

@@ -156,7 +156,7 @@ impl FutexDevice {
     /// The table that lists waiters of `uaddr`: the arena's for an arena word.
     fn table_of(&self, uaddr: u64) -> &Arc<Mutex<Table>> {
         match &self.arena {
-            Some(shared) if crate::arena::LoopbackArena::contains(uaddr, 4) => shared,
+            Some(shared) if crate::layout::in_arena(uaddr, 4) => shared,
             _ => &self.table,
         }
     }
@@ -411,6 +411,46 @@ mod tests {
             std::thread::yield_now();
         }
         waiter
+    }
+
+    #[test]
+    fn arena_words_are_shared_between_vms_and_private_words_are_not() {
+        use crate::layout::ARENA_BASE;
+        let arena = crate::arena::LoopbackArena::new().unwrap();
+        let vm = || {
+            let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)])
+                .unwrap()
+                .insert_region(arena.region())
+                .unwrap();
+            let stats = Arc::new(Stats::default());
+            let stop = StopToken::new().unwrap();
+            Arc::new(FutexDevice::new(memory, stop, stats, Some(arena.futexes())))
+        };
+        let (a, b) = (vm(), vm());
+        // A private word at the same address in both: b's wake is not a's.
+        let private = {
+            let a = a.clone();
+            std::thread::spawn(move || a.wait(0x100, 0, Some(Duration::from_millis(50)), !0))
+        };
+        while lock(&a.table).get(&0x100).is_none() {
+            std::thread::yield_now();
+        }
+        assert_eq!(b.wake(0x100, 1, !0), 0);
+        assert_eq!(private.join().unwrap(), -ETIMEDOUT);
+        // An arena word: b's wake ends a's wait, and the memory is one.
+        b.memory
+            .write_obj(7u32, GuestAddress(ARENA_BASE + 64))
+            .unwrap();
+        let shared = {
+            let a = a.clone();
+            std::thread::spawn(move || a.wait(ARENA_BASE + 64, 7, None, !0))
+        };
+        while lock(&arena.futexes()).get(&(ARENA_BASE + 64)).is_none() {
+            std::thread::yield_now();
+        }
+        assert_eq!(b.wake(ARENA_BASE + 64, 1, !0), 1);
+        assert_eq!(shared.join().unwrap(), 0);
+        assert_eq!(b.requeue(ARENA_BASE, 1, 0x100, 1, None), -EINVAL);
     }
 
     #[test]

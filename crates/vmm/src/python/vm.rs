@@ -116,9 +116,12 @@ impl PyVm {
             rpc_spin_us,
             cpu_limit: cpu_limit.as_ref().map(cpu_limit_value).transpose()?,
             vcpus_on_demand,
-            arena: arena.map(|a| a.inner.clone()),
         };
-        let vm = Arc::new(py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?);
+        let arena = arena.map(|a| a.inner.clone());
+        let vm = Arc::new(
+            py.detach(|| Vm::with_arena(config, arena))
+                .map_err(|e| to_pyerr(py, e))?,
+        );
         track_live_vm(&vm);
         Ok(PyVm {
             host_exit: Arc::new(HostExit::new(Arc::downgrade(vm.shared()))),
