@@ -93,29 +93,48 @@ uint32_t arena_seen(void)
 	return a ? __atomic_load_n(&a->change, __ATOMIC_ACQUIRE) : 0;
 }
 
+/* Bumps *word and wakes its waiters if *waiters says there are any.  The word may
+ * be in the arena (other programs' waiters) or private (this program's). */
+void word_changed(volatile uint32_t *word, volatile uint32_t *waiters)
+{
+	if (!arena())
+		return;
+	__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST))
+		lx_futex_wake_shared(word, 0x7fffffff);
+}
+
+/* Waits for *word to move on from `seen` (or a bounded while); without an arena,
+ * a spin.  Counted in *waiters before the host compares the word: a waker that
+ * bumps it after sees the count (its fence pairs with this locked add). */
+void word_wait(volatile uint32_t *word, uint32_t seen, volatile uint32_t *waiters)
+{
+	if (!arena()) {
+		cpu_relax();
+		return;
+	}
+	__atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+	lx_futex_wait(word, seen, ARENA_WAIT_NS, 0xffffffffu);
+	__atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+}
+
 void arena_changed(void)
 {
 	struct arena *a = arena();
 
-	if (!a)
-		return;
-	__atomic_add_fetch(&a->change, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&a->waiters, __ATOMIC_SEQ_CST))
-		lx_futex_wake_shared(&a->change, 0x7fffffff);
+	if (a)
+		word_changed(&a->change, &a->waiters);
 }
 
-/* Waits for a change after `seen` (or a bounded while); without an arena, a spin. */
+/* Waits for a change of the arena after `seen` (accept, poll); else a spin. */
 void local_wait(uint32_t seen)
 {
 	struct arena *a = arena();
 
-	if (!a) {
+	if (a)
+		word_wait(&a->change, seen, &a->waiters);
+	else
 		cpu_relax();
-		return;
-	}
-	__atomic_add_fetch(&a->waiters, 1, __ATOMIC_SEQ_CST);
-	lx_futex_wait(&a->change, seen, ARENA_WAIT_NS, 0xffffffffu);
-	__atomic_sub_fetch(&a->waiters, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Publishes listener s (bound, loopback or wildcard) to the other programs. */
@@ -322,6 +341,8 @@ void arena_close(struct gsock *s)
 				a->conns[i].c2s.rclosed = 1;
 				a->conns[i].c2s.reset = 1;
 				conn_release(a, i, a->conns[i].gen);
+				pipe_kick(&a->conns[i].s2c);
+				pipe_kick(&a->conns[i].c2s);
 			}
 		}
 		if (l)

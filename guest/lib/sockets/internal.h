@@ -60,6 +60,10 @@ struct lpipe {
 	int rclosed;         /* reader gone: writes fail with EPIPE */
 	int reset;           /* reader closed with unread data: ECONNRESET */
 	int refs;
+	/* With a loopback arena (arena.c), a blocked reader or writer waits on `seq`
+	 * through the futex device; every change bumps it and wakes when `waiters` says
+	 * someone waits. */
+	volatile uint32_t seq, waiters;
 };
 
 /* ST_CONNECTING: a non-blocking host connect still under way (connect.c). */
@@ -164,6 +168,8 @@ void ra_free(struct gsock *s);
 struct lpipe *pipe_new(void);
 void pipe_put(struct lpipe *p);
 uint64_t pipe_avail(struct lpipe *p);
+/* After a pipe's state changed outside pipe.c (a close): wakes who waits on it. */
+void pipe_kick(struct lpipe *p);
 ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonblock,
 		   uint64_t deadline);
 ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int nonblock,
@@ -175,6 +181,8 @@ uint8_t *arena_pipe_buf(const struct lpipe *p);
 uint32_t arena_seen(void);
 void arena_changed(void);
 void local_wait(uint32_t seen);
+void word_wait(volatile uint32_t *word, uint32_t seen, volatile uint32_t *waiters);
+void word_changed(volatile uint32_t *word, volatile uint32_t *waiters);
 int arena_listen(struct gsock *s);
 int arena_connect(struct gsock *s, const struct vmrpc_sock_addr *dst);
 struct gsock *arena_accept(struct gsock *l);

@@ -21,16 +21,17 @@ static size_t used_bytes(const struct lpipe *p)
 	return n > PIPE_CAP ? PIPE_CAP : (size_t)n;
 }
 
-/* Waits for the peer: through the futex device when the VM has an arena (arena.c;
- * every pipe's progress then wakes the waiters), else a spin. */
-static void pipe_wait(uint32_t seen)
+/* Waits for the peer: on the pipe's own word through the futex device when the VM
+ * has an arena (arena.c), else a spin. */
+static void pipe_wait(struct lpipe *p, uint32_t seen)
 {
-	local_wait(seen);
+	word_wait(&p->seq, seen, &p->waiters);
 }
 
-static void pipe_progress(void)
+void pipe_kick(struct lpipe *p)
 {
-	arena_changed();
+	word_changed(&p->seq, &p->waiters);
+	arena_changed(); /* a poll waits on the arena's word */
 }
 
 struct lpipe *pipe_new(void)
@@ -88,7 +89,7 @@ ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonbloc
 	size_t done = 0;
 
 	while (done < len || len == 0) {
-		uint32_t seen = arena_seen();
+		uint32_t seen = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
 		size_t space, k;
 
 		rt_spin_lock(&p->lock);
@@ -113,7 +114,7 @@ ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonbloc
 		}
 		rt_spin_unlock(&p->lock);
 		if (k)
-			pipe_progress();
+			pipe_kick(p);
 		if (done == len)
 			break;
 		if (!k) {
@@ -121,7 +122,7 @@ ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonbloc
 				return done ? (ssize_t)done : fail(EAGAIN);
 			if (expired(deadline))
 				return done ? (ssize_t)done : fail(EAGAIN);
-			pipe_wait(seen);
+			pipe_wait(p, seen);
 		}
 	}
 	stat_add(&stats.local_bytes, done);
@@ -134,7 +135,7 @@ ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int non
 	size_t done = 0;
 
 	for (;;) {
-		uint32_t seen = arena_seen();
+		uint32_t seen = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
 		size_t avail, k;
 
 		rt_spin_lock(&p->lock);
@@ -156,13 +157,13 @@ ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int non
 		}
 		rt_spin_unlock(&p->lock);
 		if (k && !(flags & MSG_PEEK))
-			pipe_progress();
+			pipe_kick(p);
 		if (done == len || (done && !(flags & MSG_WAITALL)) || (done && (flags & MSG_PEEK)))
 			return (ssize_t)done;
 		if (nonblock)
 			return done ? (ssize_t)done : fail(EAGAIN);
 		if (expired(deadline))
 			return done ? (ssize_t)done : fail(EAGAIN);
-		pipe_wait(seen);
+		pipe_wait(p, seen);
 	}
 }

@@ -53,6 +53,10 @@ void sock_teardown(struct gsock *s)
 		s->tx->wclosed = 1;
 		rt_spin_unlock(&s->tx->lock);
 	}
+	if (s->rx)
+		pipe_kick(s->rx); /* a peer blocked writing to it, or reading from tx */
+	if (s->tx)
+		pipe_kick(s->tx);
 	rt_spin_lock(&s->lock);
 	backlog = s->backlog;
 	count = s->bl_count;
