@@ -113,6 +113,12 @@ def test_the_first_programs_status_is_the_vms_and_an_early_exit_ends_nothing() -
         assert vm.stdout == b"before\n"
 
 
+def test_a_program_that_exits_closes_its_end_of_a_connection(program: Path) -> None:
+    # As at a Linux process's exit: the peer reads EOF rather than waiting for ever.
+    code, out = pair(program, ["read-eof", "9003"], ["accept-exit", "9003"])
+    assert (code, out) == (0, b"eof\n")
+
+
 def test_another_programs_memory_has_no_address(program: Path) -> None:
     # Where a neighbour's memory would follow this program's 256 MiB: nothing, for
     # the personality's checks and for the host's futex device asked directly.

@@ -12,6 +12,8 @@
  *   private-wait PORT   after a peer connected: a futex wait on `word` with a timeout
  *   private-wake PORT   connect, then wake `word` (the same address in this program)
  *                       without end, while a thread of its own waits on another word
+ *   accept-exit PORT    accept one connection, then exit without closing it
+ *   read-eof PORT       connect, then read: "eof" when the peer's end closed
  *   victim PORT         after the peer's go: send 512 KiB, then check `secret`
  *   hostile PORT        connect, point the connection's pipe buffers in the arena at
  *                       `secret` (the victim's address: the same binary), say go, drain
@@ -225,6 +227,16 @@ static _Noreturn void private_wake(int port)
 		futex(&word, FUTEX_WAKE, 1, NULL);
 }
 
+static int read_eof(int port)
+{
+	int s = connect_to(port);
+	char c;
+	ssize_t n = recv(s, &c, 1, 0);
+
+	printf("%s\n", n == 0 ? "eof" : n < 0 ? strerror(errno) : "data");
+	return 0;
+}
+
 static int victim(int port)
 {
 	static char chunk[64 * 1024];
@@ -283,6 +295,12 @@ int main(int argc, char **argv)
 		return private_wait(port);
 	if (!strcmp(argv[1], "private-wake"))
 		private_wake(port);
+	if (!strcmp(argv[1], "accept-exit")) {
+		accept_one(port);
+		_exit(0);
+	}
+	if (!strcmp(argv[1], "read-eof"))
+		return read_eof(port);
 	if (!strcmp(argv[1], "victim"))
 		return victim(port);
 	if (!strcmp(argv[1], "hostile"))
