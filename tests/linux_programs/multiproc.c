@@ -42,7 +42,7 @@
 #define ARENA_BASE 0xc0000000ul /* crates/vmm/src/layout.rs ARENA_BASE */
 #define CONN0 2832              /* offsetof(struct arena, conns[0]) in arena.c */
 #define C2S_BUF (CONN0 + 48)    /* conns[0].c2s.buf */
-#define S2C_BUF (CONN0 + 104)   /* conns[0].s2c.buf */
+#define S2C_BUF (CONN0 + 112)   /* conns[0].s2c.buf */
 
 static uint32_t word, word2;
 static char secret[256 * 1024];

@@ -86,7 +86,7 @@ const _: () = assert!(
 /// GiB that holds the MMIO window, above the largest RAM and below the window, so
 /// it has the same address in every program's VM whatever their memory sizes.
 pub const ARENA_BASE: u64 = MAX_MEM_SIZE;
-pub const ARENA_SIZE: u64 = 16 << 20;
+pub const ARENA_SIZE: u64 = 64 << 20;
 const _: () = assert!(ARENA_BASE + ARENA_SIZE <= MMIO_BASE);
 const _: () = assert!(
     ARENA_BASE.is_multiple_of(LARGE_PAGE_SIZE) && ARENA_SIZE.is_multiple_of(LARGE_PAGE_SIZE)

@@ -28,6 +28,7 @@
 #define ARENA_QUEUE 16
 #define ARENA_CONNS 56
 #define ARENA_BUF_OFFSET (1u << 20) /* pipe buffers, two per slot, after the tables */
+/* 1 MiB + 56 * 2 * 512 KiB: 57 of the arena's 64 MiB (crates/vmm/src/layout.rs). */
 #define ARENA_WAIT_NS (20 * 1000 * 1000)
 
 struct arena_listener {
@@ -61,7 +62,7 @@ long lx_futex_wake_shared(volatile uint32_t *uaddr, uint32_t n) __attribute__((w
 static struct arena *arena(void)
 {
 	const struct vmrpc_boot_info *bi = rt_boot_info();
-	uint64_t need = ARENA_BUF_OFFSET + 2ull * ARENA_CONNS * PIPE_CAP;
+	uint64_t need = ARENA_BUF_OFFSET + 2ull * ARENA_CONNS * ARENA_PIPE_CAP;
 
 	if (!bi || !bi->arena_base || bi->arena_size < need || !lx_futex_wait || !lx_futex_wake_shared)
 		return NULL;
@@ -83,7 +84,7 @@ uint8_t *arena_pipe_buf(const struct lpipe *p)
 		return NULL;
 	i = (at - first) / sizeof(struct arena_conn);
 	return (uint8_t *)a + ARENA_BUF_OFFSET +
-	       (2 * i + (p == &a->conns[i].s2c)) * (size_t)PIPE_CAP;
+	       (2 * i + (p == &a->conns[i].s2c)) * (size_t)ARENA_PIPE_CAP;
 }
 
 uint32_t arena_seen(void)
@@ -93,15 +94,19 @@ uint32_t arena_seen(void)
 	return a ? __atomic_load_n(&a->change, __ATOMIC_ACQUIRE) : 0;
 }
 
-/* Bumps *word and wakes its waiters if *waiters says there are any.  The word may
- * be in the arena (other programs' waiters) or private (this program's). */
+/* Bumps *word and wakes its waiters if *waiters says there are any; with waiters
+ * NULL, only wakes (the caller bumped and decided).  The word may be in the arena
+ * (other programs' waiters) or private (this program's). */
 void word_changed(volatile uint32_t *word, volatile uint32_t *waiters)
 {
 	if (!arena())
 		return;
-	__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(waiters, __ATOMIC_SEQ_CST))
-		lx_futex_wake_shared(word, 0x7fffffff);
+	if (waiters) {
+		__atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(waiters, __ATOMIC_SEQ_CST))
+			return;
+	}
+	lx_futex_wake_shared(word, 0x7fffffff);
 }
 
 /* Waits for *word to move on from `seen` (or a bounded while); without an arena,

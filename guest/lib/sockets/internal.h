@@ -38,6 +38,10 @@
 #define FD_BASE 3
 #define MAX_FDS 1024
 #define PIPE_CAP (128u * 1024u)
+/* A connection between programs (arena.c) has larger rings: each time one fills, a
+ * side blocks through the host (an exit and a thread wake-up), so fewer blocks per
+ * MiB; the arena's pages are only backed once used. */
+#define ARENA_PIPE_CAP (512u * 1024u)
 #define DGRAM_QUEUE_BYTES (256u * 1024u)
 #define MAX_OPTS 8
 #define EPHEMERAL_LO 49152u
@@ -60,10 +64,10 @@ struct lpipe {
 	int rclosed;         /* reader gone: writes fail with EPIPE */
 	int reset;           /* reader closed with unread data: ECONNRESET */
 	int refs;
-	/* With a loopback arena (arena.c), a blocked reader or writer waits on `seq`
-	 * through the futex device; every change bumps it and wakes when `waiters` says
-	 * someone waits. */
-	volatile uint32_t seq, waiters;
+	/* With a loopback arena (arena.c), a blocked reader (counted in rwait) or
+	 * writer (wwait) waits on `seq` through the futex device; every change bumps
+	 * it, and wakes a reader for new data, a writer once half the ring is free. */
+	volatile uint32_t seq, rwait, wwait;
 };
 
 /* ST_CONNECTING: a non-blocking host connect still under way (connect.c). */
@@ -178,6 +182,8 @@ ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int non
 /* arena.c */
 int arena_present(void);
 uint8_t *arena_pipe_buf(const struct lpipe *p);
+/* The capacity of p's ring: PIPE_CAP, or ARENA_PIPE_CAP in the arena. */
+size_t pipe_cap(const struct lpipe *p);
 uint32_t arena_seen(void);
 void arena_changed(void);
 void local_wait(uint32_t seen);

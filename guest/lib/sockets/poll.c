@@ -35,7 +35,7 @@ static short local_revents(struct gsock *s, short events, uint32_t *host, int *l
 			rev |= POLLIN;
 		if (s->tx->rclosed)
 			rev |= POLLERR | POLLHUP;
-		else if (pipe_avail(s->tx) < PIPE_CAP)
+		else if (pipe_avail(s->tx) < pipe_cap(s->tx))
 			rev |= POLLOUT;
 		if (s->rx->wclosed && s->tx->wclosed)
 			rev |= POLLHUP;
