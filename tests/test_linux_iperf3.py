@@ -1,6 +1,7 @@
 """Debian's iperf3 client (dynamically linked) in a VM against a native ``iperf3 -s``,
-its socket outsourced: the bytes the server counts are the bytes the client sent, and
-what iperf3 asks of its socket (TCP_INFO, TCP_CONGESTION, TCP_MAXSEG) is answered."""
+its socket outsourced: the server counts the bytes the client sent (but those still in
+flight when the test ends, see below), and what iperf3 asks of its socket (TCP_INFO,
+TCP_CONGESTION, TCP_MAXSEG) is answered."""
 
 from __future__ import annotations
 
@@ -47,6 +48,18 @@ def test_iperf3_client_in_the_vm_against_a_native_server(tmp_path: Path) -> None
     assert "error" not in client, client["error"]
     sent = client["end"]["sum_sent"]["bytes"]
     assert sent >= 64 << 20
-    assert served["end"]["sum_received"]["bytes"] == sent
+    # iperf3 -s closes its data socket when the control connection says TEST_END, without
+    # reading what is still queued, natively too; so the server may count less, by at
+    # most what the two kernel buffers hold (a loss beyond that is a real loss).
+    received = served["end"]["sum_received"]["bytes"]
+    assert sent - in_flight_bound() <= received <= sent
     assert client["end"]["sender_tcp_congestion"]  # TCP_CONGESTION, from the host socket
     assert sockets.stats["sockets_created"] >= 2  # the control and the data connection
+
+
+def in_flight_bound() -> int:
+    """The most a loopback TCP connection can hold unread: the largest send buffer plus
+    the largest receive buffer the host's kernel allows."""
+    wmem = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    rmem = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+    return wmem + rmem

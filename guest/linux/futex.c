@@ -74,6 +74,16 @@ static long wake_or_requeue(uint64_t uaddr, uint32_t n, uint32_t bitset, uint64_
 	return host(&r);
 }
 
+/* A wake that always asks the host: for a word other programs wait on too (the
+ * loopback arena, lib/sockets/arena.c), whose waiters `waiters` does not count. */
+long lx_futex_wake_shared(volatile uint32_t *uaddr, uint32_t n)
+{
+	struct lx_futex_req r = {LX_FUTEX_OP_WAKE, 0, (uint64_t)(uintptr_t)uaddr, -1,
+				 FUTEX_BITSET_ALL, n, 0, 0, 0, 0};
+
+	return host(&r);
+}
+
 long lx_futex_wake(volatile uint32_t *uaddr, uint32_t n)
 {
 	return wake_or_requeue((uint64_t)(uintptr_t)uaddr, n, FUTEX_BITSET_ALL, 0, 0, 0, 0);

@@ -120,6 +120,7 @@ unsigned lx_thread_slot(void); /* the calling thread's, 0 .. LX_MAX_THREADS - 1 
 long lx_futex_wait(volatile uint32_t *uaddr, uint32_t val, int64_t timeout_ns, uint32_t bitset);
 /* Wakes up to n waiters of uaddr (no host exit when nobody waits). */
 long lx_futex_wake(volatile uint32_t *uaddr, uint32_t n);
+long lx_futex_wake_shared(volatile uint32_t *uaddr, uint32_t n);
 /* The same without the waiter count: a vCPU parked for its next thread. */
 /* Blocks this vCPU in the host for about ns (a sleep that does not spin). */
 long lx_futex_sleep(int64_t ns);

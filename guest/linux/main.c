@@ -30,10 +30,23 @@ long lx_user_str(uint64_t addr, char *buf, size_t cap)
 	return -ENAMETOOLONG;
 }
 
+/*
+ * A program beside others in one VM (boot info arena_base): its fds close at its
+ * end, as a Linux process's do, so a peer in another program sees EOF on a
+ * connection instead of waiting for ever, and its listeners are withdrawn
+ * (lib/sockets/arena.c).  Alone in its VM, nothing outlives the VM: skipped.
+ */
+static void close_for_others(void)
+{
+	if (rt_boot_info()->arena_base)
+		lx_fd_close_all();
+}
+
 _Noreturn void lx_exit(int status)
 {
 	if (lx_forked())
 		lx_fork_exit((status & 0xff) << 8); /* its parent resumes */
+	close_for_others();
 	exit(status & 0xff);
 }
 
@@ -41,6 +54,7 @@ _Noreturn void lx_exit_killed(int sig)
 {
 	if (lx_forked())
 		lx_fork_exit(sig & 0x7f);
+	close_for_others();
 	exit((128 + sig) & 0xff);
 }
 

@@ -25,6 +25,7 @@ __all__ = [
     "HostFunctionTimeout",
     "ImageError",
     "KvmError",
+    "LoopbackArena",
     "NativeHandler",
     "QueueClosed",
     "QueueCorrupt",
@@ -104,6 +105,16 @@ MAX_PAYLOAD: int
 """The largest VM RPC request or response, in bytes."""
 
 @final
+class LoopbackArena:
+    """Guest memory shared by the VMs of a multi-program Linux VM (docs/linux.md)."""
+
+    def __init__(self) -> None: ...
+    @property
+    def base(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+
+@final
 class Vm:
     """A KVM virtual machine running one guest ELF image."""
 
@@ -118,6 +129,7 @@ class Vm:
         rpc_spin_us: int = ...,
         cpu_limit: float | None = None,
         vcpus_on_demand: bool = False,
+        arena: LoopbackArena | None = None,
     ) -> Vm: ...
     @property
     def cgroup(self) -> str | None:

@@ -60,6 +60,9 @@ class VM(Closing):
         vcpus_on_demand: start vCPU 0 only, and schedule guest threads over the
             vCPUs: the host makes another vCPU when a thread waits for one (the Linux
             personality's threads, docs/linux.md). Counted in ``stats["vcpus_created"]``.
+        arena: a `_vmm.LoopbackArena` this VM maps at its fixed address and shares with
+            the other VMs given it: how `LinuxVM`'s programs (``also``) reach each other
+            (docs/linux.md, "Several programs in one VM").
 
     The configuration and the image are checked before any KVM object is created:
     `ConfigError` or `ImageError` come from the constructor. Use it as a context manager
@@ -83,6 +86,7 @@ class VM(Closing):
         rpc_spin_us: int | None = None,
         cpu_limit: float | None = None,
         vcpus_on_demand: bool = False,
+        arena: _vmm.LoopbackArena | None = None,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
@@ -101,6 +105,7 @@ class VM(Closing):
             console_limit=console_limit,
             cpu_limit=cpu_limit,
             vcpus_on_demand=vcpus_on_demand,
+            arena=arena,
             **spin,
         )
         self._closers: list[Callable[[], object]] = []

@@ -53,7 +53,12 @@ pub struct vmrpc_boot_info {
     pub heap_end: u64,
     /// TSC frequency as KVM reports it, 0 if unknown.
     pub tsc_khz: u64,
-    pub reserved: [u64; 8],
+    /// GPA (and, identity-mapped, address) of the VM-wide loopback arena shared by
+    /// every program of a multi-program Linux VM (docs/linux.md); 0: none.
+    pub arena_base: u64,
+    /// Bytes of the loopback arena.
+    pub arena_size: u64,
+    pub reserved: [u64; 6],
 }
 
 /// Ring-0 code selector for IDT gates (0x08); ring-3 selectors at entry are 0x23/0x1b.

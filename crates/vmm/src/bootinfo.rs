@@ -25,6 +25,8 @@ pub struct BootParams<'a> {
     pub shared_base: u64,
     pub shared_size: u64,
     pub tsc_khz: u64,
+    /// The loopback arena's (GPA, size), when the VM maps one.
+    pub arena: Option<(u64, u64)>,
 }
 
 /// Writes boot info, argv pointers and strings; returns the boot-info GPA.
@@ -49,7 +51,9 @@ pub fn write(mem: &GuestMemoryMmap, p: &BootParams) -> Result<u64, GuestMemoryEr
         shared_size: p.shared_size,
         heap_end: p.shared_base,
         tsc_khz: p.tsc_khz,
-        reserved: [0; 8],
+        arena_base: p.arena.map_or(0, |a| a.0),
+        arena_size: p.arena.map_or(0, |a| a.1),
+        reserved: [0; 6],
     };
     mem.write_obj(info, GuestAddress(BOOT_INFO_START))?;
     Ok(BOOT_INFO_START)
@@ -70,6 +74,7 @@ mod tests {
             shared_base: 0x80000,
             shared_size: 0x1000,
             tsc_khz: 1000,
+            arena: None,
         };
         let at = write(&mem, &p).unwrap();
         let info: BootInfo = mem.read_obj(GuestAddress(at)).unwrap();

@@ -83,6 +83,24 @@ const _: () = assert!(
     "RAM must end below the MMIO window"
 );
 
+/// The loopback arena of a multi-program Linux VM (`arena`): at the start of the
+/// GiB that holds the MMIO window, above the largest RAM and below the window, so
+/// it has the same address in every program's VM whatever their memory sizes.
+pub const ARENA_BASE: u64 = MAX_MEM_SIZE;
+pub const ARENA_SIZE: u64 = 64 << 20;
+const _: () = assert!(ARENA_BASE + ARENA_SIZE <= MMIO_BASE);
+const _: () = assert!(
+    ARENA_BASE.is_multiple_of(LARGE_PAGE_SIZE) && ARENA_SIZE.is_multiple_of(LARGE_PAGE_SIZE)
+);
+
+/// Whether `[gpa, gpa + len)` lies in the loopback arena's range.
+pub fn in_arena(gpa: u64, len: u64) -> bool {
+    gpa >= ARENA_BASE
+        && gpa
+            .checked_add(len)
+            .is_some_and(|end| end <= ARENA_BASE + ARENA_SIZE)
+}
+
 /// Bytes the host reserves for event queues inside the shared region.
 pub const EVQ_ARENA_SIZE: u64 = 2 << 20;
 

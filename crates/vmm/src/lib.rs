@@ -4,6 +4,7 @@
 //! `python` feature it is also the `vmrpc._vmm` extension module.
 
 pub mod arch;
+pub mod arena;
 pub mod baseline;
 pub mod bootinfo;
 pub mod bus;

@@ -193,7 +193,12 @@ struct vmrpc_boot_info {
   uint64_t heap_end;
   // TSC frequency as KVM reports it, 0 if unknown.
   uint64_t tsc_khz;
-  uint64_t reserved[8];
+  // GPA (and, identity-mapped, address) of the VM-wide loopback arena shared by
+  // every program of a multi-program Linux VM (docs/linux.md); 0: none.
+  uint64_t arena_base;
+  // Bytes of the loopback arena.
+  uint64_t arena_size;
+  uint64_t reserved[6];
 };
 
 // A socket I/O exit (VMRPC_MMIO_SOCKIO). The host copies it once, validates

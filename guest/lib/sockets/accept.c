@@ -31,7 +31,11 @@ int accept(int fd, struct sockaddr *addr, socklen_t *len)
 	}
 	deadline = deadline_in(l->rcvtimeo_ms);
 	for (;;) {
+		uint32_t seen = arena_seen();
+
 		c = backlog_pop(l);
+		if (!c)
+			c = arena_accept(l); /* from another program */
 		if (c)
 			break;
 		if (l->closed) {
@@ -71,7 +75,7 @@ int accept(int fd, struct sockaddr *addr, socklen_t *len)
 			return fail(EAGAIN);
 		}
 		if (!l->host_listen)
-			cpu_relax();
+			local_wait(seen);
 	}
 	sock_put(l);
 	nfd = fd_install(c);

@@ -182,6 +182,8 @@ int listen(int fd, int backlog)
 		err = bind_locked(s, &any);
 		rt_spin_unlock(&tbl_lock);
 	}
+	if (!err && arena_listen(s) < 0)
+		err = errno;
 	if (!err && host_expose(s, VMRPC_SOCK_FN_LISTEN, backlog) < 0)
 		err = errno;
 	if (err) {

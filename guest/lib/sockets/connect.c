@@ -200,6 +200,7 @@ static int connect_local(struct gsock *s, struct gsock *l, const struct vmrpc_so
 	}
 	__atomic_store_n(&s->state, ST_CONNECTED, __ATOMIC_RELEASE);
 	stat_add(&stats.local_connects, 1);
+	arena_changed(); /* an accept may wait on the arena (arena.c) */
 	return 0;
 }
 
@@ -239,6 +240,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		if (l) {
 			rc = connect_local(s, l, &a);
 			sock_put(l);
+		} else if ((rc = arena_connect(s, &a)) != 0) {
+			rc = rc > 0 ? 0 : -1; /* a listener of another program in this VM */
+			if (rc == 0)
+				__atomic_store_n(&s->state, ST_CONNECTED, __ATOMIC_RELEASE);
 		} else {
 			rc = connect_host(s, &a);
 			if (rc == 0 || errno == EINPROGRESS) {

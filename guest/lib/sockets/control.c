@@ -21,6 +21,7 @@ int shutdown(int fd, int how)
 			rt_spin_lock(&s->tx->lock);
 			s->tx->wclosed = 1;
 			rt_spin_unlock(&s->tx->lock);
+			pipe_kick(s->tx); /* the peer may wait for data (arena.c) */
 		}
 	} else {
 		struct vmrpc_sock_handle_req req = { s->host, (uint32_t)how };

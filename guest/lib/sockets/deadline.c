@@ -47,8 +47,9 @@ int wait_ms(const struct gsock *s, int flags, int send_side)
 	return send_side ? s->sndtimeo_ms : s->rcvtimeo_ms;
 }
 
-/* Can another vCPU change guest-local state while this one waits? */
+/* Can another vCPU, or another program (the loopback arena, arena.c), change
+ * guest-local state while this one waits? */
 int local_waiters_possible(void)
 {
-	return rt_cpu_count() > 1;
+	return rt_cpu_count() > 1 || arena_present();
 }

@@ -23,6 +23,7 @@
  *   bind.c                                names, ports, bind and listen
  *   table.c addr.c                        descriptors and socket lifetime; addresses
  *   readahead.c                           buffered receive of host streams
+ *   arena.c                               loopback connections between programs
  *   pipe.c host.c                         guest-local pipes; host module calls
  *   deadline.c stats.c                    time and waits; counters
  */
@@ -37,6 +38,10 @@
 #define FD_BASE 3
 #define MAX_FDS 1024
 #define PIPE_CAP (128u * 1024u)
+/* A connection between programs (arena.c) has larger rings: each time one fills, a
+ * side blocks through the host (an exit and a thread wake-up), so fewer blocks per
+ * MiB; the arena's pages are only backed once used. */
+#define ARENA_PIPE_CAP (512u * 1024u)
 #define DGRAM_QUEUE_BYTES (256u * 1024u)
 #define MAX_OPTS 8
 #define EPHEMERAL_LO 49152u
@@ -59,6 +64,10 @@ struct lpipe {
 	int rclosed;         /* reader gone: writes fail with EPIPE */
 	int reset;           /* reader closed with unread data: ECONNRESET */
 	int refs;
+	/* With a loopback arena (arena.c), a blocked reader (counted in rwait) or
+	 * writer (wwait) waits on `seq` through the futex device; every change bumps
+	 * it, and wakes a reader for new data, a writer once half the ring is free. */
+	volatile uint32_t seq, rwait, wwait;
 };
 
 /* ST_CONNECTING: a non-blocking host connect still under way (connect.c). */
@@ -104,6 +113,10 @@ struct gsock {
 	int ra_busy;                  /* a vCPU is filling it or copying out of it */
 	struct sockopt opts[MAX_OPTS];
 	int nopts;
+	/* Between programs (arena.c): connection slot + 1 and its generation, or the
+	 * listener entry + 1 and its generation; 0: none. */
+	int arena_conn, arena_lid;
+	uint32_t arena_gen, arena_lgen;
 };
 
 /* ---- helpers -------------------------------------------------------------------- */
@@ -159,10 +172,29 @@ void ra_free(struct gsock *s);
 struct lpipe *pipe_new(void);
 void pipe_put(struct lpipe *p);
 uint64_t pipe_avail(struct lpipe *p);
+/* After a pipe's state changed outside pipe.c (a close): wakes who waits on it. */
+void pipe_kick(struct lpipe *p);
 ssize_t pipe_write(struct lpipe *p, const uint8_t *data, size_t len, int nonblock,
 		   uint64_t deadline);
 ssize_t pipe_read(struct lpipe *p, uint8_t *data, size_t len, int flags, int nonblock,
 		  uint64_t deadline);
+
+/* arena.c */
+int arena_present(void);
+uint8_t *arena_pipe_buf(const struct lpipe *p);
+/* The capacity of p's ring: PIPE_CAP, or ARENA_PIPE_CAP in the arena. */
+size_t pipe_cap(const struct lpipe *p);
+uint32_t arena_seen(void);
+void arena_changed(void);
+void local_wait(uint32_t seen);
+void word_wait(volatile uint32_t *word, uint32_t seen, volatile uint32_t *waiters);
+void word_changed(volatile uint32_t *word, volatile uint32_t *waiters);
+int arena_listen(struct gsock *s);
+int arena_connect(struct gsock *s, const struct vmrpc_sock_addr *dst);
+struct gsock *arena_accept(struct gsock *l);
+int arena_pending(struct gsock *l);
+int arena_conn_current(const struct gsock *s);
+void arena_close(struct gsock *s);
 
 /* table.c */
 extern rt_spinlock_t tbl_lock;

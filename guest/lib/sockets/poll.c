@@ -21,6 +21,8 @@ static short local_revents(struct gsock *s, short events, uint32_t *host, int *l
 		if (s->bl_count)
 			rev |= POLLIN;
 		rt_spin_unlock(&s->lock);
+		if (arena_pending(s))
+			rev |= POLLIN; /* a connection from another program (arena.c) */
 	} else if (s->type == SOCK_DGRAM) {
 		*local = 1;
 		*host = s->host;
@@ -33,7 +35,7 @@ static short local_revents(struct gsock *s, short events, uint32_t *host, int *l
 			rev |= POLLIN;
 		if (s->tx->rclosed)
 			rev |= POLLERR | POLLHUP;
-		else if (pipe_avail(s->tx) < PIPE_CAP)
+		else if (pipe_avail(s->tx) < pipe_cap(s->tx))
 			rev |= POLLOUT;
 		if (s->rx->wclosed && s->tx->wclosed)
 			rev |= POLLHUP;
@@ -73,7 +75,7 @@ int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 		uint8_t *sc = cpu_scratch();
 		struct vmrpc_sock_poll_req *req = (struct vmrpc_sock_poll_req *)sc;
 		struct vmrpc_sock_pollfd *pf = (struct vmrpc_sock_pollfd *)(sc + sizeof(*req));
-		uint32_t nhost = 0;
+		uint32_t nhost = 0, seen = arena_seen();
 		int any_local = 0;
 
 		if (!sc) {
@@ -140,7 +142,7 @@ int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 		if (ready || timeout_ms == 0 || expired(deadline))
 			break;
 		if (!nhost)
-			cpu_relax();
+			local_wait(seen);
 	}
 	for (nfds_t i = 0; i < nfds; i++)
 		if (socks[i])

@@ -39,6 +39,8 @@ void sock_teardown(struct gsock *s)
 
 	if (__atomic_exchange_n(&s->closed, 1, __ATOMIC_ACQ_REL))
 		return;
+	if (!arena_conn_current(s))
+		s->rx = s->tx = NULL; /* its arena slot went to another connection */
 	if (s->rx) {
 		rt_spin_lock(&s->rx->lock);
 		s->rx->rclosed = 1;
@@ -51,6 +53,10 @@ void sock_teardown(struct gsock *s)
 		s->tx->wclosed = 1;
 		rt_spin_unlock(&s->tx->lock);
 	}
+	if (s->rx)
+		pipe_kick(s->rx); /* a peer blocked writing to it, or reading from tx */
+	if (s->tx)
+		pipe_kick(s->tx);
 	rt_spin_lock(&s->lock);
 	backlog = s->backlog;
 	count = s->bl_count;
@@ -78,6 +84,8 @@ void sock_teardown(struct gsock *s)
 		free(dq);
 		dq = next;
 	}
+	if (arena_present())
+		arena_close(s); /* after the pipes were shut: frees the slot both ends left */
 	ra_free(s); /* close drops what was read ahead */
 	host_close(s->host);
 	host_close(s->host_listen);

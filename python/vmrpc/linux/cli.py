@@ -8,12 +8,15 @@ the command's exit status is the program's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from collections.abc import Callable
 from typing import BinaryIO
 
 from vmrpc.errors import ConfigError, GuestError, GuestTimeout, ImageError, VmrpcError
 from vmrpc.kvmaccess import explain_kvm_error
 from vmrpc.linux.files import Mount, TraceRecord
+from vmrpc.linux.programs import Program
 from vmrpc.linux.vm import LinuxVM
 
 __all__ = ["add_arguments", "run_linux"]
@@ -44,6 +47,16 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         "--trace", action="store_true", help="with --linux: print each system call to stderr"
     )
     run.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="'PROG ARGS...'",
+        help="with --linux: run another program in the same VM at the same time, with its "
+        "own memory and fds, the same mounts, and loopback connections to the others "
+        "served in guest memory (shell-split, repeatable; the exit status is the first "
+        "program's)",
+    )
+    run.add_argument(
         "--sysroot",
         metavar="DIR",
         help="with --linux: take a dynamically linked program's interpreter and libraries "
@@ -51,7 +64,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     )
 
 
-def _writer(stream: BinaryIO) -> object:
+def _writer(stream: BinaryIO) -> Callable[[bytes], None]:
     def write(data: bytes) -> None:
         stream.write(data)
         stream.flush()
@@ -64,6 +77,14 @@ def run_linux(ns: argparse.Namespace, exit_crashed: int, exit_timeout: int, exit
     try:
         mounts = [Mount.parse(m) for m in ns.mount]
         env = dict(kv.split("=", 1) for kv in ns.env)
+        also = [
+            dataclasses.replace(
+                Program.parse(command),
+                on_stdout=_writer(sys.stdout.buffer),
+                on_stderr=_writer(sys.stderr.buffer),
+            )
+            for command in ns.also
+        ]
     except ValueError as error:
         sys.stderr.write(f"vmrpc: {error}\n")
         return exit_usage
@@ -79,13 +100,14 @@ def run_linux(ns: argparse.Namespace, exit_crashed: int, exit_timeout: int, exit
             mounts=mounts,
             env=env,
             stdin=stdin,
-            on_stdout=_writer(sys.stdout.buffer),  # type: ignore[arg-type]
-            on_stderr=_writer(sys.stderr.buffer),  # type: ignore[arg-type]
+            on_stdout=_writer(sys.stdout.buffer),
+            on_stderr=_writer(sys.stderr.buffer),
             on_trace=trace if ns.trace else None,
             trace=ns.trace,
             timeout=ns.timeout,
             memory_mib=DEFAULT_MEMORY_MIB if ns.memory is None else ns.memory,
             sysroot=ns.sysroot,
+            also=also,
         ) as vm:
             try:
                 code = vm.run()

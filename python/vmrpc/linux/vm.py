@@ -24,6 +24,7 @@ from vmrpc.images import linux_personality_image
 from vmrpc.linux.dynamic import interpreter, system_mounts
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
 from vmrpc.linux.netconf import write_etc
+from vmrpc.linux.programs import Program
 from vmrpc.linux.sdk import python_client_dir
 from vmrpc.linux.synth import Synthetic
 from vmrpc.modspec import ModuleLike
@@ -81,6 +82,13 @@ class LinuxVM(Closing):
         threads: how many threads the program may run at once, 1 to `MAX_THREADS`:
             the VM's vCPUs. A program may have more threads (up to 64, a ``clone``
             beyond fails with EAGAIN); the host schedules them over the vCPUs.
+        also: further programs (`Program`) to run at the same time, each with its own
+            memory, vCPUs and fd table, the same ``mounts`` and ``sysroot``, and its
+            own host network (`Program.sockets`, default none); loopback connections
+            between the programs are served in a memory arena they share
+            (docs/linux.md, "Several programs in one VM").
+            `programs` lists them after this one; `run` and `wait` return this
+            (the first) program's exit status and then stop the others.
 
     Raises `ImageError` for a program that cannot run here (not ELF, not x86-64,
     an interpreter that cannot be loaded), `ConfigError` for one that does not fit.
@@ -109,9 +117,15 @@ class LinuxVM(Closing):
         modules: Sequence[ModuleLike] = (),
         python_client: bool = False,
         threads: int = DEFAULT_THREADS,
+        also: Sequence[Program] = (),
+        _arena: _vmm.LoopbackArena | None = None,
     ) -> None:
         if isinstance(args, str):
             raise TypeError("args must be a sequence of strings, not a single string")
+        if also and _arena is None:
+            _arena = _vmm.LoopbackArena()
+        self.programs: list[LinuxVM] = [self]
+        """This program, then those of ``also`` (each a `LinuxVM` of its own)."""
         self.program = Path(program)
         """Host path of the program."""
         self._plane = _vmm.FilesDataPlane()
@@ -159,6 +173,7 @@ class LinuxVM(Closing):
             # first threads (guest/linux/thread.c), so a program without threads
             # never pays for them.
             vcpus_on_demand=True,
+            arena=_arena,
         )
         """The underlying `VM`."""
         argv = [os.fspath(program), *args]
@@ -179,6 +194,26 @@ class LinuxVM(Closing):
                 self._plane,
             )
             """Where the program and its memory areas were placed (diagnostics)."""
+            for extra in also:
+                self.programs.append(
+                    LinuxVM(
+                        extra.program,
+                        extra.args,
+                        mounts=mounts,
+                        env=extra.env,
+                        stdin=extra.stdin,
+                        on_stdout=extra.on_stdout,
+                        on_stderr=extra.on_stderr,
+                        rewrite_syscalls=rewrite_syscalls,
+                        cwd=cwd,
+                        timeout=timeout,
+                        memory_mib=memory_mib,
+                        sysroot=sysroot,
+                        threads=extra.threads,
+                        sockets=extra.sockets,
+                        _arena=_arena,
+                    )
+                )
         except BaseException:
             self.close()
             raise
@@ -188,15 +223,22 @@ class LinuxVM(Closing):
 
         Raises `GuestCrashed` if it faults (registers attached), `GuestTimeout`.
         """
-        return self.vm.run(timeout)
+        self.start()
+        return self.wait(timeout)
 
     def start(self) -> None:
-        """Start the program without waiting (see `wait`)."""
+        """Start the program (and those of ``also``) without waiting (see `wait`)."""
+        for program in self.programs[1:]:
+            program.vm.start()
         self.vm.start()
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the program's exit status."""
-        return self.vm.wait(timeout)
+        """Wait for the program's exit status; then stop those of ``also``."""
+        try:
+            return self.vm.wait(timeout)
+        finally:
+            for program in self.programs[1:]:
+                program.vm.kill()
 
     @property
     def stdout(self) -> bytes:
@@ -225,7 +267,10 @@ class LinuxVM(Closing):
         return stats
 
     def close(self) -> None:
-        """Stop the VM and release it and the program's host files. Idempotent."""
+        """Stop the VM and release it and the program's host files (with those of
+        ``also``). Idempotent."""
+        for program in self.programs[1:]:
+            program.close()
         self.vm.close()
         if self._etc is not None:
             self._etc.cleanup()

@@ -1,10 +1,11 @@
 //! Identity page tables: GVA == GPA for all of guest RAM, nothing above it.
 //! Page 0 is the exception: supervisor-only, so a NULL dereference faults.
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::layout::{
-    LARGE_PAGE_SIZE, LOW_PT_START, MMIO_BASE, MMIO_SIZE, PDPT_START, PD_START, PML4_START,
+    ARENA_BASE, ARENA_SIZE, LARGE_PAGE_SIZE, LOW_PT_START, MMIO_BASE, MMIO_SIZE, PDPT_START,
+    PD_START, PML4_START,
 };
 
 const PRESENT: u64 = 1 << 0;
@@ -29,8 +30,17 @@ const PAGE_SIZE: u64 = 0x1000;
 /// first 2 MiB use 4 KiB pages instead, the first of them supervisor-only:
 /// the GDT lives there (the CPU reads it with supervisor rights), and a guest
 /// access to `[0, 4096)` from ring 3 (a NULL pointer) takes a page fault.
-pub fn identity_map_entries(mem_size: u64) -> Vec<PageTableEntry> {
+///
+/// With `arena`, the loopback arena (`crate::arena`) is mapped too, identically,
+/// like RAM.
+pub fn identity_map_entries(mem_size: u64, arena: bool) -> Vec<PageTableEntry> {
     let ram = (0..mem_size / LARGE_PAGE_SIZE).map(|p| (p * LARGE_PAGE_SIZE, 0));
+    let arena_pages = if arena {
+        ARENA_SIZE / LARGE_PAGE_SIZE
+    } else {
+        0
+    };
+    let ram = ram.chain((0..arena_pages).map(|p| (ARENA_BASE + p * LARGE_PAGE_SIZE, 0)));
     let mmio =
         (0..MMIO_SIZE / LARGE_PAGE_SIZE).map(|p| (MMIO_BASE + p * LARGE_PAGE_SIZE, UNCACHED));
     let mut entries = vec![(PML4_START, PDPT_START | PRESENT | WRITABLE | USER)];
@@ -65,9 +75,12 @@ fn low_page_entries() -> impl Iterator<Item = PageTableEntry> {
 }
 
 /// Writes the page tables into guest memory; returns the value for CR3.
-pub fn write_identity_map(mem: &GuestMemoryMmap) -> Result<u64, vm_memory::GuestMemoryError> {
-    let mem_size = mem.last_addr().0 + 1;
-    for (addr, value) in identity_map_entries(mem_size) {
+pub fn write_identity_map(
+    mem: &GuestMemoryMmap,
+    mem_size: u64,
+    arena: bool,
+) -> Result<u64, vm_memory::GuestMemoryError> {
+    for (addr, value) in identity_map_entries(mem_size, arena) {
         mem.write_obj(value, GuestAddress(addr))?;
     }
     Ok(PML4_START)
@@ -98,7 +111,7 @@ mod tests {
 
     #[test]
     fn page_zero_is_supervisor_only_and_the_rest_user() {
-        let e = identity_map_entries(64 << 20);
+        let e = identity_map_entries(64 << 20, false);
         assert_eq!(walk(&e, 0), Some((0, false)));
         assert_eq!(walk(&e, 0xfff), Some((0xfff, false)));
         for gva in [0x1000, 0x7000, 0x10_0000, 0x1f_ffff, 0x20_0000, 0x3f_ffff] {
@@ -109,7 +122,7 @@ mod tests {
     #[test]
     fn maps_ram_identically_and_nothing_above() {
         let mem = 3 * GIB + 64 * (1 << 20);
-        let e = identity_map_entries(mem);
+        let e = identity_map_entries(mem, false);
         for gva in [0, 0x1000, 0x10_0000, 0x3f_ffff, GIB + 5, mem - 1] {
             assert_eq!(translate(&e, gva), Some(gva), "{gva:#x}");
         }
@@ -117,15 +130,21 @@ mod tests {
         assert_eq!(translate(&e, 0xdead_0000_0000), None);
         assert_eq!(translate(&e, MMIO_BASE + 0x1004), Some(MMIO_BASE + 0x1004));
         assert_eq!(translate(&e, MMIO_BASE + MMIO_SIZE), None);
-        let small = identity_map_entries(64 << 20);
+        let small = identity_map_entries(64 << 20, false);
         assert_eq!(translate(&small, (64 << 20) - 1), Some((64 << 20) - 1));
         assert_eq!(translate(&small, 64 << 20), None);
         assert_eq!(translate(&small, MMIO_BASE), Some(MMIO_BASE));
+        assert_eq!(translate(&small, ARENA_BASE), None);
+        let shared = identity_map_entries(64 << 20, true);
+        assert_eq!(translate(&shared, ARENA_BASE + 8), Some(ARENA_BASE + 8));
+        let last = ARENA_BASE + ARENA_SIZE - 1;
+        assert_eq!(translate(&shared, last), Some(last));
+        assert_eq!(translate(&shared, last + 1), None);
     }
 
     #[test]
     fn tables_fit_below_the_boot_image() {
-        let e = identity_map_entries(crate::layout::MAX_MEM_SIZE);
+        let e = identity_map_entries(crate::layout::MAX_MEM_SIZE, true);
         let highest = e.iter().map(|(a, _)| *a).max().unwrap();
         assert!(highest < crate::layout::IMAGE_BASE);
         assert!(

@@ -13,6 +13,9 @@
 //!
 //! Keys are guest-physical addresses (the personality maps memory 1:1, and one
 //! program runs per VM, so private and shared futexes are the same thing).
+//! Words in the loopback arena (`crate::arena`), which the VMs of a multi-program
+//! Linux VM share, are kept in the arena's table instead, shared by those VMs, so a
+//! wake in one program reaches a waiter in another.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -88,16 +91,22 @@ impl FutexError {
     }
 }
 
+/// One blocked thread (public only as part of `Table`).
 #[derive(Default)]
-struct Waiter {
+pub struct Waiter {
     bitset: u32,
     /// The word it waits on now (a requeue moves it); changed under the table lock.
     key: std::sync::atomic::AtomicU64,
+    /// The word it first waited on (names its table).
+    first_key: u64,
     woken: Mutex<bool>,
     cv: Condvar,
 }
 
-type Table = HashMap<u64, Vec<Arc<Waiter>>>;
+pub type Table = HashMap<u64, Vec<Arc<Waiter>>>;
+
+/// The waiters on the loopback arena's words, shared by the VMs mapping it.
+pub type SharedFutexTable = Arc<Mutex<Table>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -107,6 +116,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct FutexDevice {
     memory: GuestMemoryMmap,
     table: Arc<Mutex<Table>>,
+    /// The loopback arena's table, when this VM maps the arena.
+    arena: Option<SharedFutexTable>,
     /// The VM's stop token: every wait ends once the VM stops (its hook wakes
     /// every listed waiter, so a stop is seen at once, not at a poll).
     stop: StopToken,
@@ -114,13 +125,25 @@ pub struct FutexDevice {
 }
 
 impl FutexDevice {
-    pub fn new(memory: GuestMemoryMmap, stop: StopToken, stats: Arc<Stats>) -> Self {
-        let table = Arc::new(Mutex::new(HashMap::new()));
+    pub fn new(
+        memory: GuestMemoryMmap,
+        stop: StopToken,
+        stats: Arc<Stats>,
+        arena: Option<SharedFutexTable>,
+    ) -> Self {
+        let table = Arc::new(Mutex::new(Table::default()));
         let weak = Arc::downgrade(&table);
         stop.on_stop(Box::new(move || wake_all_for_stop(&weak)));
+        if let Some(shared) = &arena {
+            // Wakes the other VMs' arena waiters too: they find no wake and no stop
+            // of their own, and wait on.
+            let weak = Arc::downgrade(shared);
+            stop.on_stop(Box::new(move || wake_all_for_stop(&weak)));
+        }
         FutexDevice {
             memory,
             table,
+            arena,
             stop,
             stats,
         }
@@ -128,6 +151,14 @@ impl FutexDevice {
 
     fn stopping(&self) -> bool {
         self.stop.is_stopped()
+    }
+
+    /// The table that lists waiters of `uaddr`: the arena's for an arena word.
+    fn table_of(&self, uaddr: u64) -> &Arc<Mutex<Table>> {
+        match &self.arena {
+            Some(shared) if crate::layout::in_arena(uaddr, 4) => shared,
+            _ => &self.table,
+        }
     }
 
     /// Blocks the calling (vCPU) thread until woken, timed out or the VM stops.
@@ -153,10 +184,11 @@ impl FutexDevice {
         let waiter = Arc::new(Waiter {
             bitset,
             key: uaddr.into(),
+            first_key: uaddr,
             ..Default::default()
         });
         {
-            let mut table = lock(&self.table);
+            let mut table = lock(self.table_of(uaddr));
             // Compared under the table lock: a waker that changed the word
             // first is seen here; one that changes it later finds us listed.
             if let Err(errno) = self.word_is(uaddr, val) {
@@ -203,7 +235,9 @@ impl FutexDevice {
     /// Takes a waiter that stopped waiting off the table; if a wake already
     /// took it, the wake counts (0) rather than `why`.
     fn leave(&self, waiter: &Arc<Waiter>, why: i64) -> i64 {
-        let mut table = lock(&self.table);
+        // A requeue never moves a waiter between tables, so its first key names its table.
+        let first = waiter.first_key;
+        let mut table = lock(self.table_of(first));
         let uaddr = waiter.key.load(Ordering::Relaxed);
         if let Some(list) = table.get_mut(&uaddr) {
             if let Some(i) = list.iter().position(|w| Arc::ptr_eq(w, waiter)) {
@@ -224,7 +258,7 @@ impl FutexDevice {
             return -FutexError::Invalid.errno();
         }
         self.stats.futex_wakes.inc();
-        let mut table = lock(&self.table);
+        let mut table = lock(self.table_of(uaddr));
         Self::wake_locked(&mut table, uaddr, count, bitset).into()
     }
 
@@ -264,8 +298,13 @@ impl FutexDevice {
         if uaddr & 3 != 0 || uaddr2 & 3 != 0 {
             return -FutexError::Invalid.errno();
         }
+        // Waiters stay in their table: a requeue between the arena and private
+        // memory is refused (no program has a reason for one).
+        if !Arc::ptr_eq(self.table_of(uaddr), self.table_of(uaddr2)) {
+            return -FutexError::Invalid.errno();
+        }
         self.stats.futex_wakes.inc();
-        let mut table = lock(&self.table);
+        let mut table = lock(self.table_of(uaddr));
         if let Some(val) = expect {
             if let Err(errno) = self.word_is(uaddr, val) {
                 return errno;
@@ -349,7 +388,12 @@ mod tests {
     fn device() -> Arc<FutexDevice> {
         let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
         let stop = StopToken::new().unwrap();
-        Arc::new(FutexDevice::new(memory, stop, Arc::new(Stats::default())))
+        Arc::new(FutexDevice::new(
+            memory,
+            stop,
+            Arc::new(Stats::default()),
+            None,
+        ))
     }
 
     /// A thread waiting on `uaddr` (value 0), returned once it is listed
@@ -367,6 +411,46 @@ mod tests {
             std::thread::yield_now();
         }
         waiter
+    }
+
+    #[test]
+    fn arena_words_are_shared_between_vms_and_private_words_are_not() {
+        use crate::layout::ARENA_BASE;
+        let arena = crate::arena::LoopbackArena::new().unwrap();
+        let vm = || {
+            let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)])
+                .unwrap()
+                .insert_region(arena.region())
+                .unwrap();
+            let stats = Arc::new(Stats::default());
+            let stop = StopToken::new().unwrap();
+            Arc::new(FutexDevice::new(memory, stop, stats, Some(arena.futexes())))
+        };
+        let (a, b) = (vm(), vm());
+        // A private word at the same address in both: b's wake is not a's.
+        let private = {
+            let a = a.clone();
+            std::thread::spawn(move || a.wait(0x100, 0, Some(Duration::from_millis(50)), !0))
+        };
+        while lock(&a.table).get(&0x100).is_none() {
+            std::thread::yield_now();
+        }
+        assert_eq!(b.wake(0x100, 1, !0), 0);
+        assert_eq!(private.join().unwrap(), -ETIMEDOUT);
+        // An arena word: b's wake ends a's wait, and the memory is one.
+        b.memory
+            .write_obj(7u32, GuestAddress(ARENA_BASE + 64))
+            .unwrap();
+        let shared = {
+            let a = a.clone();
+            std::thread::spawn(move || a.wait(ARENA_BASE + 64, 7, None, !0))
+        };
+        while lock(&arena.futexes()).get(&(ARENA_BASE + 64)).is_none() {
+            std::thread::yield_now();
+        }
+        assert_eq!(b.wake(ARENA_BASE + 64, 1, !0), 1);
+        assert_eq!(shared.join().unwrap(), 0);
+        assert_eq!(b.requeue(ARENA_BASE, 1, 0x100, 1, None), -EINVAL);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! error mapping in `errors`, and the private benchmark hooks in `testing`.
 
 mod abi;
+mod arena;
 mod code_rewriter;
 mod config_int;
 mod errors;
@@ -29,6 +30,7 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
     let py = m.py();
     m.add_class::<vm::PyVm>()?;
+    m.add_class::<arena::PyLoopbackArena>()?;
     let stop_all = wrap_pyfunction!(live_vms::stop_all_vms, m)?;
     py.import("atexit")?
         .call_method1("register", (&stop_all,))?;

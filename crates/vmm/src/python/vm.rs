@@ -73,9 +73,9 @@ impl PyVm {
     #[pyo3(
         signature = (
             image, *, vcpus = None, memory_mib = None, args = Vec::new(), console_limit = None,
-            rpc_spin_us = None, cpu_limit = None, vcpus_on_demand = false,
+            rpc_spin_us = None, cpu_limit = None, vcpus_on_demand = false, arena = None,
         ),
-        text_signature = "(image, *, vcpus=1, memory_mib=64, args=..., console_limit=..., rpc_spin_us=..., cpu_limit=None, vcpus_on_demand=False)"
+        text_signature = "(image, *, vcpus=1, memory_mib=64, args=..., console_limit=..., rpc_spin_us=..., cpu_limit=None, vcpus_on_demand=False, arena=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -88,6 +88,7 @@ impl PyVm {
         rpc_spin_us: Option<&Bound<'_, PyAny>>,
         cpu_limit: Option<Bound<'_, PyAny>>,
         vcpus_on_demand: bool,
+        arena: Option<PyRef<'_, super::arena::PyLoopbackArena>>,
     ) -> PyResult<Self> {
         // Integers are checked here rather than by PyO3 (see `config_int`).
         let max_mib = crate::layout::MAX_MEM_SIZE >> 20;
@@ -116,7 +117,11 @@ impl PyVm {
             cpu_limit: cpu_limit.as_ref().map(cpu_limit_value).transpose()?,
             vcpus_on_demand,
         };
-        let vm = Arc::new(py.detach(|| Vm::new(config)).map_err(|e| to_pyerr(py, e))?);
+        let arena = arena.map(|a| a.inner.clone());
+        let vm = Arc::new(
+            py.detach(|| Vm::with_arena(config, arena))
+                .map_err(|e| to_pyerr(py, e))?,
+        );
         track_live_vm(&vm);
         Ok(PyVm {
             host_exit: Arc::new(HostExit::new(Arc::downgrade(vm.shared()))),

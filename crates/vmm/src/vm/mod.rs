@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use kvm_ioctls::{VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
+use crate::arena::LoopbackArena;
 use crate::bus::Buses;
 use crate::cgroup::{self, VmCgroup};
 use crate::config::VmConfig;
@@ -84,6 +85,12 @@ impl Vm {
     /// Builds a VM ready to start. Config and image are checked before any KVM
     /// object is created.
     pub fn new(config: VmConfig) -> Result<Vm, VmError> {
+        Vm::with_arena(config, None)
+    }
+
+    /// `new`, mapping `arena`, the loopback arena this VM shares with the other
+    /// programs of a multi-program Linux VM (`crate::arena`), at `layout::ARENA_BASE`.
+    pub fn with_arena(config: VmConfig, arena: Option<Arc<LoopbackArena>>) -> Result<Vm, VmError> {
         config.validate()?;
         let mem_size = config.mem_size();
         let (shared_base, shared_size) = layout::shared_region(mem_size, config.rpc_channels());
@@ -103,11 +110,17 @@ impl Vm {
             .map_err(kvm("KVM_SET_TSS_ADDR"))?;
         irq::enable_split_irqchip(&vm_fd)?;
 
-        let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
-            .map_err(|e| VmError::Memory(e.to_string()))?;
+        let mut memory =
+            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), mem_size as usize)])
+                .map_err(|e| VmError::Memory(e.to_string()))?;
+        if let Some(arena) = &arena {
+            memory = memory
+                .insert_region(arena.region())
+                .map_err(|e| VmError::Memory(e.to_string()))?;
+        }
         setup::register_memory(&vm_fd, &memory)?;
         let entry = image.load(&memory)?;
-        let cr3 = setup::write_boot_tables(&memory, config.vcpus)?;
+        let cr3 = setup::write_boot_tables(&memory, mem_size, config.vcpus, arena.is_some())?;
 
         let stats = Arc::new(Stats::default());
         let mut buses = Buses::default();
@@ -122,7 +135,8 @@ impl Vm {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| VmError::Os("duplicating an irqfd", e))?;
         // Linux threads block here (guest/linux/futex.c); unused by bare guests.
-        let futex = FutexDevice::new(memory.clone(), stop.clone(), stats.clone());
+        let arena_futexes = arena.as_ref().map(|a| a.futexes());
+        let futex = FutexDevice::new(memory.clone(), stop.clone(), stats.clone(), arena_futexes);
         buses
             .mmio
             .insert(MMIO_FUTEX, MMIO_FUTEX_LEN, Arc::new(futex))?;
@@ -200,6 +214,9 @@ impl Vm {
                 shared_base,
                 shared_size,
                 tsc_khz: tsc_khz.into(),
+                arena: arena
+                    .is_some()
+                    .then_some((layout::ARENA_BASE, layout::ARENA_SIZE)),
             },
         )
         .map_err(|e| VmError::Memory(e.to_string()))?;

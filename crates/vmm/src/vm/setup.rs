@@ -61,7 +61,12 @@ pub(super) fn register_memory(vm_fd: &VmFd, memory: &GuestMemoryMmap) -> Result<
 }
 
 /// GDT, per-vCPU TSS and per-CPU pages, and page tables; returns CR3.
-pub(super) fn write_boot_tables(memory: &GuestMemoryMmap, vcpus: u32) -> Result<u64, VmError> {
+pub(super) fn write_boot_tables(
+    memory: &GuestMemoryMmap,
+    mem_size: u64,
+    vcpus: u32,
+    arena: bool,
+) -> Result<u64, VmError> {
     let err = |e: vm_memory::GuestMemoryError| VmError::Memory(e.to_string());
     for (i, entry) in gdt::table().iter().enumerate() {
         memory
@@ -81,7 +86,7 @@ pub(super) fn write_boot_tables(memory: &GuestMemoryMmap, vcpus: u32) -> Result<
             .write_obj(vcpu as u64, GuestAddress(percpu))
             .map_err(err)?;
     }
-    paging::write_identity_map(memory).map_err(err)
+    paging::write_identity_map(memory, mem_size, arena).map_err(err)
 }
 
 /// Software-enables the local APIC (SVR bit 8, spurious vector 0xff), which a
