@@ -3,8 +3,8 @@
 from vmrpc.linux.cpython import PythonResult, run_python
 from vmrpc.linux.files import FileAccess, FilesModule, Mount, TraceRecord
 from vmrpc.linux.pool import PythonPool
-from vmrpc.linux.snapshot import PythonSnapshot, SnapshotError
 from vmrpc.linux.programs import Program
+from vmrpc.linux.snapshot import PythonSnapshot, SnapshotError
 from vmrpc.linux.syscalls import syscall_name
 from vmrpc.linux.vm import DEFAULT_THREADS, MAX_THREADS, LinuxVM
 
