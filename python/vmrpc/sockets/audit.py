@@ -62,6 +62,8 @@ class PolicyAudit(SocketTable):
         with self._lock:
             self.audit.append(record)
         level = logging.WARNING if err and event.endswith("failed") else logging.INFO
+        if not log.isEnabledFor(level):  # every connect records: skip the message's parts
+            return
         log.log(
             level,
             "%s %s -> %s (rule %s)%s%s",

@@ -170,13 +170,17 @@ class Connecting(LoopWaits):
             if err in (errno.EINPROGRESS, errno.EAGAIN):
                 probe = select.poll()
                 probe.register(sock, select.POLLOUT)
-                if not probe.poll(0):
+                events = probe.poll(0)
+                if not events:
                     return err  # still under way: the loop waits for it
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                # Writable without an error is connected (TCP reports no POLLOUT
+                # while SYN_SENT); only a failure needs SO_ERROR to say which.
+                failed = events[0][1] & (select.POLLERR | select.POLLHUP)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if failed else 0
             if err:
                 raise OSError(err, errno.errorcode.get(err, "connect failed"))
             entry.peer = addr
-            self._ready(entry)
+            self._ready(entry, just_made=True)
         except BaseException:
             self._unconnect(entry, sock)
             raise

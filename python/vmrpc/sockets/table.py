@@ -73,6 +73,7 @@ class Entry:
     exposed_key: tuple[str, int] | None = None
     error: int = 0  # a failed asynchronous connect's errno, until collected
     settled: list[asyncio.Future[None]] = field(default_factory=list)  # waiting for it
+    fds_seen: int = 0  # the process's open fds, counted when its host socket was made
 
     @property
     def protocol(self) -> str:
@@ -189,22 +190,19 @@ class SocketTable(Dispatcher):
         return sockets + self.native_data_plane.attached
 
     def _host_socket(self, entry: Entry, family: int | None = None) -> socket.socket:
-        self._fd_budget.check(self._held_fds())
+        in_use = self._fd_budget.check(self._held_fds())
         if family is None:
             family = socket.AF_INET if entry.family == proto.AF_INET else socket.AF_INET6
         kind = socket.SOCK_STREAM if entry.type == proto.SOCK_STREAM else socket.SOCK_DGRAM
-        sock = socket.socket(family, kind)
-        try:
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
+        # Non-blocking from the start (one system call, not two: every connect makes one).
+        sock = socket.socket(family, kind | socket.SOCK_NONBLOCK)
         for level, name, value in entry.options:
             try:
                 sock.setsockopt(level, name, value)
             except OSError:  # e.g. IPV6_V6ONLY on an IPv4 route to a proxy
                 log.debug("option %d/%d not applied to handle %d", level, name, entry.handle)
         self._count("sockets_created")
+        entry.fds_seen = in_use + 1
         return sock
 
     def _drop(self, entry: Entry) -> None:
@@ -221,17 +219,20 @@ class SocketTable(Dispatcher):
         local = proto.addr_from_sockaddr(entry.sock.family, entry.sock.getsockname())
         return proto.addr_resp(0, local)
 
-    def _ready(self, entry: Entry) -> None:
+    def _ready(self, entry: Entry, just_made: bool = False) -> None:
         """The one way into READY: data may flow from now on.
 
         A connected plain TCP socket is also handed to the native data plane (not TLS:
         the TLS object lives on the loop thread). The native plane serves only
         attached sockets, so it can never see a socket before it is READY.
+        ``just_made``: the host socket was made in this same call, so its count of
+        the process's fds is still current (a loopback connect: one count, not two).
         """
         if entry.state is State.CLOSED or entry.sock is None:
             raise Closed()  # closed while connecting: the caller closes the socket
         entry.state = State.READY
         # The duplicate is only a shortcut: without room for it, Python serves the socket.
         native = entry.type == proto.SOCK_STREAM and not entry.tls
-        if native and self._fd_budget.allows(self._held_fds()):
+        in_use = entry.fds_seen if just_made else None
+        if native and self._fd_budget.allows(self._held_fds(), in_use=in_use):
             self.native_data_plane.attach(entry.handle, entry.sock.fileno())
