@@ -13,6 +13,7 @@ from typing_extensions import disjoint_base
 __all__ = [
     "MAX_PAYLOAD",
     "MAX_VCPUS",
+    "NATIVE_HANDLES",
     "CodeRewriter",
     "ConfigError",
     "EventQueue",

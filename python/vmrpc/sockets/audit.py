@@ -11,6 +11,7 @@ import errno
 import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from vmrpc.sockets.dns import NameCache
 from vmrpc.sockets.fdbudget import FdBudget
@@ -92,8 +93,8 @@ class PolicyAudit(SocketTable):
 
     def _native_audit(self) -> None:
         for when, decision in self.native_data_plane.take_audit():
-            flow, rule, action = self._plain[decision][1]  # type: ignore[misc]
-            self._append_record("connect", flow, rule, action, when=when)
+            made: Decision = cast(Decision, self._plain[decision][1])
+            self._append_record("connect", made[0], made[1], made[2], when=when)
 
     def _record(
         self,
