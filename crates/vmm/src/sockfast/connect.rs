@@ -88,10 +88,13 @@ thread_local! {
     static STARTED: RefCell<Option<(OwnedFd, i32)>> = const { RefCell::new(None) };
 }
 
+/// An option of a new socket, as its CONNECT carries it: (level, name, value).
+type NewOption<'a> = (i32, i32, &'a [u8]);
+
 /// A new stream socket's CONNECT to an IPv4 address, parsed: the address bytes
 /// and the options to set. None: anything else, or a request Python should see
 /// (every malformed one: the errors stay Python's).
-fn parse(request: &[u8]) -> Option<([u8; ADDR_LEN], Vec<(i32, i32, &[u8])>)> {
+fn parse(request: &[u8]) -> Option<([u8; ADDR_LEN], Vec<NewOption<'_>>)> {
     let mut req = vmrpc_sock_connect_req::default();
     let head = size_of_val(&req);
     req.as_mut_slice().copy_from_slice(request.get(..head)?);
@@ -357,7 +360,7 @@ impl SocketDataPlane {
     /// A new socket's options, as Python's `optnames.vet` takes them: the
     /// allow-listed ones, their first `size` bytes; any other is ignored, and so
     /// are errors, as Python ignores them for a new socket.
-    fn set_new_options(&self, fd: RawFd, options: &[(i32, i32, &[u8])]) {
+    fn set_new_options(&self, fd: RawFd, options: &[NewOption<'_>]) {
         for &(level, name, value) in options {
             let Some(&size) = self.options.get(&(level, name)) else {
                 continue;
