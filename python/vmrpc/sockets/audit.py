@@ -68,7 +68,7 @@ class PolicyAudit(SocketTable):
     @property
     def audit(self) -> list[AuditRecord]:
         """Every policy decision and outcome, oldest first, the native connect's too."""
-        self._sync_native()
+        self._native_audit()
         return self._audit
 
     def forget_native(self) -> None:

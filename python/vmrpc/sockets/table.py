@@ -164,7 +164,8 @@ class SocketTable(Dispatcher):
         """Forgets the sockets the native data plane closed (on the engine thread,
         like every call that may use them): their objects name a placeholder now.
         Adopts the sockets it connected (READY entries, as Python's own connect
-        leaves them), and takes their audit records (`_native_audit`)."""
+        leaves them), and takes their audit records (`_native_audit`). Only on the
+        engine thread, which alone connects natively: the counts stay exact."""
         native = self.native_data_plane
         for handle in native.take_closed():
             with self._lock:
@@ -174,21 +175,25 @@ class SocketTable(Dispatcher):
                 sock, entry.sock = entry.sock, None
                 if sock is not None:
                     sock.close()
-        for handle, fd, decision in native.take_born():
+        born = native.take_born()
+        for handle, fd, decision in born:
             sock = socket.socket(fileno=fd)
             peer = self._plain[decision][0]
             entry = Entry(handle, proto.AF_INET, proto.SOCK_STREAM, sock, State.READY, peer=peer)
             with self._lock:
                 self._table[handle] = entry
+        if born:  # they moved from the native side's count to this table's
+            self._publish_counts()
         self._native_audit()
-        self._publish_counts()
 
     def _native_audit(self) -> None:
         """Records the native connects' decisions (`audit` does)."""
 
     def _publish_counts(self, new_sockets: int = 0) -> None:
         """Tells the native connect this table's size and host sockets, with
-        ``new_sockets`` about to be made: never fewer than there are."""
+        ``new_sockets`` about to be made: never fewer than there are. Called where
+        they grow; where they shrink a stale (higher) figure only sends the native
+        connect's calls here, until the next call that makes a socket."""
         with self._lock:
             entries = len(self._table)
             sockets = sum(1 for e in self._table.values() if e.sock is not None)
