@@ -149,7 +149,9 @@ impl SocketDataPlane {
     }
 
     /// Detaches every handle (the module is closing).
+    /// Also connects nothing from now on (the module is closed).
     pub fn clear(&self) {
+        self.gate.disable();
         self.table().clear();
     }
 

@@ -73,6 +73,8 @@ struct State {
     limits: Limits,
     /// Exact `struct vmrpc_sock_addr` bytes -> Python's decision number.
     plain: HashMap<[u8; ADDR_LEN], u32>,
+    /// The module closed: nothing is served again.
+    disabled: bool,
     /// (time.time(), decision) of each connect served here, for the audit log.
     audit: Vec<(f64, u32)>,
     next_handle: u32,
@@ -251,6 +253,9 @@ impl Gate {
 
     pub fn set_limits(&self, max_sockets: u64, max_host_fds: u64, reserve: Option<u64>) {
         let mut s = self.state();
+        if s.disabled {
+            return;
+        }
         s.limits.max_sockets = max_sockets;
         s.limits.max_host_fds = max_host_fds;
         s.limits.reserve = reserve;
@@ -268,12 +273,23 @@ impl Gate {
         let Ok(key) = <[u8; ADDR_LEN]>::try_from(addr) else {
             return false;
         };
-        self.state().plain.insert(key, decision);
+        let mut s = self.state();
+        if !s.disabled {
+            s.plain.insert(key, decision);
+        }
         true
     }
 
     pub fn forget_plain(&self) {
         self.state().plain.clear();
+    }
+
+    /// Serves nothing any more, whatever Python says later (the module closed).
+    pub fn disable(&self) {
+        let mut s = self.state();
+        s.plain.clear();
+        s.limits.set = false;
+        s.disabled = true;
     }
 
     pub fn take_audit(&self) -> Vec<(f64, u32)> {

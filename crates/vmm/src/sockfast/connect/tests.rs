@@ -301,3 +301,18 @@ fn without_room_for_the_socket_and_its_duplicate_python_decides() {
     );
     assert_eq!(dp.connect_sockets.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn a_closed_module_connects_nothing_more() {
+    let (dp, _listener, a) = ready();
+    let mut h = Harness::new();
+    dp.clear(); // SocketOutsourcing.close()
+    assert!(h.connect(&dp, &connect_req(a)).is_none());
+    dp.gate().set_limits(64, 64, Some(0));
+    assert!(dp.gate().allow_plain(a.as_slice(), 5));
+    assert!(
+        h.connect(&dp, &connect_req(a)).is_none(),
+        "a late hand-over is ignored"
+    );
+    assert_eq!(dp.connect_sockets.load(Ordering::Relaxed), 0);
+}
