@@ -116,3 +116,52 @@ def test_a_change_between_decision_and_hand_over_wins(port: int) -> None:
         assert recorder.allowed == []
     finally:
         module.close()
+
+
+def _started_toward(port: int) -> tuple[int, int]:
+    """A connect begun the native path's way: a non-blocking socket, its errno."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    err = sock.connect_ex(("127.0.0.1", port))
+    return sock.detach(), err
+
+
+def _connect_req(port: int) -> proto.ConnectReq:
+    addr = proto.Addr(proto.AF_INET, "127.0.0.1", port)
+    return proto.ConnectReq(0, None, addr, proto.SOCK_STREAM)
+
+
+def test_a_connect_the_native_path_started_is_waited_for_by_python(port: int) -> None:
+    """The hand-over (a connect not finished at once): Python goes on with the very
+    socket, records the decision and counts the socket, as for its own."""
+    module, _ = module_with(Policy())
+    try:
+        answer = module._connect(_connect_req(port), _started_toward(port))
+        if asyncio.iscoroutine(answer):
+            answer = asyncio.run_coroutine_threadsafe(answer, _runtime.loop()).result(10)
+        assert isinstance(answer, bytes)
+        result, handle = proto.RESP.unpack_from(answer)
+        assert (result, handle > 0) == (0, True)
+        assert module.stats["sockets_created"] == 1
+        assert [r.event for r in module.audit] == ["connect"]
+        assert module._entry(handle).ready
+    finally:
+        module.close()
+
+
+def test_a_started_connect_the_policy_now_denies_is_closed() -> None:
+    module, _ = module_with(Policy([Rule(Deny(), dest="127.0.0.1")]))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+        try:
+            answer = module._connect(_connect_req(port), _started_toward(port))
+            assert isinstance(answer, bytes)
+            assert proto.RESP.unpack_from(answer)[0] < 0
+            assert module.stats["sockets_open"] == 0
+            peer, _ = server.accept()  # the connect had reached the listener
+            with peer:
+                peer.settimeout(10)
+                assert peer.recv(1) == b""  # and was closed, not leaked
+        finally:
+            module.close()

@@ -316,3 +316,39 @@ fn a_closed_module_connects_nothing_more() {
     );
     assert_eq!(dp.connect_sockets.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn a_connect_not_finished_at_once_goes_to_python_with_its_socket() {
+    let (dp, listener, a) = ready();
+    // An accept queue of one, never accepted: Linux then drops the SYNs, and
+    // a connect stays under way.
+    // SAFETY: listen(2) on a listening socket we own only changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let mut h = Harness::new();
+    let mut handed = None;
+    for _ in 0..8 {
+        match h.connect(&dp, &connect_req(a)) {
+            Some(answer) => assert_eq!(answer.result, 0),
+            None => {
+                handed = Gate::take_started();
+                break;
+            }
+        }
+    }
+    let (fd, err) = handed.expect("a connect left under way, handed on");
+    assert_eq!(err, libc::EINPROGRESS);
+    assert!(Gate::take_started().is_none(), "taken once");
+    let made = dp.connect_sockets.load(Ordering::Relaxed);
+    assert_eq!(
+        dp.born() as u64,
+        made,
+        "the handed socket is not the plane's"
+    );
+    assert_eq!(
+        dp.gate().take_audit().len() as u64,
+        made,
+        "Python records it itself"
+    );
+    drop(fd);
+    drop(dp.take_born());
+}
