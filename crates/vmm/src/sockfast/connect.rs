@@ -314,15 +314,14 @@ impl SocketDataPlane {
             let l = &s.limits;
             // Room for the entry, and for the socket and its duplicate: else
             // Python (it gives the errors, or serves the socket without a duplicate).
-            if !l.set
-                || l.python_entries + born + 1 > l.max_sockets
-                || l.python_sockets + born + attached + 2 > l.max_host_fds
-            {
+            let entries = l.python_entries.saturating_add(born + 1);
+            let fds = l.python_sockets.saturating_add(born + attached + 2);
+            if !l.set || entries > l.max_sockets || fds > l.max_host_fds {
                 return None;
             }
             let limit = soft_nofile();
             let reserve = l.reserve.unwrap_or((limit / 8).max(64));
-            if open_fds()? + 2 > limit.saturating_sub(reserve) {
+            if open_fds()?.saturating_add(2) > limit.saturating_sub(reserve) {
                 return None;
             }
             let handle = NATIVE_HANDLES + s.next_handle % (u32::MAX - NATIVE_HANDLES);
