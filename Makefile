@@ -211,7 +211,7 @@ abi:
 # the venv from fuzz/requirements.txt. A crash is saved in fuzz/artifacts/<target>/ and
 # fails the run.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := rpc_engine evq_queue sock_buf files_data
+FUZZ_TARGETS := rpc_engine evq_queue sock_buf sock_connect files_data
 FUZZ_PY_TARGETS := sock_proto linux_files
 FUZZ_TRIPLE := x86_64-unknown-linux-gnu
 FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

@@ -8,13 +8,18 @@ client check the pattern), every 1-byte echo the byte sent, every connection ans
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from linux_support import INSTALL_HINT
+
+from vmrpc.linux import LinuxVM
+from vmrpc.sockets import Allow, Deny, Policy, Rule, SocketOutsourcing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
 
@@ -65,12 +70,52 @@ def test_every_connection_is_answered(exe: Path, port: int) -> None:
     assert (got["count"], got["answered"]) == ("5", "5")
     assert stats["sockets_created"] == stats["sockets_closed"] == 5
     assert stats["sockets_open"] == 0
-    # One call into Python per connection: the connect, with the socket() folded in.
-    # TCP_NODELAY, the bytes and the close are the native data plane's (a receive
-    # that had to wait is Python's on a loaded machine: not counted here).
+    # One call into Python in all: the first connect (the socket() folded in); the
+    # policy let it through plainly, so the next connects to the same address are
+    # native (sockfast/connect.rs). TCP_NODELAY, the bytes and the close are the
+    # native data plane's (a receive that had to wait is Python's on a loaded
+    # machine: not counted here).
     waited = sum(stats[f"rpc.{f}"] - stats[f"native_{f}s"] for f in ("send", "recv"))
-    assert stats["python_rpcs"] - waited == stats["rpc.connect"] == 5
+    assert stats["python_rpcs"] - waited == 1
+    assert stats["rpc.connect"] == 5
+    assert stats["native_connects"] == 4
     assert stats["native_setsockopts"] == stats["native_closes"] == 5
+
+
+def _conn_run(
+    exe: Path, port: int, count: int, policy: Policy
+) -> tuple[SocketOutsourcing, dict[str, Any]]:
+    module = SocketOutsourcing(policy)
+    with LinuxVM(exe, ["conn", str(port), str(count)], sockets=module, timeout=120) as vm:
+        assert vm.run() == 0, vm.stdout
+        assert nb.parse(vm.stdout.decode())["answered"] == str(count)
+        return module, module.stats
+
+
+def test_native_connects_keep_the_audit_log_python_writes(exe: Path, port: int) -> None:
+    """Connects served natively leave the same audit records as Python's, in order,
+    and count as host sockets made and closed."""
+    rules = [Rule(Deny(), dest="10.0.0.0/8"), Rule(Allow(), dest="127.0.0.0/8", port=port)]
+    module, stats = _conn_run(exe, port, 6, Policy(rules))
+    assert stats["native_connects"] == 5
+    connects = [r for r in module.audit if r.event == "connect"]
+    assert len(connects) == 6
+    first = connects[0]
+    assert (first.flow, first.action, first.rule) == (f"outbound tcp 127.0.0.1:{port}", "Allow", 1)
+    assert all(dataclasses.replace(r, time=first.time) == first for r in connects)
+    assert [r.time for r in connects] == sorted(r.time for r in connects)
+    assert stats["sockets_created"] == stats["sockets_closed"] == 6
+    assert stats["sockets_open"] == 0
+
+
+def test_a_policy_by_name_keeps_every_connect_in_python(exe: Path, port: int) -> None:
+    """A name rule's decision may change with the names, not the policy: no connect
+    under such a policy is native."""
+    rules = [Rule(Allow(), dest="*.example.invalid"), Rule(Allow(), dest="127.0.0.1")]
+    module, stats = _conn_run(exe, port, 4, Policy(rules))
+    assert stats["native_connects"] == 0
+    assert stats["rpc.connect"] == 4
+    assert len([r for r in module.audit if r.event == "connect"]) == 4
 
 
 def test_local_connection_stays_in_the_guest(exe: Path) -> None:

@@ -8,12 +8,14 @@ still work while that guest holds everything it got.
 from __future__ import annotations
 
 import errno
+import socket
 import struct
 import textwrap
+from collections.abc import Iterator
 
 import pytest
 
-from vmrpc.sockets import Expose, Policy, Rule, SocketOutsourcing, proto
+from vmrpc.sockets import Expose, Policy, Rule, SocketOutsourcing, fdbudget, proto
 from vmrpc.sockets.fdbudget import FdBudget, ProtoError
 
 from conftest import run_python
@@ -94,5 +96,62 @@ def test_exposed_listener_past_the_budget_is_emfile_and_leaks_no_entry() -> None
         closed = module.rpc_close(proto.HANDLE_REQ.pack(first, 0))
         assert closed == proto.resp(0)  # nothing waits on it: closed in the call
         assert listen() > 0  # the refused attempt left no entry behind
+    finally:
+        module.close()
+
+
+def _loopback_connect(module: SocketOutsourcing, port: int) -> int:
+    """A new socket's CONNECT to 127.0.0.1:port, as the guest sends it; its answer."""
+    addr = (proto.AF_INET, port, 0, 0, bytes([127, 0, 0, 1]) + bytes(12))
+    answer = module.rpc_connect(proto.CONNECT_REQ.pack(0, -1, proto.SOCK_STREAM, 0, *addr))
+    assert isinstance(answer, bytes)
+    result: int = proto.RESP.unpack_from(answer)[0]
+    return result
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+def test_a_loopback_connect_counts_the_process_fds_once(
+    monkeypatch: pytest.MonkeyPatch, listener: int
+) -> None:
+    """A connect that ends at once checks its socket and its duplicate against one
+    count of the process's fds (a connection's cost; docs/sockets.md)."""
+    counts = []
+    real = fdbudget.open_fds
+
+    def counting() -> int:
+        counts.append(1)
+        return real()
+
+    monkeypatch.setattr(fdbudget, "open_fds", counting)
+    module = SocketOutsourcing()
+    try:
+        assert _loopback_connect(module, listener) == 0
+        assert len(counts) == 1
+        assert module.native_data_plane.attached == 1
+    finally:
+        module.close()
+
+
+def test_the_duplicate_counts_the_socket_made_just_before(
+    monkeypatch: pytest.MonkeyPatch, listener: int
+) -> None:
+    """With room in the reserve for the socket but not for its duplicate, the
+    socket connects and Python serves it: the one count taken for the socket is
+    raised by that socket before the duplicate is weighed."""
+    in_use = 40
+    monkeypatch.setattr(fdbudget, "open_fds", lambda: in_use)  # the count before the socket
+    monkeypatch.setattr(fdbudget, "soft_limit", lambda: 1000)
+    module = SocketOutsourcing(fd_reserve=1000 - in_use - 1)  # room for exactly one more
+    try:
+        assert _loopback_connect(module, listener) == 0
+        assert module.stats["sockets_open"] == 1
+        assert module.native_data_plane.attached == 0
     finally:
         module.close()

@@ -102,7 +102,8 @@ const _: () = {
 #[cfg(feature = "vm-memory")]
 mod byte_valued {
     use super::socket_proto::{
-        vmrpc_sock_buf_req, vmrpc_sock_handle_req, vmrpc_sock_resp, vmrpc_sock_sockopt_req,
+        vmrpc_sock_addr, vmrpc_sock_addr_resp, vmrpc_sock_buf_req, vmrpc_sock_connect_req,
+        vmrpc_sock_handle_req, vmrpc_sock_resp, vmrpc_sock_sockopt_req,
     };
     use super::*;
 
@@ -136,4 +137,10 @@ mod byte_valued {
     unsafe impl vm_memory::ByteValued for vmrpc_sock_handle_req {}
     // SAFETY: as above.
     unsafe impl vm_memory::ByteValued for vmrpc_sock_sockopt_req {}
+    // SAFETY: as above.
+    unsafe impl vm_memory::ByteValued for vmrpc_sock_addr {}
+    // SAFETY: as above.
+    unsafe impl vm_memory::ByteValued for vmrpc_sock_addr_resp {}
+    // SAFETY: as above.
+    unsafe impl vm_memory::ByteValued for vmrpc_sock_connect_req {}
 }

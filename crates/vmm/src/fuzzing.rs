@@ -13,6 +13,8 @@
 //!   plane (handle, length, guest address) over a connected socket pair, and
 //!   socket I/O exits (`devices::sock_io`: module, handle, flags, both
 //!   buffers; never waiting) over the same plane, at either register.
+//! - `sock_connect`: CONNECT requests (head, address, the options of a new
+//!   socket) of the native connect, with one loopback destination allowed.
 //! - `files_data`: a Linux program's system-call arguments as the native
 //!   files module takes them (`read`/`write`/`pread64`/`pwrite64`: handle,
 //!   buffer, length, offset; `openat`/`newfstatat`/`fstat`/`close`: handles,
@@ -20,6 +22,7 @@
 //!   file it opens must lie inside the mount.
 
 use std::fs::File;
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixStream;
@@ -28,11 +31,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use guest_kmod_bindings::socket_proto::{
+    vmrpc_sock_addr, vmrpc_sock_connect_req, VMRPC_SOCK_AF_INET, VMRPC_SOCK_FN_CONNECT,
+    VMRPC_SOCK_SOCK_STREAM,
+};
 use guest_kmod_bindings::{
     ring_off, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_RESP_RING_OFFSET, VMRPC_MAX_PAYLOAD,
 };
 use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::bus::BusDevice;
@@ -45,7 +52,7 @@ use crate::rpc::channel::{Channel, Completion};
 use crate::rpc::engine::Rig;
 use crate::rpc::module::{HostModule, NativeHandler, NativeSockets};
 use crate::rpc::registry::Registry;
-use crate::sockfast::SocketDataPlane;
+use crate::sockfast::{Gate, SocketDataPlane};
 use crate::stats::Stats;
 use crate::stop::StopToken;
 
@@ -378,6 +385,74 @@ pub fn sock_buf(data: &[u8]) {
         if let Some(done) = f.dp.try_call(function, &request, done) {
             done.err(guest_kmod_bindings::VMRPC_ENOFUNC);
         }
+    }
+}
+
+/// Input: a sequence of (flags, length, bytes) CONNECTs, served by a data plane
+/// that may connect natively to one loopback listener. With flag bit 0 the
+/// bytes follow a valid request head for that listener (so the option parser
+/// sees them), else they are the whole request. Every socket connected is
+/// closed again, so the process's fds stay bounded.
+pub fn sock_connect(data: &[u8]) {
+    struct Fixture {
+        mem: GuestMemoryMmap,
+        dp: SocketDataPlane,
+        listener: TcpListener,
+        head: Vec<u8>,
+    }
+    static F: OnceLock<Fixture> = OnceLock::new();
+    let f = F.get_or_init(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("port").port();
+        let dp = SocketDataPlane::new([
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY, 4),
+            (libc::SOL_SOCKET, libc::SO_LINGER, 8),
+        ]);
+        dp.gate().set_limits(1 << 16, 1 << 16, Some(0));
+        let mut addr = vmrpc_sock_addr {
+            family: VMRPC_SOCK_AF_INET as u16,
+            port,
+            ..Default::default()
+        };
+        addr.addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        assert!(dp.gate().allow_plain(addr.as_slice(), 0));
+        let head = vmrpc_sock_connect_req {
+            handle: 0,
+            timeout_ms: -1,
+            r#type: VMRPC_SOCK_SOCK_STREAM,
+            _pad: 0,
+            addr,
+        };
+        Fixture {
+            mem: memory(NATIVE_MEM),
+            dp,
+            listener,
+            head: head.as_slice().to_vec(),
+        }
+    });
+    let mut chan = native_channel(&f.mem);
+    let mut input = Input(data);
+    while !input.0.is_empty() {
+        let flags = input.u32();
+        let len = (input.u32() % 512) as usize;
+        let bytes = input.bytes(len);
+        let request = if flags & 1 != 0 {
+            [f.head.as_slice(), bytes].concat()
+        } else {
+            bytes.to_vec()
+        };
+        let done = native_completion(&mut chan, &f.mem);
+        if let Some(done) = f.dp.try_call(VMRPC_SOCK_FN_CONNECT, &request, done) {
+            done.err(guest_kmod_bindings::VMRPC_ENOFUNC);
+        }
+        drop(Gate::take_started()); // what Python would have taken over
+        for (handle, fd, _) in f.dp.take_born() {
+            drop(fd);
+            f.dp.detach(handle);
+        }
+        drop(f.dp.gate().take_audit());
+        while f.listener.accept().is_ok() {}
     }
 }
 

@@ -34,8 +34,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use guest_kmod_bindings::socket_proto::{
     vmrpc_sock_buf_req, vmrpc_sock_handle_req, vmrpc_sock_resp, vmrpc_sock_sockopt_req,
-    VMRPC_SOCK_FN_CLOSE, VMRPC_SOCK_FN_POLL, VMRPC_SOCK_FN_RECV_BUF, VMRPC_SOCK_FN_SEND_BUF,
-    VMRPC_SOCK_FN_SETSOCKOPT, VMRPC_SOCK_MAX_BUF, VMRPC_SOCK_MAX_OPTLEN, VMRPC_SOCK_MAX_POLL,
+    VMRPC_SOCK_FN_CLOSE, VMRPC_SOCK_FN_CONNECT, VMRPC_SOCK_FN_POLL, VMRPC_SOCK_FN_RECV_BUF,
+    VMRPC_SOCK_FN_SEND_BUF, VMRPC_SOCK_FN_SETSOCKOPT, VMRPC_SOCK_MAX_BUF, VMRPC_SOCK_MAX_OPTLEN,
+    VMRPC_SOCK_MAX_POLL,
 };
 use vm_memory::{ByteValued, GuestAddress, GuestMemoryBackend};
 
@@ -43,10 +44,12 @@ use crate::rpc::channel::Completion;
 use crate::rpc::module::{NativeHandler, NativeSockets};
 
 /// An attached socket: this table's duplicate, and the number of Python's own
-/// descriptor of the same socket (see `SocketDataPlane::close`).
+/// descriptor of the same socket (see `SocketDataPlane::close`); for a socket
+/// connected here and not yet adopted by Python, that descriptor itself (`connect`).
 struct Attached {
     fd: Arc<OwnedFd>,
     python_fd: RawFd,
+    born: Option<connect::Born>,
 }
 
 #[derive(Default)]
@@ -69,6 +72,10 @@ pub struct SocketDataPlane {
     pub closes: AtomicU64,
     /// POLLs answered here (every socket attached, one ready).
     pub polls: AtomicU64,
+    /// CONNECTs answered here, and the host sockets they made (`connect`).
+    pub connects: AtomicU64,
+    pub connect_sockets: AtomicU64,
+    gate: connect::Gate,
 }
 
 /// `struct vmrpc_sock_resp` with `result` (bytes, or -errno).
@@ -130,6 +137,7 @@ impl SocketDataPlane {
         let attached = Attached {
             fd: Arc::new(dup),
             python_fd: fd,
+            born: None,
         };
         self.table().insert(handle, attached);
         Ok(())
@@ -141,12 +149,48 @@ impl SocketDataPlane {
     }
 
     /// Detaches every handle (the module is closing).
+    /// Also connects nothing from now on (the module is closed).
     pub fn clear(&self) {
+        self.gate.disable();
         self.table().clear();
     }
 
     pub fn attached(&self) -> usize {
         self.table().len()
+    }
+
+    fn is_attached(&self, handle: u32) -> bool {
+        self.table().contains_key(&handle)
+    }
+
+    /// Sockets attached, and of those the ones connected here and not adopted.
+    fn attached_and_born(&self) -> (u64, u64) {
+        let table = self.table();
+        let born = table.values().filter(|a| a.born.is_some()).count();
+        (table.len() as u64, born as u64)
+    }
+
+    /// Sockets connected here and not yet adopted: (handle, descriptor, Python's
+    /// decision). The descriptors are the caller's from now on.
+    pub fn take_born(&self) -> Vec<(u32, OwnedFd, u32)> {
+        let mut table = self.table();
+        let mut out = Vec::new();
+        for (&handle, attached) in table.iter_mut() {
+            if let Some(b) = attached.born.take() {
+                out.push((handle, b.fd, b.decision));
+            }
+        }
+        out
+    }
+
+    /// Sockets connected here that Python has not adopted (cheap: no descriptor moves).
+    pub fn born(&self) -> usize {
+        self.attached_and_born().1 as usize
+    }
+
+    /// The native connect's gate (`connect`): Python's plain destinations and limits.
+    pub fn gate(&self) -> &connect::Gate {
+        &self.gate
     }
 
     /// Python's count of its operations waiting on its event loop; no close
@@ -293,6 +337,12 @@ impl SocketDataPlane {
         if Arc::strong_count(&attached.fd) != 1 {
             return None;
         }
+        if attached.born.is_some() {
+            // Connected here, never seen by Python: both descriptors close here.
+            drop(table.remove(&req.handle));
+            self.closes.fetch_add(1, Ordering::Relaxed);
+            return Some(0);
+        }
         // SAFETY: `python_fd` is still Python's open descriptor: Python detaches
         // a handle (under this lock) before it closes its socket, and the handle
         // is attached. dup3 only replaces what that number refers to.
@@ -394,6 +444,15 @@ impl NativeHandler for SocketDataPlane {
                 Some(result) => result,
                 None => return Some(done),
             },
+            VMRPC_SOCK_FN_CONNECT => {
+                return match self.connect(request) {
+                    Some(answer) => {
+                        done.ok(&answer);
+                        None
+                    }
+                    None => Some(done),
+                }
+            }
             VMRPC_SOCK_FN_POLL => {
                 return match self.poll_now(request) {
                     Some(answer) => {
@@ -410,5 +469,8 @@ impl NativeHandler for SocketDataPlane {
     }
 }
 
+mod connect;
 #[cfg(test)]
 mod tests;
+
+pub use connect::{Gate, NATIVE_HANDLES};

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import select
 import socket
 import ssl
@@ -26,7 +27,7 @@ from vmrpc.hostmodule import function
 from vmrpc.sockets import optnames, proto, socks5
 from vmrpc.sockets.audit import Decision
 from vmrpc.sockets.dispatch import Answer, Closed, errno_of, failure_errno
-from vmrpc.sockets.policy import TLS, TLS_ERRNO, Deny, Proxy
+from vmrpc.sockets.policy import TLS, TLS_ERRNO, Allow, Deny, Proxy
 from vmrpc.sockets.proto import Addr, ProtoError
 from vmrpc.sockets.table import Entry, State
 from vmrpc.sockets.waiting import LoopWaits
@@ -45,13 +46,34 @@ class Connecting(LoopWaits):
 
     @function(proto.FN_CONNECT)
     def rpc_connect(self, payload: bytes) -> Answer:
-        return self._call(proto.FN_CONNECT, payload, self._connect)
+        # A connect the native path started for this very call and did not wait
+        # for (its socket and errno): this call goes on with it, or closes it.
+        started = self.native_data_plane.take_started()
+        if started is None:
+            return self._call(proto.FN_CONNECT, payload, self._connect)
+        held = [started]
+        try:
+            return self._call(proto.FN_CONNECT, payload, lambda r: self._connect(r, held.pop()))
+        finally:
+            if held:  # refused before the handler ran (a closed module)
+                os.close(held[0][0])
 
-    def _connect(self, req: proto.ConnectReq) -> Answer:
+    def _connect(self, req: proto.ConnectReq, started: tuple[int, int] | None = None) -> Answer:
         if req.handle:
+            if started is not None:
+                os.close(started[0])
             return self._connect_entry(self._entry(req.handle), req)
         # A new socket: the guest's socket() and its options travel with the connect.
-        entry = self._new_entry(req.addr.family, req.type)
+        try:
+            entry = self._new_entry(req.addr.family, req.type)
+        except BaseException:
+            if started is not None:
+                os.close(started[0])
+            raise
+        if started is not None:
+            entry.sock = socket.socket(fileno=started[0])
+            entry.started = started[1]
+            self._count("sockets_created")
         for level, name, value in req.options:
             vetted = optnames.vet(level, name, value)
             if vetted is None:  # as a replayed setsockopt was: refused, and ignored
@@ -98,8 +120,11 @@ class Connecting(LoopWaits):
 
     def _connect_entry(self, entry: Entry, req: proto.ConnectReq) -> Answer:
         self._may_connect(entry, req)
+        generation = self._plain_generation
         flow = self._flow("outbound", entry.protocol, req.addr)
         rule, action = self.policy.decide(flow)
+        if entry.started is not None and not isinstance(action, Allow):
+            self._unstart(entry)  # the policy changed since the native path looked
         if isinstance(action, Deny):
             self._record("connect", flow, rule, action, err=action.errno)
             return proto.error_addr_resp(action.errno)
@@ -124,9 +149,13 @@ class Connecting(LoopWaits):
         # From here until the handshakes end no data path may touch the socket.
         entry.state = State.CONNECTING
         started = None
-        if not isinstance(action, TLS | Proxy):
+        if entry.started is not None:  # the native path's, under way
+            started, entry.started = entry.started, None
+        elif not isinstance(action, TLS | Proxy):
             started = self._start_connect(entry, req.addr)
             if started is None:  # connected (or refused) already: no loop hop
+                if type(action) is Allow:
+                    self._allow_native(req.addr, (flow, rule, action), generation)
                 return self._local_answer(entry)
         waiting = self._connect_stream(entry, req.addr, (flow, rule, action), timeout, started)
         if not in_background:
@@ -170,17 +199,28 @@ class Connecting(LoopWaits):
             if err in (errno.EINPROGRESS, errno.EAGAIN):
                 probe = select.poll()
                 probe.register(sock, select.POLLOUT)
-                if not probe.poll(0):
+                events = probe.poll(0)
+                if not events:
                     return err  # still under way: the loop waits for it
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                # Writable without an error is connected (TCP reports no POLLOUT
+                # while SYN_SENT); only a failure needs SO_ERROR to say which.
+                failed = events[0][1] & (select.POLLERR | select.POLLHUP)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if failed else 0
             if err:
                 raise OSError(err, errno.errorcode.get(err, "connect failed"))
             entry.peer = addr
-            self._ready(entry)
+            self._ready(entry, just_made=True)
         except BaseException:
             self._unconnect(entry, sock)
             raise
         return None
+
+    @staticmethod
+    def _unstart(entry: Entry) -> None:
+        """Closes a connect the native path started that Python will not go on with."""
+        sock, entry.sock, entry.started = entry.sock, None, None
+        if sock is not None:
+            sock.close()
 
     @staticmethod
     def _unconnect(entry: Entry, sock: socket.socket) -> None:

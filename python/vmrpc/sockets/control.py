@@ -100,8 +100,9 @@ class Control(LoopWaits):
     def _accepted(self, listener: Entry, result: tuple[socket.socket, Any]) -> bytes:
         sock, peer = result
         self._count("sockets_created")
+        self._publish_counts(new_sockets=1)  # it is open already
         try:
-            self._fd_budget.check(self._held_fds(), need=0)  # it is open already
+            self._fd_budget.check(self._held_fds(), need=0)
             new = self._new_entry(listener.family, listener.type)
         except ProtoError:
             sock.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from vmrpc.sockets import proto
@@ -31,9 +31,11 @@ class NameCache:
     """Canonical address (as a string) -> the names it was resolved from, most
     recent last."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._names: dict[str, list[str]] = {}
+        # Called after every change: the names are part of a connect's audit text.
+        self._on_change = on_change
 
     def names(self, address: str) -> tuple[str, ...]:
         with self._lock:
@@ -46,6 +48,8 @@ class NameCache:
                 if name in names:
                     names.remove(name)
                 names.append(name)
+        if self._on_change is not None:
+            self._on_change()
 
 
 def resolve(req: proto.GaiReq, cache: NameCache) -> Coroutine[Any, Any, bytes]:

@@ -66,30 +66,35 @@ class FdBudget:
         self.max_host_fds = max_host_fds
         self.reserve = reserve
 
-    def check(self, held: int, need: int = 1) -> None:
+    def check(self, held: int, need: int = 1, in_use: int | None = None) -> int:
         """Raises `ProtoError` (EMFILE: this VM's budget; ENFILE: the process's
         reserve) unless ``need`` more fds fit, this VM holding ``held`` now.
+        Returns the process's count of open fds it went by.
 
         ``need`` fds that are already open (an accepted socket) are passed as 0.
+        ``in_use``: that count, made by the caller an instant ago (a connect's
+        duplicate right after its socket; one count per connect, not two).
         """
         if held + max(need, 1) > self.max_host_fds:
             raise ProtoError(f"VM holds {held} host fds (budget {self.max_host_fds})", errno.EMFILE)
         limit = soft_limit()
         reserve = default_reserve(limit) if self.reserve is None else self.reserve
-        try:
-            in_use = open_fds()
-        except OSError as error:  # no fd left even to count them
-            raise ProtoError(f"cannot count open fds: {error}", errno.ENFILE) from error
+        if in_use is None:
+            try:
+                in_use = open_fds()
+            except OSError as error:  # no fd left even to count them
+                raise ProtoError(f"cannot count open fds: {error}", errno.ENFILE) from error
         if in_use + need > limit - reserve:
             raise ProtoError(
                 f"process has {in_use} fds open; {reserve} of {limit} stay reserved",
                 errno.ENFILE,
             )
+        return in_use
 
-    def allows(self, held: int, need: int = 1) -> bool:
+    def allows(self, held: int, need: int = 1, in_use: int | None = None) -> bool:
         """`check` as a yes/no (for fds that are an optimisation only)."""
         try:
-            self.check(held, need)
+            self.check(held, need, in_use)
         except ProtoError:
             return False
         return True

@@ -32,6 +32,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -400,7 +401,8 @@ class Policy:
         name_ttl: float = 30.0,
         resolver: Resolver | None = None,
     ) -> None:
-        self.rules: tuple[Rule, ...] = tuple(rules)
+        self._watchers: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._rules: tuple[Rule, ...] = tuple(rules)
         for rule in self.rules:
             if not isinstance(rule, Rule):
                 raise TypeError(f"Policy takes Rule objects, got {rule!r}")
@@ -408,6 +410,34 @@ class Policy:
             raise ValueError(f"name_ttl must be >= 0, got {name_ttl!r}")
         names = (n for rule in self.rules for n in rule.literal_names)
         self._name_addresses = _NameAddresses(names, name_ttl, resolver or _host_resolver)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: Iterable[Rule]) -> None:
+        """New rules decide from the next call on (the native connect forgets what
+        the old ones let through: `on_change`)."""
+        new = tuple(rules)
+        for rule in new:
+            if not isinstance(rule, Rule):
+                raise TypeError(f"Policy takes Rule objects, got {rule!r}")
+        self._rules = new
+        for watcher in list(self._watchers):
+            callback = watcher()
+            if callback is not None:
+                callback()
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Calls the bound method ``callback`` whenever the rules change (held weakly)."""
+        self._watchers = [w for w in self._watchers if w() is not None]
+        self._watchers.append(weakref.WeakMethod(callback))
+
+    def by_address_only(self) -> bool:
+        """No rule matches by name: a flow's decision depends on its address, port,
+        protocol and direction only (not on the names the guest resolved)."""
+        return not any(rule._patterns for rule in self._rules)
 
     def resolve_names(self) -> None:
         """Resolve the name rules now (blocking); later refreshes run in the background."""

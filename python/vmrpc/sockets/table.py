@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vmrpc import _vmm
+from vmrpc._vmm import NATIVE_HANDLES
 from vmrpc.sockets import proto
 from vmrpc.sockets.dispatch import Closed, Dispatcher
 from vmrpc.sockets.fdbudget import FdBudget
@@ -73,6 +74,8 @@ class Entry:
     exposed_key: tuple[str, int] | None = None
     error: int = 0  # a failed asynchronous connect's errno, until collected
     settled: list[asyncio.Future[None]] = field(default_factory=list)  # waiting for it
+    fds_seen: int = 0  # the process's open fds, counted when its host socket was made
+    started: int | None = None  # a connect the native path began: its errno so far
 
     @property
     def protocol(self) -> str:
@@ -104,6 +107,13 @@ class SocketTable(Dispatcher):
         (`vmrpc.VM.register_hm` hands it to the VMM). Sockets are attached once
         connected and detached before Python closes them; what would block falls
         back to SEND/RECV (`dataplane`), anything else to Python."""
+        # Native connects (`connect`): their handles lie above Python's, and they
+        # keep Python's limits, whose figures go to the native side.
+        if max_sockets + 1 < NATIVE_HANDLES:
+            self.native_data_plane.set_limits(
+                max_sockets, fd_budget.max_host_fds, fd_budget.reserve
+            )
+        self._plain: list[tuple[Addr, object]] = []  # native connects' (peer, decision)
 
     def native_handlers(self) -> Sequence[_vmm.NativeHandler]:
         """The native data plane (see `native_data_plane`)."""
@@ -114,8 +124,9 @@ class SocketTable(Dispatcher):
         """Counters: ``sockets_created`` (host OS sockets), ``sockets_open``,
         ``rpcs`` and ``rpc.<function>``, ``bytes_sent``, ``bytes_received``, and of
         those the calls the native data plane answered (``native_sends``,
-        ``native_recvs``, ``native_setsockopts``, ``native_closes``; its polls count in
-        ``rpc.poll``); the rest, ``python_rpcs``, reached Python."""
+        ``native_recvs``, ``native_setsockopts``, ``native_closes``,
+        ``native_connects``; its polls count in ``rpc.poll``); the rest,
+        ``python_rpcs``, reached Python."""
         with self._lock:
             counts = dict(self._counts)
             open_ = sum(1 for e in self._table.values() if e.sock is not None)
@@ -132,21 +143,31 @@ class SocketTable(Dispatcher):
         if native["polls"]:
             counts["rpcs"] += native["polls"]
             counts["rpc.poll"] = counts.get("rpc.poll", 0) + native["polls"]
+        if native["connects"]:
+            counts["rpcs"] += native["connects"]
+            counts["rpc.connect"] = counts.get("rpc.connect", 0) + native["connects"]
+        counts["native_connects"] = native["connects"]
+        created = counts.get("sockets_created", 0) + native["connect_sockets"]
+        counts["sockets_created"] = created
         counts["bytes_sent"] = counts.get("bytes_sent", 0) + native["bytes_sent"]
         counts["bytes_received"] = counts.get("bytes_received", 0) + native["bytes_received"]
         counts["sockets_closed"] = counts.get("sockets_closed", 0) + native["closes"]
         counts["python_rpcs"] = counts["rpcs"] - sum(
-            native[k] for k in ("sends", "recvs", "setsockopts", "closes", "polls")
+            native[k] for k in ("sends", "recvs", "setsockopts", "closes", "polls", "connects")
         )
-        counts.setdefault("sockets_created", 0)
-        # Entries closed natively stay until Python's next call: their sockets are not open.
-        counts["sockets_open"] = open_ - native["closed_pending"]
+        # Entries closed natively stay until Python's next call: their sockets are not
+        # open; sockets connected natively are open before Python adopts them.
+        counts["sockets_open"] = open_ - native["closed_pending"] + native["born"]
         return counts
 
     def _sync_native(self) -> None:
         """Forgets the sockets the native data plane closed (on the engine thread,
-        like every call that may use them): their objects name a placeholder now."""
-        for handle in self.native_data_plane.take_closed():
+        like every call that may use them): their objects name a placeholder now.
+        Adopts the sockets it connected (READY entries, as Python's own connect
+        leaves them), and takes their audit records (`_native_audit`). Only on the
+        engine thread, which alone connects natively: the counts stay exact."""
+        native = self.native_data_plane
+        for handle in native.take_closed():
             with self._lock:
                 entry = self._table.pop(handle, None)
             if entry is not None:
@@ -154,6 +175,29 @@ class SocketTable(Dispatcher):
                 sock, entry.sock = entry.sock, None
                 if sock is not None:
                     sock.close()
+        born = native.take_born()
+        for handle, fd, decision in born:
+            sock = socket.socket(fileno=fd)
+            peer = self._plain[decision][0]
+            entry = Entry(handle, proto.AF_INET, proto.SOCK_STREAM, sock, State.READY, peer=peer)
+            with self._lock:
+                self._table[handle] = entry
+        if born:  # they moved from the native side's count to this table's
+            self._publish_counts()
+        self._native_audit()
+
+    def _native_audit(self) -> None:
+        """Records the native connects' decisions (`audit` does)."""
+
+    def _publish_counts(self, new_sockets: int = 0) -> None:
+        """Tells the native connect this table's size and host sockets, with
+        ``new_sockets`` about to be made: never fewer than there are. Called where
+        they grow; where they shrink a stale (higher) figure only sends the native
+        connect's calls here, until the next call that makes a socket."""
+        with self._lock:
+            entries = len(self._table)
+            sockets = sum(1 for e in self._table.values() if e.sock is not None)
+            self.native_data_plane.set_python_counts(entries, sockets + new_sockets)
 
     def _loop_calls_changed(self, n: int) -> None:
         self.native_data_plane.set_loop_calls(n)
@@ -180,31 +224,31 @@ class SocketTable(Dispatcher):
             handle = next(h for h in range(1, self.max_sockets + 2) if h not in self._table)
             entry = Entry(handle, family, type_)
             self._table[handle] = entry
-            return entry
+        self._publish_counts()
+        return entry
 
     def _held_fds(self) -> int:
         """Host fds this VM holds: its sockets and the native data plane's duplicates."""
         with self._lock:
             sockets = sum(1 for e in self._table.values() if e.sock is not None)
-        return sockets + self.native_data_plane.attached
+        # Sockets connected natively hold a duplicate (attached) and their own fd.
+        return sockets + self.native_data_plane.attached + self.native_data_plane.born
 
     def _host_socket(self, entry: Entry, family: int | None = None) -> socket.socket:
-        self._fd_budget.check(self._held_fds())
+        in_use = self._fd_budget.check(self._held_fds())
+        self._publish_counts(new_sockets=1)
         if family is None:
             family = socket.AF_INET if entry.family == proto.AF_INET else socket.AF_INET6
         kind = socket.SOCK_STREAM if entry.type == proto.SOCK_STREAM else socket.SOCK_DGRAM
-        sock = socket.socket(family, kind)
-        try:
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
+        # Non-blocking from the start (one system call, not two: every connect makes one).
+        sock = socket.socket(family, kind | socket.SOCK_NONBLOCK)
         for level, name, value in entry.options:
             try:
                 sock.setsockopt(level, name, value)
             except OSError:  # e.g. IPV6_V6ONLY on an IPv4 route to a proxy
                 log.debug("option %d/%d not applied to handle %d", level, name, entry.handle)
         self._count("sockets_created")
+        entry.fds_seen = in_use + 1
         return sock
 
     def _drop(self, entry: Entry) -> None:
@@ -221,17 +265,20 @@ class SocketTable(Dispatcher):
         local = proto.addr_from_sockaddr(entry.sock.family, entry.sock.getsockname())
         return proto.addr_resp(0, local)
 
-    def _ready(self, entry: Entry) -> None:
+    def _ready(self, entry: Entry, just_made: bool = False) -> None:
         """The one way into READY: data may flow from now on.
 
         A connected plain TCP socket is also handed to the native data plane (not TLS:
         the TLS object lives on the loop thread). The native plane serves only
         attached sockets, so it can never see a socket before it is READY.
+        ``just_made``: the host socket was made in this same call, so its count of
+        the process's fds is still current (a loopback connect: one count, not two).
         """
         if entry.state is State.CLOSED or entry.sock is None:
             raise Closed()  # closed while connecting: the caller closes the socket
         entry.state = State.READY
         # The duplicate is only a shortcut: without room for it, Python serves the socket.
         native = entry.type == proto.SOCK_STREAM and not entry.tls
-        if native and self._fd_budget.allows(self._held_fds()):
+        in_use = entry.fds_seen if just_made else None
+        if native and self._fd_budget.allows(self._held_fds(), in_use=in_use):
             self.native_data_plane.attach(entry.handle, entry.sock.fileno())

@@ -46,5 +46,6 @@ fn _vmm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::add(m)?;
     m.add("MAX_VCPUS", crate::config::MAX_VCPUS)?;
     m.add("MAX_PAYLOAD", guest_kmod_bindings::VMRPC_MAX_PAYLOAD)?;
+    m.add("NATIVE_HANDLES", crate::sockfast::NATIVE_HANDLES)?;
     Ok(())
 }

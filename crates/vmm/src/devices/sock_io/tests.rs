@@ -129,13 +129,17 @@ fn waitall_waits_for_the_whole_first_buffer() {
     let h = harness();
     let dev = h.dev.clone();
     let r = req(&h, VMRPC_SOCKIO_WAITALL, -1, 6, 64);
-    let waiter = std::thread::spawn(move || call(&dev, r));
     let mut peer = &h.peer;
+    // Queued before the call, so its first receive takes exactly "abc" and
+    // the device then waits for more (a receive still running when "defgh"
+    // arrives would take that too, into the second buffer).
     peer.write_all(b"abc").unwrap();
-    // Real state, not a sleep: the first piece is in guest memory.
-    while guest_bytes(&h, BUF, 3) != b"abc" {
+    let waiter = std::thread::spawn(move || call(&dev, r));
+    // Real state, not a sleep: the device waits, with the first piece in guest memory.
+    while h.dev.stats.sockio_waits.get() == 0 {
         std::thread::yield_now();
     }
+    assert_eq!(guest_bytes(&h, BUF, 3), b"abc");
     peer.write_all(b"defgh").unwrap();
     assert_eq!(waiter.join().unwrap(), 6, "the first buffer, no more");
     assert_eq!(guest_bytes(&h, BUF, 6), b"abcdef");
