@@ -90,6 +90,30 @@ def test_deny_tls_proxy_and_name_rules_are_never_handed_over(port: int, rule: Ru
         module.close()
 
 
+class EveryOtherConnect(Policy):
+    """A policy of the user's own that decides by count, not by address."""
+
+    def __init__(self) -> None:
+        super().__init__([Rule(Allow(), dest="127.0.0.0/8")])
+        self.asked = 0
+
+    def decide(self, flow: Any) -> Any:
+        self.asked += 1
+        return super().decide(flow) if self.asked % 2 else (None, Deny())
+
+
+def test_a_policy_that_decides_otherwise_is_asked_about_every_connect(port: int) -> None:
+    policy = EveryOtherConnect()
+    module, recorder = module_with(policy)
+    try:
+        assert proto.RESP.unpack_from(connect(module, port))[0] == 0  # type: ignore[arg-type]
+        assert recorder.allowed == []
+        assert proto.RESP.unpack_from(connect(module, port))[0] != 0  # type: ignore[arg-type]
+        assert policy.asked == 2
+    finally:
+        module.close()
+
+
 def test_every_change_a_decision_depends_on_takes_the_destinations_back(port: int) -> None:
     policy = Policy([Rule(Allow(), dest="127.0.0.0/8")])
     module, recorder = module_with(policy)

@@ -436,7 +436,11 @@ class Policy:
 
     def by_address_only(self) -> bool:
         """No rule matches by name: a flow's decision depends on its address, port,
-        protocol and direction only (not on the names the guest resolved)."""
+        protocol and direction only (not on the names the guest resolved), and
+        `decide` is this class's own: a subclass that decides otherwise (say, by
+        time or by count) is asked about every flow."""
+        if type(self).decide is not Policy.decide:
+            return False
         return not any(rule._patterns for rule in self._rules)
 
     def resolve_names(self) -> None:
