@@ -111,6 +111,12 @@ static int rpc_setup(struct rpc_chan *rc, unsigned index)
 	rc->req_head = __atomic_load_n(&rc->req->head, __ATOMIC_ACQUIRE);
 	rc->resp_tail = __atomic_load_n(&rc->resp->tail, __ATOMIC_ACQUIRE);
 	rc->next_tag = 1;
+	/* Before this channel's first request: the engine polls only channels
+	 * below chans_in_use (and the vCPUs'), so raise it to cover this one. */
+	for (uint32_t seen = __atomic_load_n(&hdr->chans_in_use, __ATOMIC_RELAXED); seen < index + 1;)
+		if (__atomic_compare_exchange_n(&hdr->chans_in_use, &seen, index + 1, 0,
+						__ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+			break;
 	return 1;
 }
 

@@ -251,7 +251,12 @@ pub struct vmrpc_shared_hdr {
     /// The event queue arena.
     pub evq_offset: u64,
     pub evq_size: u64,
-    pub _pad1: [u32; 2],
+    /// Written by the guest: 1 + the highest channel it has set up. The RPC
+    /// engine polls channels below max(this, vcpu_count) only, so a Linux VM's
+    /// 64 per-thread channels cost a single-threaded program nothing. Clamped
+    /// by the host; a guest that lowers it only stops its own calls.
+    pub chans_in_use: u32,
+    pub _pad1: u32,
     /// Cache line 1, written by the host only. 1: the RPC engine sleeps, ring
     /// the doorbell.
     pub host_sleeping: u32,

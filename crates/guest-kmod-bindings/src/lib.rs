@@ -70,6 +70,7 @@ pub mod ring_off {
 
 /// Offset of `vmrpc_shared_hdr.host_sleeping` (the VMM accesses it atomically).
 pub const SHARED_HOST_SLEEPING_OFFSET: u64 = offset_of!(vmrpc_shared_hdr, host_sleeping) as u64;
+pub const SHARED_CHANS_IN_USE_OFFSET: u64 = offset_of!(vmrpc_shared_hdr, chans_in_use) as u64;
 
 // The layout facts the protocol relies on beyond the fields themselves.
 const _: () = {

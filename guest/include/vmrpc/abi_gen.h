@@ -316,7 +316,12 @@ struct vmrpc_shared_hdr {
   // The event queue arena.
   uint64_t evq_offset;
   uint64_t evq_size;
-  uint32_t _pad1[2];
+  // Written by the guest: 1 + the highest channel it has set up. The RPC
+  // engine polls channels below max(this, vcpu_count) only, so a Linux VM's
+  // 64 per-thread channels cost a single-threaded program nothing. Clamped
+  // by the host; a guest that lowers it only stops its own calls.
+  uint32_t chans_in_use;
+  uint32_t _pad1;
   // Cache line 1, written by the host only. 1: the RPC engine sleeps, ring
   // the doorbell.
   uint32_t host_sleeping;
