@@ -80,10 +80,13 @@ def test_a_large_receive_is_byte_exact_through_the_exit(bigrx: Path, chunk: int)
         peer.close()
     head, calls = out.rsplit(" calls ", 1)
     assert head == f"recv total {TOTAL} broken 0 end 0"
-    # Every byte came through the exit (none through a socket RPC), at most one exit
-    # per receive call (the read-ahead it filled served others without one).
+    # Every byte came through the exit (none through a socket RPC), at most two exits
+    # per receive call: one that never waits (and fills the read-ahead, which serves
+    # later calls without one) and, only when that one found nothing yet, one that
+    # waits (how often depends on the peer's timing: 9 and 10 exits were seen for 8
+    # and 9 calls).
     assert stats["sockio_bytes"] == TOTAL
-    assert 0 < stats["sockio_calls"] <= int(calls)
+    assert 0 < stats["sockio_calls"] <= 2 * int(calls)
     assert module.stats["native_recvs"] == 0, module.stats
 
 
