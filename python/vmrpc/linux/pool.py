@@ -48,6 +48,7 @@ from vmrpc.events import EventQueue
 from vmrpc.linux.cpython import PythonResult
 from vmrpc.linux.files import FileAccess, Mount
 from vmrpc.linux.vm import LinuxVM
+from vmrpc.linux.warm import WarmConfig, job_payload, read_stdin
 from vmrpc.modspec import ModuleLike
 from vmrpc.sockets import SocketOutsourcing
 
@@ -98,16 +99,16 @@ class PythonPool(Closing):
         timeout: float | None = 60.0,
         memory_mib: int = 256,
     ) -> None:
-        if isinstance(preload, str):
-            raise TypeError("preload must be a sequence of module names, not a single string")
-        self._python = python
-        self._mounts = tuple(mounts)
-        self._modules = tuple(modules)
-        self._sockets = sockets
-        self._env = dict(env or {})
-        self._audit = audit
-        self._preload = tuple(preload)
-        self._memory_mib = memory_mib
+        self._config = WarmConfig.of(
+            python=python,
+            mounts=mounts,
+            modules=modules,
+            sockets=sockets,
+            env=env,
+            audit=audit,
+            preload=preload,
+            memory_mib=memory_mib,
+        )
         self.timeout = timeout
         """Default time limit of `run`, in seconds."""
         self.vms_started = 0
@@ -144,13 +145,8 @@ class PythonPool(Closing):
             ValueError: ``code`` or an argument holds a NUL byte (as for a process).
             ConfigError: the pool is closed.
         """
-        if isinstance(args, str):
-            raise TypeError("args must be a sequence of strings, not a single string")
-        fields = [os.fsencode(field) for field in (code, *args)]
-        if any(b"\0" in field for field in fields):
-            raise ValueError("code and arguments cannot hold NUL bytes")
-        payload = b"\0".join(fields)
-        data = b"" if stdin is None else _read_stdin(stdin)
+        payload = job_payload(code, args)
+        data = b"" if stdin is None else read_stdin(stdin)
         limit = self.timeout if timeout is None else timeout
         with self._lock:
             if self._closed:
@@ -180,17 +176,7 @@ class PythonPool(Closing):
 
     def _start(self) -> tuple[LinuxVM, EventQueue]:
         """A new VM whose bootstrap is ready (under the lock)."""
-        vm = LinuxVM(
-            self._python,
-            ["-c", _BOOTSTRAP, *self._preload],
-            mounts=self._mounts,
-            modules=self._modules,
-            sockets=None if self._sockets is None else self._sockets(),
-            env=self._env,
-            audit=self._audit,
-            memory_mib=self._memory_mib,
-            python_client=True,
-        )
+        vm = self._config.linux_vm(_BOOTSTRAP)
         try:
             queue = vm.vm.make_ev_queue(QUEUE, capacity=_EVENTS, max_event_size=_EVENT_SIZE)
             vm.start()
@@ -243,13 +229,6 @@ class PythonPool(Closing):
         if self._vm is not None:
             self._vm.close()
         self._vm = self._queue = None
-
-
-def _read_stdin(stdin: bytes | os.PathLike[str]) -> bytes:
-    if isinstance(stdin, bytes | bytearray | memoryview):
-        return bytes(stdin)
-    with open(stdin, "rb") as f:
-        return f.read()
 
 
 def _deadline(limit: float | None) -> float | None:

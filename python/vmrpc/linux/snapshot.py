@@ -38,8 +38,8 @@ from vmrpc.errors import PoolError, VmKilled
 from vmrpc.hostmodule import HostModule, function
 from vmrpc.linux.cpython import PythonResult
 from vmrpc.linux.files import FileAccess, Mount
-from vmrpc.linux.pool import _read_stdin
 from vmrpc.linux.vm import LinuxVM
+from vmrpc.linux.warm import WarmConfig, job_payload, read_stdin
 from vmrpc.modspec import ModuleLike
 from vmrpc.sockets import SocketOutsourcing
 
@@ -97,19 +97,19 @@ class PythonSnapshot:
         memory_mib: int = 256,
         prefault: bool = True,
     ) -> None:
-        if isinstance(preload, str):
-            raise TypeError("preload must be a sequence of module names, not a single string")
-        self._python = python
-        self._mounts = tuple(mounts)
-        self._modules = tuple(modules)
-        self._sockets = sockets
-        self._env = dict(env or {})
-        self._audit = audit
-        self._preload = tuple(preload)
-        self._memory_mib = memory_mib
+        self._config = WarmConfig.of(
+            python=python,
+            mounts=mounts,
+            modules=modules,
+            sockets=sockets,
+            env=env,
+            audit=audit,
+            preload=preload,
+            memory_mib=memory_mib,
+        )
         self.timeout = timeout
         """Default time limit of `run`, in seconds."""
-        vm = self._vm((), None)
+        vm = self._config.linux_vm(_BOOTSTRAP)
         try:
             self._snapshot = _take(vm, timeout)
             self._cwd = vm.files.cwd
@@ -156,13 +156,9 @@ class PythonSnapshot:
         """`run` without waiting: the new VM, started (``vm.wait()``, then ``vm.close()``;
         it is a context manager). ``before_start`` is called with it before it starts
         (to make an event queue on ``vm.vm``, say)."""
-        if isinstance(args, str):
-            raise TypeError("args must be a sequence of strings, not a single string")
-        fields = [os.fsencode(field) for field in (code, *args)]
-        if any(b"\0" in field for field in fields):
-            raise ValueError("code and arguments cannot hold NUL bytes")
-        data = b"" if stdin is None else _read_stdin(stdin)
-        vm = self._vm([_Job(b"\0".join(fields))], data)
+        payload = job_payload(code, args)
+        data = b"" if stdin is None else read_stdin(stdin)
+        vm = self._config.linux_vm(_BOOTSTRAP, [_Job(payload)], data)
         try:
             vm.files.cwd = self._cwd
             _vmm.restore_snapshot(vm.vm._vm, self._snapshot)
@@ -179,21 +175,6 @@ class PythonSnapshot:
         with self.start(code) as vm:
             vm.wait(timeout)
             return _vmm.record_working_set(vm.vm._vm, self._snapshot)
-
-    def _vm(self, extra: Sequence[ModuleLike], stdin: bytes | None) -> LinuxVM:
-        """A VM of this snapshot's configuration (the same for the snapshot and runs)."""
-        return LinuxVM(
-            self._python,
-            ["-c", _BOOTSTRAP, *self._preload],
-            mounts=self._mounts,
-            modules=[*self._modules, *extra],
-            sockets=None if self._sockets is None else self._sockets(),
-            env=self._env,
-            stdin=stdin,
-            audit=self._audit,
-            memory_mib=self._memory_mib,
-            python_client=True,
-        )
 
 
 def _take(vm: LinuxVM, timeout: float | None) -> _vmm.Snapshot:
