@@ -471,6 +471,8 @@ impl NativeHandler for SocketDataPlane {
 
 mod connect;
 #[cfg(test)]
+mod test_harness;
+#[cfg(test)]
 mod tests;
 
 pub use connect::{Gate, NATIVE_HANDLES};

@@ -1,67 +1,13 @@
 //! Unit tests of the socket data plane (`super`).
+use super::test_harness::Harness;
 use super::*;
-use crate::rpc::channel::Channel;
-use crate::stats::Stats;
-use guest_kmod_bindings::{
-    ring_off, RespDesc, RingHdr, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_RESP_RING_OFFSET,
-    VMRPC_RPC_RING_ENTRIES,
-};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use vm_memory::{Bytes, GuestMemoryMmap};
-use vmm_sys_util::eventfd::EventFd;
+use vm_memory::Bytes;
 
-const BASE: u64 = 0x1000;
-
-struct Harness {
-    mem: GuestMemoryMmap,
-    chan: Arc<Channel>,
-    answers: u32,
-}
-
-impl Harness {
-    fn new() -> Self {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let irq = EventFd::new(0).unwrap();
-        let chan = Arc::new(Channel::new(
-            0,
-            mem.clone(),
-            BASE,
-            Some(irq),
-            Arc::new(Stats::default()),
-        ));
-        Harness {
-            mem,
-            chan,
-            answers: 0,
-        }
-    }
-
-    fn offer(&self, dp: &SocketDataPlane, function: u32, request: &[u8]) -> bool {
-        assert!(self.chan.reserve());
-        let done = Completion::new(self.chan.clone(), 7, 0, 64);
-        dp.try_call(function, request, done).is_none()
-    }
-
-    /// The socket-protocol result of the answer just posted.
-    fn answer(&mut self) -> i32 {
-        let ring = BASE + VMRPC_CHAN_RESP_RING_OFFSET as u64;
-        let index = (self.answers % VMRPC_RPC_RING_ENTRIES) as usize;
-        let slot = ring + (size_of::<RingHdr>() + index * size_of::<RespDesc>()) as u64;
-        self.answers += 1;
-        // The guest consumes it, so the ring never fills.
-        self.mem
-            .write_obj(self.answers, GuestAddress(ring + ring_off::TAIL))
-            .unwrap();
-        let desc: RespDesc = self.mem.read_obj(GuestAddress(slot)).unwrap();
-        assert_eq!(desc.status as usize, size_of::<vmrpc_sock_resp>());
-        let answer: vmrpc_sock_resp = self
-            .mem
-            .read_obj(GuestAddress(BASE + VMRPC_CHAN_DATA_OFFSET as u64))
-            .unwrap();
-        answer.result
-    }
+/// The socket-protocol result of the answer just posted.
+fn result(h: &mut Harness) -> i32 {
+    h.answer::<vmrpc_sock_resp>().result
 }
 
 fn buf_req(handle: u32, len: u32, gpa: u64) -> Vec<u8> {
@@ -79,16 +25,20 @@ fn zero_copy_calls_move_bytes_to_and_from_guest_buffers() {
         .write_slice(b"from guest memory", GuestAddress(0x8_0000))
         .unwrap();
     assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &buf_req(3, 17, 0x8_0000)));
-    assert_eq!(h.answer(), 17);
+    assert_eq!(result(&mut h), 17);
     let mut got = [0u8; 17];
     b.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"from guest memory");
 
     assert!(h.offer(&dp, VMRPC_SOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
-    assert_eq!(h.answer(), -libc::EAGAIN, "nothing to read: never waits");
+    assert_eq!(
+        result(&mut h),
+        -libc::EAGAIN,
+        "nothing to read: never waits"
+    );
     b.write_all(b"into guest memory").unwrap();
     assert!(h.offer(&dp, VMRPC_SOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
-    assert_eq!(h.answer(), 17);
+    assert_eq!(result(&mut h), 17);
     let mut back = [0u8; 17];
     h.mem.read_slice(&mut back, GuestAddress(0x9_0000)).unwrap();
     assert_eq!(&back, b"into guest memory");
@@ -97,9 +47,9 @@ fn zero_copy_calls_move_bytes_to_and_from_guest_buffers() {
 
     drop(b);
     assert!(h.offer(&dp, VMRPC_SOCK_FN_RECV_BUF, &buf_req(3, 64, 0x9_0000)));
-    assert_eq!(h.answer(), 0, "end of stream");
+    assert_eq!(result(&mut h), 0, "end of stream");
     assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &buf_req(3, 4, 0x8_0000)));
-    assert_eq!(h.answer(), -libc::EPIPE);
+    assert_eq!(result(&mut h), -libc::EPIPE);
 }
 
 #[test]
@@ -116,12 +66,12 @@ fn bad_or_unsupported_requests_are_answered_with_errno() {
         (vec![1, 2, 3], -libc::EINVAL), // short request
     ] {
         assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &req));
-        assert_eq!(h.answer(), want);
+        assert_eq!(result(&mut h), want);
     }
     dp.detach(3);
     assert_eq!(dp.attached(), 0);
     assert!(h.offer(&dp, VMRPC_SOCK_FN_SEND_BUF, &buf_req(3, 8, 0x8_0000)));
-    assert_eq!(h.answer(), -libc::EOPNOTSUPP, "detached");
+    assert_eq!(result(&mut h), -libc::EOPNOTSUPP, "detached");
 }
 
 fn handle_req(handle: u32) -> Vec<u8> {
@@ -153,7 +103,7 @@ fn close_closes_the_socket_and_parks_pythons_descriptor() {
     let mut h = Harness::new();
     dp.attach(3, ours.as_raw_fd()).unwrap();
     assert!(h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &handle_req(3)));
-    assert_eq!(h.answer(), 0);
+    assert_eq!(result(&mut h), 0);
     // Python still holds its descriptor, yet the peer sees the close.
     let mut buf = [0u8; 4];
     assert_eq!(peer.read(&mut buf).unwrap(), 0, "EOF at the peer");
@@ -182,7 +132,7 @@ fn close_with_unread_data_resets_the_connection() {
     let mut probe = [0u8; 6];
     assert_eq!(ours.peek(&mut probe).unwrap(), 6);
     assert!(h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &handle_req(3)));
-    assert_eq!(h.answer(), 0);
+    assert_eq!(result(&mut h), 0);
     let err = peer.read(&mut probe).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ECONNRESET), "{err}");
 }
@@ -191,7 +141,7 @@ fn close_with_unread_data_resets_the_connection() {
 fn close_leaves_to_python_what_python_may_be_using() {
     let (ours, _peer) = tcp_pair();
     let dp = SocketDataPlane::default();
-    let h = Harness::new();
+    let mut h = Harness::new();
     dp.attach(3, ours.as_raw_fd()).unwrap();
     dp.set_loop_calls(1); // an operation waits on Python's loop
     assert!(!h.offer(&dp, VMRPC_SOCK_FN_CLOSE, &handle_req(3)));
@@ -219,7 +169,7 @@ fn setsockopt_sets_allowed_options_and_leaves_the_rest_to_python() {
         VMRPC_SOCK_FN_SETSOCKOPT,
         &sockopt_req(3, nodelay.0, nodelay.1, &one)
     ));
-    assert_eq!(h.answer(), 0);
+    assert_eq!(result(&mut h), 0);
     assert!(
         ours.nodelay().unwrap(),
         "set on the very socket Python holds"
@@ -276,7 +226,7 @@ fn a_poll_of_attached_sockets_with_one_ready_is_answered_here() {
 #[test]
 fn other_functions_go_to_python() {
     let dp = SocketDataPlane::default();
-    let h = Harness::new();
+    let mut h = Harness::new();
     for function in [0, 13, 14, 16, 19] {
         assert!(
             !h.offer(&dp, function, &buf_req(3, 8, 0x8_0000)),

@@ -1,72 +1,17 @@
 //! Unit tests of the native connect (`super`): what it serves, what it leaves
 //! to Python (every malformed or hostile request among them), and its limits.
+use super::super::test_harness::Harness;
 use super::super::*;
 use super::*;
-use crate::rpc::channel::{Channel, Completion};
-use crate::stats::Stats;
 use guest_kmod_bindings::socket_proto::{VMRPC_SOCK_AF_INET6, VMRPC_SOCK_SOCK_DGRAM};
-use guest_kmod_bindings::{
-    ring_off, RespDesc, RingHdr, VMRPC_CHAN_DATA_OFFSET, VMRPC_CHAN_RESP_RING_OFFSET,
-    VMRPC_RPC_RING_ENTRIES,
-};
 use std::io::Read;
 use std::net::TcpListener;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::EventFd;
 
-const BASE: u64 = 0x1000;
-
-struct Harness {
-    mem: GuestMemoryMmap,
-    chan: Arc<Channel>,
-    answers: u32,
-}
-
-impl Harness {
-    fn new() -> Self {
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let irq = EventFd::new(0).unwrap();
-        let stats = Arc::new(Stats::default());
-        let chan = Arc::new(Channel::new(0, mem.clone(), BASE, Some(irq), stats));
-        Harness {
-            mem,
-            chan,
-            answers: 0,
-        }
-    }
-
-    /// CONNECT through the data plane: Some(answer) if served here, None if
-    /// handed on to Python.
-    fn connect(&mut self, dp: &SocketDataPlane, request: &[u8]) -> Option<vmrpc_sock_addr_resp> {
-        assert!(self.chan.reserve());
-        let done = Completion::new(self.chan.clone(), 7, 0, 64);
-        if let Some(back) = dp.try_call(VMRPC_SOCK_FN_CONNECT, request, done) {
-            back.err(1); // what Python would answer does not matter here
-            self.answers += 1;
-            self.consume();
-            return None;
-        }
-        self.answers += 1;
-        let ring = BASE + VMRPC_CHAN_RESP_RING_OFFSET as u64;
-        let index = ((self.answers - 1) % VMRPC_RPC_RING_ENTRIES) as usize;
-        let slot = ring + (size_of::<RingHdr>() + index * size_of::<RespDesc>()) as u64;
-        let desc: RespDesc = self.mem.read_obj(GuestAddress(slot)).unwrap();
-        assert_eq!(desc.status as usize, size_of::<vmrpc_sock_addr_resp>());
-        self.consume();
-        Some(
-            self.mem
-                .read_obj(GuestAddress(BASE + VMRPC_CHAN_DATA_OFFSET as u64))
-                .unwrap(),
-        )
-    }
-
-    /// The guest takes every answer, so the ring never fills.
-    fn consume(&self) {
-        let ring = BASE + VMRPC_CHAN_RESP_RING_OFFSET as u64;
-        self.mem
-            .write_obj(self.answers, GuestAddress(ring + ring_off::TAIL))
-            .unwrap();
-    }
+/// CONNECT through the data plane: Some(answer) if served here, None if
+/// handed on to Python.
+fn connect(h: &mut Harness, dp: &SocketDataPlane, request: &[u8]) -> Option<vmrpc_sock_addr_resp> {
+    h.offer(dp, VMRPC_SOCK_FN_CONNECT, request)
+        .then(|| h.answer())
 }
 
 fn addr(port: u16) -> vmrpc_sock_addr {
@@ -117,9 +62,8 @@ fn an_allowed_destination_is_connected_here_and_left_for_python_to_adopt() {
     let (dp, listener, a) = ready();
     let mut h = Harness::new();
     let nodelay = option(libc::IPPROTO_TCP, libc::TCP_NODELAY, &1i32.to_ne_bytes());
-    let answer = h
-        .connect(&dp, &[connect_req(a), nodelay].concat())
-        .expect("served natively");
+    let answer =
+        connect(&mut h, &dp, &[connect_req(a), nodelay].concat()).expect("served natively");
     assert_eq!(answer.result, 0);
     assert!(answer.aux >= NATIVE_HANDLES);
     let (peer, from) = listener.accept().unwrap();
@@ -168,7 +112,7 @@ fn an_allowed_destination_is_connected_here_and_left_for_python_to_adopt() {
 fn a_born_socket_closed_before_python_saw_it_closes_here() {
     let (dp, listener, a) = ready();
     let mut h = Harness::new();
-    let answer = h.connect(&dp, &connect_req(a)).unwrap();
+    let answer = connect(&mut h, &dp, &connect_req(a)).unwrap();
     let (mut peer, _) = listener.accept().unwrap();
     let close = vmrpc_sock_handle_req {
         handle: answer.aux,
@@ -195,7 +139,7 @@ fn a_refused_connect_answers_its_errno_and_is_recorded() {
     let a = addr(port);
     assert!(dp.gate().allow_plain(a.as_slice(), 2));
     let mut h = Harness::new();
-    let answer = h.connect(&dp, &connect_req(a)).unwrap();
+    let answer = connect(&mut h, &dp, &connect_req(a)).unwrap();
     assert_eq!((answer.result, answer.aux), (-libc::ECONNREFUSED, 0));
     assert_eq!(answer.addr, vmrpc_sock_addr::default());
     assert_eq!(dp.attached(), 0);
@@ -212,11 +156,11 @@ fn only_exactly_the_allowed_address_bytes_are_served() {
     let mut flowinfo = a; // IPv4 ignores it, but these are not the bytes allowed
     flowinfo.flowinfo = 1;
     for other in [other_port, flowinfo] {
-        assert!(h.connect(&dp, &connect_req(other)).is_none());
+        assert!(connect(&mut h, &dp, &connect_req(other)).is_none());
     }
     dp.gate().forget_plain();
     assert!(
-        h.connect(&dp, &connect_req(a)).is_none(),
+        connect(&mut h, &dp, &connect_req(a)).is_none(),
         "forgotten: Python's again"
     );
     assert!(!dp.gate().allow_plain(&[0u8; 5], 1), "not an address");
@@ -265,7 +209,7 @@ fn hostile_or_unusual_requests_go_to_python_untouched() {
         [good.clone(), too_many].concat(),
     ];
     for case in &cases {
-        assert!(h.connect(&dp, case).is_none(), "{case:?}");
+        assert!(connect(&mut h, &dp, case).is_none(), "{case:?}");
     }
     // Whatever follows a valid head, nothing panics and nothing is made
     // unless the options parse.
@@ -276,7 +220,7 @@ fn hostile_or_unusual_requests_go_to_python_untouched() {
         seed ^= seed << 17;
         let len = (seed % 96) as usize;
         let tail: Vec<u8> = (0..len).map(|i| (seed >> (i % 56)) as u8).collect();
-        let _ = h.connect(&dp, &[good.clone(), tail].concat());
+        let _ = connect(&mut h, &dp, &[good.clone(), tail].concat());
     }
     assert!(dp.connects.load(Ordering::Relaxed) <= 2000);
     drop(dp.take_born());
@@ -287,16 +231,16 @@ fn without_room_for_the_socket_and_its_duplicate_python_decides() {
     let (dp, _listener, a) = ready();
     let mut h = Harness::new();
     dp.gate().set_python_counts(64, 0); // the table is full
-    assert!(h.connect(&dp, &connect_req(a)).is_none());
+    assert!(connect(&mut h, &dp, &connect_req(a)).is_none());
     dp.gate().set_python_counts(1, 63); // one fd left: the socket, not its duplicate
-    assert!(h.connect(&dp, &connect_req(a)).is_none());
+    assert!(connect(&mut h, &dp, &connect_req(a)).is_none());
     dp.gate().set_limits(64, 64, Some(u64::MAX)); // the process reserve takes all
     dp.gate().set_python_counts(0, 0);
-    assert!(h.connect(&dp, &connect_req(a)).is_none());
+    assert!(connect(&mut h, &dp, &connect_req(a)).is_none());
     let unset = SocketDataPlane::default();
     assert!(unset.gate().allow_plain(a.as_slice(), 1));
     assert!(
-        h.connect(&unset, &connect_req(a)).is_none(),
+        connect(&mut h, &unset, &connect_req(a)).is_none(),
         "no limits from Python yet"
     );
     assert_eq!(dp.connect_sockets.load(Ordering::Relaxed), 0);
@@ -307,11 +251,11 @@ fn a_closed_module_connects_nothing_more() {
     let (dp, _listener, a) = ready();
     let mut h = Harness::new();
     dp.clear(); // SocketOutsourcing.close()
-    assert!(h.connect(&dp, &connect_req(a)).is_none());
+    assert!(connect(&mut h, &dp, &connect_req(a)).is_none());
     dp.gate().set_limits(64, 64, Some(0));
     assert!(dp.gate().allow_plain(a.as_slice(), 5));
     assert!(
-        h.connect(&dp, &connect_req(a)).is_none(),
+        connect(&mut h, &dp, &connect_req(a)).is_none(),
         "a late hand-over is ignored"
     );
     assert_eq!(dp.connect_sockets.load(Ordering::Relaxed), 0);
@@ -327,7 +271,7 @@ fn a_connect_not_finished_at_once_goes_to_python_with_its_socket() {
     let mut h = Harness::new();
     let mut handed = None;
     for _ in 0..8 {
-        match h.connect(&dp, &connect_req(a)) {
+        match connect(&mut h, &dp, &connect_req(a)) {
             Some(answer) => assert_eq!(answer.result, 0),
             None => {
                 handed = Gate::take_started();
