@@ -232,14 +232,11 @@ impl Engine {
     }
 
     fn poll_chan(&mut self, i: usize) -> bool {
-        let chan = self.chans[i].chan.clone();
+        let req_ring = self.chans[i].chan.req_ring;
         let mut tail = self.chans[i].tail;
         let head: u32 = self
             .mem
-            .load(
-                chan.req_ring.unchecked_add(ring_off::HEAD),
-                Ordering::Acquire,
-            )
+            .load(req_ring.unchecked_add(ring_off::HEAD), Ordering::Acquire)
             .unwrap_or(tail);
         let available = match ring_available(head, tail, VMRPC_RPC_RING_ENTRIES) {
             Some(n) => n,
@@ -249,12 +246,16 @@ impl Engine {
                 self.chans[i].tail = head;
                 let _ = self.mem.store(
                     head,
-                    chan.req_ring.unchecked_add(ring_off::TAIL),
+                    req_ring.unchecked_add(ring_off::TAIL),
                     Ordering::Release,
                 );
                 return false;
             }
         };
+        if available == 0 {
+            return false; // the common case on every pass: no Arc traffic for it
+        }
+        let chan = self.chans[i].chan.clone();
         let mut did = false;
         for _ in 0..available {
             // Take a request only if its answer has a slot waiting for it.
